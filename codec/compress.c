@@ -1,0 +1,2 @@
+/* compress.c — placeholder, filled by the codec work */
+#include "codec/qipc.h"

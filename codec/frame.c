@@ -1,0 +1,2 @@
+/* frame.c — placeholder, filled by the codec work */
+#include "codec/qipc.h"

@@ -1,0 +1,2 @@
+/* object.c — placeholder, filled by the codec work */
+#include "codec/qipc.h"

@@ -1,0 +1,2 @@
+/* peek.c — placeholder, filled by the codec work */
+#include "codec/qipc.h"

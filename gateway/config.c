@@ -1,0 +1,2 @@
+/* config.c — placeholder */
+#include "gateway/config.h"

@@ -1,0 +1,186 @@
+/*
+ * config — the JSON configuration file (jansson) turned into one validated, immutable
+ * struct gw_config. Every error in a file is collected and reported at once, each naming
+ * the JSON path of the bad field (e.g. "pools[0].backends[1].address: ..."), with the
+ * line/column jansson gives for syntax errors.
+ *
+ * Ownership: gw_cfg_load returns a config that owns every string and array inside it;
+ * free it with gw_cfg_free. Backend passwords are resolved at load time (inline,
+ * password_env, password_file) and held only here; they are never logged.
+ * Thread: load on the main thread; the result is read-only afterwards and may be shared.
+ */
+#ifndef GW_GATEWAY_CONFIG_H
+#define GW_GATEWAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum gw_addr_kind {
+	GW_ADDR_TCP = 0,	/* host:port */
+	GW_ADDR_UNIX_ABSTRACT,	/* unix:PORT -> abstract "\0/tmp/kx.PORT" (q's name) */
+	GW_ADDR_UNIX_PATH,	/* unix:/path -> filesystem socket */
+};
+
+struct gw_addr {
+	enum gw_addr_kind kind;
+	char *host;		/* TCP: host or IP ("0.0.0.0", "127.0.0.1", "localhost") */
+	int port;		/* TCP port, or the PORT of unix:PORT */
+	char *path;		/* UNIX_PATH: the path; UNIX_ABSTRACT: "/tmp/kx.PORT" (no NUL prefix) */
+	char *text;		/* the original string, for logs */
+};
+
+struct gw_tls_cfg {
+	char *cert_file;
+	char *key_file;
+	char *client_ca_file;	/* NULL: no client certificates asked */
+	char *ca_file;		/* backend side: CA to verify the backend; NULL = system */
+	bool is_verify;		/* backend side: verify the backend's certificate (default true) */
+};
+
+struct gw_listener_cfg {
+	char *name;
+	struct gw_addr addr;
+	char *pool;		/* default pool for clients of this listener (must exist) */
+	struct gw_tls_cfg *tls;	/* NULL: plain */
+};
+
+struct gw_user_cfg {
+	char *name;
+	char *password_hash;	/* "$qgate$pbkdf2-sha256$<iter>$<salt b64>$<hash b64>" */
+	char **pools;		/* pools this user may reach (NULL-terminated); NULL = all */
+	size_t n_pools;
+	bool is_admin;
+	char **allow;		/* allowed function names/globs (NULL-terminated); NULL = all */
+	size_t n_allow;
+	char *default_pool;	/* "pool" field; NULL: the listener's pool */
+};
+
+enum gw_pool_mode {
+	GW_MODE_QUERY = 0,
+	GW_MODE_SESSION,
+};
+
+enum gw_strategy {
+	GW_STRATEGY_LEAST_OUTSTANDING = 0,
+	GW_STRATEGY_ROUND_ROBIN,
+	GW_STRATEGY_RANDOM_TWO,
+};
+
+struct gw_backend_cfg {
+	char *name;
+	struct gw_addr addr;
+	char *user;		/* NULL: no credentials ("" user) */
+	char *password;		/* resolved from password / password_env / password_file */
+	int connections;	/* default 2 */
+	int weight;		/* default 1, >= 1 */
+	struct gw_tls_cfg *tls;	/* NULL: plain */
+};
+
+struct gw_reconnect_cfg {
+	int attempts;		/* -1 forever (default) */
+	uint32_t delay_ms;	/* 500 */
+	double multiplier;	/* 2.0; 1.0 = constant */
+	uint32_t max_delay_ms;	/* 30000 */
+	double jitter;		/* 0.2: +-20% */
+	uint32_t connect_timeout_ms; /* 2000 */
+};
+
+struct gw_health_cfg {
+	uint32_t interval_ms;	/* 5000; 0 = off */
+	uint32_t timeout_ms;	/* 1000 */
+	char *query;		/* "::" */
+};
+
+struct gw_pool_cfg {
+	char *name;
+	enum gw_pool_mode mode;
+	enum gw_strategy strategy;
+	struct gw_backend_cfg *backends;
+	size_t n_backends;
+	uint32_t queue_max;		/* 1000 */
+	uint32_t queue_timeout_ms;	/* 5000; 0 = wait forever */
+	uint32_t query_timeout_ms;	/* 0 = none */
+	struct gw_reconnect_cfg reconnect;
+	struct gw_health_cfg health;
+	uint32_t dedicated_max;		/* 256 */
+	bool is_dedicated;		/* every sync request of the pool is dedicated */
+	bool is_lazy;			/* "connect": "lazy" instead of "start" */
+	bool is_auth_passthrough;	/* session mode: open upstream with the client's creds */
+};
+
+struct gw_rule_cfg {
+	char *function;		/* glob on the function name at the head of a list message */
+	char *prefix;		/* prefix of a char-vector query */
+	char *user;		/* exact user name */
+	char *pool;		/* NULL: keep the pool chosen otherwise */
+	bool is_dedicated;
+	uint32_t timeout_ms;	/* 0: the pool's query_timeout_ms */
+	bool is_deny;		/* "deny": true refuses with "qgate: not allowed" */
+};
+
+struct gw_limits_cfg {
+	uint32_t max_clients;		/* 10000 */
+	uint64_t max_message_bytes;	/* 268435456 */
+	uint32_t handshake_timeout_ms;	/* 5000 */
+	uint32_t client_idle_timeout_ms; /* 0 = none */
+	uint32_t max_pipeline;		/* outstanding sync requests per client, 1024 */
+	uint64_t client_buffer_bytes;	/* per-client response buffering high watermark, 4 MiB */
+};
+
+enum gw_log_level {
+	GW_LOG_ERROR = 0,
+	GW_LOG_WARN,
+	GW_LOG_INFO,
+	GW_LOG_DEBUG,
+	GW_LOG_TRACE,
+};
+
+struct gw_config {
+	struct gw_listener_cfg *listeners;
+	size_t n_listeners;
+	bool has_auth;			/* "auth" present: only listed users get in */
+	struct gw_user_cfg *users;
+	size_t n_users;
+	struct gw_pool_cfg *pools;
+	size_t n_pools;
+	struct gw_rule_cfg *rules;
+	size_t n_rules;
+	struct gw_addr *stats_listen;	/* NULL: no stats endpoint */
+	struct gw_limits_cfg limits;
+	enum gw_log_level log_level;
+	char *audit_file;
+	int workers;			/* 1 */
+	char *gateway_user;		/* user name a backend sees when no backend "user": "qgate" */
+};
+
+/*
+ * Load and validate a config file. On success returns the config and *errs is NULL.
+ * On failure returns NULL and *errs is a malloc'd, newline-separated list of every error
+ * found, each line "PATH: message" (caller frees).
+ */
+struct gw_config *gw_cfg_load(const char *path, char **errs);
+
+/* Same, from a JSON text in memory (for tests). name is used in messages. */
+struct gw_config *gw_cfg_parse(const char *json, const char *name, char **errs);
+
+void gw_cfg_free(struct gw_config *cfg);
+
+/* Lookups; NULL when absent. */
+const struct gw_pool_cfg *gw_cfg_pool(const struct gw_config *cfg, const char *name);
+const struct gw_user_cfg *gw_cfg_user(const struct gw_config *cfg, const char *name);
+
+/*
+ * Password hashing for auth.users[].password_hash: PBKDF2-HMAC-SHA256 from OpenSSL with a
+ * random 16-byte salt and a high iteration count. gw_pw_hash returns a malloc'd string
+ * (caller frees) or NULL; gw_pw_verify compares in constant time and returns true on match.
+ * Both are slow by design: call once per login, never per message.
+ */
+char *gw_pw_hash(const char *password);
+bool gw_pw_verify(const char *stored_hash, const char *password, size_t password_len);
+
+/* Parse an address string as the "listen"/"address" fields accept it. 0 or -EINVAL. */
+int gw_addr_parse(const char *text, struct gw_addr *out);
+void gw_addr_free(struct gw_addr *a);
+
+#endif /* GW_GATEWAY_CONFIG_H */
