@@ -1,0 +1,185 @@
+/*
+ * listen.c — client-facing listeners: TCP (SO_REUSEPORT, so more workers can bind the
+ * same port), Unix sockets by path, and q's abstract Unix name "\0/tmp/kx.PORT" that
+ * `hopen `:unix://PORT` and PyKX's unix=True connect to. Accepts with one multishot
+ * accept per listener; a new client starts in the handshake state.
+ */
+#include "gateway/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "gateway/log.h"
+
+int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->kind == GW_ADDR_TCP) {
+		struct addrinfo hints, *res = NULL;
+		char port[16];
+
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		snprintf(port, sizeof(port), "%d", a->port);
+		const char *host = a->host && *a->host ? a->host : "127.0.0.1";
+		int rc = getaddrinfo(host, port, &hints, &res);
+		if (rc != 0 || !res)
+			return -EADDRNOTAVAIL;
+		memcpy(ss, res->ai_addr, res->ai_addrlen);
+		*len = res->ai_addrlen;
+		freeaddrinfo(res);
+		return 0;
+	}
+	struct sockaddr_un *un = (struct sockaddr_un *)ss;
+	un->sun_family = AF_UNIX;
+	size_t plen = strlen(a->path);
+	if (a->kind == GW_ADDR_UNIX_ABSTRACT) {
+		/* abstract namespace: leading NUL, length without a trailing NUL (as q) */
+		if (plen + 1 > sizeof(un->sun_path))
+			return -ENAMETOOLONG;
+		un->sun_path[0] = '\0';
+		memcpy(un->sun_path + 1, a->path, plen);
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + plen);
+	} else {
+		if (plen >= sizeof(un->sun_path))
+			return -ENAMETOOLONG;
+		memcpy(un->sun_path, a->path, plen + 1);
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + 1);
+	}
+	return 0;
+}
+
+int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const struct gw_addr *a = &l->cfg->addr;
+	int one = 1;
+	int ret = gw_sockaddr_from(a, &ss, &len);
+
+	if (ret < 0) {
+		gw_err("listener=%s listen=%s msg=\"cannot resolve\"", l->cfg->name, a->text);
+		return ret;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (a->kind == GW_ADDR_TCP) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	} else if (a->kind == GW_ADDR_UNIX_PATH) {
+		unlink(a->path);	/* a stale socket file from an earlier run */
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
+		ret = -errno;
+		gw_err("listener=%s listen=%s msg=\"cannot listen\" err=\"%s\"", l->cfg->name,
+		       a->text, strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_LISTENER, fd);
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s", a->text);
+	l->conn = c;
+	gw_listen_arm(w, c);
+	gw_info("listener=%s listen=%s pool=%s msg=\"listening\"", l->cfg->name, a->text,
+		l->cfg->pool);
+	return 0;
+}
+
+void gw_listen_arm(struct gw_worker *w, struct gw_conn *c)
+{
+	struct io_uring_sqe *sqe = gw_sqe(w);
+
+	io_uring_prep_multishot_accept(sqe, c->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_ACCEPT, c));
+	c->inflight++;
+}
+
+static struct gw_listener_rt *listener_of(struct gw_worker *w, struct gw_conn *lc)
+{
+	for (size_t i = 0; i < w->n_listeners; i++)
+		if (w->listeners[i].conn == lc)
+			return &w->listeners[i];
+	return NULL;
+}
+
+static void describe_peer(struct gw_conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0) {
+		snprintf(c->peer, sizeof(c->peer), "?");
+		return;
+	}
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(in->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else {
+		snprintf(c->peer, sizeof(c->peer), "unix");
+	}
+}
+
+void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_uring_cqe *cqe)
+{
+	struct gw_listener_rt *l = listener_of(w, lc);
+	int fd = cqe->res;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !lc->is_closing && !w->is_stopping) {
+		/* the multishot ended (error or kernel decision): arm a new one */
+		gw_listen_arm(w, lc);
+	}
+	if (fd < 0) {
+		gw_warn("listener=%s msg=\"accept failed\" err=\"%s\"",
+			l ? l->cfg->name : "?", strerror(-fd));
+		return;
+	}
+	if (!l || w->is_stopping || w->n_clients >= w->cfg->limits.max_clients) {
+		gw_warn("listener=%s msg=\"refusing client\" reason=\"%s\"",
+			l ? l->cfg->name : "?",
+			w->is_stopping ? "stopping" : "max_clients reached");
+		close(fd);
+		return;
+	}
+	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_CLIENT, fd);
+	if (!c) {
+		gw_warn("listener=%s msg=\"refusing client\" reason=\"no free slot\"",
+			l->cfg->name);
+		close(fd);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	describe_peer(c);
+	c->cl.state = GW_CL_HANDSHAKE;
+	c->cl.listener = l;
+	c->cl.handshake_deadline_ms = w->now_ms + w->cfg->limits.handshake_timeout_ms;
+	pool_list_add_tail(&w->handshaking, &c->cl.hs_link);
+	w->n_clients++;
+	l->clients++;
+	l->accepted++;
+	gw_debug("conn=%llu peer=%s listener=%s msg=\"accepted\"", (unsigned long long)c->id,
+		 c->peer, l->cfg->name);
+	gw_conn_update_recv(w, c);
+}

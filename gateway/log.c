@@ -1,0 +1,36 @@
+/* log.c — timestamped, levelled log lines on stderr. */
+#include "gateway/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+enum gw_log_level gw_log_threshold = GW_LOG_INFO;
+
+static const char *const level_names[] = { "ERROR", "WARN", "INFO", "DEBUG", "TRACE" };
+
+void gw_log_set_level(enum gw_log_level lvl)
+{
+	gw_log_threshold = lvl;
+}
+
+void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
+{
+	char line[1024];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec, ts.tv_nsec / 1000000, level_names[lvl]);
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < sizeof(line))
+		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	/* one fputs per line keeps lines whole when several threads log */
+	fprintf(stderr, "%s\n", line);
+}

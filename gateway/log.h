@@ -1,0 +1,29 @@
+/*
+ * log — one line per event to stderr: "TIME LEVEL key=value ...".
+ * The level is checked before the arguments are evaluated. The threshold lives in the
+ * worker/main context and is passed by pointer-free global-free means: gw_log_set_level
+ * is called once at start, before any worker thread exists (read-only afterwards).
+ */
+#ifndef GW_GATEWAY_LOG_H
+#define GW_GATEWAY_LOG_H
+
+#include "gateway/config.h"
+
+extern enum gw_log_level gw_log_threshold;	/* written once before threads start */
+
+void gw_log_set_level(enum gw_log_level lvl);
+void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define gw_log(lvl, ...)                                   \
+	do {                                               \
+		if ((lvl) <= gw_log_threshold)             \
+			gw_log_emit((lvl), __VA_ARGS__);   \
+	} while (0)
+
+#define gw_err(...) gw_log(GW_LOG_ERROR, __VA_ARGS__)
+#define gw_warn(...) gw_log(GW_LOG_WARN, __VA_ARGS__)
+#define gw_info(...) gw_log(GW_LOG_INFO, __VA_ARGS__)
+#define gw_debug(...) gw_log(GW_LOG_DEBUG, __VA_ARGS__)
+
+#endif /* GW_GATEWAY_LOG_H */

@@ -1,0 +1,198 @@
+/*
+ * main.c — qgate's command line: run the gateway (-c FILE), validate a config (--check),
+ * make a password hash (--hash-password), print the version. Runs `workers` worker
+ * threads, each with its own ring, listeners (SO_REUSEPORT) and backend connections;
+ * the main thread only waits for signals: SIGTERM/SIGINT stop, SIGHUP is logged.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "gateway/config.h"
+#include "gateway/log.h"
+#include "gateway/worker.h"
+
+#define QGATE_VERSION "0.1.0"
+
+struct worker_thread {
+	pthread_t tid;
+	struct gw_worker w;
+	const struct gw_config *cfg;
+	int id;
+	volatile int *stop;
+	/* start-up handshake with the main thread */
+	pthread_mutex_t *mu;
+	pthread_cond_t *cv;
+	int *n_ready;
+	int init_ret;
+	int run_ret;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: qgate -c FILE.json          run the gateway\n"
+		   "       qgate --check -c FILE.json  validate a config and exit\n"
+		   "       qgate --hash-password       read a password on stdin, print its hash\n"
+		   "       qgate --version\n");
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker_thread *t = arg;
+
+	/* the ring must be created by the thread that submits to it (SINGLE_ISSUER) */
+	t->init_ret = gw_worker_init(&t->w, t->cfg, t->id, t->stop);
+	pthread_mutex_lock(t->mu);
+	(*t->n_ready)++;
+	pthread_cond_broadcast(t->cv);
+	pthread_mutex_unlock(t->mu);
+	if (t->init_ret == 0)
+		t->run_ret = gw_worker_run(&t->w);
+	gw_worker_destroy(&t->w);
+	return NULL;
+}
+
+static int hash_password(void)
+{
+	char line[1024];
+
+	if (!fgets(line, sizeof(line), stdin)) {
+		fprintf(stderr, "qgate: no password on stdin\n");
+		return 1;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	if (!line[0]) {
+		fprintf(stderr, "qgate: empty password\n");
+		return 1;
+	}
+	char *h = gw_pw_hash(line);
+	OPENSSL_cleanse(line, sizeof(line));
+	if (!h) {
+		fprintf(stderr, "qgate: hashing failed\n");
+		return 1;
+	}
+	printf("%s\n", h);
+	free(h);
+	return 0;
+}
+
+static int run(const struct gw_config *cfg)
+{
+	int n = cfg->workers > 0 ? cfg->workers : 1;
+	struct worker_thread *ts = calloc((size_t)n, sizeof(*ts));
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	volatile int stop = 0;
+	int n_ready = 0, failed = 0;
+	sigset_t set;
+
+	if (!ts)
+		return 1;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);	/* inherited by the workers */
+	for (int i = 0; i < n; i++) {
+		ts[i] = (struct worker_thread){ .cfg = cfg, .id = i, .stop = &stop, .mu = &mu,
+						.cv = &cv, .n_ready = &n_ready };
+		if (pthread_create(&ts[i].tid, NULL, worker_main, &ts[i]) != 0) {
+			gw_err("msg=\"cannot start worker thread\"");
+			return 1;
+		}
+	}
+	pthread_mutex_lock(&mu);
+	while (n_ready < n)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+	for (int i = 0; i < n; i++)
+		if (ts[i].init_ret < 0)
+			failed = 1;
+	if (failed) {
+		gw_err("msg=\"start-up failed\"");
+		stop = 1;
+	} else {
+		gw_info("msg=\"qgate ready\" version=%s workers=%d", QGATE_VERSION, n);
+	}
+	while (!stop) {
+		int sig = 0;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			gw_warn("msg=\"SIGHUP: configuration reload is not supported yet; "
+				"restart to apply changes\"");
+			continue;
+		}
+		gw_info("msg=\"stopping\" signal=%d", sig);
+		stop = 1;
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(ts[i].tid, NULL);
+	for (int i = 0; i < n; i++)
+		if (ts[i].run_ret < 0)
+			failed = 1;
+	free(ts);
+	return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool is_check = false;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			path = argv[++i];
+		} else if (strcmp(argv[i], "--check") == 0) {
+			is_check = true;
+		} else if (strcmp(argv[i], "--hash-password") == 0) {
+			return hash_password();
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("qgate %s\n", QGATE_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "qgate: unknown argument '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path) {
+		usage(stderr);
+		return 2;
+	}
+	char *errs = NULL;
+	struct gw_config *cfg = gw_cfg_load(path, &errs);
+	if (!cfg) {
+		fprintf(stderr, "qgate: invalid configuration %s:\n%s\n", path,
+			errs ? errs : "(unknown error)");
+		free(errs);
+		return 1;
+	}
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		if (cfg->pools[i].mode == GW_MODE_SESSION) {
+			fprintf(stderr, "qgate: invalid configuration %s:\npools[%zu].mode: "
+				"\"session\" is not implemented yet\n", path, i);
+			gw_cfg_free(cfg);
+			return 1;
+		}
+	}
+	if (is_check) {
+		printf("config OK\n");
+		gw_cfg_free(cfg);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	gw_log_set_level(cfg->log_level);
+	int rc = run(cfg);
+	gw_cfg_free(cfg);
+	return rc;
+}

@@ -1,0 +1,596 @@
+/*
+ * session.c — the client side of the gateway: q handshake and authentication, framing
+ * of client messages into requests, routing them to a pool, the pool's FIFO queue, and
+ * delivery of answers strictly in the order of the client's requests.
+ *
+ * The one rule: an answer goes to the client that sent that request, or to nobody.
+ *  - Every sync request gets a slot in its client's slot list, in arrival order. Only the
+ *    head slot's answer streams to the socket; later answers wait in their slot.
+ *  - A backend connection carries at most one sync request at a time (gw_upstream.owed),
+ *    so the next response on it can only be that request's answer.
+ *  - A request whose client has gone is abandoned: its backend reads and drops the answer.
+ */
+#include "gateway/worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "gateway/log.h"
+
+#define GW_CAPABILITY 6
+
+/* ------------------------------------------------------------------ auth */
+
+/*
+ * Password checks use a slow salted hash. To keep a reconnect storm from stalling the loop,
+ * successful logins are remembered as SHA-256(per-process key || user || NUL || password):
+ * the same credentials succeed again without another slow hash. Failures are never cached.
+ */
+struct auth_cache_entry {
+	uint8_t digest[32];
+	bool is_used;
+};
+
+struct auth_cache {
+	uint8_t key[32];
+	bool has_key;
+	struct auth_cache_entry e[64];
+	unsigned next;
+};
+
+static void auth_digest(struct auth_cache *ac, const char *user, const uint8_t *pw,
+			size_t pw_len, uint8_t out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int len = 32;
+
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestUpdate(md, ac->key, sizeof(ac->key));
+	EVP_DigestUpdate(md, user, strlen(user) + 1);
+	EVP_DigestUpdate(md, pw, pw_len);
+	EVP_DigestFinal_ex(md, out, &len);
+	EVP_MD_CTX_free(md);
+}
+
+static struct auth_cache *worker_auth_cache(struct gw_worker *w)
+{
+	/* lazily allocated, owned by the worker (freed in gw_worker_destroy) */
+	if (!w->auth_cache) {
+		struct auth_cache *cache = calloc(1, sizeof(*cache));
+		if (cache && RAND_bytes(cache->key, sizeof(cache->key)) == 1)
+			cache->has_key = true;
+		w->auth_cache = cache;
+	}
+	return w->auth_cache;
+}
+
+static bool authenticate(struct gw_worker *w, struct gw_conn *c, const struct qipc_hello *h)
+{
+	const struct gw_config *cfg = w->cfg;
+	size_t ulen = h->user_len < sizeof(c->cl.user) - 1 ? h->user_len : sizeof(c->cl.user) - 1;
+
+	memcpy(c->cl.user, h->cred, ulen);
+	c->cl.user[ulen] = '\0';
+	if (!cfg->has_auth)
+		return true;
+	const struct gw_user_cfg *u = gw_cfg_user(cfg, c->cl.user);
+	if (!u || !u->password_hash)
+		return false;
+	const uint8_t *pw = h->user_len < h->cred_len ? h->cred + h->user_len + 1 : h->cred;
+	size_t pw_len = h->user_len < h->cred_len ? h->cred_len - h->user_len - 1 : 0;
+	struct auth_cache *ac = worker_auth_cache(w);
+	uint8_t dg[32];
+
+	if (ac && ac->has_key) {
+		auth_digest(ac, c->cl.user, pw, pw_len, dg);
+		for (unsigned i = 0; i < 64; i++)
+			if (ac->e[i].is_used && CRYPTO_memcmp(ac->e[i].digest, dg, 32) == 0) {
+				c->cl.ucfg = u;
+				return true;
+			}
+	}
+	char pwbuf[512];
+	if (pw_len >= sizeof(pwbuf))
+		return false;
+	memcpy(pwbuf, pw, pw_len);
+	pwbuf[pw_len] = '\0';
+	bool ok = gw_pw_verify(u->password_hash, pwbuf, pw_len);
+	OPENSSL_cleanse(pwbuf, sizeof(pwbuf));
+	if (!ok)
+		return false;
+	if (ac && ac->has_key) {
+		memcpy(ac->e[ac->next].digest, dg, 32);
+		ac->e[ac->next].is_used = true;
+		ac->next = (ac->next + 1) % 64;
+	}
+	c->cl.ucfg = u;
+	return true;
+}
+
+static bool user_may_use(const struct gw_conn *c, const struct gw_pool_rt *p)
+{
+	const struct gw_user_cfg *u = c->cl.ucfg;
+
+	if (!u || !u->pools)
+		return true;
+	for (size_t i = 0; i < u->n_pools; i++)
+		if (strcmp(u->pools[i], p->cfg->name) == 0)
+			return true;
+	return false;
+}
+
+/* -------------------------------------------------------------- slots */
+
+static bool client_alive(const struct gw_req *r)
+{
+	return r->client && r->client->gen == r->client_gen && !r->client->is_closing;
+}
+
+void gw_req_free(struct gw_req *r)
+{
+	free(r->msg);
+	gw_chunkq_free(&r->resp);
+	free(r);
+}
+
+static void client_update_recv(struct gw_worker *w, struct gw_conn *c)
+{
+	uint64_t held = c->txq.bytes + c->cl.buffered_bytes;
+	bool pause = c->cl.n_slots >= w->cfg->limits.max_pipeline ||
+		     held > w->cfg->limits.client_buffer_bytes;
+
+	if (pause != c->is_recv_paused) {
+		c->is_recv_paused = pause;
+		gw_conn_update_recv(w, c);
+	}
+}
+
+/* Move the head's buffered answer to the socket; pop heads whose answer is complete. */
+static void advance_slots(struct gw_worker *w, struct gw_conn *c)
+{
+	struct gw_req *h;
+
+	while ((h = c->cl.slots_head) != NULL) {
+		while (h->resp.head) {
+			/* chunk by chunk onto the tx queue, no copy */
+			struct gw_chunk *ch = h->resp.head;
+			h->resp.head = ch->next;
+			if (!h->resp.head)
+				h->resp.tail = NULL;
+			uint64_t nbytes = ch->len - ch->off;
+			h->resp.bytes -= nbytes;
+			c->cl.buffered_bytes -= nbytes;
+			h->has_resp_started = true;
+			gw_tx_append_chunk(w, c, ch);
+		}
+		if (h->state != GW_REQ_DONE)
+			break;
+		c->cl.slots_head = h->next_slot;
+		if (!c->cl.slots_head)
+			c->cl.slots_tail = NULL;
+		c->cl.n_slots--;
+		gw_req_free(h);
+	}
+}
+
+static void resume_backends(struct gw_worker *w, struct gw_conn *c)
+{
+	for (struct gw_req *r = c->cl.slots_head; r; r = r->next_slot)
+		if (r->state == GW_REQ_SENT && r->backend && r->backend->up.is_paused_for_client)
+			gw_upstream_resume(w, r->backend);
+}
+
+void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
+{
+	uint64_t held = c->txq.bytes + c->cl.buffered_bytes;
+
+	if (held <= w->cfg->limits.client_buffer_bytes / 2)
+		resume_backends(w, c);
+	client_update_recv(w, c);
+}
+
+void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p, size_t n,
+			 bool is_end)
+{
+	if (!client_alive(r)) {
+		if (is_end)
+			gw_req_free(r);	/* abandoned: the backend was its last owner */
+		return;
+	}
+	struct gw_conn *c = r->client;
+	if (n > 0) {
+		if (c->cl.slots_head == r) {
+			gw_tx_append(w, c, p, n);
+			r->has_resp_started = true;
+		} else {
+			gw_chunkq_append(&r->resp, p, n);
+			c->cl.buffered_bytes += n;
+		}
+	}
+	if (is_end) {
+		r->state = GW_REQ_DONE;
+		/* the sync answer proves every earlier async on that connection ran */
+		if (c->cl.pin && r->epoch == c->cl.pin_epoch && c->cl.pin == r->backend)
+			c->cl.pin = NULL;
+		r->backend = NULL;
+		advance_slots(w, c);
+		client_update_recv(w, c);
+		return;
+	}
+	/* backpressure: a client that does not read stops its backend being read */
+	if (r->backend && c->txq.bytes + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes &&
+	    !r->backend->up.is_paused_for_client) {
+		r->backend->up.is_paused_for_client = true;
+		r->backend->is_recv_paused = true;
+		gw_conn_update_recv(w, r->backend);
+	}
+}
+
+void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
+{
+	uint8_t buf[256];
+	int len;
+
+	if (r->state == GW_REQ_QUEUED) {
+		pool_queue_remove(&r->pool->queue, &r->waiter);
+		r->state = GW_REQ_NEW;
+	}
+	if (r->state == GW_REQ_SENT && r->backend) {
+		/* the backend still owes the answer: it will read and drop it */
+		r->backend->up.owed = NULL;
+		r->backend->up.is_draining = true;
+		if (r->backend->up.is_paused_for_client) {
+			gw_upstream_resume(w, r->backend);
+		}
+		r->backend = NULL;
+	}
+	if (r->pool)
+		r->pool->errors++;
+	if (!r->is_sync) {
+		gw_warn("user=%s pool=%s msg=\"async message dropped\" reason=\"%s\"",
+			client_alive(r) ? r->client->cl.user : "-", r->pool ? r->pool->cfg->name : "-",
+			text);
+		gw_req_free(r);
+		return;
+	}
+	if (!client_alive(r)) {
+		gw_req_free(r);
+		return;
+	}
+	if (r->has_resp_started) {
+		/* part of the real answer is already on the wire: an error cannot follow it */
+		gw_conn_close(w, r->client, "answer cut short");
+		return;
+	}
+	gw_chunkq_free(&r->resp);
+	len = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, text);
+	if (len < 0)
+		len = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, "qgate: error");
+	r->state = GW_REQ_SENT;	/* so answer_bytes treats it as live */
+	gw_req_answer_bytes(w, r, buf, (size_t)len, true);
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static struct gw_conn *pinned_conn(struct gw_conn *c, struct gw_pool_rt *p)
+{
+	struct gw_conn *pc = c->cl.pin;
+
+	if (!pc || c->cl.pin_pool != p)
+		return NULL;
+	if (pc->gen != c->cl.pin_gen || pc->kind != GW_CONN_BACKEND || pc->is_closing ||
+	    pc->up.state < GW_UP_IDLE) {
+		c->cl.pin = NULL;	/* the pinned connection is gone: ordering is moot */
+		return NULL;
+	}
+	return pc;
+}
+
+static struct gw_conn *backend_conn(struct gw_backend_rt *be, bool need_idle)
+{
+	if (!pool_list_empty(&be->idle))
+		return pool_container_of(be->idle.next, struct gw_conn, up.idle_link);
+	if (need_idle)
+		return NULL;
+	for (int s = 0; s < be->cfg->connections; s++) {
+		struct gw_conn *uc = be->slots[s].conn;
+		if (uc && !uc->is_closing && uc->up.state >= GW_UP_IDLE)
+			return uc;
+	}
+	return NULL;
+}
+
+/* The connection r may go to now, or NULL when it must wait. */
+static struct gw_conn *choose_conn(struct gw_pool_rt *p, struct gw_req *r)
+{
+	struct gw_conn *pc = pinned_conn(r->client, p);
+
+	if (pc) {
+		if (!r->is_sync || pc->up.state == GW_UP_IDLE)
+			return pc;
+		return NULL;
+	}
+	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, r->is_sync);
+	if (i < 0)
+		return NULL;
+	return backend_conn(&p->backends[i], r->is_sync);
+}
+
+static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
+{
+	struct gw_conn *c = r->client;
+
+	if (!r->is_sync) {
+		if (c->cl.pin != uc) {
+			c->cl.pin = uc;
+			c->cl.pin_gen = uc->gen;
+			c->cl.pin_pool = r->pool;
+		}
+		c->cl.pin_epoch++;
+	} else {
+		r->epoch = c->cl.pin_epoch;
+	}
+	gw_upstream_send(w, uc, r);	/* frees async requests, keeps sync ones in their slot */
+}
+
+void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
+{
+	struct pool_waiter *wt = pool_queue_first(&p->queue);
+
+	while (wt) {
+		struct pool_waiter *next = pool_queue_next(&p->queue, wt);
+		struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
+		struct gw_conn *uc = choose_conn(p, r);
+		if (uc) {
+			pool_queue_remove(&p->queue, wt);
+			r->state = GW_REQ_NEW;
+			send_req(w, r, uc);
+		}
+		wt = next;
+	}
+}
+
+static bool pool_has_hope(const struct gw_pool_rt *p)
+{
+	/* a backend is up, connecting, or will be retried: worth queueing for */
+	for (size_t b = 0; b < p->n_backends; b++) {
+		const struct gw_backend_rt *be = &p->backends[b];
+		if (be->sel.n_up > 0)
+			return true;
+		for (int s = 0; s < be->cfg->connections; s++)
+			if (be->slots[s].conn || !be->slots[s].is_given_up)
+				return true;
+	}
+	return false;
+}
+
+static void submit_request(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
+{
+	struct gw_pool_rt *p = r->pool;
+
+	p->requests++;
+	if (!pool_has_hope(p)) {
+		gw_req_fail(w, r, "qgate: no backend available");
+		return;
+	}
+	/* FIFO: a new request may overtake nothing already waiting in the pool */
+	if (pool_list_empty(&p->queue.head)) {
+		struct gw_conn *uc = choose_conn(p, r);
+		if (uc) {
+			send_req(w, r, uc);
+			return;
+		}
+	}
+	uint32_t tmo = p->cfg->queue_timeout_ms;
+	if (pool_queue_push(&p->queue, &r->waiter, w->now_ms, tmo) < 0) {
+		p->queue_full++;
+		gw_req_fail(w, r, "qgate: queue full");
+		return;
+	}
+	r->state = GW_REQ_QUEUED;
+	(void)c;
+}
+
+/* ------------------------------------------------------------ messages */
+
+static void client_protocol_error(struct gw_worker *w, struct gw_conn *c, const char *what,
+				  int err)
+{
+	w->protocol_errors++;
+	gw_warn("conn=%llu peer=%s user=%s msg=\"closing client: protocol error\" "
+		"detail=\"%s\" err=\"%s\"", (unsigned long long)c->id, c->peer, c->cl.user, what,
+		strerror(-err));
+	gw_conn_close(w, c, what);
+}
+
+static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *msg)
+{
+	uint8_t type = msg->data[1];
+	struct gw_route rt;
+
+	c->cl.requests++;
+	if (type == QIPC_RESPONSE) {
+		/* nothing in query mode sends a client a sync request, so nothing is owed */
+		gw_warn("conn=%llu peer=%s user=%s msg=\"unexpected response from client dropped\"",
+			(unsigned long long)c->id, c->peer, c->cl.user);
+		free(msg);
+		return;
+	}
+	struct gw_req *r = calloc(1, sizeof(*r));
+	if (!r)
+		abort();
+	r->client = c;
+	r->client_gen = c->gen;
+	r->is_sync = type == QIPC_SYNC;
+	r->msg = msg;
+	r->t_start_us = gw_now_us();
+	pool_list_init(&r->waiter.link);
+	if (r->is_sync) {
+		if (c->cl.slots_tail)
+			c->cl.slots_tail->next_slot = r;
+		else
+			c->cl.slots_head = r;
+		c->cl.slots_tail = r;
+		c->cl.n_slots++;
+	}
+	gw_route(w, c, msg->data, msg->len, &rt);
+	r->pool = rt.pool;
+	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms : (rt.pool ? rt.pool->cfg->query_timeout_ms : 0);
+	if (!rt.pool) {
+		gw_req_fail(w, r, "qgate: no pool for this request");
+	} else if (rt.is_denied) {
+		gw_req_fail(w, r, "qgate: not allowed");
+	} else if (!user_may_use(c, rt.pool)) {
+		gw_req_fail(w, r, "qgate: not allowed");
+	} else {
+		submit_request(w, c, r);
+	}
+	client_update_recv(w, c);
+}
+
+static void on_handshake(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	size_t room = sizeof(c->cl.hello) - c->cl.hello_len;
+	size_t k = n < room ? n : room;
+	struct qipc_hello h;
+
+	memcpy(c->cl.hello + c->cl.hello_len, p, k);
+	c->cl.hello_len += k;
+	int ret = qipc_hello_parse(c->cl.hello, c->cl.hello_len, sizeof(c->cl.hello), &h);
+	if (ret == 0)
+		return;
+	if (ret < 0) {
+		gw_warn("conn=%llu peer=%s msg=\"closing client: bad handshake\" err=\"%s\"",
+			(unsigned long long)c->id, c->peer, strerror(-ret));
+		gw_conn_close(w, c, "bad handshake");
+		return;
+	}
+	if (!authenticate(w, c, &h)) {
+		/* as q: refuse by closing without a byte */
+		gw_info("conn=%llu peer=%s user=%s msg=\"authentication failed\"",
+			(unsigned long long)c->id, c->peer, c->cl.user);
+		gw_conn_close(w, c, "auth failed");
+		return;
+	}
+	c->cl.capability = qipc_hello_reply(h.capability, GW_CAPABILITY);
+	uint8_t reply = (uint8_t)c->cl.capability;
+	pool_list_del(&c->cl.hs_link);
+	c->cl.state = GW_CL_READY;
+	qipc_framer_init(&c->fr, c->cl.capability, w->cfg->limits.max_message_bytes);
+	gw_tx_append(w, c, &reply, 1);	/* the reply is a write of its own */
+	gw_debug("conn=%llu peer=%s user=%s capability=%d msg=\"client ready\"",
+		 (unsigned long long)c->id, c->peer, c->cl.user, c->cl.capability);
+	/* bytes after the hello: a client that did not wait for the reply */
+	size_t used_from_p = (size_t)ret > c->cl.hello_len - k ? (size_t)ret - (c->cl.hello_len - k) : 0;
+	if (used_from_p < n)
+		gw_client_on_data(w, c, p + used_from_p, n - used_from_p);
+}
+
+void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->cl.state == GW_CL_HANDSHAKE) {
+		on_handshake(w, c, p, n);
+		return;
+	}
+	while (n > 0 && !c->is_closing) {
+		struct qipc_frame_step st;
+		int ret = qipc_framer_feed(&c->fr, p, n, &st);
+		if (ret < 0) {
+			client_protocol_error(w, c, ret == -EMSGSIZE ? "message too large" :
+						    "bad message header", ret);
+			return;
+		}
+		p += ret;
+		n -= (size_t)ret;
+		if (st.kind == QIPC_FRAME_HEADER) {
+			uint64_t len = st.hdr.length;
+			c->cl.rx_hdr = st.hdr;
+			c->cl.rx_msg = gw_chunk_new((size_t)len);
+			memcpy(c->cl.rx_msg->data, st.hdr_bytes, QIPC_HDR_SIZE);
+			c->cl.rx_msg->len = QIPC_HDR_SIZE;
+		} else if (st.kind == QIPC_FRAME_BODY) {
+			struct gw_chunk *m = c->cl.rx_msg;
+			memcpy(m->data + m->len, st.data, st.len);
+			m->len += (uint32_t)st.len;
+		}
+		if (st.kind != QIPC_FRAME_NONE && st.is_msg_end) {
+			struct gw_chunk *m = c->cl.rx_msg;
+			c->cl.rx_msg = NULL;
+			handle_message(w, c, m);
+		}
+	}
+}
+
+void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
+{
+	if (c->cl.state == GW_CL_HANDSHAKE)
+		pool_list_del(&c->cl.hs_link);
+	/* queued messages of this client (sync and async) leave the pool queues */
+	for (size_t i = 0; i < w->n_pools; i++) {
+		struct gw_pool_rt *p = &w->pools[i];
+		struct pool_waiter *wt = pool_queue_first(&p->queue);
+		while (wt) {
+			struct pool_waiter *next = pool_queue_next(&p->queue, wt);
+			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
+			if (r->client == c) {
+				pool_queue_remove(&p->queue, wt);
+				r->state = GW_REQ_NEW;
+				if (!r->is_sync)
+					gw_req_free(r);
+			}
+			wt = next;
+		}
+	}
+	struct gw_req *r = c->cl.slots_head;
+	while (r) {
+		struct gw_req *next = r->next_slot;
+		r->client = NULL;
+		if (r->state == GW_REQ_SENT && r->backend) {
+			/* abandoned in flight: the backend owns it now and drops its answer */
+			if (r->backend->up.is_paused_for_client)
+				gw_upstream_resume(w, r->backend);
+		} else {
+			gw_req_free(r);
+		}
+		r = next;
+	}
+	c->cl.slots_head = c->cl.slots_tail = NULL;
+	c->cl.n_slots = 0;
+	c->cl.buffered_bytes = 0;
+	if (w->n_clients > 0)
+		w->n_clients--;
+	if (c->cl.listener && c->cl.listener->clients > 0)
+		c->cl.listener->clients--;
+}
+
+void gw_client_tick(struct gw_worker *w)
+{
+	/* handshakes that did not finish in time */
+	struct pool_link *l = w->handshaking.next;
+	while (l != &w->handshaking) {
+		struct pool_link *next = l->next;
+		struct gw_conn *c = pool_container_of(l, struct gw_conn, cl.hs_link);
+		if (c->cl.handshake_deadline_ms <= w->now_ms) {
+			gw_info("conn=%llu peer=%s msg=\"closing client: handshake timeout\"",
+				(unsigned long long)c->id, c->peer);
+			gw_conn_close(w, c, "handshake timeout");
+		}
+		l = next;
+	}
+	/* requests that waited too long in a pool queue */
+	for (size_t i = 0; i < w->n_pools; i++) {
+		struct gw_pool_rt *p = &w->pools[i];
+		struct pool_waiter *wt;
+		while ((wt = pool_queue_expired(&p->queue, w->now_ms)) != NULL) {
+			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
+			p->queue_timeouts++;
+			gw_req_fail(w, r, "qgate: queue timeout");
+		}
+	}
+}

@@ -1,0 +1,594 @@
+/*
+ * worker.c — the io_uring event loop of one worker: ring and provided-buffer setup,
+ * the connection slab, completion dispatch, the per-socket tx queue (one sendmsg in
+ * flight at a time), receive arming/pausing, and the close sequence.
+ *
+ * Invariants:
+ *  - at most one send SQE in flight per socket (io_uring(7): sends on a stream socket may
+ *    be reordered otherwise);
+ *  - a provided buffer is returned to the ring before its completion handler returns;
+ *  - a connection slot is recycled only when is_closing && inflight == 0.
+ */
+#include "gateway/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "gateway/log.h"
+
+#define RING_ENTRIES 1024
+#define CQ_ENTRIES 8192
+#define BUF_COUNT 1024		/* power of two */
+#define BUF_SIZE (32 * 1024)
+#define SEND_MAX_BYTES (256 * 1024)	/* fairness: cap one sendmsg */
+#define TICK_MS 10
+
+uint64_t gw_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t gw_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ------------------------------------------------------------------ chunks */
+
+struct gw_chunk *gw_chunk_new(size_t cap)
+{
+	struct gw_chunk *ch = malloc(sizeof(*ch) + cap);
+
+	if (!ch)
+		abort();	/* out of memory on the data path: nothing sane to do */
+	ch->next = NULL;
+	ch->len = 0;
+	ch->off = 0;
+	ch->cap = (uint32_t)cap;
+	return ch;
+}
+
+static void chunkq_push(struct gw_chunkq *q, struct gw_chunk *ch)
+{
+	ch->next = NULL;
+	if (q->tail)
+		q->tail->next = ch;
+	else
+		q->head = ch;
+	q->tail = ch;
+	q->bytes += ch->len - ch->off;
+}
+
+void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n)
+{
+	const uint8_t *src = p;
+
+	while (n > 0) {
+		struct gw_chunk *t = q->tail;
+		if (!t || t->len == t->cap) {
+			t = gw_chunk_new(n > GW_CHUNK_BYTES ? GW_CHUNK_BYTES :
+					 (n < 4096 ? 4096 : n));
+			chunkq_push(q, t);
+		}
+		size_t room = t->cap - t->len;
+		size_t k = n < room ? n : room;
+		memcpy(t->data + t->len, src, k);
+		t->len += (uint32_t)k;
+		q->bytes += k;
+		src += k;
+		n -= k;
+	}
+}
+
+void gw_chunkq_free(struct gw_chunkq *q)
+{
+	struct gw_chunk *ch = q->head;
+
+	while (ch) {
+		struct gw_chunk *nx = ch->next;
+		free(ch);
+		ch = nx;
+	}
+	q->head = q->tail = NULL;
+	q->bytes = 0;
+}
+
+/* ------------------------------------------------------------------- ring */
+
+struct io_uring_sqe *gw_sqe(struct gw_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	for (int i = 0; !sqe && i < 8; i++) {
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	if (!sqe) {
+		gw_err("worker=%d msg=\"submission queue stuck full\"", w->id);
+		abort();
+	}
+	return sqe;
+}
+
+static int setup_ring(struct gw_worker *w)
+{
+	struct io_uring_params p;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+		  IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+	p.cq_entries = CQ_ENTRIES;
+	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	if (ret == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+		p.cq_entries = CQ_ENTRIES;
+		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	}
+	if (ret < 0) {
+		gw_err("msg=\"io_uring unavailable\" err=\"%s\" hint=\"kernel 6.1+ needed; "
+		       "containers may block io_uring (seccomp) or sysctl "
+		       "kernel.io_uring_disabled may be set\"", strerror(-ret));
+		return ret;
+	}
+	if (!(p.features & IORING_FEAT_EXT_ARG)) {
+		gw_err("msg=\"kernel lacks IORING_FEAT_EXT_ARG (5.11+)\"");
+		return -ENOTSUP;
+	}
+	io_uring_register_ring_fd(&w->ring);
+	gw_info("worker=%d msg=\"ring ready\" sq=%u cq=%u features=0x%x flags=0x%x", w->id,
+		p.sq_entries, p.cq_entries, p.features, p.flags);
+	return 0;
+}
+
+static int setup_buffers(struct gw_worker *w)
+{
+	struct io_uring_buf_reg reg;
+	size_t ring_bytes = BUF_COUNT * sizeof(struct io_uring_buf);
+	int ret;
+
+	w->buf_count = BUF_COUNT;
+	w->buf_size = BUF_SIZE;
+	w->bgid = 1;
+	/* liburing 2.3 has no io_uring_setup_buf_ring: map and register by hand */
+	void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+			 -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	w->br = mem;
+	w->buf_mem = mmap(NULL, (size_t)BUF_COUNT * BUF_SIZE, PROT_READ | PROT_WRITE,
+			  MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (w->buf_mem == MAP_FAILED)
+		return -errno;
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)w->br;
+	reg.ring_entries = BUF_COUNT;
+	reg.bgid = w->bgid;
+	ret = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (ret < 0) {
+		gw_err("msg=\"provided buffer ring registration failed\" err=\"%s\"",
+		       strerror(-ret));
+		return ret;
+	}
+	io_uring_buf_ring_init(w->br);
+	for (uint32_t i = 0; i < BUF_COUNT; i++)
+		io_uring_buf_ring_add(w->br, w->buf_mem + (size_t)i * BUF_SIZE, BUF_SIZE,
+				      (unsigned short)i, io_uring_buf_ring_mask(BUF_COUNT),
+				      (int)i);
+	io_uring_buf_ring_advance(w->br, BUF_COUNT);
+	return 0;
+}
+
+static void buf_return(struct gw_worker *w, unsigned bid)
+{
+	io_uring_buf_ring_add(w->br, w->buf_mem + (size_t)bid * w->buf_size, w->buf_size,
+			      (unsigned short)bid, io_uring_buf_ring_mask(w->buf_count),
+			      0);
+	/* publish at once: a recv re-armed later in this batch must find the buffer */
+	io_uring_buf_ring_advance(w->br, 1);
+}
+
+/* ------------------------------------------------------------ connections */
+
+struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int fd)
+{
+	struct gw_conn *c = w->free_list;
+
+	if (!c)
+		return NULL;
+	w->free_list = c->next_free;
+	uint32_t idx = c->idx, gen = c->gen;
+	memset(c, 0, sizeof(*c));
+	c->idx = idx;
+	c->gen = gen;
+	c->kind = kind;
+	c->fd = fd;
+	c->id = ++w->next_conn_id;
+	return c;
+}
+
+static void conn_free(struct gw_worker *w, struct gw_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	gw_chunkq_free(&c->txq);
+	if (c->kind == GW_CONN_CLIENT && c->cl.rx_msg) {
+		free(c->cl.rx_msg);
+		c->cl.rx_msg = NULL;
+	}
+	c->kind = GW_CONN_FREE;
+	c->gen = (c->gen + 1) & 0xffffff;
+	c->next_free = w->free_list;
+	w->free_list = c;
+}
+
+static void maybe_free(struct gw_worker *w, struct gw_conn *c)
+{
+	if (c->is_closing && c->inflight == 0)
+		conn_free(w, c);
+}
+
+void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason)
+{
+	if (c->is_closing)
+		return;
+	c->is_closing = true;
+	if (reason)
+		gw_debug("conn=%llu peer=%s msg=\"closing\" reason=\"%s\"",
+			 (unsigned long long)c->id, c->peer, reason);
+	if (c->kind == GW_CONN_CLIENT)
+		gw_client_on_close(w, c);
+	else if (c->kind == GW_CONN_BACKEND)
+		gw_upstream_on_close(w, c);
+	if (c->fd >= 0) {
+		/* wakes a pending multishot recv (res 0) and fails pending sends */
+		shutdown(c->fd, SHUT_RDWR);
+		if (c->inflight > 0) {
+			struct io_uring_sqe *sqe = gw_sqe(w);
+			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+			io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_CANCEL, c));
+			c->inflight++;
+		}
+	}
+	maybe_free(w, c);
+}
+
+void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c)
+{
+	if (c->is_closing)
+		return;
+	if (!c->is_recv_paused && !c->recv_armed) {
+		struct io_uring_sqe *sqe = gw_sqe(w);
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = w->bgid;
+		io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_RECV, c));
+		c->recv_armed = true;
+		c->recv_cancel_sent = false;
+		c->inflight++;
+	} else if (c->is_recv_paused && c->recv_armed && !c->recv_cancel_sent) {
+		struct io_uring_sqe *sqe = gw_sqe(w);
+		io_uring_prep_cancel64(sqe, gw_ud(GW_OP_RECV, c), 0);
+		io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_CANCEL, c));
+		c->recv_cancel_sent = true;
+		c->inflight++;
+	}
+}
+
+/* ------------------------------------------------------------------- send */
+
+void gw_tx_kick(struct gw_worker *w, struct gw_conn *c)
+{
+	if (c->is_send_inflight || c->is_closing || c->txq.bytes == 0)
+		return;
+	if (c->kind == GW_CONN_BACKEND && c->up.state < GW_UP_HANDSHAKE)
+		return;	/* not connected yet: the queue waits */
+	size_t n = 0, bytes = 0;
+	for (struct gw_chunk *ch = c->txq.head; ch && n < GW_IOV_MAX && bytes < SEND_MAX_BYTES;
+	     ch = ch->next) {
+		if (ch->len == ch->off)
+			continue;
+		c->iov[n].iov_base = ch->data + ch->off;
+		c->iov[n].iov_len = ch->len - ch->off;
+		bytes += c->iov[n].iov_len;
+		n++;
+	}
+	if (n == 0)
+		return;
+	memset(&c->msg, 0, sizeof(c->msg));
+	c->msg.msg_iov = c->iov;
+	c->msg.msg_iovlen = n;
+	struct io_uring_sqe *sqe = gw_sqe(w);
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL | MSG_WAITALL);
+	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_SEND, c));
+	c->is_send_inflight = true;
+	c->inflight++;
+}
+
+int gw_tx_append(struct gw_worker *w, struct gw_conn *c, const void *p, size_t n)
+{
+	if (c->is_closing)
+		return -EPIPE;
+	gw_chunkq_append(&c->txq, p, n);
+	gw_tx_kick(w, c);
+	return 0;
+}
+
+void gw_tx_append_chunk(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *ch)
+{
+	if (c->is_closing) {
+		free(ch);
+		return;
+	}
+	chunkq_push(&c->txq, ch);
+	gw_tx_kick(w, c);
+}
+
+static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
+{
+	c->is_send_inflight = false;
+	if (c->is_closing)
+		return;
+	if (res <= 0) {
+		gw_conn_close(w, c, res == 0 ? "send returned 0" : strerror(-res));
+		return;
+	}
+	size_t left = (size_t)res;
+	c->txq.bytes -= left;
+	while (left > 0 && c->txq.head) {
+		struct gw_chunk *ch = c->txq.head;
+		size_t avail = ch->len - ch->off;
+		size_t k = left < avail ? left : avail;
+		ch->off += (uint32_t)k;
+		left -= k;
+		if (ch->off == ch->len) {
+			c->txq.head = ch->next;
+			if (!c->txq.head)
+				c->txq.tail = NULL;
+			free(ch);
+		}
+	}
+	if (c->kind == GW_CONN_CLIENT)
+		gw_client_on_sent(w, c);
+	gw_tx_kick(w, c);
+}
+
+/* -------------------------------------------------------------- completions */
+
+static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe *cqe)
+{
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	int res = cqe->res;
+
+	if (!more)
+		c->recv_armed = false;
+	if (res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		const uint8_t *data = w->buf_mem + (size_t)bid * w->buf_size;
+		if (!c->is_closing) {
+			if (c->kind == GW_CONN_CLIENT)
+				gw_client_on_data(w, c, data, (size_t)res);
+			else if (c->kind == GW_CONN_BACKEND)
+				gw_upstream_on_data(w, c, data, (size_t)res);
+		}
+		buf_return(w, bid);
+	} else if (res == 0) {
+		if (!c->is_closing)
+			gw_conn_close(w, c, "peer closed");
+		return;
+	} else if (res == -ENOBUFS) {
+		w->enobufs++;	/* flow control: re-armed below once buffers are back */
+	} else if (res < 0 && res != -ECANCELED) {
+		if (!c->is_closing)
+			gw_conn_close(w, c, strerror(-res));
+		return;
+	}
+	if (!more)
+		gw_conn_update_recv(w, c);
+}
+
+static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum gw_op op = (enum gw_op)(ud >> 56);
+	uint32_t gen = (uint32_t)(ud >> 32) & 0xffffff;
+	uint32_t idx = (uint32_t)ud;
+
+	if (op == GW_OP_NONE || idx >= w->n_conns)
+		return;
+	struct gw_conn *c = &w->conns[idx];
+	if (c->kind == GW_CONN_FREE || (c->gen & 0xffffff) != gen) {
+		/* a stale completion must not carry a buffer away from the ring */
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			buf_return(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		return;
+	}
+	bool final = !(cqe->flags & IORING_CQE_F_MORE);
+
+	switch (op) {
+	case GW_OP_ACCEPT:
+		gw_listen_on_accept(w, c, cqe);
+		break;
+	case GW_OP_RECV:
+		on_recv(w, c, cqe);
+		break;
+	case GW_OP_SEND:
+		on_send(w, c, cqe->res);
+		break;
+	case GW_OP_CONNECT:
+		gw_upstream_on_connect(w, c, cqe->res);
+		break;
+	case GW_OP_TIMEOUT:
+	case GW_OP_CANCEL:
+	default:
+		break;
+	}
+	if (final) {
+		c->inflight--;
+		maybe_free(w, c);
+	}
+}
+
+static void tick(struct gw_worker *w)
+{
+	gw_client_tick(w);
+	gw_upstream_tick(w);
+}
+
+/* ----------------------------------------------------------------- lifecycle */
+
+static int setup_pools(struct gw_worker *w)
+{
+	const struct gw_config *cfg = w->cfg;
+
+	w->n_pools = cfg->n_pools;
+	w->pools = calloc(cfg->n_pools, sizeof(*w->pools));
+	if (!w->pools)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		struct gw_pool_rt *p = &w->pools[i];
+		p->cfg = &cfg->pools[i];
+		p->n_backends = p->cfg->n_backends;
+		p->backends = calloc(p->n_backends, sizeof(*p->backends));
+		p->sel_view = calloc(p->n_backends, sizeof(*p->sel_view));
+		if (!p->backends || !p->sel_view)
+			return -ENOMEM;
+		pool_selector_init(&p->selector, (enum pool_strategy)p->cfg->strategy,
+				   w->rng ^ (i + 1) * 0x9e3779b97f4a7c15ULL);
+		pool_queue_init(&p->queue, p->cfg->queue_max);
+		for (size_t b = 0; b < p->n_backends; b++) {
+			struct gw_backend_rt *be = &p->backends[b];
+			be->cfg = &p->cfg->backends[b];
+			be->pool = p;
+			be->sel.weight = be->cfg->weight > 0 ? be->cfg->weight : 1;
+			be->slots = calloc((size_t)be->cfg->connections, sizeof(*be->slots));
+			if (!be->slots)
+				return -ENOMEM;
+			pool_list_init(&be->idle);
+			p->sel_view[b] = &be->sel;
+		}
+	}
+	return 0;
+}
+
+int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
+		   volatile int *stop_flag)
+{
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	w->id = id;
+	w->cfg = cfg;
+	w->stop_flag = stop_flag;
+	w->rng = (uint64_t)gw_now_us() * 2654435761u + (uint64_t)getpid();
+	pool_list_init(&w->handshaking);
+	ret = setup_ring(w);
+	if (ret < 0)
+		return ret;
+	ret = setup_buffers(w);
+	if (ret < 0)
+		return ret;
+	size_t backend_conns = 0;
+	for (size_t i = 0; i < cfg->n_pools; i++)
+		for (size_t b = 0; b < cfg->pools[i].n_backends; b++)
+			backend_conns += (size_t)cfg->pools[i].backends[b].connections;
+	w->n_conns = cfg->limits.max_clients + (uint32_t)cfg->n_listeners +
+		     (uint32_t)backend_conns + 16;
+	w->conns = calloc(w->n_conns, sizeof(*w->conns));
+	if (!w->conns)
+		return -ENOMEM;
+	for (uint32_t i = w->n_conns; i-- > 0;) {
+		w->conns[i].idx = i;
+		w->conns[i].fd = -1;
+		w->conns[i].next_free = w->free_list;
+		w->free_list = &w->conns[i];
+	}
+	ret = setup_pools(w);
+	if (ret < 0)
+		return ret;
+	w->n_listeners = cfg->n_listeners;
+	w->listeners = calloc(cfg->n_listeners, sizeof(*w->listeners));
+	if (!w->listeners)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct gw_listener_rt *l = &w->listeners[i];
+		l->cfg = &cfg->listeners[i];
+		for (size_t p = 0; p < w->n_pools; p++)
+			if (strcmp(w->pools[p].cfg->name, l->cfg->pool) == 0)
+				l->pool = &w->pools[p];
+		ret = gw_listen_open(w, l);
+		if (ret < 0)
+			return ret;
+	}
+	w->now_ms = gw_now_ms();
+	/* open the warm backend connections */
+	for (size_t p = 0; p < w->n_pools; p++) {
+		for (size_t b = 0; b < w->pools[p].n_backends; b++)
+			for (int s = 0; s < w->pools[p].backends[b].cfg->connections; s++)
+				gw_upstream_start(w, &w->pools[p].backends[b], s);
+	}
+	return 0;
+}
+
+int gw_worker_run(struct gw_worker *w)
+{
+	w->next_tick_ms = gw_now_ms() + TICK_MS;
+	while (!*w->stop_flag) {
+		struct io_uring_cqe *cqe;
+		struct __kernel_timespec ts;
+		uint64_t now = gw_now_ms();
+		uint64_t wait_ms = w->next_tick_ms > now ? w->next_tick_ms - now : 0;
+
+		ts.tv_sec = (long long)(wait_ms / 1000);
+		ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
+		int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
+			gw_err("worker=%d msg=\"ring wait failed\" err=\"%s\"", w->id,
+			       strerror(-ret));
+			return ret;
+		}
+		w->now_ms = gw_now_ms();
+		unsigned head, count = 0;
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			handle_cqe(w, cqe);
+			count++;
+		}
+		io_uring_cq_advance(&w->ring, count);
+		if (io_uring_cq_has_overflow(&w->ring))
+			w->cq_overflows++;
+		if (w->now_ms >= w->next_tick_ms) {
+			tick(w);
+			w->next_tick_ms = w->now_ms + TICK_MS;
+		}
+	}
+	return 0;
+}
+
+void gw_worker_destroy(struct gw_worker *w)
+{
+	for (uint32_t i = 0; w->conns && i < w->n_conns; i++) {
+		struct gw_conn *c = &w->conns[i];
+		if (c->kind != GW_CONN_FREE && c->fd >= 0) {
+			close(c->fd);
+			c->fd = -1;
+		}
+	}
+	io_uring_queue_exit(&w->ring);
+	free(w->auth_cache);
+	w->auth_cache = NULL;
+}

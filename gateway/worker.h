@@ -1,0 +1,319 @@
+/*
+ * worker — one thread = one io_uring ring + its listeners, client sessions, backend
+ * connections, pools and timers. All per-worker state lives in struct gw_worker; nothing
+ * here is shared with another worker, so the data path takes no locks.
+ *
+ * Ownership rules (see docs/architecture.md):
+ *  - a struct gw_conn is owned by the worker's slab; it is freed (slot reused, generation
+ *    bumped) only once it is closing AND no SQE for it is in flight (inflight == 0);
+ *  - provided receive buffers are owned by the ring, lent to a recv completion, and given
+ *    back before that completion's handler returns (bytes are copied out into chunks);
+ *  - a struct gw_chunk belongs to exactly one queue at a time (a tx queue, or a request's
+ *    buffered response); whoever unlinks it frees it or links it elsewhere;
+ *  - a struct gw_req (one client message) is owned by its client's slot list while the
+ *    client lives; a request abandoned by its client is owned by the backend connection
+ *    that still owes its answer, which frees it when the answer has been drained.
+ */
+#ifndef GW_GATEWAY_WORKER_H
+#define GW_GATEWAY_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <liburing.h>
+
+#include "codec/qipc.h"
+#include "gateway/config.h"
+#include "pool/pool.h"
+
+#define GW_IOV_MAX 64
+#define GW_CHUNK_BYTES (64 * 1024)
+
+/* ------------------------------------------------------------------ chunks */
+
+struct gw_chunk {
+	struct gw_chunk *next;
+	uint32_t len;	/* bytes written into data */
+	uint32_t off;	/* bytes already sent / consumed */
+	uint32_t cap;
+	uint8_t data[];
+};
+
+struct gw_chunkq {
+	struct gw_chunk *head, *tail;
+	uint64_t bytes;	/* unsent bytes in the queue */
+};
+
+/* ----------------------------------------------------------- connections */
+
+enum gw_conn_kind {
+	GW_CONN_FREE = 0,
+	GW_CONN_LISTENER,
+	GW_CONN_CLIENT,
+	GW_CONN_BACKEND,
+};
+
+enum gw_client_state {
+	GW_CL_HANDSHAKE = 0,
+	GW_CL_READY,
+};
+
+enum gw_up_state {
+	GW_UP_DOWN = 0,		/* closed, waiting for its reconnect time */
+	GW_UP_CONNECTING,	/* connect SQE in flight */
+	GW_UP_HANDSHAKE,	/* hello sent, waiting for the capability byte */
+	GW_UP_IDLE,		/* ready for a sync request */
+	GW_UP_BUSY,		/* owes the answer to `owed` */
+};
+
+struct gw_pool_rt;
+struct gw_backend_rt;
+struct gw_listener_rt;
+struct gw_req;
+
+struct gw_client {
+	enum gw_client_state state;
+	uint8_t hello[1024];
+	size_t hello_len;
+	uint64_t handshake_deadline_ms;
+	struct pool_link hs_link;	/* worker.handshaking while in HANDSHAKE */
+	char user[128];
+	const struct gw_user_cfg *ucfg;	/* NULL without auth */
+	struct gw_listener_rt *listener;
+	int capability;
+	/* the request being received */
+	struct gw_chunk *rx_msg;
+	struct qipc_header rx_hdr;
+	/* sync requests in arrival order; the head's answer is the next one to send */
+	struct gw_req *slots_head, *slots_tail;
+	uint32_t n_slots;
+	uint64_t buffered_bytes;	/* answer bytes held in non-head slots */
+	/* async pinning: the backend connection that carried this client's last async */
+	struct gw_conn *pin;
+	uint32_t pin_gen;
+	struct gw_pool_rt *pin_pool;
+	uint64_t pin_epoch;
+	uint64_t requests;
+};
+
+struct gw_upstream {
+	enum gw_up_state state;
+	struct gw_backend_rt *be;
+	struct gw_req *owed;		/* the request whose answer this connection owes */
+	bool is_draining;		/* owed was abandoned: read and drop its answer */
+	uint64_t busy_since_ms;
+	uint64_t query_deadline_ms;	/* 0: none */
+	int capability;
+	bool is_paused_for_client;	/* recv paused: the owning client is not reading */
+	int slot;			/* index into be->slots */
+	struct __kernel_timespec connect_ts;
+	struct sockaddr_storage sa;
+	socklen_t sa_len;
+	/* an unsolicited message being skipped */
+	bool is_skipping;
+	uint8_t skip_type;
+	struct pool_link idle_link;	/* backend's idle list while IDLE */
+};
+
+struct gw_conn {
+	uint32_t idx;
+	uint32_t gen;
+	enum gw_conn_kind kind;
+	int fd;
+	uint64_t id;			/* for logs */
+	bool is_closing;
+	int inflight;			/* SQEs submitted and not yet completed for good */
+	bool recv_armed;
+	bool recv_cancel_sent;
+	bool is_recv_paused;
+	bool is_send_inflight;
+	struct gw_chunkq txq;
+	struct msghdr msg;
+	struct iovec iov[GW_IOV_MAX];
+	struct qipc_framer fr;
+	char peer[64];
+	union {
+		struct gw_client cl;
+		struct gw_upstream up;
+	};
+	struct gw_conn *next_free;
+};
+
+/* --------------------------------------------------------------- requests */
+
+enum gw_req_state {
+	GW_REQ_NEW = 0,
+	GW_REQ_QUEUED,
+	GW_REQ_SENT,
+	GW_REQ_DONE,
+};
+
+struct gw_req {
+	struct gw_req *next_slot;	/* client's slot list (sync only) */
+	struct gw_conn *client;		/* NULL once the client has gone */
+	uint32_t client_gen;
+	enum gw_req_state state;
+	bool is_sync;
+	bool has_resp_started;		/* answer bytes already went to the client */
+	struct gw_chunk *msg;		/* the request bytes until handed to a backend */
+	struct gw_pool_rt *pool;
+	struct pool_waiter waiter;	/* pool queue link while QUEUED */
+	struct gw_chunkq resp;		/* buffered answer while not at the head */
+	uint32_t timeout_ms;		/* query timeout (rule or pool), 0 none */
+	uint64_t epoch;			/* client's pin epoch when dispatched */
+	uint64_t t_start_us;
+	struct gw_conn *backend;	/* SENT: the connection carrying it */
+};
+
+/* ------------------------------------------------------------------ pools */
+
+/* One configured connection of a backend; the gw_conn behind it changes on reconnect. */
+struct gw_up_slot {
+	struct gw_conn *conn;		/* NULL while down */
+	uint32_t failures;		/* consecutive failed attempts (backoff) */
+	uint64_t retry_at_ms;		/* next attempt while down; 0 = now */
+	bool is_given_up;		/* reconnect.attempts exhausted */
+};
+
+struct gw_backend_rt {
+	const struct gw_backend_cfg *cfg;
+	struct gw_pool_rt *pool;
+	struct pool_backend sel;	/* what the selector sees */
+	struct gw_up_slot *slots;	/* cfg->connections entries */
+	struct pool_link idle;		/* idle connections */
+	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
+	bool was_up;
+};
+
+struct gw_pool_rt {
+	const struct gw_pool_cfg *cfg;
+	struct gw_backend_rt *backends;
+	struct pool_backend **sel_view;	/* pointers into backends[].sel for pool_pick */
+	size_t n_backends;
+	struct pool_selector selector;
+	struct pool_queue queue;
+	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
+};
+
+struct gw_listener_rt {
+	const struct gw_listener_cfg *cfg;
+	struct gw_pool_rt *pool;
+	struct gw_conn *conn;
+	uint64_t clients, accepted;
+};
+
+/* ------------------------------------------------------------------ worker */
+
+struct gw_worker {
+	int id;
+	struct io_uring ring;
+	const struct gw_config *cfg;
+	/* provided receive buffers */
+	struct io_uring_buf_ring *br;
+	uint8_t *buf_mem;
+	uint32_t buf_count, buf_size;
+	uint16_t bgid;
+	int buf_pending_adv;
+	/* connection slab */
+	struct gw_conn *conns;
+	uint32_t n_conns;
+	struct gw_conn *free_list;
+	uint64_t next_conn_id;
+	uint32_t n_clients;
+	/* pools and listeners */
+	struct gw_pool_rt *pools;
+	size_t n_pools;
+	struct gw_listener_rt *listeners;
+	size_t n_listeners;
+	struct pool_link handshaking;
+	void *auth_cache;		/* session.c's login cache, owned by the worker */
+	/* loop control */
+	volatile int *stop_flag;
+	bool is_stopping;
+	uint64_t now_ms;
+	uint64_t next_tick_ms;
+	uint64_t rng;
+	/* counters */
+	uint64_t cq_overflows, enobufs, protocol_errors;
+};
+
+/* user_data: op in the top 8 bits, generation in the next 24, slot index in the low 32 */
+enum gw_op {
+	GW_OP_NONE = 0,
+	GW_OP_ACCEPT,
+	GW_OP_RECV,
+	GW_OP_SEND,
+	GW_OP_CONNECT,
+	GW_OP_TIMEOUT,
+	GW_OP_CANCEL,
+};
+
+static inline uint64_t gw_ud(enum gw_op op, const struct gw_conn *c)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(c->gen & 0xffffff) << 32) | c->idx;
+}
+
+/* worker.c */
+int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
+		   volatile int *stop_flag);
+int gw_worker_run(struct gw_worker *w);
+void gw_worker_destroy(struct gw_worker *w);
+uint64_t gw_now_ms(void);
+uint64_t gw_now_us(void);
+
+struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int fd);
+void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason);
+void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c);
+struct io_uring_sqe *gw_sqe(struct gw_worker *w);
+/* append bytes to the tx queue (copied) and start a send if none is in flight */
+int gw_tx_append(struct gw_worker *w, struct gw_conn *c, const void *p, size_t n);
+/* append a whole chunk (ownership moves to the queue) */
+void gw_tx_append_chunk(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *ch);
+void gw_tx_kick(struct gw_worker *w, struct gw_conn *c);
+struct gw_chunk *gw_chunk_new(size_t cap);
+void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n);
+void gw_chunkq_free(struct gw_chunkq *q);
+
+/* listen.c */
+int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l);
+void gw_listen_arm(struct gw_worker *w, struct gw_conn *c);
+void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_uring_cqe *cqe);
+int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, socklen_t *len);
+
+/* session.c — client side */
+void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
+void gw_client_on_close(struct gw_worker *w, struct gw_conn *c);
+void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c);
+void gw_client_tick(struct gw_worker *w);
+/* answer bytes for req (from its backend); is_end marks the last byte of the answer */
+void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p, size_t n,
+			 bool is_end);
+/* complete req with a gateway error "qgate: ..." */
+void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text);
+void gw_req_free(struct gw_req *r);
+/* a pooled connection became free: hand it the first eligible waiter */
+void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p);
+
+/* upstream.c — backend side */
+void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot);
+void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res);
+void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
+void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c);
+void gw_upstream_tick(struct gw_worker *w);
+/* send req on c (IDLE for sync); takes the request's bytes */
+void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
+void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
+
+/* router.c */
+struct gw_route {
+	struct gw_pool_rt *pool;
+	uint32_t timeout_ms;
+	bool is_dedicated;
+	bool is_denied;
+};
+void gw_route(struct gw_worker *w, struct gw_conn *client, const uint8_t *msg, size_t len,
+	      struct gw_route *out);
+
+#endif /* GW_GATEWAY_WORKER_H */
