@@ -35,6 +35,7 @@ struct gw_tls_cfg {
 	char *key_file;
 	char *client_ca_file;	/* NULL: no client certificates asked */
 	char *ca_file;		/* backend side: CA to verify the backend; NULL = system */
+	/* backend side, cert_file/key_file (optional, together) are the gateway's client cert */
 	bool is_verify;		/* backend side: verify the backend's certificate (default true) */
 };
 
@@ -157,7 +158,10 @@ struct gw_config {
 /*
  * Load and validate a config file. On success returns the config and *errs is NULL.
  * On failure returns NULL and *errs is a malloc'd, newline-separated list of every error
- * found, each line "PATH: message" (caller frees).
+ * found, each line "PATH: message" (caller frees); there is no trailing newline. A JSON
+ * syntax error is one line "FILE:LINE:COLUMN: message". errs may be NULL.
+ * Relative file names in the config are resolved against the config file's directory and
+ * stored resolved. Main thread only (reads the environment for password_env).
  */
 struct gw_config *gw_cfg_load(const char *path, char **errs);
 
@@ -178,6 +182,15 @@ const struct gw_user_cfg *gw_cfg_user(const struct gw_config *cfg, const char *n
  */
 char *gw_pw_hash(const char *password);
 bool gw_pw_verify(const char *stored_hash, const char *password, size_t password_len);
+
+/* Iteration count gw_pw_hash uses; each hash carries its own, so this may rise later. */
+#define GW_PW_ITER_DEFAULT 60000
+
+/* gw_pw_hash with an explicit length and iteration count (1000..10000000); NULL if out of range. */
+char *gw_pw_hash_iter(const char *password, size_t password_len, uint32_t iter);
+
+/* true when s has the shape of a gw_pw_hash result (prefix, iteration range, base64 parts). */
+bool gw_pw_hash_is_valid(const char *s);
 
 /* Parse an address string as the "listen"/"address" fields accept it. 0 or -EINVAL. */
 int gw_addr_parse(const char *text, struct gw_addr *out);
