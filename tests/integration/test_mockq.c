@@ -1,0 +1,346 @@
+/*
+ * test_mockq — acceptance tests for the backend emulator (issue #2): a real mockq process on
+ * loopback answers q expressions and its .mock.* verbs, refuses bad credentials by closing,
+ * serves other connections while an answer is deferred, closes only a connection that breaks
+ * the protocol, and holds up under qbench with zero mismatches.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tests/support/t_crit.h"
+
+static struct t_proc *mq;
+
+static void setup(void)
+{
+	cr_assert(t_env_init() == 0, "%s", t_errmsg());
+	mq = t_mockq_start("m1", NULL);
+	cr_assert(mq != NULL, "%s", t_errmsg());
+}
+
+static void teardown(void)
+{
+	t_env_fini();
+}
+
+static int connect_mq(void)
+{
+	return T_OK(t_q_connect("127.0.0.1", mq->port, "tester:pw", NULL));
+}
+
+TestSuite(mockq, .init = setup, .fini = teardown, .timeout = 30.0);
+
+Test(mockq, announces_ready_on_stdout)
+{
+	char want[96];
+
+	snprintf(want, sizeof(want), "mockq m1 listening on port %d", mq->port);
+	T_OK(t_wait_file_contains(mq->out_path, 0, want, 2000));
+}
+
+Test(mockq, handshake_replies_capability)
+{
+	int cap = -1, fd = T_OK(t_q_connect("127.0.0.1", mq->port, "any:thing", &cap));
+
+	/* We offer 3; the reply is min(ours, its own) and a q server supports at least 3. */
+	cr_assert_eq(cap, 3, "capability byte %d, want 3", cap);
+	close(fd);
+}
+
+Test(mockq, evaluates_text_queries)
+{
+	int64_t til10[10] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+	int fd = connect_mq();
+
+	t_call_expect(fd, t_str("1+1"), t_long(2), 2000);
+	t_call_expect(fd, t_str("til 10"), t_longs(10, til10), 2000);
+	t_call_expect(fd, t_str(".mock.echo[42]"), t_long(42), 2000);
+	close(fd);
+}
+
+Test(mockq, applies_lambdas_and_keeps_assignments)
+{
+	struct t_obj *lam = t_atom(T_LAMBDA);
+	int fd = connect_mq();
+
+	/* ({x+y+z};1;2;3), as PyKX's guide sends it. */
+	cr_assert(lam);
+	lam->s = strdup("");
+	lam->n = 1;
+	lam->items = calloc(1, sizeof(*lam->items));
+	cr_assert(lam->s && lam->items);
+	lam->items[0] = t_str("{x+y+z}");
+	t_call_expect(fd, t_list(4, lam, t_long(1), t_long(2), t_long(3)), t_long(6), 2000);
+
+	t_free(t_call_ok(fd, t_str(".test.addition:{x+y}"), 2000));
+	t_call_expect(fd, t_call(".test.addition", 2, t_long(2), t_long(3)), t_long(5), 2000);
+	close(fd);
+}
+
+Test(mockq, echo_returns_its_argument_unchanged)
+{
+	struct t_obj *vals[6];
+	int fd = connect_mq();
+
+	vals[0] = t_long(-7);
+	vals[1] = t_str("token-123");
+	vals[2] = t_vec(T_SYM, 2);
+	vals[3] = t_list(3, t_long(1), t_sym("bcd"), t_str("0bc"));
+	vals[4] = t_dict(t_vec(T_SYM, 1), t_list(1, t_float(1.5)));
+	vals[5] = t_vec(T_INT, 3);
+	cr_assert(vals[2] && vals[4] && vals[5]);
+	free(vals[2]->syms[0]);
+	vals[2]->syms[0] = strdup("the");
+	free(vals[4]->items[0]->syms[0]);
+	vals[4]->items[0]->syms[0] = strdup("k");
+	((int32_t *)vals[5]->data)[1] = 12345;
+	for (int k = 0; k < 6; k++) {
+		struct t_obj *want = t_copy(vals[k]);
+
+		t_call_expect(fd, t_call(".mock.echo", 1, vals[k]), want, 2000);
+	}
+	close(fd);
+}
+
+Test(mockq, sleep_blocks_then_returns_ms)
+{
+	int fd = connect_mq();
+	int64_t t0 = t_now_ms(), took;
+
+	t_call_expect(fd, t_call(".mock.sleep", 1, t_long(120)), t_long(120), 3000);
+	took = t_now_ms() - t0;
+	cr_assert(took >= 120 && took < 1500, ".mock.sleep[120] took %" PRId64 " ms", took);
+	close(fd);
+}
+
+Test(mockq, bytes_returns_the_pattern)
+{
+	const uint64_t sizes[] = { 1, 1000, 300000 };
+	int fd = connect_mq();
+
+	for (int s = 0; s < 3; s++) {
+		struct t_obj *r = t_call_ok(fd, t_call(".mock.bytes", 1, t_long((int64_t)sizes[s])),
+					    5000);
+		const uint8_t *b = r->data;
+
+		cr_assert_eq(r->type, T_BYTE, "type %d, want byte vector", r->type);
+		cr_assert_eq(r->n, sizes[s], "%" PRIu64 " bytes, want %" PRIu64, r->n, sizes[s]);
+		for (uint64_t k = 0; k < r->n; k++)
+			cr_assert_eq(b[k], (uint8_t)(k % 256), "byte %" PRIu64 " is %u", k, b[k]);
+		t_free(r);
+	}
+	close(fd);
+}
+
+Test(mockq, error_verb_gives_an_error_response)
+{
+	int fd = connect_mq();
+
+	t_call_expect(fd, t_call(".mock.error", 1, t_str("boom")), t_err("boom"), 2000);
+	/* The connection survives an error. */
+	t_call_expect(fd, t_str("1+1"), t_long(2), 2000);
+	close(fd);
+}
+
+Test(mockq, unknown_function_is_a_q_error)
+{
+	int fd = connect_mq();
+	struct t_obj *r = t_call_ok(fd, t_call(".no.such.fn", 1, t_long(1)), 2000);
+
+	cr_assert_eq(r->type, T_ERROR, "got %s, want a q error", t_show(r));
+	t_free(r);
+	close(fd);
+}
+
+Test(mockq, drop_closes_without_answer)
+{
+	int fd = connect_mq(), other = connect_mq();
+	size_t got = 99;
+
+	T_OK(t_q_send(fd, T_SYNC, t_call0(".mock.drop")));
+	T_OK(t_wait_closed(fd, 2000, &got));
+	cr_assert_eq(got, 0, "%zu bytes arrived before the close", got);
+	t_call_expect(other, t_str("1+1"), t_long(2), 2000);
+	close(fd);
+	close(other);
+}
+
+Test(mockq, pub_returns_n_then_publishes)
+{
+	struct t_obj *req = t_call(".mock.pub", 2, t_long(3), t_long(20));
+	int fd = connect_mq(), type = -1;
+	int64_t first = INT64_MIN;
+	struct t_obj *m;
+
+	cr_assert(req);
+	m = t_q_call(fd, req, 3000, NULL, NULL);
+	cr_assert(m != NULL, "%s", t_errmsg());
+	cr_assert(m->type == -T_LONG && m->a.j == 3, "got %s, want 3", t_show(m));
+	t_free(m);
+	t_free(req);
+	for (int k = 0; k < 3; k++) {
+		T_OK(t_q_recv(fd, 3000, &m, &type));
+		cr_assert_eq(type, T_ASYNC, "publish %d has message type %d, want async", k, type);
+		cr_assert(m->type == T_LIST && m->n == 2 && m->items[0]->type == -T_SYM &&
+			  !strcmp(m->items[0]->s, "upd") && m->items[1]->type == -T_LONG,
+			  "publish %d is %s, want (`upd;i)", k, t_show(m));
+		if (k == 0)
+			first = m->items[1]->a.j;
+		cr_assert_eq(m->items[1]->a.j, first + k, "publish %d carries %s", k, t_show(m));
+		t_free(m);
+	}
+	/* Exactly n: nothing more comes. */
+	cr_assert_eq(t_q_recv(fd, 200, &m, &type), -ETIMEDOUT, "a 4th message arrived: %s",
+		     t_show(m));
+	close(fd);
+}
+
+Test(mockq, id_and_count)
+{
+	int fd = connect_mq();
+	struct t_obj *c1, *c2;
+
+	t_call_expect(fd, t_call0(".mock.id"), t_sym("m1"), 2000);
+	t_call_expect(fd, t_str(".mock.id[]"), t_sym("m1"), 2000);
+	c1 = t_call_ok(fd, t_call0(".mock.count"), 2000);
+	for (int k = 0; k < 3; k++)
+		t_free(t_call_ok(fd, t_call(".mock.echo", 1, t_long(k)), 2000));
+	c2 = t_call_ok(fd, t_call0(".mock.count"), 2000);
+	cr_assert(c1->type == -T_LONG && c2->type == -T_LONG, "count types %s %s", t_show(c1),
+		  t_show(c2));
+	/* The count includes the message asking for it: 3 echoes + this count query. */
+	cr_assert_eq(c2->a.j - c1->a.j, 4, "count went %" PRId64 " -> %" PRId64, c1->a.j,
+		     c2->a.j);
+	t_free(c1);
+	t_free(c2);
+	close(fd);
+}
+
+Test(mockq, set_then_read_back)
+{
+	int fd = connect_mq(), other = connect_mq();
+
+	/* Async set, then sync reads on the same connection (in order) and on another one. */
+	T_OK(t_q_send(fd, T_ASYNC, t_call("set", 2, t_sym("a"), t_long(42))));
+	t_call_expect(fd, t_sym("a"), t_long(42), 2000);
+	t_call_expect(fd, t_str("a"), t_long(42), 2000);
+	t_call_expect(other, t_sym("a"), t_long(42), 2000);
+	t_free(t_call_ok(fd, t_call("set", 2, t_sym("a"), t_str("xyz")), 2000));
+	t_call_expect(other, t_sym("a"), t_str("xyz"), 2000);
+	close(fd);
+	close(other);
+}
+
+Test(mockq, rejects_bad_credentials_by_closing)
+{
+	const char *const extra[] = { "--user", "u:p", NULL };
+	struct t_proc *sec = T_PTR(t_mockq_start("secure", extra));
+	const char *bad[] = { "u:wrong", "x:p", "u", "" };
+	int cap = -1, fd;
+
+	for (int k = 0; k < 4; k++) {
+		fd = T_OK(t_tcp_connect("127.0.0.1", sec->port, 2000));
+		cr_assert_eq(t_q_handshake(fd, bad[k], 3, 2000), -EACCES,
+			     "credentials \"%s\" were not refused: %s", bad[k], t_errmsg());
+		close(fd);
+	}
+	fd = T_OK(t_q_connect("127.0.0.1", sec->port, "u:p", &cap));
+	cr_assert_eq(cap, 3);
+	t_call_expect(fd, t_str("1+1"), t_long(2), 2000);
+	close(fd);
+}
+
+Test(mockq, defer_answers_later_while_serving_others)
+{
+	int slow = connect_mq(), fast = connect_mq(), type = -1;
+	struct t_obj *r = NULL;
+	int64_t t0, t_fast, t_slow;
+
+	t0 = t_now_ms();
+	T_OK(t_q_send(slow, T_SYNC, t_call(".mock.defer", 2, t_long(400), t_sym("late"))));
+	/* Another client is served while the answer is held. */
+	t_call_expect(fast, t_call(".mock.echo", 1, t_str("meanwhile")), t_str("meanwhile"), 2000);
+	t_fast = t_now_ms() - t0;
+	cr_assert(t_fast < 300, "other connection waited %" PRId64 " ms", t_fast);
+	/* Nothing early on the deferred one. */
+	cr_assert_eq(t_q_recv(slow, 100, &r, &type), -ETIMEDOUT, "early answer %s", t_show(r));
+	T_OK(t_q_recv(slow, 3000, &r, &type));
+	t_slow = t_now_ms() - t0;
+	cr_assert_eq(type, T_RESPONSE);
+	T_EXPECT_EQ(r, t_sym("late"));
+	cr_assert(t_slow >= 400 && t_slow < 2000, "deferred answer after %" PRId64 " ms", t_slow);
+	t_free(r);
+	close(slow);
+	close(fast);
+}
+
+/* Send raw bytes after the handshake; the connection must close and another stay served. */
+static void check_garbage_closes_only_sender(const uint8_t *bytes, size_t n)
+{
+	int bad = connect_mq(), good = connect_mq();
+	size_t got = 0;
+
+	T_OK(t_send_all(bad, bytes, n));
+	T_OK(t_wait_closed(bad, 3000, &got));
+	t_call_expect(good, t_call(".mock.echo", 1, t_str("still here")), t_str("still here"),
+		      2000);
+	close(bad);
+	close(good);
+	/* And the server keeps accepting. */
+	good = connect_mq();
+	t_call_expect(good, t_str("1+1"), t_long(2), 2000);
+	close(good);
+}
+
+Test(mockq, bad_header_closes_only_that_connection)
+{
+	const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+	check_garbage_closes_only_sender(junk, sizeof(junk));
+}
+
+Test(mockq, malformed_payload_closes_only_that_connection)
+{
+	/* Sync message of 14 bytes whose char vector claims 255 items. */
+	const uint8_t msg[] = { 0x01, 0x01, 0x00, 0x00, 0x0e, 0x00, 0x00, 0x00,
+				0x0a, 0x00, 0xff, 0x00, 0x00, 0x00 };
+
+	check_garbage_closes_only_sender(msg, sizeof(msg));
+}
+
+Test(mockq, qbench_16_connections_no_mismatch, .timeout = 60.0)
+{
+	const char *bin = t_bin("QBENCH_BIN");
+	char port_s[16], *out = NULL, *err = NULL;
+	json_error_t jerr;
+	json_t *j, *mm, *req;
+	int rc;
+
+	cr_assert(bin, "%s", t_errmsg());
+	snprintf(port_s, sizeof(port_s), "%d", mq->port);
+	{
+		char *const argv[] = { (char *)bin, "--host", "127.0.0.1", "--port", port_s,
+				       "--conns", "16", "--seconds", "5", "--json", NULL };
+
+		rc = t_run(argv, NULL, 45000, &out, &err);
+	}
+	cr_assert_eq(rc, 0, "qbench exited %d: %s\nstdout: %s\nstderr: %s", rc, t_errmsg(),
+		     out ? out : "", err ? err : "");
+	j = json_loads(out, JSON_DECODE_ANY, &jerr);
+	cr_assert(j != NULL, "qbench --json output is not JSON (%s): %s", jerr.text, out);
+	mm = json_object_get(j, "mismatches");
+	req = json_object_get(j, "requests");
+	cr_assert(json_is_integer(mm), "no integer \"mismatches\" in %s", out);
+	cr_assert_eq(json_integer_value(mm), 0, "%" JSON_INTEGER_FORMAT " mismatches: %s",
+		     json_integer_value(mm), out);
+	cr_assert(json_is_integer(req) && json_integer_value(req) > 1000,
+		  "implausible request count in %s", out);
+	json_decref(j);
+	free(out);
+	free(err);
+}
