@@ -47,7 +47,6 @@ static int pick_least(struct pool_selector *s, struct pool_backend *const *bes, 
 		      bool need_idle)
 {
 	int best = -1;
-	size_t ties = 0;
 
 	/* Start the scan at a rotating offset: among equally loaded backends the first
 	 * one seen wins, so rotating the start spreads ties evenly. */
@@ -55,15 +54,10 @@ static int pick_least(struct pool_selector *s, struct pool_backend *const *bes, 
 		size_t i = (s->tie_cursor + k) % n;
 		if (!qualifies(bes[i], need_idle))
 			continue;
-		if (best < 0 || load_cmp(bes[i], bes[best]) < 0) {
+		if (best < 0 || load_cmp(bes[i], bes[best]) < 0)
 			best = (int)i;
-			ties = 1;
-		} else if (load_cmp(bes[i], bes[best]) == 0) {
-			ties++;
-		}
 	}
-	if (ties > 1 || best >= 0)
-		s->tie_cursor = (s->tie_cursor + 1) % (n ? n : 1);
+	s->tie_cursor = (s->tie_cursor + 1) % n;
 	return best;
 }
 
