@@ -175,6 +175,7 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	c->cl.state = GW_CL_HANDSHAKE;
 	c->cl.listener = l;
 	c->cl.handshake_deadline_ms = w->now_ms + w->cfg->limits.handshake_timeout_ms;
+	c->cl.last_active_ms = w->now_ms;
 	pool_list_add_tail(&w->handshaking, &c->cl.hs_link);
 	w->n_clients++;
 	l->clients++;

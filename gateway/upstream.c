@@ -139,7 +139,8 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	struct gw_up_slot *sl = &be->slots[c->up.slot];
 
 	c->up.capability = capability;
-	qipc_framer_init(&c->fr, capability, w->cfg->limits.max_message_bytes);
+	/* answers stream through without being held whole, so only the protocol bounds them */
+	qipc_framer_init(&c->fr, capability, 0);
 	if (sl->failures > 0)
 		be->reconnects++;
 	sl->failures = 0;
@@ -190,9 +191,11 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 	}
 	/* a message the backend started: no client of a shared connection may get it */
 	p->dropped_unsolicited++;
-	gw_warn("backend=%s pool=%s type=%s msg=\"message started by backend on a shared "
-		"connection dropped\"", be_name(c), p->cfg->name,
-		st->hdr.msg_type == QIPC_SYNC ? "sync" : "async");
+	if ((p->dropped_unsolicited & (p->dropped_unsolicited - 1)) == 0)	/* 1,2,4,8.. */
+		gw_warn("backend=%s pool=%s type=%s dropped_total=%llu msg=\"message started "
+			"by backend on a shared connection dropped\"", be_name(c), p->cfg->name,
+			st->hdr.msg_type == QIPC_SYNC ? "sync" : "async",
+			(unsigned long long)p->dropped_unsolicited);
 	c->up.is_skipping = true;
 	c->up.skip_type = st->hdr.msg_type;
 	if (st->is_msg_end)

@@ -29,6 +29,7 @@
 #define BUF_SIZE (32 * 1024)
 #define SEND_MAX_BYTES (256 * 1024)	/* fairness: cap one sendmsg */
 #define TICK_MS 10
+#define GW_STOP_GRACE_MS 5000
 
 uint64_t gw_now_ms(void)
 {
@@ -381,8 +382,10 @@ static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe 
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		const uint8_t *data = w->buf_mem + (size_t)bid * w->buf_size;
 		if (!c->is_closing) {
-			if (c->kind == GW_CONN_CLIENT)
+			if (c->kind == GW_CONN_CLIENT) {
+				c->cl.last_active_ms = w->now_ms;
 				gw_client_on_data(w, c, data, (size_t)res);
+			}
 			else if (c->kind == GW_CONN_BACKEND)
 				gw_upstream_on_data(w, c, data, (size_t)res);
 		}
@@ -448,6 +451,20 @@ static void tick(struct gw_worker *w)
 {
 	gw_client_tick(w);
 	gw_upstream_tick(w);
+	/* idle clients: a cheap scan once a second is plenty at this granularity */
+	uint32_t idle_ms = w->cfg->limits.client_idle_timeout_ms;
+	if (idle_ms && w->now_ms >= w->next_idle_scan_ms) {
+		w->next_idle_scan_ms = w->now_ms + 1000;
+		for (uint32_t i = 0; i < w->n_conns; i++) {
+			struct gw_conn *c = &w->conns[i];
+			if (c->kind == GW_CONN_CLIENT && !c->is_closing && !c->cl.n_slots &&
+			    c->cl.last_active_ms + idle_ms <= w->now_ms) {
+				gw_info("conn=%llu peer=%s user=%s msg=\"closing idle client\"",
+					(unsigned long long)c->id, c->peer, c->cl.user);
+				gw_conn_close(w, c, "idle timeout");
+			}
+		}
+	}
 }
 
 /* ----------------------------------------------------------------- lifecycle */
@@ -531,6 +548,9 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 		for (size_t p = 0; p < w->n_pools; p++)
 			if (strcmp(w->pools[p].cfg->name, l->cfg->pool) == 0)
 				l->pool = &w->pools[p];
+		/* a Unix name cannot be shared by SO_REUSEPORT: worker 0 serves it alone */
+		if (l->cfg->addr.kind != GW_ADDR_TCP && w->id > 0)
+			continue;
 		ret = gw_listen_open(w, l);
 		if (ret < 0)
 			return ret;
@@ -545,10 +565,41 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	return 0;
 }
 
+/* Nothing owed to any client any more: every slot answered, nothing queued. */
+static bool drained(struct gw_worker *w)
+{
+	for (size_t i = 0; i < w->n_pools; i++)
+		if (w->pools[i].queue.len)
+			return false;
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct gw_conn *c = &w->conns[i];
+		if (c->kind == GW_CONN_CLIENT && !c->is_closing &&
+		    (c->cl.n_slots || c->txq.bytes))
+			return false;
+	}
+	return true;
+}
+
+/* SIGTERM: stop accepting, let requests in flight finish within the grace period. */
+static void begin_stop(struct gw_worker *w)
+{
+	w->is_stopping = true;
+	w->stop_deadline_ms = w->now_ms + GW_STOP_GRACE_MS;
+	for (size_t i = 0; i < w->n_listeners; i++)
+		if (w->listeners[i].conn)
+			gw_conn_close(w, w->listeners[i].conn, "stopping");
+	gw_info("worker=%d msg=\"stopping: no new clients; finishing requests in flight\" "
+		"grace_ms=%d", w->id, GW_STOP_GRACE_MS);
+}
+
 int gw_worker_run(struct gw_worker *w)
 {
 	w->next_tick_ms = gw_now_ms() + TICK_MS;
-	while (!*w->stop_flag) {
+	for (;;) {
+		if (*w->stop_flag && !w->is_stopping)
+			begin_stop(w);
+		if (w->is_stopping && (drained(w) || w->now_ms >= w->stop_deadline_ms))
+			break;
 		struct io_uring_cqe *cqe;
 		struct __kernel_timespec ts;
 		uint64_t now = gw_now_ms();

@@ -96,6 +96,7 @@ struct gw_client {
 	struct gw_pool_rt *pin_pool;
 	uint64_t pin_epoch;
 	uint64_t requests;
+	uint64_t last_active_ms;
 };
 
 struct gw_upstream {
@@ -234,6 +235,8 @@ struct gw_worker {
 	bool is_stopping;
 	uint64_t now_ms;
 	uint64_t next_tick_ms;
+	uint64_t next_idle_scan_ms;
+	uint64_t stop_deadline_ms;
 	uint64_t rng;
 	/* counters */
 	uint64_t cq_overflows, enobufs, protocol_errors;
