@@ -195,8 +195,8 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 	client_update_recv(w, c);
 }
 
-void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p, size_t n,
-			 bool is_end)
+void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *pre,
+			 size_t pre_n, const uint8_t *p, size_t n, bool is_end)
 {
 	if (!client_alive(r)) {
 		if (is_end)
@@ -204,14 +204,16 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		return;
 	}
 	struct gw_conn *c = r->client;
-	if (n > 0) {
-		if (c->cl.slots_head == r) {
-			gw_tx_append(w, c, p, n);
-			r->has_resp_started = true;
-		} else {
-			gw_chunkq_append(&r->resp, p, n);
-			c->cl.buffered_bytes += n;
-		}
+	if (c->cl.slots_head == r) {
+		/* both pieces queued before one kick: a header never leaves on its own */
+		gw_chunkq_append(&c->txq, pre, pre_n);
+		gw_chunkq_append(&c->txq, p, n);
+		gw_tx_kick(w, c);
+		r->has_resp_started = true;
+	} else {
+		gw_chunkq_append(&r->resp, pre, pre_n);
+		gw_chunkq_append(&r->resp, p, n);
+		c->cl.buffered_bytes += pre_n + n;
 	}
 	if (is_end) {
 		r->state = GW_REQ_DONE;
@@ -273,7 +275,7 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 	if (len < 0)
 		len = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, "qgate: error");
 	r->state = GW_REQ_SENT;	/* so answer_bytes treats it as live */
-	gw_req_answer_bytes(w, r, buf, (size_t)len, true);
+	gw_req_answer_bytes(w, r, buf, (size_t)len, NULL, 0, true);
 }
 
 /* ---------------------------------------------------------------- dispatch */

@@ -176,14 +176,8 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 			return;
 		}
 		if (c->up.owed) {
-			struct gw_req *r = c->up.owed;
-			if (st->is_msg_end) {
-				c->up.owed = NULL;
-				gw_req_answer_bytes(w, r, st->hdr_bytes, QIPC_HDR_SIZE, true);
-				answer_done(w, c);
-			} else {
-				gw_req_answer_bytes(w, r, st->hdr_bytes, QIPC_HDR_SIZE, false);
-			}
+			/* sent with the first body bytes (every message has some) */
+			c->up.has_hdr_pending = true;
 		} else if (st->is_msg_end) {
 			answer_done(w, c);	/* drained */
 		}
@@ -251,12 +245,16 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 					skip_done(w, c);
 			} else if (c->up.owed) {
 				struct gw_req *r = c->up.owed;
+				size_t pre_n = c->up.has_hdr_pending ? QIPC_HDR_SIZE : 0;
+				c->up.has_hdr_pending = false;
 				if (st.is_msg_end) {
 					c->up.owed = NULL;
-					gw_req_answer_bytes(w, r, st.data, st.len, true);
+					gw_req_answer_bytes(w, r, c->fr.hdr_bytes, pre_n, st.data,
+							    st.len, true);
 					answer_done(w, c);
 				} else {
-					gw_req_answer_bytes(w, r, st.data, st.len, false);
+					gw_req_answer_bytes(w, r, c->fr.hdr_bytes, pre_n, st.data,
+							    st.len, false);
 				}
 			} else if (st.is_msg_end && c->up.state == GW_UP_BUSY) {
 				answer_done(w, c);	/* drained */

@@ -114,6 +114,7 @@ struct gw_upstream {
 	socklen_t sa_len;
 	/* an unsolicited message being skipped */
 	bool is_skipping;
+	bool has_hdr_pending;		/* an answer's header waits for its first body bytes */
 	uint8_t skip_type;
 	struct pool_link idle_link;	/* backend's idle list while IDLE */
 };
@@ -290,9 +291,13 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 void gw_client_on_close(struct gw_worker *w, struct gw_conn *c);
 void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c);
 void gw_client_tick(struct gw_worker *w);
-/* answer bytes for req (from its backend); is_end marks the last byte of the answer */
-void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p, size_t n,
-			 bool is_end);
+/*
+ * Answer bytes for req (from its backend): pre[0..pre_n) then p[0..n), queued together so a
+ * header travels with the bytes after it; is_end marks the last byte of the answer.
+ * May free r (when is_end and its client has gone).
+ */
+void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *pre,
+			 size_t pre_n, const uint8_t *p, size_t n, bool is_end);
 /* complete req with a gateway error "qgate: ..." */
 void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text);
 void gw_req_free(struct gw_req *r);
