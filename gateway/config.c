@@ -337,8 +337,12 @@ static void get_i(struct ctx *c, json_t *obj, const char *key, int min, int max,
 		*out = (int)x;
 }
 
-/* Durations: whole milliseconds, 0 .. 2^32-1 (about 49 days). */
-static void get_ms(struct ctx *c, json_t *obj, const char *key, uint32_t *out)
+/*
+ * Durations: whole milliseconds, 0 .. 2^32-1 (about 49 days). Timeouts that always run
+ * (handshake, connect, health answer) take min 1: for them 0 has no sane meaning, and
+ * rejecting it beats guessing between "never" and "at once".
+ */
+static void get_ms_min(struct ctx *c, json_t *obj, const char *key, uint32_t min, uint32_t *out)
 {
 	json_t *v = get(obj, key);
 
@@ -348,11 +352,20 @@ static void get_ms(struct ctx *c, json_t *obj, const char *key, uint32_t *out)
 		err_key(c, key, "must be a non-negative integer (milliseconds)");
 		return;
 	}
+	if (json_integer_value(v) < min) {
+		err_key(c, key, "must be at least %u milliseconds", min);
+		return;
+	}
 	if (json_integer_value(v) > UINT32_MAX) {
 		err_key(c, key, "must be at most %u milliseconds", UINT32_MAX);
 		return;
 	}
 	*out = (uint32_t)json_integer_value(v);
+}
+
+static void get_ms(struct ctx *c, json_t *obj, const char *key, uint32_t *out)
+{
+	get_ms_min(c, obj, key, 0, out);
 }
 
 static bool get_double(struct ctx *c, json_t *obj, const char *key, double min, double max,
@@ -1106,7 +1119,7 @@ static void parse_reconnect(struct ctx *c, json_t *obj, struct gw_reconnect_cfg 
 	get_i(c, j, "attempts", -1, INT_MAX, &r->attempts);
 	get_ms(c, j, "delay_ms", &r->delay_ms);
 	get_ms(c, j, "max_delay_ms", &r->max_delay_ms);
-	get_ms(c, j, "connect_timeout_ms", &r->connect_timeout_ms);
+	get_ms_min(c, j, "connect_timeout_ms", 1, &r->connect_timeout_ms);
 	get_double(c, j, "jitter", 0.0, 1.0, &r->jitter);
 	m = get(j, "multiplier");
 	if (json_is_string(m) && !strcmp(json_string_value(m), "constant"))
@@ -1208,7 +1221,7 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 
 		check_keys(c, h, health_keys);
 		get_ms(c, h, "interval_ms", &p->health.interval_ms);
-		get_ms(c, h, "timeout_ms", &p->health.timeout_ms);
+		get_ms_min(c, h, "timeout_ms", 1, &p->health.timeout_ms);
 		get_str(c, h, "query", 0, &p->health.query);
 		path_pop(c, old);
 	}
@@ -1535,7 +1548,7 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		get_u32(c, o, "max_clients", 1, UINT32_MAX, &l->max_clients);
 		get_u64(c, o, "max_message_bytes", CFG_MIN_MSG_BYTES, CFG_MAX_MSG_BYTES,
 			&l->max_message_bytes);
-		get_ms(c, o, "handshake_timeout_ms", &l->handshake_timeout_ms);
+		get_ms_min(c, o, "handshake_timeout_ms", 1, &l->handshake_timeout_ms);
 		get_ms(c, o, "client_idle_timeout_ms", &l->client_idle_timeout_ms);
 		get_u32(c, o, "max_pipeline", 1, UINT32_MAX, &l->max_pipeline);
 		get_u64(c, o, "client_buffer_bytes", CFG_MIN_CLIENT_BUF, CFG_MAX_MSG_BYTES,

@@ -662,6 +662,15 @@ Test(config, rejects_bad_enums_and_ranges)
 		  "pools[0].health.interval_ms: must be a non-negative integer" },
 		{ "{'pools': [" T_POOL "], 'limits': {'handshake_timeout_ms': 4294967296}}",
 		  "limits.handshake_timeout_ms: must be at most" },
+		/* always-on timeouts: 0 would mean "at once" or "never"; neither is safe */
+		{ "{'pools': [" T_POOL "], 'limits': {'handshake_timeout_ms': 0}}",
+		  "limits.handshake_timeout_ms: must be at least 1 milliseconds" },
+		{ "{'pools': [{'name': 'p', 'reconnect': {'connect_timeout_ms': 0},"
+		  " 'backends': [{'address': 'h:1'}]}]}",
+		  "pools[0].reconnect.connect_timeout_ms: must be at least 1" },
+		{ "{'pools': [{'name': 'p', 'health': {'timeout_ms': 0},"
+		  " 'backends': [{'address': 'h:1'}]}]}",
+		  "pools[0].health.timeout_ms: must be at least 1" },
 		{ "{'pools': [" T_POOL "], 'rules': [{'function': 'f', 'timeout_ms': -5}]}",
 		  "rules[0].timeout_ms: must be a non-negative integer" },
 		{ "{'pools': [{'name': 'p', 'reconnect': {'multiplier': 0.5},"
@@ -712,6 +721,17 @@ Test(config, rejects_bad_enums_and_ranges)
 	gw_cfg_free(cfg);
 	cfg = t_parse("{'pools': [" T_POOL "], 'limits': {'max_message_bytes': 1024}}", &errs);
 	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	gw_cfg_free(cfg);
+	/* 0 is accepted where it means "none" / "off" / "at once" */
+	cfg = t_parse("{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'}],"
+		      " 'queue': {'max': 0, 'timeout_ms': 0}, 'query_timeout_ms': 0,"
+		      " 'health': {'interval_ms': 0}, 'dedicated': {'max': 0},"
+		      " 'reconnect': {'delay_ms': 0, 'max_delay_ms': 0}}],"
+		      " 'limits': {'client_idle_timeout_ms': 0}}", &errs);
+	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	cr_expect_eq(cfg->pools[0].queue_timeout_ms, 0);
+	cr_expect_eq(cfg->pools[0].health.interval_ms, 0);
+	cr_expect_eq(cfg->pools[0].reconnect.delay_ms, 0);
 	gw_cfg_free(cfg);
 }
 
