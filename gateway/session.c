@@ -24,6 +24,9 @@
 #include "gateway/log.h"
 
 #define GW_CAPABILITY 6
+/* messages above this stream through to a free backend connection once their head is in */
+#define GW_STREAM_MIN (256 * 1024)
+#define GW_STREAM_HEAD (64 * 1024)
 
 /* ------------------------------------------------------------------ auth */
 
@@ -139,11 +142,17 @@ void gw_req_free(struct gw_req *r)
 	free(r);
 }
 
-static void client_update_recv(struct gw_worker *w, struct gw_conn *c)
+static struct gw_conn *stream_conn(struct gw_conn *c);
+
+void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 {
 	uint64_t held = c->txq.bytes + c->cl.buffered_bytes;
-	bool pause = c->cl.n_slots >= w->cfg->limits.max_pipeline ||
-		     held > w->cfg->limits.client_buffer_bytes;
+	uint64_t limit = w->cfg->limits.client_buffer_bytes;
+	struct gw_conn *uc = c->cl.is_rx_streaming ? stream_conn(c) : NULL;
+	/* not read further while: too many requests outstanding, answers piling up unread,
+	 * or a message streaming to a backend that does not take it fast enough */
+	bool pause = c->cl.n_slots >= w->cfg->limits.max_pipeline || held > limit ||
+		     (uc && uc->txq.bytes > limit);
 
 	if (pause != c->is_recv_paused) {
 		c->is_recv_paused = pause;
@@ -192,7 +201,7 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 
 	if (held <= w->cfg->limits.client_buffer_bytes / 2)
 		resume_backends(w, c);
-	client_update_recv(w, c);
+	gw_client_update_recv(w, c);
 }
 
 void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *pre,
@@ -222,7 +231,7 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 			c->cl.pin = NULL;
 		r->backend = NULL;
 		advance_slots(w, c);
-		client_update_recv(w, c);
+		gw_client_update_recv(w, c);
 		return;
 	}
 	/* backpressure: a client that does not read stops its backend being read */
@@ -296,13 +305,16 @@ static struct gw_conn *pinned_conn(struct gw_conn *c, struct gw_pool_rt *p)
 
 static struct gw_conn *backend_conn(struct gw_backend_rt *be, bool need_idle)
 {
-	if (!pool_list_empty(&be->idle))
-		return pool_container_of(be->idle.next, struct gw_conn, up.idle_link);
+	for (struct pool_link *l = be->idle.next; l != &be->idle; l = l->next) {
+		struct gw_conn *uc = pool_container_of(l, struct gw_conn, up.idle_link);
+		if (!uc->up.is_tx_locked)
+			return uc;
+	}
 	if (need_idle)
 		return NULL;
 	for (int s = 0; s < be->cfg->connections; s++) {
 		struct gw_conn *uc = be->slots[s].conn;
-		if (uc && !uc->is_closing && uc->up.state >= GW_UP_IDLE)
+		if (uc && !uc->is_closing && uc->up.state >= GW_UP_IDLE && !uc->up.is_tx_locked)
 			return uc;
 	}
 	return NULL;
@@ -314,6 +326,8 @@ static struct gw_conn *choose_conn(struct gw_pool_rt *p, struct gw_req *r)
 	struct gw_conn *pc = pinned_conn(r->client, p);
 
 	if (pc) {
+		if (pc->up.is_tx_locked)
+			return NULL;	/* another message is streaming into it */
 		if (!r->is_sync || pc->up.state == GW_UP_IDLE)
 			return pc;
 		return NULL;
@@ -411,25 +425,17 @@ static void client_protocol_error(struct gw_worker *w, struct gw_conn *c, const 
 	gw_conn_close(w, c, what);
 }
 
-static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *msg)
+/* A request for msg (ownership moves to it); sync requests take the next slot. */
+static struct gw_req *new_request(struct gw_conn *c, struct gw_chunk *msg)
 {
-	uint8_t type = msg->data[1];
-	struct gw_route rt;
-
-	c->cl.requests++;
-	if (type == QIPC_RESPONSE) {
-		/* nothing in query mode sends a client a sync request, so nothing is owed */
-		gw_warn("conn=%llu peer=%s user=%s msg=\"unexpected response from client dropped\"",
-			(unsigned long long)c->id, c->peer, c->cl.user);
-		free(msg);
-		return;
-	}
 	struct gw_req *r = calloc(1, sizeof(*r));
+
 	if (!r)
 		abort();
+	c->cl.requests++;
 	r->client = c;
 	r->client_gen = c->gen;
-	r->is_sync = type == QIPC_SYNC;
+	r->is_sync = msg->data[1] == QIPC_SYNC;
 	r->msg = msg;
 	r->t_start_us = gw_now_us();
 	pool_list_init(&r->waiter.link);
@@ -441,19 +447,178 @@ static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chu
 		c->cl.slots_tail = r;
 		c->cl.n_slots++;
 	}
-	gw_route(w, c, msg->data, msg->len, &rt);
+	return r;
+}
+
+/* Take back the newest request (it was never routed anywhere); its message is kept. */
+static struct gw_chunk *undo_request(struct gw_conn *c, struct gw_req *r)
+{
+	struct gw_chunk *msg = r->msg;
+
+	if (r->is_sync) {
+		struct gw_req **pp = &c->cl.slots_head, *prev = NULL;
+		while (*pp != r) {
+			prev = *pp;
+			pp = &(*pp)->next_slot;
+		}
+		*pp = NULL;
+		c->cl.slots_tail = prev;
+		c->cl.n_slots--;
+	}
+	r->msg = NULL;
+	gw_req_free(r);
+	return msg;
+}
+
+/* Route r (its message head must be in r->msg). false: r was failed with a q error. */
+static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
+{
+	struct gw_route rt;
+
+	gw_route(w, c, r->msg->data, r->msg->len, &rt);
 	r->pool = rt.pool;
-	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms : (rt.pool ? rt.pool->cfg->query_timeout_ms : 0);
+	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms :
+			(rt.pool ? rt.pool->cfg->query_timeout_ms : 0);
 	if (!rt.pool) {
 		gw_req_fail(w, r, "qgate: no pool for this request");
-	} else if (rt.is_denied) {
-		gw_req_fail(w, r, "qgate: not allowed");
-	} else if (!user_may_use(c, rt.pool)) {
-		gw_req_fail(w, r, "qgate: not allowed");
-	} else {
-		submit_request(w, c, r);
+		return false;
 	}
-	client_update_recv(w, c);
+	if (rt.is_denied || !user_may_use(c, rt.pool)) {
+		gw_req_fail(w, r, "qgate: not allowed");
+		return false;
+	}
+	return true;
+}
+
+static bool unexpected_response(struct gw_conn *c, const struct gw_chunk *msg)
+{
+	if (msg->data[1] != QIPC_RESPONSE)
+		return false;
+	/* nothing in query mode sends a client a sync request, so nothing is owed */
+	gw_warn("conn=%llu peer=%s user=%s msg=\"unexpected response from client dropped\"",
+		(unsigned long long)c->id, c->peer, c->cl.user);
+	return true;
+}
+
+static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *msg)
+{
+	if (unexpected_response(c, msg)) {
+		free(msg);
+		return;
+	}
+	struct gw_req *r = new_request(c, msg);
+	if (route_request(w, c, r))
+		submit_request(w, c, r);
+	gw_client_update_recv(w, c);
+}
+
+/* The backend connection a large message is streaming to, while it is still usable. */
+static struct gw_conn *stream_conn(struct gw_conn *c)
+{
+	struct gw_conn *uc = c->cl.stream_to;
+
+	if (!uc || uc->gen != c->cl.stream_gen || uc->is_closing)
+		return NULL;
+	return uc;
+}
+
+/*
+ * A large message whose head is in: if a backend connection is free right now, send the
+ * head and stream the rest to it as it arrives (cut-through), instead of holding it all.
+ * While it streams, the connection takes no other message (is_tx_locked). Returns false
+ * when nothing is free: the caller then assembles the message whole and queues it.
+ */
+static bool try_stream(struct gw_worker *w, struct gw_conn *c)
+{
+	struct gw_chunk *head = c->cl.rx_msg;
+
+	if (head->data[1] == QIPC_RESPONSE)
+		return false;
+	c->cl.rx_msg = NULL;
+	struct gw_req *r = new_request(c, head);
+	if (!route_request(w, c, r)) {
+		c->cl.is_rx_discard = true;	/* refused: the rest of it goes nowhere */
+		return true;
+	}
+	struct gw_pool_rt *p = r->pool;
+	struct gw_conn *uc = NULL;
+	if (pool_list_empty(&p->queue.head) && pool_has_hope(p))
+		uc = choose_conn(p, r);
+	if (!uc) {
+		c->cl.rx_msg = undo_request(c, r);
+		c->cl.requests--;
+		return false;
+	}
+	p->requests++;
+	send_req(w, r, uc);
+	uc->up.is_tx_locked = true;
+	uc->up.lock_client = c;
+	uc->up.lock_client_gen = c->gen;
+	c->cl.stream_to = uc;
+	c->cl.stream_gen = uc->gen;
+	c->cl.is_rx_streaming = true;
+	return true;
+}
+
+static void stream_end(struct gw_worker *w, struct gw_conn *c)
+{
+	struct gw_conn *uc = stream_conn(c);
+
+	c->cl.is_rx_streaming = false;
+	c->cl.stream_to = NULL;
+	if (uc) {
+		uc->up.is_tx_locked = false;
+		uc->up.lock_client = NULL;
+		gw_pool_dispatch(w, uc->up.be->pool);
+	}
+}
+
+static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_frame_step *st)
+{
+	if (c->cl.is_rx_discard)
+		return;
+	if (c->cl.is_rx_streaming) {
+		struct gw_conn *uc = stream_conn(c);
+		if (uc)
+			gw_tx_append(w, uc, st->data, st->len);
+		return;	/* its backend is gone: the request already got its error */
+	}
+	struct gw_chunk *m = c->cl.rx_msg;
+	if (m->len + st->len > m->cap) {
+		if (!c->cl.has_tried_stream) {
+			c->cl.has_tried_stream = true;
+			if (try_stream(w, c)) {
+				on_body(w, c, st);
+				return;
+			}
+			m = c->cl.rx_msg;
+		}
+		/* nothing free: hold the whole message (bounded by max_message_bytes) */
+		m = realloc(m, sizeof(*m) + (size_t)c->cl.rx_hdr.length);
+		if (!m)
+			abort();
+		m->cap = (size_t)c->cl.rx_hdr.length;
+		c->cl.rx_msg = m;
+	}
+	memcpy(m->data + m->len, st->data, st->len);
+	m->len += st->len;
+}
+
+static void on_msg_end(struct gw_worker *w, struct gw_conn *c)
+{
+	c->cl.has_tried_stream = false;
+	if (c->cl.is_rx_discard) {
+		c->cl.is_rx_discard = false;
+		return;
+	}
+	if (c->cl.is_rx_streaming) {
+		stream_end(w, c);
+		gw_client_update_recv(w, c);
+		return;
+	}
+	struct gw_chunk *m = c->cl.rx_msg;
+	c->cl.rx_msg = NULL;
+	handle_message(w, c, m);
 }
 
 static void on_handshake(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
@@ -513,19 +678,15 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 		if (st.kind == QIPC_FRAME_HEADER) {
 			uint64_t len = st.hdr.length;
 			c->cl.rx_hdr = st.hdr;
-			c->cl.rx_msg = gw_chunk_new((size_t)len);
+			/* a large message starts with its head only: it may stream through */
+			c->cl.rx_msg = gw_chunk_new(len > GW_STREAM_MIN ? GW_STREAM_HEAD : (size_t)len);
 			memcpy(c->cl.rx_msg->data, st.hdr_bytes, QIPC_HDR_SIZE);
 			c->cl.rx_msg->len = QIPC_HDR_SIZE;
 		} else if (st.kind == QIPC_FRAME_BODY) {
-			struct gw_chunk *m = c->cl.rx_msg;
-			memcpy(m->data + m->len, st.data, st.len);
-			m->len += (uint32_t)st.len;
+			on_body(w, c, &st);
 		}
-		if (st.kind != QIPC_FRAME_NONE && st.is_msg_end) {
-			struct gw_chunk *m = c->cl.rx_msg;
-			c->cl.rx_msg = NULL;
-			handle_message(w, c, m);
-		}
+		if (st.kind != QIPC_FRAME_NONE && st.is_msg_end)
+			on_msg_end(w, c);
 	}
 }
 
@@ -533,6 +694,17 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 {
 	if (c->cl.state == GW_CL_HANDSHAKE)
 		pool_list_del(&c->cl.hs_link);
+	if (c->cl.is_rx_streaming) {
+		struct gw_conn *uc = stream_conn(c);
+		/* the backend got part of a message: that socket can never be in step again */
+		c->cl.is_rx_streaming = false;
+		if (uc) {
+			gw_warn("conn=%llu peer=%s backend=%s msg=\"client left in the middle of a "
+				"message: closing its backend connection\"", (unsigned long long)c->id,
+				c->peer, uc->up.be->cfg->name);
+			gw_conn_close(w, uc, "client left mid-message");
+		}
+	}
 	/* queued messages of this client (sync and async) leave the pool queues */
 	for (size_t i = 0; i < w->n_pools; i++) {
 		struct gw_pool_rt *p = &w->pools[i];

@@ -383,3 +383,14 @@ void gw_upstream_tick(struct gw_worker *w)
 		}
 	}
 }
+
+void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c)
+{
+	/* a client streaming a large message into c was paused while c's queue was full */
+	struct gw_conn *cl = c->up.lock_client;
+
+	if (!c->up.is_tx_locked || !cl)
+		return;
+	if (cl->gen == c->up.lock_client_gen && !cl->is_closing && cl->kind == GW_CONN_CLIENT)
+		gw_client_update_recv(w, cl);
+}

@@ -58,7 +58,7 @@ struct gw_chunk *gw_chunk_new(size_t cap)
 	ch->next = NULL;
 	ch->len = 0;
 	ch->off = 0;
-	ch->cap = (uint32_t)cap;
+	ch->cap = cap;
 	return ch;
 }
 
@@ -87,7 +87,7 @@ void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n)
 		size_t room = t->cap - t->len;
 		size_t k = n < room ? n : room;
 		memcpy(t->data + t->len, src, k);
-		t->len += (uint32_t)k;
+		t->len += k;
 		q->bytes += k;
 		src += k;
 		n -= k;
@@ -355,7 +355,7 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 		struct gw_chunk *ch = c->txq.head;
 		size_t avail = ch->len - ch->off;
 		size_t k = left < avail ? left : avail;
-		ch->off += (uint32_t)k;
+		ch->off += k;
 		left -= k;
 		if (ch->off == ch->len) {
 			c->txq.head = ch->next;
@@ -367,6 +367,8 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 	if (c->kind == GW_CONN_CLIENT)
 		gw_client_on_sent(w, c);
 	gw_tx_kick(w, c);
+	if (c->kind == GW_CONN_BACKEND)
+		gw_upstream_on_sent(w, c);
 }
 
 /* -------------------------------------------------------------- completions */

@@ -35,9 +35,9 @@
 
 struct gw_chunk {
 	struct gw_chunk *next;
-	uint32_t len;	/* bytes written into data */
-	uint32_t off;	/* bytes already sent / consumed */
-	uint32_t cap;
+	size_t len;	/* bytes written into data */
+	size_t off;	/* bytes already sent / consumed */
+	size_t cap;
 	uint8_t data[];
 };
 
@@ -86,6 +86,11 @@ struct gw_client {
 	/* the request being received */
 	struct gw_chunk *rx_msg;
 	struct qipc_header rx_hdr;
+	bool has_tried_stream;		/* looked for a connection to stream it to */
+	bool is_rx_streaming;		/* its bytes go straight to stream_to */
+	bool is_rx_discard;		/* refused while streaming: drop the rest */
+	struct gw_conn *stream_to;
+	uint32_t stream_gen;
 	/* sync requests in arrival order; the head's answer is the next one to send */
 	struct gw_req *slots_head, *slots_tail;
 	uint32_t n_slots;
@@ -115,6 +120,9 @@ struct gw_upstream {
 	/* an unsolicited message being skipped */
 	bool is_skipping;
 	bool has_hdr_pending;		/* an answer's header waits for its first body bytes */
+	bool is_tx_locked;		/* a client message is streaming into it ... */
+	struct gw_conn *lock_client;	/* ... from this client */
+	uint32_t lock_client_gen;
 	uint8_t skip_type;
 	struct pool_link idle_link;	/* backend's idle list while IDLE */
 };
@@ -291,6 +299,8 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 void gw_client_on_close(struct gw_worker *w, struct gw_conn *c);
 void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c);
 void gw_client_tick(struct gw_worker *w);
+/* re-evaluate whether the client may be read (pipeline, buffered answers, streaming) */
+void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c);
 /*
  * Answer bytes for req (from its backend): pre[0..pre_n) then p[0..n), queued together so a
  * header travels with the bytes after it; is_end marks the last byte of the answer.
@@ -313,6 +323,7 @@ void gw_upstream_tick(struct gw_worker *w);
 /* send req on c (IDLE for sync); takes the request's bytes */
 void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
+void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
 
 /* router.c */
 struct gw_route {
