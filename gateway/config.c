@@ -1597,6 +1597,69 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 	}
 }
 
+/*
+ * Sections are parsed in dependency order (pools before the things that name them), but an
+ * operator reads the file top to bottom: stable-sort the error lines by where their top-level
+ * key sits in the file. Lines whose key is not in the file ("pools: required") go first.
+ */
+static void sort_errors(struct ctx *c, json_t *root)
+{
+	struct line { const char *p; size_t n; long rank; } *lines;
+	size_t n_lines = 0, o = 0;
+	char *out;
+
+	if (!c->err || c->n_err < 2)
+		return;
+	lines = calloc(c->n_err + 1, sizeof(*lines));
+	out = malloc(c->err_len + 1);
+	if (!lines || !out) {
+		free(lines);
+		free(out);
+		return;	/* unsorted is still correct */
+	}
+	for (const char *p = c->err; p && *p && n_lines <= c->n_err;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		size_t klen = strcspn(p, ".[:");
+		const char *key;
+		json_t *v;
+		long r = 0;
+
+		lines[n_lines].rank = -1;
+		json_object_foreach(root, key, v) {
+			(void)v;
+			if (strlen(key) == klen && !strncmp(key, p, klen)) {
+				lines[n_lines].rank = r;
+				break;
+			}
+			r++;
+		}
+		lines[n_lines].p = p;
+		lines[n_lines++].n = n;
+		p = nl ? nl + 1 : NULL;
+	}
+	for (size_t i = 1; i < n_lines; i++) {	/* insertion sort: stable, few lines */
+		struct line t = lines[i];
+		size_t k = i;
+
+		for (; k > 0 && lines[k - 1].rank > t.rank; k--)
+			lines[k] = lines[k - 1];
+		lines[k] = t;
+	}
+	for (size_t i = 0; i < n_lines; i++) {
+		if (i)
+			out[o++] = '\n';
+		memcpy(out + o, lines[i].p, lines[i].n);
+		o += lines[i].n;
+	}
+	out[o] = '\0';
+	free(lines);
+	free(c->err);
+	c->err = out;
+	c->err_len = o;
+	c->err_cap = c->err_len + 1;
+}
+
 static void set_defaults(struct ctx *c, struct gw_config *cfg)
 {
 	cfg->limits = (struct gw_limits_cfg){
@@ -1635,6 +1698,7 @@ static struct gw_config *finish(struct ctx *c, json_t *root, const json_error_t 
 		if (cfg) {
 			set_defaults(c, cfg);
 			parse_top(c, root, cfg);
+			sort_errors(c, root);
 		}
 	}
 	json_decref(root);

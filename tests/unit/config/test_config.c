@@ -335,6 +335,11 @@ Test(config, example_verbatim_reports_every_placeholder)
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		cr_expect_not_null(strstr(errs, want[i]), "missing \"%s\" in:\n%s", want[i], errs);
 	cr_expect_eq(t_count_lines(errs), sizeof(want) / sizeof(want[0]), "errors:\n%s", errs);
+	/* listed in file order (listeners, auth, pools, rules), not in the order of parsing */
+	cr_expect_lt(strstr(errs, "listeners[2]"), strstr(errs, "auth.users[0]"), "%s", errs);
+	cr_expect_lt(strstr(errs, "auth.users[0]"), strstr(errs, "pools[0]"), "%s", errs);
+	cr_expect_lt(strstr(errs, "pools[0]"), strstr(errs, "rules[0]"), "%s", errs);
+	cr_expect_lt(strstr(errs, "rules[0]"), strstr(errs, "rules[2]"), "%s", errs);
 	free(errs);
 	free(json);
 	t_dir_remove(&d);
