@@ -152,7 +152,17 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	}
 	if (fd < 0) {
 		gw_warn("listener=%s msg=\"accept failed\" err=\"%s\"",
-			l ? l->cfg->name : "?", strerror(-fd));
+			l ? l->cfg->name : "stats", strerror(-fd));
+		return;
+	}
+	if (lc == w->stats_conn) {
+		struct gw_conn *hc = gw_conn_alloc(w, GW_CONN_HTTP, fd);
+		if (!hc) {
+			close(fd);
+			return;
+		}
+		snprintf(hc->peer, sizeof(hc->peer), "stats");
+		gw_conn_update_recv(w, hc);
 		return;
 	}
 	if (!l || w->is_stopping || w->n_clients >= w->cfg->limits.max_clients) {

@@ -226,6 +226,8 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 	}
 	if (is_end) {
 		r->state = GW_REQ_DONE;
+		if (r->pool)
+			gw_hist_add(&r->pool->latency, gw_now_us() - r->t_start_us);
 		/* the sync answer proves every earlier async on that connection ran */
 		if (c->cl.pin && r->epoch == c->cl.pin_epoch && c->cl.pin == r->backend)
 			c->cl.pin = NULL;

@@ -369,6 +369,8 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 	gw_tx_kick(w, c);
 	if (c->kind == GW_CONN_BACKEND)
 		gw_upstream_on_sent(w, c);
+	if (c->kind == GW_CONN_HTTP && c->http.is_done && c->txq.bytes == 0)
+		gw_conn_close(w, c, "answered");
 }
 
 /* -------------------------------------------------------------- completions */
@@ -390,6 +392,8 @@ static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe 
 			}
 			else if (c->kind == GW_CONN_BACKEND)
 				gw_upstream_on_data(w, c, data, (size_t)res);
+			else if (c->kind == GW_CONN_HTTP)
+				gw_stats_on_data(w, c, data, (size_t)res);
 		}
 		buf_return(w, bid);
 	} else if (res == 0) {
@@ -557,6 +561,9 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 		if (ret < 0)
 			return ret;
 	}
+	ret = gw_stats_open(w);
+	if (ret < 0)
+		return ret;
 	w->now_ms = gw_now_ms();
 	/* open the warm backend connections */
 	for (size_t p = 0; p < w->n_pools; p++) {

@@ -53,6 +53,7 @@ enum gw_conn_kind {
 	GW_CONN_LISTENER,
 	GW_CONN_CLIENT,
 	GW_CONN_BACKEND,
+	GW_CONN_HTTP,		/* a stats endpoint request */
 };
 
 enum gw_client_state {
@@ -127,6 +128,12 @@ struct gw_upstream {
 	struct pool_link idle_link;	/* backend's idle list while IDLE */
 };
 
+struct gw_http {
+	char req[2048];
+	size_t len;
+	bool is_done;		/* answered: close once sent */
+};
+
 struct gw_conn {
 	uint32_t idx;
 	uint32_t gen;
@@ -147,6 +154,7 @@ struct gw_conn {
 	union {
 		struct gw_client cl;
 		struct gw_upstream up;
+		struct gw_http http;
 	};
 	struct gw_conn *next_free;
 };
@@ -179,6 +187,17 @@ struct gw_req {
 
 /* ------------------------------------------------------------------ pools */
 
+/* Latency histogram: log buckets of microseconds, ~12% resolution, no samples kept. */
+#define GW_HIST_BUCKETS 512
+struct gw_hist {
+	uint64_t counts[GW_HIST_BUCKETS];
+	uint64_t total;
+	uint64_t max_us;
+};
+
+void gw_hist_add(struct gw_hist *h, uint64_t us);
+uint64_t gw_hist_quantile(const struct gw_hist *h, double q);
+
 /* One configured connection of a backend; the gw_conn behind it changes on reconnect. */
 struct gw_up_slot {
 	struct gw_conn *conn;		/* NULL while down */
@@ -205,6 +224,7 @@ struct gw_pool_rt {
 	struct pool_selector selector;
 	struct pool_queue queue;
 	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
+	struct gw_hist latency;		/* request in -> answer complete, answered requests */
 };
 
 struct gw_listener_rt {
@@ -239,6 +259,7 @@ struct gw_worker {
 	size_t n_listeners;
 	struct pool_link handshaking;
 	void *auth_cache;		/* session.c's login cache, owned by the worker */
+	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
 	/* loop control */
 	volatile int *stop_flag;
 	bool is_stopping;
@@ -324,6 +345,10 @@ void gw_upstream_tick(struct gw_worker *w);
 void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
+
+/* stats.c */
+int gw_stats_open(struct gw_worker *w);
+void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
 
 /* router.c */
 struct gw_route {

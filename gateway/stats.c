@@ -1,0 +1,374 @@
+/*
+ * stats.c — what the gateway is doing, over HTTP on its own address (stats.listen):
+ *   GET /stats    JSON: per listener, per pool, per backend
+ *   GET /metrics  Prometheus text format, names qgate_*
+ *   GET /health   200 when every pool has a backend up, 503 otherwise
+ * One request per connection (Connection: close), served from the loop of worker 0; the
+ * figures are that worker's (see docs/operations.md). Also the latency histogram that
+ * session.c feeds for every answered request.
+ */
+#include "gateway/worker.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "gateway/log.h"
+
+/* ------------------------------------------------------------ histogram */
+
+/* bucket = 8 sub-buckets per power of two of microseconds: about 12% resolution */
+static unsigned hist_bucket(uint64_t us)
+{
+	if (us < 8)
+		return (unsigned)us;
+	unsigned msb = 63u - (unsigned)__builtin_clzll(us);
+	unsigned sub = (unsigned)(us >> (msb - 3)) & 7u;
+	unsigned b = (msb - 2) * 8 + sub;
+	return b < GW_HIST_BUCKETS ? b : GW_HIST_BUCKETS - 1;
+}
+
+static uint64_t hist_upper_us(unsigned b)
+{
+	if (b < 8)
+		return b;
+	unsigned msb = b / 8 + 2;
+	uint64_t sub = b % 8;
+	return ((8 + sub + 1) << (msb - 3)) - 1;
+}
+
+void gw_hist_add(struct gw_hist *h, uint64_t us)
+{
+	h->counts[hist_bucket(us)]++;
+	h->total++;
+	if (us > h->max_us)
+		h->max_us = us;
+}
+
+uint64_t gw_hist_quantile(const struct gw_hist *h, double q)
+{
+	if (h->total == 0)
+		return 0;
+	uint64_t want = (uint64_t)ceil(q * (double)h->total), seen = 0;
+	if (want == 0)
+		want = 1;
+	for (unsigned b = 0; b < GW_HIST_BUCKETS; b++) {
+		seen += h->counts[b];
+		if (seen >= want) {
+			uint64_t up = hist_upper_us(b);
+			return up < h->max_us ? up : h->max_us;
+		}
+	}
+	return h->max_us;
+}
+
+/* ---------------------------------------------------------------- figures */
+
+struct conn_counts {
+	unsigned idle, busy, connecting;
+};
+
+static struct conn_counts backend_counts(const struct gw_backend_rt *be)
+{
+	struct conn_counts n = { 0, 0, 0 };
+
+	for (int s = 0; s < be->cfg->connections; s++) {
+		const struct gw_conn *c = be->slots[s].conn;
+		if (!c || c->is_closing)
+			continue;
+		if (c->up.state == GW_UP_IDLE)
+			n.idle++;
+		else if (c->up.state == GW_UP_BUSY)
+			n.busy++;
+		else
+			n.connecting++;
+	}
+	return n;
+}
+
+static const char *backend_state(const struct gw_backend_rt *be)
+{
+	struct conn_counts n = backend_counts(be);
+
+	if (n.idle + n.busy > 0)
+		return "up";
+	return n.connecting ? "connecting" : "down";
+}
+
+static bool pool_is_up(const struct gw_pool_rt *p)
+{
+	for (size_t b = 0; b < p->n_backends; b++)
+		if (p->backends[b].sel.n_up > 0)
+			return true;
+	return false;
+}
+
+static json_t *latency_json(const struct gw_hist *h)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "count", (json_int_t)h->total,
+			 "p50_us", (json_int_t)gw_hist_quantile(h, 0.50),
+			 "p90_us", (json_int_t)gw_hist_quantile(h, 0.90),
+			 "p99_us", (json_int_t)gw_hist_quantile(h, 0.99),
+			 "p999_us", (json_int_t)gw_hist_quantile(h, 0.999),
+			 "max_us", (json_int_t)h->max_us);
+}
+
+static char *stats_json(struct gw_worker *w)
+{
+	json_t *root = json_object(), *ls = json_array(), *ps = json_array();
+
+	for (size_t i = 0; i < w->n_listeners; i++) {
+		const struct gw_listener_rt *l = &w->listeners[i];
+		json_array_append_new(ls, json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", l->cfg->name,
+						    "listen", l->cfg->addr.text, "pool", l->cfg->pool,
+						    "clients", (json_int_t)l->clients,
+						    "accepted", (json_int_t)l->accepted));
+	}
+	for (size_t i = 0; i < w->n_pools; i++) {
+		const struct gw_pool_rt *p = &w->pools[i];
+		json_t *bs = json_array();
+		for (size_t b = 0; b < p->n_backends; b++) {
+			const struct gw_backend_rt *be = &p->backends[b];
+			struct conn_counts n = backend_counts(be);
+			json_array_append_new(bs, json_pack(
+				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:i}",
+				"name", be->cfg->name, "address", be->cfg->addr.text,
+				"state", backend_state(be),
+				"connections", "idle", n.idle, "busy", n.busy, "connecting",
+				n.connecting,
+				"requests", (json_int_t)be->requests, "errors", (json_int_t)be->errors,
+				"reconnects", (json_int_t)be->reconnects,
+				"outstanding", (json_int_t)be->sel.outstanding,
+				"bytes_in", (json_int_t)be->bytes_in,
+				"bytes_out", (json_int_t)be->bytes_out, "weight", be->sel.weight));
+		}
+		json_array_append_new(ps, json_pack(
+			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
+			"name", p->cfg->name, "mode", p->cfg->mode == GW_MODE_SESSION ? "session" : "query",
+			"state", pool_is_up(p) ? "up" : "down",
+			"queued", (json_int_t)p->queue.len, "requests", (json_int_t)p->requests,
+			"errors", (json_int_t)p->errors, "queue_full", (json_int_t)p->queue_full,
+			"queue_timeouts", (json_int_t)p->queue_timeouts,
+			"timeouts", (json_int_t)p->timeouts,
+			"dropped_unsolicited", (json_int_t)p->dropped_unsolicited,
+			"latency", latency_json(&p->latency), "backends", bs));
+	}
+	json_object_set_new(root, "listeners", ls);
+	json_object_set_new(root, "pools", ps);
+	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I}",
+		"worker", w->id, "clients", (json_int_t)w->n_clients,
+		"protocol_errors", (json_int_t)w->protocol_errors,
+		"rx_enobufs", (json_int_t)w->enobufs, "cq_overflows", (json_int_t)w->cq_overflows));
+	char *s = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	return s;
+}
+
+struct textbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void tb_printf(struct textbuf *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tb_printf(struct textbuf *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	for (;;) {
+		va_start(ap, fmt);
+		int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < t->cap - t->len) {
+			t->len += (size_t)n;
+			return;
+		}
+		t->cap = (t->cap + (size_t)n + 1) * 2;
+		t->p = realloc(t->p, t->cap);
+		if (!t->p)
+			abort();
+	}
+}
+
+static char *metrics_text(struct gw_worker *w)
+{
+	struct textbuf t = { .p = malloc(4096), .len = 0, .cap = 4096 };
+
+	if (!t.p)
+		abort();
+	t.p[0] = '\0';
+	tb_printf(&t, "# TYPE qgate_clients gauge\nqgate_clients %u\n", w->n_clients);
+	tb_printf(&t, "# TYPE qgate_protocol_errors_total counter\nqgate_protocol_errors_total %llu\n",
+		  (unsigned long long)w->protocol_errors);
+	tb_printf(&t, "# TYPE qgate_listener_clients gauge\n");
+	for (size_t i = 0; i < w->n_listeners; i++)
+		tb_printf(&t, "qgate_listener_clients{listener=\"%s\"} %llu\n",
+			  w->listeners[i].cfg->name, (unsigned long long)w->listeners[i].clients);
+	static const char *const pool_counters[] = {
+		"requests", "errors", "queue_full", "queue_timeouts", "timeouts",
+		"dropped_unsolicited",
+	};
+	for (size_t k = 0; k < sizeof(pool_counters) / sizeof(pool_counters[0]); k++) {
+		tb_printf(&t, "# TYPE qgate_pool_%s_total counter\n", pool_counters[k]);
+		for (size_t i = 0; i < w->n_pools; i++) {
+			const struct gw_pool_rt *p = &w->pools[i];
+			uint64_t v[] = { p->requests, p->errors, p->queue_full, p->queue_timeouts,
+					 p->timeouts, p->dropped_unsolicited };
+			tb_printf(&t, "qgate_pool_%s_total{pool=\"%s\"} %llu\n", pool_counters[k],
+				  p->cfg->name, (unsigned long long)v[k]);
+		}
+	}
+	tb_printf(&t, "# TYPE qgate_pool_queued gauge\n");
+	for (size_t i = 0; i < w->n_pools; i++)
+		tb_printf(&t, "qgate_pool_queued{pool=\"%s\"} %u\n", w->pools[i].cfg->name,
+			  w->pools[i].queue.len);
+	tb_printf(&t, "# TYPE qgate_pool_latency_seconds summary\n");
+	for (size_t i = 0; i < w->n_pools; i++) {
+		const struct gw_pool_rt *p = &w->pools[i];
+		static const double qs[] = { 0.5, 0.9, 0.99, 0.999 };
+		for (size_t k = 0; k < 4; k++)
+			tb_printf(&t, "qgate_pool_latency_seconds{pool=\"%s\",quantile=\"%g\"} %.6f\n",
+				  p->cfg->name, qs[k], (double)gw_hist_quantile(&p->latency, qs[k]) / 1e6);
+		tb_printf(&t, "qgate_pool_latency_seconds_count{pool=\"%s\"} %llu\n", p->cfg->name,
+			  (unsigned long long)p->latency.total);
+	}
+	tb_printf(&t, "# TYPE qgate_backend_up gauge\n");
+	for (size_t i = 0; i < w->n_pools; i++)
+		for (size_t b = 0; b < w->pools[i].n_backends; b++) {
+			const struct gw_backend_rt *be = &w->pools[i].backends[b];
+			tb_printf(&t, "qgate_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
+				  w->pools[i].cfg->name, be->cfg->name, be->sel.n_up > 0);
+		}
+	tb_printf(&t, "# TYPE qgate_backend_connections gauge\n");
+	for (size_t i = 0; i < w->n_pools; i++)
+		for (size_t b = 0; b < w->pools[i].n_backends; b++) {
+			const struct gw_backend_rt *be = &w->pools[i].backends[b];
+			struct conn_counts n = backend_counts(be);
+			const char *pn = w->pools[i].cfg->name, *bn = be->cfg->name;
+			tb_printf(&t, "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"idle\"} %u\n"
+				  "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"busy\"} %u\n"
+				  "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"connecting\"} %u\n",
+				  pn, bn, n.idle, pn, bn, n.busy, pn, bn, n.connecting);
+		}
+	static const char *const be_counters[] = { "requests", "errors", "reconnects",
+						   "bytes_in", "bytes_out" };
+	for (size_t k = 0; k < 5; k++) {
+		tb_printf(&t, "# TYPE qgate_backend_%s_total counter\n", be_counters[k]);
+		for (size_t i = 0; i < w->n_pools; i++)
+			for (size_t b = 0; b < w->pools[i].n_backends; b++) {
+				const struct gw_backend_rt *be = &w->pools[i].backends[b];
+				uint64_t v[] = { be->requests, be->errors, be->reconnects,
+						 be->bytes_in, be->bytes_out };
+				tb_printf(&t, "qgate_backend_%s_total{pool=\"%s\",backend=\"%s\"} %llu\n",
+					  be_counters[k], w->pools[i].cfg->name, be->cfg->name,
+					  (unsigned long long)v[k]);
+			}
+	}
+	return t.p;
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+static void respond(struct gw_worker *w, struct gw_conn *c, int status, const char *ctype,
+		    const char *body)
+{
+	char head[256];
+	const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found" :
+			     status == 503 ? "Service Unavailable" : "Bad Request";
+	size_t blen = strlen(body);
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "Connection: close\r\nCache-Control: no-store\r\n\r\n",
+			 status, reason, ctype, blen);
+	gw_chunkq_append(&c->txq, head, (size_t)n);
+	gw_chunkq_append(&c->txq, body, blen);
+	c->http.is_done = true;
+	gw_tx_kick(w, c);
+}
+
+void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->http.is_done)
+		return;
+	size_t room = sizeof(c->http.req) - 1 - c->http.len;
+	if (n > room)
+		n = room;
+	memcpy(c->http.req + c->http.len, p, n);
+	c->http.len += n;
+	c->http.req[c->http.len] = '\0';
+	if (!strstr(c->http.req, "\r\n\r\n") && !strstr(c->http.req, "\n\n")) {
+		if (c->http.len >= sizeof(c->http.req) - 1)
+			respond(w, c, 400, "text/plain", "request too large\n");
+		return;
+	}
+	char method[8] = "", path[128] = "";
+	if (sscanf(c->http.req, "%7s %127s", method, path) != 2 || strcmp(method, "GET") != 0) {
+		respond(w, c, 400, "text/plain", "only GET /stats, /metrics, /health\n");
+		return;
+	}
+	char *q = strchr(path, '?');
+	if (q)
+		*q = '\0';
+	if (strcmp(path, "/stats") == 0) {
+		char *s = stats_json(w);
+		respond(w, c, 200, "application/json", s ? s : "{}");
+		free(s);
+	} else if (strcmp(path, "/metrics") == 0) {
+		char *s = metrics_text(w);
+		respond(w, c, 200, "text/plain; version=0.0.4", s);
+		free(s);
+	} else if (strcmp(path, "/health") == 0) {
+		bool ok = true;
+		for (size_t i = 0; i < w->n_pools; i++)
+			ok = ok && pool_is_up(&w->pools[i]);
+		respond(w, c, ok ? 200 : 503, "text/plain", ok ? "ok\n" : "a pool has no backend up\n");
+	} else {
+		respond(w, c, 404, "text/plain", "not found: try /stats, /metrics, /health\n");
+	}
+}
+
+int gw_stats_open(struct gw_worker *w)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+	const struct gw_addr *a = w->cfg->stats_listen;
+
+	if (!a || w->id != 0)
+		return 0;
+	int ret = gw_sockaddr_from(a, &ss, &len);
+	if (ret < 0)
+		return ret;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->kind == GW_ADDR_UNIX_PATH)
+		unlink(a->path);
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
+		ret = -errno;
+		gw_err("stats=%s msg=\"cannot listen\" err=\"%s\"", a->text, strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_LISTENER, fd);
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s", a->text);
+	w->stats_conn = c;
+	gw_listen_arm(w, c);
+	gw_info("stats=http://%s msg=\"stats endpoint listening\" paths=\"/stats /metrics /health\"",
+		a->text);
+	return 0;
+}
