@@ -1,0 +1,1020 @@
+/*
+ * mockq — a backend emulator that speaks q IPC like one single-threaded q process.
+ *
+ * One epoll loop serves TCP (and, with --unix, q's abstract unix socket for the same port).
+ * Each connection: q handshake, then every message is decoded with the codec and evaluated
+ * by the mini evaluator (mockq_eval.c); sync messages get exactly one response, in order.
+ * Output goes through a per-connection queue on a non-blocking socket, so one slow reader
+ * does not hold up the others. A deferred answer (.mock.defer) parks its connection: later
+ * messages on it wait, in order, while other connections are served. Timers (deferred
+ * answers, .mock.pub publishers) live in a small list scanned by the loop.
+ *
+ * A connection that breaks the protocol is closed (as q's 'badmsg); nothing else is disturbed.
+ * See docs/mockq.md for options and the supported q.
+ */
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench/mockq.h"
+#include "codec/qipc.h"
+
+#define HELLO_MAX 4096
+#define READ_CHUNK (256 * 1024)
+/* Stop reading a connection while this much output is queued for it (back-pressure). */
+#define OUT_HIGH (32u << 20)
+/* Stop reading a parked (deferred) connection once this much input is buffered. */
+#define IN_HIGH (16u << 20)
+#define TRACE_MAX 65536
+
+enum ep_kind {
+	EP_LISTEN = 1,
+	EP_CONN,
+	EP_SIGNAL,
+};
+
+struct ep_tag {
+	enum ep_kind kind;
+};
+
+struct listener {
+	struct ep_tag tag;
+	int fd;
+	bool is_unix;
+	bool is_paused;		/* out of file descriptors: re-armed when a connection closes */
+};
+
+struct conn {
+	struct ep_tag tag;
+	int fd;
+	uint64_t id;
+	bool is_unix;
+	bool is_open;		/* handshake done */
+	bool is_dead;		/* closed; freed at the end of the loop iteration */
+	bool is_parked;		/* a deferred answer is owed: later messages wait */
+	int cap;
+	uint8_t hello[HELLO_MAX];
+	size_t hello_len;
+	struct qipc_assembler as;
+	uint8_t *in;		/* bytes read but not processed yet */
+	size_t in_len, in_off, in_cap;
+	uint8_t *out;		/* bytes queued for the peer */
+	size_t out_len, out_off, out_cap;
+	uint32_t events;
+	struct conn *next, *prev;
+};
+
+enum timer_kind {
+	TM_DEFER = 1,
+	TM_PUB,
+};
+
+struct timer {
+	enum timer_kind kind;
+	uint64_t due_ns;
+	struct conn *c;
+	struct qipc_obj *val;	/* TM_DEFER: the answer */
+	int64_t next, n, every_ms;	/* TM_PUB */
+	struct timer *link;
+};
+
+static struct {
+	const char *name;
+	const char *host;
+	int port;
+	bool use_unix;
+	const char *user;
+	int64_t work_us;
+	uint64_t max_msg;
+	bool is_trace;
+	bool compress;
+	int ep;
+	struct listener lsn[2];
+	int nlsn;
+	struct ep_tag sig_tag;
+	int sig_fd;
+	struct conn *conns;
+	struct conn *dead;
+	uint64_t next_id;
+	uint64_t msg_count;
+	uint64_t clients;
+	struct timer *timers;
+	uint8_t *rbuf;
+	bool is_stopping;
+} g = {
+	.name = "mockq",
+	.port = -1,
+	.sig_fd = -1,
+	.ep = -1,
+};
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void logf_(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "mockq %s: ", g.name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ buffers */
+
+static int buf_reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+	size_t nc;
+	uint8_t *nb;
+
+	if (need <= *cap)
+		return 0;
+	nc = *cap ? *cap : 4096;
+	while (nc < need)
+		nc *= 2;
+	nb = realloc(*buf, nc);
+	if (!nb)
+		return -ENOMEM;
+	*buf = nb;
+	*cap = nc;
+	return 0;
+}
+
+static size_t out_pending(const struct conn *c)
+{
+	return c->out_len - c->out_off;
+}
+
+/* ------------------------------------------------------------------ connections */
+
+static void conn_close(struct conn *c, const char *why);
+
+static void conn_update_events(struct conn *c)
+{
+	uint32_t want = 0;
+	struct epoll_event ev;
+
+	if (c->is_dead)
+		return;
+	if (out_pending(c) < OUT_HIGH && !(c->is_parked && c->in_len - c->in_off > IN_HIGH))
+		want |= EPOLLIN;
+	if (out_pending(c))
+		want |= EPOLLOUT;
+	if (want == c->events)
+		return;
+	ev.events = want;
+	ev.data.ptr = &c->tag;
+	if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->events = want;
+}
+
+/* Write as much queued output as the socket takes. */
+static int conn_flush(struct conn *c)
+{
+	while (out_pending(c)) {
+		ssize_t w = send(c->fd, c->out + c->out_off, out_pending(c), MSG_NOSIGNAL);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -errno;
+		}
+		c->out_off += (size_t)w;
+	}
+	if (c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+	return 0;
+}
+
+/* Queue bytes for the peer, writing straight away when nothing is queued before them. */
+static int conn_write(struct conn *c, const uint8_t *p, size_t n)
+{
+	if (!out_pending(c)) {
+		while (n) {
+			ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					break;
+				return -errno;
+			}
+			p += w;
+			n -= (size_t)w;
+		}
+		if (!n)
+			return 0;
+	}
+	if (c->out_off && c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+	if (c->out_off > (1u << 20) && c->out_off > c->out_len / 2) {
+		memmove(c->out, c->out + c->out_off, out_pending(c));
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	if (buf_reserve(&c->out, &c->out_cap, c->out_len + n) < 0)
+		return -ENOMEM;
+	memcpy(c->out + c->out_len, p, n);
+	c->out_len += n;
+	return 0;
+}
+
+static void timers_drop_conn(struct conn *c)
+{
+	struct timer **pp = &g.timers, *t;
+
+	while ((t = *pp)) {
+		if (t->c == c) {
+			*pp = t->link;
+			qipc_obj_free(t->val);
+			free(t);
+		} else {
+			pp = &t->link;
+		}
+	}
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+	if (c->is_dead)
+		return;
+	if (g.is_trace || (why && strcmp(why, "eof")))
+		logf_("conn %llu closed: %s", (unsigned long long)c->id, why ? why : "");
+	epoll_ctl(g.ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	c->is_dead = true;
+	if (c->is_open)
+		g.clients--;
+	timers_drop_conn(c);
+	/* unlink from the live list, park on the dead list until the loop iteration ends */
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		g.conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = g.dead;
+	c->prev = NULL;
+	g.dead = c;
+	for (int i = 0; i < g.nlsn; i++) {
+		struct listener *l = &g.lsn[i];
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &l->tag };
+
+		if (l->is_paused && epoll_ctl(g.ep, EPOLL_CTL_ADD, l->fd, &ev) == 0)
+			l->is_paused = false;
+	}
+}
+
+static void free_dead(void)
+{
+	struct conn *c;
+
+	while ((c = g.dead)) {
+		g.dead = c->next;
+		qipc_assembler_free(&c->as);
+		free(c->in);
+		free(c->out);
+		free(c);
+	}
+}
+
+/* ------------------------------------------------------------------ tracing */
+
+static void trace_bytes(const struct conn *c, const char *what, const uint8_t *p, size_t n)
+{
+	size_t shown = n < TRACE_MAX ? n : TRACE_MAX;
+	char line[100];
+
+	fprintf(stderr, "mockq %s: conn %llu %s %zu bytes\n", g.name, (unsigned long long)c->id,
+		what, n);
+	for (size_t off = 0; off < shown; off += 16) {
+		int len = snprintf(line, sizeof(line), "  %06zx ", off);
+
+		for (size_t k = 0; k < 16; k++)
+			len += snprintf(line + len, sizeof(line) - (size_t)len,
+					off + k < shown ? "%02x " : "   ", off + k < shown ?
+					p[off + k] : 0);
+		len += snprintf(line + len, sizeof(line) - (size_t)len, " ");
+		for (size_t k = 0; k < 16 && off + k < shown; k++)
+			line[len++] = (p[off + k] >= 32 && p[off + k] < 127) ? (char)p[off + k] : '.';
+		line[len] = 0;
+		fprintf(stderr, "%s\n", line);
+	}
+	if (shown < n)
+		fprintf(stderr, "  ... %zu more bytes\n", n - shown);
+}
+
+/* ------------------------------------------------------------------ responses */
+
+static void send_error(struct conn *c, const char *text)
+{
+	uint8_t buf[MQ_ERR_MAX + 16];
+	char clean[MQ_ERR_MAX];
+	size_t k = 0;
+	int n;
+
+	for (const char *p = text; *p && k + 1 < sizeof(clean); p++)
+		clean[k++] = *p;
+	clean[k] = 0;
+	n = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, clean);
+	if (n < 0 || conn_write(c, buf, (size_t)n) < 0)
+		conn_close(c, "write failed");
+}
+
+/* Encode and queue one message carrying o (taken). */
+static void send_obj(struct conn *c, struct qipc_obj *o, enum qipc_msg_type type)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = mq_sanitize(o);
+	if (rc == 0)
+		rc = qipc_encode_msg(o, type, g.compress && !c->is_unix, &buf, &len);
+	qipc_obj_free(o);
+	if (rc < 0) {
+		if (type == QIPC_RESPONSE)
+			send_error(c, rc == -ENOMEM ? "wsfull" : "nyi");
+		return;
+	}
+	rc = conn_write(c, buf, len);
+	free(buf);
+	if (rc < 0)
+		conn_close(c, rc == -ENOMEM ? "out of memory" : "write failed");
+}
+
+static void send_upd(struct conn *c, int64_t i)
+{
+	struct qipc_obj *l = qipc_obj_list(2);
+
+	if (!l)
+		return;
+	l->items[0] = qipc_obj_sym("upd");
+	l->items[1] = qipc_obj_long(i);
+	if (!l->items[0] || !l->items[1]) {
+		qipc_obj_free(l);
+		return;
+	}
+	send_obj(c, l, QIPC_ASYNC);
+}
+
+static int timer_add(struct timer *t)
+{
+	t->link = g.timers;
+	g.timers = t;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ messages */
+
+static void busy_spin_us(int64_t us)
+{
+	uint64_t end = now_ns() + (uint64_t)us * 1000ULL;
+
+	while (now_ns() < end)
+		;
+}
+
+static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
+{
+	struct mq_eval ev = { 0 };
+	struct qipc_obj *obj, *res;
+	uint8_t type = 0;
+	int err = 0;
+	bool is_sync;
+
+	g.msg_count++;
+	if (g.is_trace)
+		trace_bytes(c, "recv", msg, len);
+	if (g.work_us > 0)
+		busy_spin_us(g.work_us);
+	obj = qipc_decode_msg(msg, len, g.max_msg, &type, &err);
+	is_sync = len >= 2 && msg[1] == QIPC_SYNC;
+	if (!obj) {
+		if (err == -EPROTO && is_sync) {	/* a type we do not model: answer as q would fail */
+			send_error(c, "nyi");
+			return;
+		}
+		if (err == -ENOMEM && is_sync) {
+			send_error(c, "wsfull");
+			return;
+		}
+		if (err == -EPROTO || err == -ENOMEM)
+			return;
+		conn_close(c, "badmsg");
+		return;
+	}
+	if (type == QIPC_RESPONSE) {	/* we never ask, so nothing can be owed to us */
+		qipc_obj_free(obj);
+		return;
+	}
+	is_sync = type == QIPC_SYNC;
+	ev.name = g.name;
+	ev.msg_count = g.msg_count;
+	ev.clients = g.clients;
+	ev.is_sync = is_sync;
+	mq_eval_reset(&ev);
+	res = mq_eval_msg(&ev, obj);
+	qipc_obj_free(obj);
+	if (ev.is_drop) {
+		qipc_obj_free(res);
+		conn_close(c, g.is_trace ? ".mock.drop" : NULL);
+		return;
+	}
+	if (is_sync) {
+		if (!res) {
+			send_error(c, ev.err[0] ? ev.err : "error");
+		} else if (ev.defer_ms >= 0) {
+			struct timer *t = calloc(1, sizeof(*t));
+
+			if (!t) {
+				qipc_obj_free(res);
+				send_error(c, "wsfull");
+			} else {
+				t->kind = TM_DEFER;
+				t->due_ns = now_ns() + (uint64_t)ev.defer_ms * 1000000ULL;
+				t->c = c;
+				t->val = res;
+				timer_add(t);
+				c->is_parked = true;
+			}
+		} else {
+			send_obj(c, res, QIPC_RESPONSE);
+		}
+	} else {
+		qipc_obj_free(res);
+	}
+	if (c->is_dead || ev.pub_n <= 0)
+		return;
+	if (ev.pub_ms == 0) {
+		for (int64_t i = 0; i < ev.pub_n && !c->is_dead; i++)
+			send_upd(c, i);
+		return;
+	}
+	{
+		struct timer *t = calloc(1, sizeof(*t));
+
+		if (!t)
+			return;
+		t->kind = TM_PUB;
+		t->due_ns = now_ns() + (uint64_t)ev.pub_ms * 1000000ULL;
+		t->c = c;
+		t->n = ev.pub_n;
+		t->every_ms = ev.pub_ms;
+		timer_add(t);
+	}
+}
+
+/* Feed bytes to the assembler and handle whole messages until parked or blocked. */
+static size_t process_bytes(struct conn *c, const uint8_t *p, size_t n)
+{
+	size_t off = 0;
+
+	while (off < n && !c->is_dead && !c->is_parked && out_pending(c) < OUT_HIGH) {
+		const uint8_t *msg = NULL;
+		size_t mlen = 0;
+		int rc = qipc_assembler_feed(&c->as, p + off, n - off, &msg, &mlen);
+
+		if (rc < 0) {
+			conn_close(c, rc == -EMSGSIZE ? "message over --max-msg" : "badmsg");
+			return n;
+		}
+		if (rc == 0)
+			break;
+		off += (size_t)rc;
+		if (msg)
+			handle_msg(c, msg, mlen);
+	}
+	return off;
+}
+
+static int in_append(struct conn *c, const uint8_t *p, size_t n)
+{
+	if (c->in_off && c->in_off == c->in_len)
+		c->in_off = c->in_len = 0;
+	if (c->in_off > (1u << 20)) {
+		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+		c->in_len -= c->in_off;
+		c->in_off = 0;
+	}
+	if (buf_reserve(&c->in, &c->in_cap, c->in_len + n) < 0)
+		return -ENOMEM;
+	memcpy(c->in + c->in_len, p, n);
+	c->in_len += n;
+	return 0;
+}
+
+/* Process bytes buffered while the connection was parked or blocked on output. */
+static void conn_pump(struct conn *c)
+{
+	if (c->is_dead || !c->is_open)
+		return;
+	if (c->in_len > c->in_off)
+		c->in_off += process_bytes(c, c->in + c->in_off, c->in_len - c->in_off);
+	if (c->is_dead)
+		return;
+	if (conn_flush(c) < 0) {
+		conn_close(c, "write failed");
+		return;
+	}
+	conn_update_events(c);
+}
+
+/* ------------------------------------------------------------------ handshake */
+
+static bool creds_ok(const struct qipc_hello *h)
+{
+	size_t ul;
+
+	if (!g.user)
+		return true;
+	ul = strlen(g.user);
+	return h->cred_len == ul && !memcmp(h->cred, g.user, ul);
+}
+
+static void on_hello_bytes(struct conn *c)
+{
+	struct qipc_hello h;
+	int rc = qipc_hello_parse(c->hello, c->hello_len, HELLO_MAX, &h);
+	uint8_t reply;
+
+	if (rc == 0)
+		return;
+	if (rc < 0) {
+		conn_close(c, rc == -EPROTO ? "not q (HTTP/TLS?)" : "bad hello");
+		return;
+	}
+	if (g.is_trace)
+		trace_bytes(c, "hello", c->hello, (size_t)rc);
+	if (!creds_ok(&h)) {	/* q refuses by closing without a reply */
+		conn_close(c, "access");
+		return;
+	}
+	c->cap = qipc_hello_reply(h.capability, QIPC_MAX_CAPABILITY);
+	reply = (uint8_t)c->cap;
+	/* the reply byte goes in its own write, as q does */
+	if (send(c->fd, &reply, 1, MSG_NOSIGNAL) != 1) {
+		conn_close(c, "hello reply failed");
+		return;
+	}
+	c->is_open = true;
+	g.clients++;
+	qipc_assembler_init(&c->as, c->cap, g.max_msg);
+	/* bytes that followed the hello are the first messages */
+	if ((size_t)rc < c->hello_len && in_append(c, c->hello + rc, c->hello_len - (size_t)rc) < 0)
+		conn_close(c, "out of memory");
+	c->hello_len = 0;
+}
+
+/* ------------------------------------------------------------------ events */
+
+static void on_readable(struct conn *c)
+{
+	for (int round = 0; round < 16 && !c->is_dead; round++) {
+		ssize_t r;
+
+		if (!c->is_open) {
+			r = recv(c->fd, c->hello + c->hello_len, HELLO_MAX - c->hello_len, 0);
+		} else {
+			if (out_pending(c) >= OUT_HIGH ||
+			    (c->is_parked && c->in_len - c->in_off > IN_HIGH))
+				break;
+			r = recv(c->fd, g.rbuf, READ_CHUNK, 0);
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				conn_close(c, "read error");
+			break;
+		}
+		if (r == 0) {
+			conn_close(c, "eof");
+			break;
+		}
+		if (!c->is_open) {
+			c->hello_len += (size_t)r;
+			on_hello_bytes(c);
+			if (c->is_dead)
+				break;
+			if (c->is_open)
+				conn_pump(c);
+			continue;
+		}
+		if (c->in_len > c->in_off || c->is_parked || out_pending(c) >= OUT_HIGH) {
+			if (in_append(c, g.rbuf, (size_t)r) < 0) {
+				conn_close(c, "out of memory");
+				break;
+			}
+			conn_pump(c);
+		} else {
+			size_t used = process_bytes(c, g.rbuf, (size_t)r);
+
+			if (!c->is_dead && used < (size_t)r &&
+			    in_append(c, g.rbuf + used, (size_t)r - used) < 0)
+				conn_close(c, "out of memory");
+		}
+		if ((size_t)r < READ_CHUNK)
+			break;
+	}
+	if (c->is_dead)
+		return;
+	if (conn_flush(c) < 0) {
+		conn_close(c, "write failed");
+		return;
+	}
+	conn_update_events(c);
+}
+
+static void on_writable(struct conn *c)
+{
+	if (conn_flush(c) < 0) {
+		conn_close(c, "write failed");
+		return;
+	}
+	/* output drained below the mark: resume messages that waited behind it */
+	conn_pump(c);
+}
+
+static void on_accept(struct listener *l)
+{
+	for (int k = 0; k < 64; k++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+		struct conn *c;
+		struct epoll_event ev;
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				logf_("accept: %s; pausing the listener", strerror(errno));
+				epoll_ctl(g.ep, EPOLL_CTL_DEL, l->fd, NULL);
+				l->is_paused = true;
+			}
+			return;
+		}
+		if (!l->is_unix)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->tag.kind = EP_CONN;
+		c->fd = fd;
+		c->id = ++g.next_id;
+		c->is_unix = l->is_unix;
+		c->events = EPOLLIN;
+		ev.events = EPOLLIN;
+		ev.data.ptr = &c->tag;
+		if (epoll_ctl(g.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = g.conns;
+		if (g.conns)
+			g.conns->prev = c;
+		g.conns = c;
+		if (g.is_trace)
+			logf_("conn %llu accepted (%s)", (unsigned long long)c->id,
+			      l->is_unix ? "unix" : "tcp");
+	}
+}
+
+/* The first timer that is due, unlinked from the list; NULL when none is. */
+static struct timer *timer_pop_due(uint64_t now)
+{
+	struct timer **pp = &g.timers, *t;
+
+	for (; (t = *pp); pp = &t->link)
+		if (t->due_ns <= now) {
+			*pp = t->link;
+			t->link = NULL;
+			return t;
+		}
+	return NULL;
+}
+
+static void run_timers(void)
+{
+	uint64_t now = now_ns();
+	struct timer *t;
+
+	/* a timer is unlinked before it runs: running it may close its connection, which
+	 * frees that connection's timers still in the list */
+	while ((t = timer_pop_due(now))) {
+		struct conn *c = t->c;
+
+		if (t->kind == TM_DEFER) {
+			c->is_parked = false;
+			send_obj(c, t->val, QIPC_RESPONSE);
+			free(t);
+			/* the connection's later messages run now, in order */
+			conn_pump(c);
+			continue;
+		}
+		send_upd(c, t->next++);
+		if (!c->is_dead && t->next < t->n) {
+			t->due_ns += (uint64_t)t->every_ms * 1000000ULL;
+			timer_add(t);
+		} else {
+			free(t);
+		}
+		if (!c->is_dead) {
+			if (conn_flush(c) < 0)
+				conn_close(c, "write failed");
+			else
+				conn_update_events(c);
+		}
+	}
+}
+
+static int next_timeout_ms(void)
+{
+	uint64_t now = now_ns(), best = UINT64_MAX;
+
+	for (struct timer *t = g.timers; t; t = t->link)
+		if (t->due_ns < best)
+			best = t->due_ns;
+	if (best == UINT64_MAX)
+		return -1;
+	if (best <= now)
+		return 0;
+	return (int)((best - now + 999999ULL) / 1000000ULL);
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static int listen_tcp(void)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	char port_s[16];
+	int fd = -1, one = 1, rc;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	snprintf(port_s, sizeof(port_s), "%d", g.port);
+	rc = getaddrinfo(g.host, port_s, &hints, &ai);
+	if (rc) {
+		logf_("cannot resolve %s: %s", g.host, gai_strerror(rc));
+		return -1;
+	}
+	for (struct addrinfo *a = ai; a; a = a->ai_next) {
+		fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	if (fd < 0) {
+		logf_("cannot listen on %s:%d: %s", g.host, g.port, strerror(errno));
+		return -1;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			g.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			g.port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	return fd;
+}
+
+/* q's abstract unix socket "\0/tmp/kx.PORT"; the address length excludes a trailing NUL. */
+static int listen_unix(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, n;
+	socklen_t len;
+
+	n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "/tmp/kx.%d", g.port);
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 4096) < 0) {
+		logf_("cannot listen on unix @/tmp/kx.%d: %s", g.port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mockq --port N [--host H] [--unix] [--name NAME] [--user user:pass]\n"
+		"             [--work-us N] [--max-msg BYTES] [--compress] [--trace]\n"
+		"  --port N       TCP port (0: pick a free one; the banner names it)\n"
+		"  --host H       bind address (default 127.0.0.1)\n"
+		"  --unix         also listen on q's abstract unix socket @/tmp/kx.N\n"
+		"  --name NAME    id returned by .mock.id[] (default mockq)\n"
+		"  --user u:p     accept only these credentials (others: closed, as q does)\n"
+		"  --work-us N    busy-spin N microseconds per message\n"
+		"  --max-msg B    close connections that send a message over B bytes\n"
+		"  --compress     compress large responses on TCP with q's rule\n"
+		"  --trace        hex-dump handshakes and received messages to stderr\n");
+}
+
+static int parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "port", required_argument, NULL, 'p' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "unix", no_argument, NULL, 'u' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "user", required_argument, NULL, 'U' },
+		{ "work-us", required_argument, NULL, 'w' },
+		{ "max-msg", required_argument, NULL, 'm' },
+		{ "compress", no_argument, NULL, 'c' },
+		{ "trace", no_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o;
+	char *end;
+
+	g.host = "127.0.0.1";
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'p':
+			g.port = (int)strtol(optarg, &end, 10);
+			if (*end || g.port < 0 || g.port > 65535)
+				return -1;
+			break;
+		case 'H': g.host = optarg; break;
+		case 'u': g.use_unix = true; break;
+		case 'n': g.name = optarg; break;
+		case 'U':
+			if (!strchr(optarg, ':'))
+				return -1;
+			g.user = optarg;
+			break;
+		case 'w':
+			g.work_us = strtoll(optarg, &end, 10);
+			if (*end || g.work_us < 0)
+				return -1;
+			break;
+		case 'm':
+			g.max_msg = strtoull(optarg, &end, 10);
+			if (*end)
+				return -1;
+			break;
+		case 'c': g.compress = true; break;
+		case 't': g.is_trace = true; break;
+		case 'h': usage(stdout); exit(0);
+		default: return -1;
+		}
+	}
+	if (optind != argc || g.port < 0)
+		return -1;
+	return 0;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void shutdown_all(void)
+{
+	while (g.conns)
+		conn_close(g.conns, NULL);
+	free_dead();
+	for (int i = 0; i < g.nlsn; i++)
+		close(g.lsn[i].fd);
+	if (g.sig_fd >= 0)
+		close(g.sig_fd);
+	close(g.ep);
+	free(g.rbuf);
+	mq_globals_free();
+}
+
+int main(int argc, char **argv)
+{
+	struct epoll_event evs[256];
+	sigset_t mask;
+	int fd;
+
+	if (parse_args(argc, argv) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	g.rbuf = malloc(READ_CHUNK);
+	g.ep = epoll_create1(EPOLL_CLOEXEC);
+	if (!g.rbuf || g.ep < 0) {
+		logf_("setup failed: %s", strerror(errno));
+		return 1;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	g.sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	g.sig_tag.kind = EP_SIGNAL;
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &g.sig_tag };
+
+		if (g.sig_fd < 0 || epoll_ctl(g.ep, EPOLL_CTL_ADD, g.sig_fd, &ev) < 0) {
+			logf_("signalfd: %s", strerror(errno));
+			return 1;
+		}
+	}
+	fd = listen_tcp();
+	if (fd < 0)
+		return 1;
+	g.lsn[g.nlsn++] = (struct listener){ .tag.kind = EP_LISTEN, .fd = fd };
+	if (g.use_unix) {
+		fd = listen_unix();
+		if (fd < 0)
+			return 1;
+		g.lsn[g.nlsn++] = (struct listener){ .tag.kind = EP_LISTEN, .fd = fd,
+						     .is_unix = true };
+	}
+	for (int i = 0; i < g.nlsn; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &g.lsn[i].tag };
+
+		if (epoll_ctl(g.ep, EPOLL_CTL_ADD, g.lsn[i].fd, &ev) < 0) {
+			logf_("epoll: %s", strerror(errno));
+			return 1;
+		}
+	}
+	printf("mockq %s listening on port %d\n", g.name, g.port);
+	fflush(stdout);
+
+	while (!g.is_stopping) {
+		int n = epoll_wait(g.ep, evs, 256, next_timeout_ms());
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			logf_("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct ep_tag *tag = evs[i].data.ptr;
+
+			if (tag->kind == EP_SIGNAL) {
+				struct signalfd_siginfo si;
+
+				if (read(g.sig_fd, &si, sizeof(si)) > 0)
+					g.is_stopping = true;
+			} else if (tag->kind == EP_LISTEN) {
+				on_accept((struct listener *)tag);
+			} else {
+				struct conn *c = (struct conn *)tag;
+
+				if (c->is_dead)
+					continue;
+				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+					on_readable(c);
+				if (!c->is_dead && (evs[i].events & EPOLLOUT))
+					on_writable(c);
+			}
+		}
+		run_timers();
+		free_dead();
+	}
+	shutdown_all();
+	return 0;
+}
