@@ -749,7 +749,8 @@ static int addr_parse(const char *text, struct gw_addr *out, const char **why)
 			return -EINVAL;
 		}
 		if (!host_ok(host, host_len)) {
-			*why = host_len ? "bad host name" : "missing host (use 0.0.0.0:PORT for all)";
+			*why = host_len ? "bad host name"
+					: "missing host (use 0.0.0.0:PORT for all)";
 			return -EINVAL;
 		}
 	}
@@ -1192,9 +1193,8 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 			for (size_t k = 0; k < i && p->backends[i].name; k++) {
 				if (p->backends[k].name &&
 				    !strcmp(p->backends[k].name, p->backends[i].name)) {
-					err_key(c, "name",
-						"duplicate backend name \"%.64s\" (also backends[%zu])",
-						p->backends[i].name, k);
+					err_key(c, "name", "duplicate backend name \"%.64s\" "
+						"(also backends[%zu])", p->backends[i].name, k);
 					break;
 				}
 			}
@@ -1237,7 +1237,8 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 		get_bool(c, d, "all", &p->is_dedicated);
 		path_pop(c, old);
 	} else if (d) {
-		err_key(c, "dedicated", "must be an object {\"max\": N, \"all\": BOOL} or a boolean");
+		err_key(c, "dedicated",
+			"must be an object {\"max\": N, \"all\": BOOL} or a boolean");
 	}
 	if (p->is_dedicated && p->mode == GW_MODE_SESSION)
 		err_key(c, "dedicated", "dedicated dispatch is for query pools only");
@@ -1275,7 +1276,8 @@ static void parse_pools(struct ctx *c, json_t *root, struct gw_config *cfg)
 		parse_pool(c, json_array_get(arr, i), &cfg->pools[i]);
 		for (size_t k = 0; k < i && cfg->pools[i].name; k++) {
 			if (cfg->pools[k].name && !strcmp(cfg->pools[k].name, cfg->pools[i].name)) {
-				err_key(c, "name", "duplicate pool name \"%.64s\" (also pools[%zu])",
+				err_key(c, "name",
+					"duplicate pool name \"%.64s\" (also pools[%zu])",
 					cfg->pools[i].name, k);
 				break;
 			}
@@ -1338,7 +1340,8 @@ static void parse_listeners(struct ctx *c, json_t *root, struct gw_config *cfg)
 	if (!arr)
 		return;
 	if (json_array_size(arr) == 0) {
-		err_key(c, "listeners", "must have at least one listener (omit it for the default)");
+		err_key(c, "listeners",
+			"must have at least one listener (omit it for the default)");
 		return;
 	}
 	cfg->n_listeners = json_array_size(arr);
@@ -1412,7 +1415,8 @@ static void parse_user(struct ctx *c, const struct gw_config *cfg, json_t *j,
 		for (size_t i = 0; i < u->n_pools; i++)
 			is_listed |= u->pools[i] && !strcmp(u->pools[i], u->default_pool);
 		if (!is_listed)
-			err_key(c, "pool", "\"%.64s\" is not in this user's pools", u->default_pool);
+			err_key(c, "pool", "\"%.64s\" is not in this user's pools",
+				u->default_pool);
 	}
 }
 
