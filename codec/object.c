@@ -806,6 +806,9 @@ static int64_t enc_size(const struct qipc_obj *o, int depth)
 	}
 	if (o->type >= 1 && o->type <= 19 && o->n && !o->data && !o->syms)
 		return -EPROTO;
+	/* attribute bytes are 0..4; the 0x80 count flag is the encoder's business */
+	if (o->attr > 4 && (o->type <= 19 || o->type == QT_TABLE))
+		return -EPROTO;
 	if (o->type == QT_SYMBOL) {
 		sz = 1 + count_size(o->n);
 		for (uint64_t i = 0; i < o->n; i++)

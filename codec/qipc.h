@@ -47,8 +47,10 @@ struct qipc_hello {
  * Parse a client hello from the first n bytes received on a connection.
  * Returns the bytes consumed (including the 00 terminator) when complete, 0 when the
  * terminator has not arrived yet and n < max_len, -EBADMSG when max_len bytes hold no
- * terminator or the capability byte is 4..19 reserved-in-a-way-q-rejects (we accept 0..6,
- * see docs/protocol.md), -EPROTO when the first byte looks like HTTP/TLS.
+ * terminator or the capability byte is 7..0x1f (we accept 0..6, see docs/protocol.md),
+ * -EPROTO when the first bytes look like HTTP ("GET " ...) or a TLS record (0x16).
+ * max_len 0 means 1024. "creds 00 00" is capability 0; a byte >= 0x20 before the first 00
+ * means the legacy form (no capability byte, capability 0).
  * The password is cred[user_len+1 .. cred_len) when user_len < cred_len.
  */
 int qipc_hello_parse(const uint8_t *p, size_t n, size_t max_len, struct qipc_hello *out);
@@ -136,7 +138,8 @@ void qipc_framer_init(struct qipc_framer *f, int capability, uint64_t max_bytes)
  *  > 0 with step->kind == QIPC_FRAME_HEADER or QIPC_FRAME_BODY for an event, or with
  *      step->kind == 0 when the bytes only extended a partial header (kept internally);
  *  0 only when n == 0;
- *  < 0 the error from qipc_header_parse; the framer is then unusable (close the peer).
+ *  < 0 the error from qipc_header_parse; the framer is then unusable (close the peer);
+ *      further calls return the same error.
  * Call repeatedly until the input is used up.
  */
 int qipc_framer_feed(struct qipc_framer *f, const uint8_t *p, size_t n,
@@ -205,8 +208,9 @@ int qipc_peek(const uint8_t *payload, size_t n, bool little_endian, size_t max_t
 int64_t qipc_compressed_orig_len(const uint8_t *cmsg, size_t n);
 
 /*
- * Decompress a whole compressed message (cmsg[0..n), header included) into out, which has
- * room for out_cap bytes. Writes the rebuilt original message (plain header + payload).
+ * Decompress a whole compressed message (cmsg[0..n), header included; n >= C, bytes past C
+ * are ignored) into out, which has room for out_cap bytes. Writes the rebuilt original
+ * message (plain header + payload).
  * Returns U (> 0), -ENOSPC if out_cap < U, -EBADMSG for a corrupt stream (bad
  * back-reference, stream ends early, bytes left over).
  */
@@ -320,16 +324,20 @@ struct qipc_decode_opts {
 
 /*
  * Decode one object from payload[0..n). The object must use exactly n bytes.
- * Returns the object (caller frees) or NULL with *err = -EBADMSG / -ENOMEM / -EPROTO
- * (enumerations, type 112, unknown types). Counts are checked against the remaining
- * input before any allocation.
+ * Returns the object (caller frees) or NULL with *err = -EBADMSG (malformed, including
+ * byte values that are no q type: 3, -3, -77..-127, 113..126), -EPROTO (q types that never
+ * travel over IPC: enumerations 20..76 and their atoms, 77..97, 112), -EMSGSIZE (a count
+ * above max_items) or -ENOMEM. opts NULL: little-endian, capability 3, defaults.
+ * Counts are checked against the remaining input before any allocation.
  */
 struct qipc_obj *qipc_decode(const uint8_t *payload, size_t n,
 			     const struct qipc_decode_opts *opts, int *err);
 
 /*
- * Decode a whole message (header included, compressed or not). On success *type gets the
- * message type. Same error convention as qipc_decode.
+ * Decode a whole message (header included, compressed or not); n must equal the header's
+ * length. On success *type (may be NULL) gets the message type. Same error convention as
+ * qipc_decode, plus -EMSGSIZE when N, or the uncompressed length U, exceeds max_bytes
+ * (0 = protocol maximum). Big-endian messages and 8-byte counts are accepted.
  */
 struct qipc_obj *qipc_decode_msg(const uint8_t *msg, size_t n, uint64_t max_bytes,
 				 uint8_t *type, int *err);
