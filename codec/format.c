@@ -434,7 +434,7 @@ static void fmt_func(struct fbuf *b, const struct qipc_obj *o, int depth)
 			puts_(b, "::");
 		else if (o->a.x < sizeof(op_glyphs) - 1)
 			putf(b, "%c:", op_glyphs[o->a.x]);
-		else if (o->a.x != 0xff)	/* 0xff: elided projection argument prints as nothing */
+		else if (o->a.x != 0xff)	/* 0xff: an elided projection argument, no text */
 			putf(b, "<unary %u>", o->a.x);
 		return;
 	case QT_BINARY:

@@ -173,7 +173,8 @@ Test(compress, random_buffers_1b_to_16MiB, .timeout = 280)
 		}
 		ref_compress(m, n, ref, &abandon);
 		if (c == 0) {
-			cr_assert(abandon, "size %zu kind %d: plain although the rule allows", n, kind);
+			cr_assert(abandon, "size %zu kind %d: plain but the rule allows", n,
+				  kind);
 			plain_big++;
 			goto next;
 		}
@@ -181,13 +182,13 @@ Test(compress, random_buffers_1b_to_16MiB, .timeout = 280)
 			      kind);
 		compressed++;
 		cr_assert_lt((size_t)c, n / 2);
-		cr_assert_eq(memcmp(z, ref, (size_t)c), 0, "size %zu: differs from the reference", n);
+		cr_assert_eq(memcmp(z, ref, (size_t)c), 0, "size %zu: not the reference bytes", n);
 		cr_assert_eq(z[2], 1);
 		cr_assert_eq(qipc_compressed_orig_len(z, (size_t)c), (int64_t)n);
 		back = malloc(n);
 		cr_assert(back);
 		cr_assert_eq(qipc_decompress(z, (size_t)c, back, n), (int64_t)n);
-		cr_assert_eq(memcmp(back, m, n), 0, "size %zu kind %d: round trip differs", n, kind);
+		cr_assert_eq(memcmp(back, m, n), 0, "size %zu kind %d: round trip", n, kind);
 		free(back);
 next:
 		free(m);
@@ -246,8 +247,8 @@ Test(compress, big_endian_message_round_trip)
 Test(compress, corrupt_streams_rejected)
 {
 	size_t n;
-	uint8_t *v29 = t_hex("010001002d000000de070000800b00e80300007171ffaa7171ff7171ff7171ff7171ff2a"
-			     "7171ff7171ff7171bf", &n);
+	uint8_t *v29 = t_hex("010001002d000000de070000800b00e80300007171ffaa7171ff7171ff"
+			     "7171ff7171ff2a7171ff7171ff7171bf", &n);
 	uint8_t out[4096], bad[64];
 
 	cr_assert_eq(qipc_decompress(v29, n, out, sizeof(out)), 2014);

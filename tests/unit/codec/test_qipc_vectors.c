@@ -165,7 +165,8 @@ static void check_text(const struct qipc_obj *o, const struct expect *e)
 
 	cr_assert_gt(n, 0);
 	if (e->kind == 'C')
-		cr_assert_eq(strncmp(buf, e->text, strlen(e->text)), 0, "%s: got %s", e->meaning, buf);
+		cr_assert_eq(strncmp(buf, e->text, strlen(e->text)), 0, "%s: got %s", e->meaning,
+			     buf);
 	else
 		cr_assert_str_eq(buf, e->text, "%s: got %s", e->meaning, buf);
 }
@@ -262,7 +263,8 @@ static void check_message(const struct t_vector *v, const struct expect *e)
 	free(enc);
 	/* plain messages must not be compressed even when compression is allowed (< 2009) */
 	if (e->kind != 'C') {
-		cr_assert_eq(qipc_encode_msg(o, (enum qipc_msg_type)mtype, true, &enc, &enc_len), 0);
+		cr_assert_eq(qipc_encode_msg(o, (enum qipc_msg_type)mtype, true, &enc, &enc_len),
+			     0);
 		cr_assert_eq(enc_len, v->len);
 		free(enc);
 	}
