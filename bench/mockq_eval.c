@@ -1802,12 +1802,25 @@ static struct qipc_obj *index_data(struct mq_eval *ev, const struct qipc_obj *d,
 	return fail(ev, "type");
 }
 
+/* A verb's own spelling: one or two verb characters such as + <= :: or ' (signal). */
+static bool is_verb_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 2)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!strchr(VERB_CHARS, name[i]) && name[i] != '\'')
+			return false;
+	return true;
+}
+
 static struct qipc_obj *apply_builtin(struct mq_eval *ev, const char *name,
 				      struct qipc_obj **args, int n)
 {
 	const struct builtin *b;
 
-	if (name[0] && (strchr(VERB_CHARS, name[0]) || name[0] == '\''))
+	if (is_verb_name(name))
 		return apply_verb(ev, name, args, n);
 	b = builtin_find(name);
 	if (!b)
