@@ -177,14 +177,6 @@ int main(int argc, char **argv)
 		free(errs);
 		return 1;
 	}
-	for (size_t i = 0; i < cfg->n_pools; i++) {
-		if (cfg->pools[i].mode == GW_MODE_SESSION) {
-			fprintf(stderr, "qgate: invalid configuration %s:\npools[%zu].mode: "
-				"\"session\" is not implemented yet\n", path, i);
-			gw_cfg_free(cfg);
-			return 1;
-		}
-	}
 	if (is_check) {
 		printf("config OK\n");
 		gw_cfg_free(cfg);

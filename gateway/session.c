@@ -143,6 +143,7 @@ void gw_req_free(struct gw_req *r)
 }
 
 static struct gw_conn *stream_conn(struct gw_conn *c);
+static struct gw_conn *session_conn(struct gw_conn *c);
 
 void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 {
@@ -151,8 +152,12 @@ void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 	struct gw_conn *uc = c->cl.is_rx_streaming ? stream_conn(c) : NULL;
 	/* not read further while: too many requests outstanding, answers piling up unread,
 	 * or a message streaming to a backend that does not take it fast enough */
+	struct gw_conn *su = c->cl.session_up;
+	if (su && (su->gen != c->cl.session_up_gen || su->is_closing))
+		su = NULL;
 	bool pause = c->cl.n_slots >= w->cfg->limits.max_pipeline || held > limit ||
-		     (uc && uc->txq.bytes > limit);
+		     (uc && uc->txq.bytes > limit) || (su && su->txq.bytes > limit) ||
+		     c->cl.is_close_after_send;
 
 	if (pause != c->is_recv_paused) {
 		c->is_recv_paused = pause;
@@ -199,8 +204,16 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 {
 	uint64_t held = c->txq.bytes + c->cl.buffered_bytes;
 
-	if (held <= w->cfg->limits.client_buffer_bytes / 2)
+	if (c->cl.is_close_after_send && c->txq.bytes == 0) {
+		gw_conn_close(w, c, "final error sent");
+		return;
+	}
+	if (held <= w->cfg->limits.client_buffer_bytes / 2) {
 		resume_backends(w, c);
+		struct gw_conn *su = session_conn(c);
+		if (su && su->up.is_paused_for_client)
+			gw_upstream_resume(w, su);
+	}
 	gw_client_update_recv(w, c);
 }
 
@@ -388,13 +401,39 @@ static bool pool_has_hope(const struct gw_pool_rt *p)
 	return false;
 }
 
+/* A sync request on a socket of its own; closed after the answer, however late. */
+static void submit_dedicated(struct gw_worker *w, struct gw_req *r)
+{
+	struct gw_pool_rt *p = r->pool;
+
+	if (p->n_dedicated >= p->cfg->dedicated_max) {
+		gw_req_fail(w, r, "qgate: dedicated connection limit reached");
+		return;
+	}
+	/* any backend that is up (or, failing that, any not given up) */
+	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, false);
+	if (i < 0) {
+		for (size_t b = 0; b < p->n_backends && i < 0; b++)
+			if (!p->backends[b].slots[0].is_given_up)
+				i = (int)b;
+	}
+	if (i < 0 || gw_upstream_open_dedicated(w, &p->backends[i], r) < 0)
+		gw_req_fail(w, r, "qgate: no backend available");
+}
+
 static void submit_request(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 {
 	struct gw_pool_rt *p = r->pool;
 
 	p->requests++;
+	if (!p->is_started)
+		gw_pool_start(w, p);	/* a lazy pool opens its connections on first use */
 	if (!pool_has_hope(p)) {
 		gw_req_fail(w, r, "qgate: no backend available");
+		return;
+	}
+	if (r->is_dedicated && r->is_sync) {
+		submit_dedicated(w, r);
 		return;
 	}
 	/* FIFO: a new request may overtake nothing already waiting in the pool */
@@ -481,6 +520,7 @@ static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req 
 	r->pool = rt.pool;
 	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms :
 			(rt.pool ? rt.pool->cfg->query_timeout_ms : 0);
+	r->is_dedicated = rt.is_dedicated || (rt.pool && rt.pool->cfg->is_dedicated);
 	if (!rt.pool) {
 		gw_req_fail(w, r, "qgate: no pool for this request");
 		return false;
@@ -544,7 +584,8 @@ static bool try_stream(struct gw_worker *w, struct gw_conn *c)
 	}
 	struct gw_pool_rt *p = r->pool;
 	struct gw_conn *uc = NULL;
-	if (pool_list_empty(&p->queue.head) && pool_has_hope(p))
+	if (pool_list_empty(&p->queue.head) && pool_has_hope(p) && !r->is_dedicated &&
+	    p->is_started)
 		uc = choose_conn(p, r);
 	if (!uc) {
 		c->cl.rx_msg = undo_request(c, r);
@@ -623,6 +664,135 @@ static void on_msg_end(struct gw_worker *w, struct gw_conn *c)
 	handle_message(w, c, m);
 }
 
+/* The handshake is over: reply with the capability both sides will use. */
+static void client_ready(struct gw_worker *w, struct gw_conn *c, int server_cap)
+{
+	c->cl.capability = qipc_hello_reply(c->cl.client_capability, server_cap);
+	uint8_t reply = (uint8_t)c->cl.capability;
+	pool_list_del(&c->cl.hs_link);
+	c->cl.state = GW_CL_READY;
+	qipc_framer_init(&c->fr, c->cl.capability, w->cfg->limits.max_message_bytes);
+	gw_tx_append(w, c, &reply, 1);	/* the reply is a write of its own */
+	gw_debug("conn=%llu peer=%s user=%s capability=%d msg=\"client ready\"",
+		 (unsigned long long)c->id, c->peer, c->cl.user, c->cl.capability);
+}
+
+/* The pool a client's whole session belongs to: user rules, user pool, listener pool. */
+static struct gw_pool_rt *session_pool_for(struct gw_worker *w, struct gw_conn *c)
+{
+	const struct gw_config *cfg = w->cfg;
+	const char *name = NULL;
+
+	for (size_t i = 0; i < cfg->n_rules && !name; i++) {
+		const struct gw_rule_cfg *r = &cfg->rules[i];
+		if (r->user && !r->function && !r->prefix && r->pool &&
+		    strcmp(r->user, c->cl.user) == 0)
+			name = r->pool;
+	}
+	if (!name && c->cl.ucfg && c->cl.ucfg->default_pool)
+		name = c->cl.ucfg->default_pool;
+	if (name) {
+		for (size_t i = 0; i < w->n_pools; i++)
+			if (strcmp(w->pools[i].cfg->name, name) == 0)
+				return &w->pools[i];
+	}
+	return c->cl.listener ? c->cl.listener->pool : NULL;
+}
+
+static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_rt *p,
+			 const struct qipc_hello *h)
+{
+	/* every backend of a session pool can take another client: least loaded wins */
+	for (size_t b = 0; b < p->n_backends; b++) {
+		p->backends[b].sel.n_up = 1;
+		p->backends[b].sel.n_idle = 1;
+	}
+	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, true);
+	if (i < 0)
+		return -ENOENT;
+	c->cl.session_pool = p;
+	p->requests++;
+	bool passthrough = p->cfg->is_auth_passthrough;
+	int ret = gw_upstream_open_session(w, &p->backends[i], c, passthrough ? h->cred : NULL,
+					   passthrough ? h->cred_len : 0);
+	if (ret < 0)
+		gw_warn("conn=%llu peer=%s pool=%s msg=\"cannot open session connection\"",
+			(unsigned long long)c->id, c->peer, p->cfg->name);
+	return ret;
+}
+
+static struct gw_conn *session_conn(struct gw_conn *c)
+{
+	struct gw_conn *uc = c->cl.session_up;
+
+	if (!uc || uc->gen != c->cl.session_up_gen || uc->is_closing)
+		return NULL;
+	return uc;
+}
+
+void gw_session_ready(struct gw_worker *w, struct gw_conn *c, int capability)
+{
+	/* the client may not use more than the backend accepted */
+	client_ready(w, c, capability < GW_CAPABILITY ? capability : GW_CAPABILITY);
+}
+
+void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend)
+{
+	char text[160];
+	uint8_t buf[200];
+
+	c->cl.session_up = NULL;
+	if (c->cl.state != GW_CL_READY) {
+		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend refused or "
+			"unreachable: closing client\"", (unsigned long long)c->id, c->peer,
+			c->cl.user, backend);
+		gw_conn_close(w, c, "session backend refused");
+		return;
+	}
+	if (c->cl.session_pending == 0) {
+		gw_conn_close(w, c, "session backend closed");
+		return;
+	}
+	/* a request is in flight: it gets its q error, then the client is closed */
+	snprintf(text, sizeof(text), "qgate: backend %s lost", backend);
+	int n = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, text);
+	if (n > 0)
+		gw_tx_append(w, c, buf, (size_t)n);
+	c->cl.is_close_after_send = true;
+	c->is_recv_paused = true;
+	gw_conn_update_recv(w, c);
+	if (c->txq.bytes == 0)
+		gw_conn_close(w, c, "session backend lost");
+}
+
+/* SESSION: validate and count, then pass the bytes on unchanged. */
+static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	struct gw_conn *uc = session_conn(c);
+	const uint8_t *q = p;
+	size_t left = n;
+
+	while (left > 0) {
+		struct qipc_frame_step st;
+		int ret = qipc_framer_feed(&c->fr, q, left, &st);
+		if (ret < 0) {
+			client_protocol_error(w, c, ret == -EMSGSIZE ? "message too large" :
+						    "bad message header", ret);
+			return;
+		}
+		if (st.kind == QIPC_FRAME_HEADER) {
+			c->cl.requests++;
+			if (st.hdr.msg_type == QIPC_SYNC)
+				c->cl.session_pending++;
+		}
+		q += ret;
+		left -= (size_t)ret;
+	}
+	if (uc)
+		gw_tx_append(w, uc, p, n);
+	gw_client_update_recv(w, c);
+}
+
 static void on_handshake(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
 {
 	size_t room = sizeof(c->cl.hello) - c->cl.hello_len;
@@ -647,14 +817,20 @@ static void on_handshake(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		gw_conn_close(w, c, "auth failed");
 		return;
 	}
-	c->cl.capability = qipc_hello_reply(h.capability, GW_CAPABILITY);
-	uint8_t reply = (uint8_t)c->cl.capability;
-	pool_list_del(&c->cl.hs_link);
-	c->cl.state = GW_CL_READY;
-	qipc_framer_init(&c->fr, c->cl.capability, w->cfg->limits.max_message_bytes);
-	gw_tx_append(w, c, &reply, 1);	/* the reply is a write of its own */
-	gw_debug("conn=%llu peer=%s user=%s capability=%d msg=\"client ready\"",
-		 (unsigned long long)c->id, c->peer, c->cl.user, c->cl.capability);
+	c->cl.client_capability = h.capability;
+	struct gw_pool_rt *sp = session_pool_for(w, c);
+	if (sp && sp->cfg->mode == GW_MODE_SESSION) {
+		/* the reply waits until the client's own backend connection is up */
+		if (!user_may_use(c, sp) || start_session(w, c, sp, &h) < 0) {
+			gw_conn_close(w, c, "no session backend");
+			return;
+		}
+		if ((size_t)ret < c->cl.hello_len)
+			gw_warn("conn=%llu peer=%s msg=\"bytes before the handshake reply dropped\"",
+				(unsigned long long)c->id, c->peer);
+		return;
+	}
+	client_ready(w, c, GW_CAPABILITY);
 	/* bytes after the hello: a client that did not wait for the reply */
 	size_t used_from_p = (size_t)ret > c->cl.hello_len - k ? (size_t)ret - (c->cl.hello_len - k) : 0;
 	if (used_from_p < n)
@@ -664,7 +840,13 @@ static void on_handshake(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
 {
 	if (c->cl.state == GW_CL_HANDSHAKE) {
+		if (c->cl.session_up)
+			return;	/* waiting for the session backend: nothing is read meanwhile */
 		on_handshake(w, c, p, n);
+		return;
+	}
+	if (c->cl.session_pool) {
+		session_data(w, c, p, n);
 		return;
 	}
 	while (n > 0 && !c->is_closing) {
@@ -696,6 +878,10 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 {
 	if (c->cl.state == GW_CL_HANDSHAKE)
 		pool_list_del(&c->cl.hs_link);
+	struct gw_conn *su = session_conn(c);
+	c->cl.session_up = NULL;
+	if (su)
+		gw_conn_close(w, su, "session client left");	/* the backend's .z.pc runs */
 	if (c->cl.is_rx_streaming) {
 		struct gw_conn *uc = stream_conn(c);
 		/* the backend got part of a message: that socket can never be in step again */
@@ -727,7 +913,11 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 	while (r) {
 		struct gw_req *next = r->next_slot;
 		r->client = NULL;
-		if (r->state == GW_REQ_SENT && r->backend) {
+		if (r->state == GW_REQ_SENT && r->backend &&
+		    r->backend->up.kind == GW_UPK_DEDICATED) {
+			/* its own socket: closed at once, which also frees r */
+			gw_conn_close(w, r->backend, "dedicated client left");
+		} else if (r->state == GW_REQ_SENT && r->backend) {
 			/* abandoned in flight: the backend owns it now and drops its answer */
 			if (r->backend->up.is_paused_for_client)
 				gw_upstream_resume(w, r->backend);

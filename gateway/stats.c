@@ -150,7 +150,7 @@ static char *stats_json(struct gw_worker *w)
 				"bytes_out", (json_int_t)be->bytes_out, "weight", be->sel.weight));
 		}
 		json_array_append_new(ps, json_pack(
-			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
+			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
 			"name", p->cfg->name, "mode", p->cfg->mode == GW_MODE_SESSION ? "session" : "query",
 			"state", pool_is_up(p) ? "up" : "down",
 			"queued", (json_int_t)p->queue.len, "requests", (json_int_t)p->requests,
@@ -158,6 +158,8 @@ static char *stats_json(struct gw_worker *w)
 			"queue_timeouts", (json_int_t)p->queue_timeouts,
 			"timeouts", (json_int_t)p->timeouts,
 			"dropped_unsolicited", (json_int_t)p->dropped_unsolicited,
+			"health_failures", (json_int_t)p->health_failures,
+			"dedicated", (int)p->n_dedicated, "sessions", (int)p->n_sessions,
 			"latency", latency_json(&p->latency), "backends", bs));
 	}
 	json_object_set_new(root, "listeners", ls);

@@ -2,10 +2,17 @@
  * upstream.c — the backend side: connect (with a linked timeout), the q handshake with
  * the backend's own credentials at the highest capability it accepts, relaying answers
  * to the request each connection owes, draining abandoned answers, dropping messages a
- * backend starts on a shared connection, reconnect with backoff, query timeouts.
+ * backend starts on a shared connection, health checks, reconnect with backoff, query
+ * timeouts.
  *
- * A connection owes at most one answer (up.owed); any response that arrives when none is
- * owed breaks the pairing, so the connection is closed rather than guessed at.
+ * Three kinds of backend connection:
+ *  - POOLED: a backend's warm, shared connections (slots); at most one answer owed;
+ *  - DEDICATED: opened for one sync request and closed once its answer (perhaps a late,
+ *    deferred one) has been forwarded, or at once if its client leaves;
+ *  - SESSION: one client's own connection; bytes pass both ways unchanged, and closing
+ *    it (when the client leaves) lets the backend's .z.pc run.
+ * A pooled or dedicated connection that gets a response when none is owed is closed:
+ * pairing the answers after it would be a guess.
  */
 #include "gateway/worker.h"
 
@@ -35,9 +42,9 @@ static void set_idle(struct gw_worker *w, struct gw_conn *c)
 
 	c->up.state = GW_UP_IDLE;
 	c->up.query_deadline_ms = 0;
+	c->up.last_used_ms = w->now_ms;
 	be->sel.n_idle++;
 	pool_list_add_tail(&be->idle, &c->up.idle_link);
-	(void)w;
 }
 
 static void leave_idle(struct gw_conn *c)
@@ -46,9 +53,10 @@ static void leave_idle(struct gw_conn *c)
 	pool_list_del(&c->up.idle_link);
 }
 
-void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot)
+/* socket + connect linked to a timeout; the rest happens in gw_upstream_on_connect */
+static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
+			       enum gw_up_kind kind, int slot)
 {
-	struct gw_up_slot *sl = &be->slots[slot];
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int one = 1;
@@ -56,39 +64,39 @@ void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot)
 	if (gw_sockaddr_from(&be->cfg->addr, &ss, &len) < 0) {
 		gw_warn("backend=%s address=%s msg=\"cannot resolve\"", be->cfg->name,
 			be->cfg->addr.text);
-		sl->failures++;
-		sl->retry_at_ms = w->now_ms + 1000;
-		return;
+		return NULL;
 	}
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		gw_warn("backend=%s msg=\"socket failed\" err=\"%s\"", be->cfg->name,
 			strerror(errno));
-		sl->retry_at_ms = w->now_ms + 1000;
-		return;
+		return NULL;
 	}
 	if (ss.ss_family != AF_UNIX)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_BACKEND, fd);
 	if (!c) {
+		gw_warn("backend=%s msg=\"no free connection slot\"", be->cfg->name);
 		close(fd);
-		sl->retry_at_ms = w->now_ms + 1000;
-		return;
+		return NULL;
 	}
 	snprintf(c->peer, sizeof(c->peer), "%s", be->cfg->addr.text);
 	c->up.be = be;
+	c->up.kind = kind;
 	c->up.slot = slot;
 	c->up.state = GW_UP_CONNECTING;
 	c->up.sa = ss;
 	c->up.sa_len = len;
 	pool_list_init(&c->up.idle_link);
-	sl->conn = c;
+	pool_list_init(&c->up.extra_link);
+	if (kind != GW_UPK_POOLED)
+		pool_list_add_tail(&w->extra_ups, &c->up.extra_link);
 	uint32_t tmo = be->pool->cfg->reconnect.connect_timeout_ms;
 	if (!tmo)
 		tmo = 2000;
 	c->up.connect_ts.tv_sec = tmo / 1000;
 	c->up.connect_ts.tv_nsec = (long long)(tmo % 1000) * 1000000;
-	/* handshake must also finish within the connect timeout */
+	/* the q handshake must also be over within twice the connect timeout */
 	c->up.query_deadline_ms = w->now_ms + 2ull * tmo;
 	/* connect + linked timeout must be submitted together: reserve both SQEs */
 	if (io_uring_sq_space_left(&w->ring) < 2)
@@ -101,6 +109,82 @@ void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot)
 	io_uring_prep_link_timeout(sqe, &c->up.connect_ts, 0);
 	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_TIMEOUT, c));
 	c->inflight += 2;
+	return c;
+}
+
+void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot)
+{
+	struct gw_up_slot *sl = &be->slots[slot];
+	struct gw_conn *c = up_open(w, be, GW_UPK_POOLED, slot);
+
+	if (!c) {
+		sl->retry_at_ms = w->now_ms + 1000;
+		return;
+	}
+	sl->conn = c;
+}
+
+void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p)
+{
+	if (p->is_started)
+		return;
+	p->is_started = true;
+	if (p->cfg->mode == GW_MODE_SESSION)
+		return;	/* session pools open one connection per client instead */
+	for (size_t b = 0; b < p->n_backends; b++)
+		for (int s = 0; s < p->backends[b].cfg->connections; s++)
+			gw_upstream_start(w, &p->backends[b], s);
+}
+
+int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, struct gw_req *r)
+{
+	struct gw_conn *c = up_open(w, be, GW_UPK_DEDICATED, -1);
+
+	if (!c)
+		return -EAGAIN;
+	be->pool->n_dedicated++;
+	be->sel.outstanding++;
+	be->requests++;
+	c->up.owed = r;
+	r->backend = c;
+	r->state = GW_REQ_SENT;
+	return 0;
+}
+
+int gw_upstream_open_session(struct gw_worker *w, struct gw_backend_rt *be, struct gw_conn *cl,
+			     const uint8_t *cred, size_t cred_len)
+{
+	struct gw_conn *c = up_open(w, be, GW_UPK_SESSION, -1);
+
+	if (!c)
+		return -EAGAIN;
+	be->pool->n_sessions++;
+	be->sel.outstanding++;	/* for sessions, "outstanding" counts clients on it */
+	c->up.client = cl;
+	c->up.client_gen = cl->gen;
+	cl->cl.session_up = c;
+	cl->cl.session_up_gen = c->gen;
+	/* auth_passthrough: the client's own credentials, exactly as it sent them */
+	if (cred) {
+		uint8_t hello[1024];
+		if (cred_len + 2 > sizeof(hello))
+			return -EINVAL;
+		memcpy(hello, cred, cred_len);
+		hello[cred_len] = UP_CAPABILITY;
+		hello[cred_len + 1] = 0;
+		gw_chunkq_append(&c->txq, hello, cred_len + 2);
+		memset(hello, 0, sizeof(hello));
+	}
+	return 0;
+}
+
+static struct gw_conn *session_client(const struct gw_conn *c)
+{
+	struct gw_conn *cl = c->up.client;
+
+	if (!cl || cl->gen != c->up.client_gen || cl->is_closing || cl->kind != GW_CONN_CLIENT)
+		return NULL;
+	return cl;
 }
 
 void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
@@ -111,36 +195,67 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 	if (c->is_closing)
 		return;
 	if (res < 0) {
-		if (be->slots[c->up.slot].failures == 0)
+		bool quiet = c->up.kind == GW_UPK_POOLED && be->slots[c->up.slot].failures > 0;
+		if (!quiet)
 			gw_warn("backend=%s address=%s msg=\"connect failed\" err=\"%s\"",
 				be->cfg->name, be->cfg->addr.text,
 				res == -ECANCELED ? "connect timeout" : strerror(-res));
 		gw_conn_close(w, c, "connect failed");
 		return;
 	}
-	const char *user = be->cfg->user ? be->cfg->user :
-			   (w->cfg->gateway_user ? w->cfg->gateway_user : "qgate");
-	int n = qipc_hello_build(hello, sizeof(hello), user, be->cfg->password,
-				 UP_CAPABILITY);
-	if (n < 0) {
-		gw_err("backend=%s msg=\"credentials do not fit a q handshake\"", be->cfg->name);
-		gw_conn_close(w, c, "bad credentials");
-		return;
-	}
 	c->up.state = GW_UP_HANDSHAKE;
-	gw_tx_append(w, c, hello, (size_t)n);
-	memset(hello, 0, sizeof(hello));	/* the backend's password does not linger */
+	if (c->txq.bytes == 0) {
+		/* the backend's own credentials (never a client's, never logged) */
+		const char *user = be->cfg->user ? be->cfg->user :
+				   (w->cfg->gateway_user ? w->cfg->gateway_user : "qgate");
+		int n = qipc_hello_build(hello, sizeof(hello), user, be->cfg->password,
+					 UP_CAPABILITY);
+		if (n < 0) {
+			gw_err("backend=%s msg=\"credentials do not fit a q handshake\"",
+			       be->cfg->name);
+			gw_conn_close(w, c, "bad credentials");
+			return;
+		}
+		gw_tx_append(w, c, hello, (size_t)n);
+		memset(hello, 0, sizeof(hello));	/* the password does not linger */
+	} else {
+		gw_tx_kick(w, c);	/* a session's passthrough hello is already queued */
+	}
 	gw_conn_update_recv(w, c);
 }
 
 static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability)
 {
 	struct gw_backend_rt *be = c->up.be;
-	struct gw_up_slot *sl = &be->slots[c->up.slot];
 
 	c->up.capability = capability;
 	/* answers stream through without being held whole, so only the protocol bounds them */
 	qipc_framer_init(&c->fr, capability, 0);
+	if (c->up.kind == GW_UPK_DEDICATED) {
+		struct gw_req *r = c->up.owed;
+		c->up.state = GW_UP_BUSY;
+		c->up.busy_since_ms = w->now_ms;
+		c->up.query_deadline_ms = r && r->timeout_ms ? w->now_ms + r->timeout_ms : 0;
+		if (r && r->msg) {
+			struct gw_chunk *msg = r->msg;
+			r->msg = NULL;
+			be->bytes_out += msg->len;
+			gw_tx_append_chunk(w, c, msg);
+		}
+		return;
+	}
+	if (c->up.kind == GW_UPK_SESSION) {
+		struct gw_conn *cl = session_client(c);
+		c->up.state = GW_UP_BUSY;
+		c->up.query_deadline_ms = 0;
+		if (!cl) {
+			gw_conn_close(w, c, "session client gone");
+			return;
+		}
+		gw_session_ready(w, cl, capability);
+		return;
+	}
+	struct gw_up_slot *sl = &be->slots[c->up.slot];
 	if (sl->failures > 0)
 		be->reconnects++;
 	sl->failures = 0;
@@ -154,11 +269,16 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	gw_pool_dispatch(w, be->pool);
 }
 
-/* The end of the answer owed (or being drained) on c: the connection is free again. */
+/* The end of the answer owed (or being drained) on c. */
 static void answer_done(struct gw_worker *w, struct gw_conn *c)
 {
 	c->up.is_draining = false;
+	if (c->up.kind == GW_UPK_DEDICATED) {
+		gw_conn_close(w, c, "dedicated request answered");
+		return;
+	}
 	c->up.be->sel.outstanding--;
+	c->up.state = GW_UP_IDLE;	/* set_idle below; no longer owes anything */
 	set_idle(w, c);
 	gw_pool_dispatch(w, c->up.be->pool);
 }
@@ -175,12 +295,8 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 			gw_conn_close(w, c, "unsolicited response");
 			return;
 		}
-		if (c->up.owed) {
-			/* sent with the first body bytes (every message has some) */
-			c->up.has_hdr_pending = true;
-		} else if (st->is_msg_end) {
-			answer_done(w, c);	/* drained */
-		}
+		if (c->up.owed)
+			c->up.has_hdr_pending = true;	/* sent with the first body bytes */
 		return;
 	}
 	/* a message the backend started: no client of a shared connection may get it */
@@ -192,8 +308,6 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 			(unsigned long long)p->dropped_unsolicited);
 	c->up.is_skipping = true;
 	c->up.skip_type = st->hdr.msg_type;
-	if (st->is_msg_end)
-		c->up.is_skipping = false;
 }
 
 static void skip_done(struct gw_worker *w, struct gw_conn *c)
@@ -207,6 +321,41 @@ static void skip_done(struct gw_worker *w, struct gw_conn *c)
 					 "qgate: calls into the client are not supported in query mode");
 		if (n > 0)
 			gw_tx_append(w, c, buf, (size_t)n);
+	}
+}
+
+/* SESSION: everything goes to the client unchanged; the framer only counts answers. */
+static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	struct gw_conn *cl = session_client(c);
+	const uint8_t *q = p;
+	size_t left = n;
+
+	if (!cl) {
+		gw_conn_close(w, c, "session client gone");
+		return;
+	}
+	while (left > 0) {
+		struct qipc_frame_step st;
+		int ret = qipc_framer_feed(&c->fr, q, left, &st);
+		if (ret < 0) {
+			gw_warn("backend=%s msg=\"protocol error from backend: closing session\"",
+				be_name(c));
+			gw_conn_close(w, c, "backend protocol error");
+			return;
+		}
+		if (st.kind == QIPC_FRAME_HEADER && st.hdr.msg_type == QIPC_RESPONSE &&
+		    cl->cl.session_pending > 0)
+			cl->cl.session_pending--;
+		q += ret;
+		left -= (size_t)ret;
+	}
+	gw_tx_append(w, cl, p, n);
+	if (cl->txq.bytes > w->cfg->limits.client_buffer_bytes && !c->is_recv_paused) {
+		/* the client reads slower than its backend writes: stop reading the backend */
+		c->up.is_paused_for_client = true;
+		c->is_recv_paused = true;
+		gw_conn_update_recv(w, c);
 	}
 }
 
@@ -225,6 +374,11 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		backend_ready(w, c, cap);
 		p++;
 		n--;
+	}
+	if (c->up.kind == GW_UPK_SESSION) {
+		if (n > 0 && !c->is_closing)
+			session_data(w, c, p, n);
+		return;
 	}
 	while (n > 0 && !c->is_closing) {
 		struct qipc_frame_step st;
@@ -294,13 +448,44 @@ void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c)
 	gw_conn_update_recv(w, c);
 }
 
+static void close_extra(struct gw_worker *w, struct gw_conn *c)
+{
+	struct gw_backend_rt *be = c->up.be;
+	struct gw_pool_rt *p = be->pool;
+	char text[160];
+
+	pool_list_del(&c->up.extra_link);
+	be->sel.outstanding--;
+	if (c->up.kind == GW_UPK_DEDICATED) {
+		p->n_dedicated--;
+		if (c->up.owed) {
+			struct gw_req *r = c->up.owed;
+			c->up.owed = NULL;
+			r->backend = NULL;
+			be->errors++;
+			snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
+			gw_req_fail(w, r, text);
+		}
+	} else {
+		p->n_sessions--;
+		struct gw_conn *cl = session_client(c);
+		if (cl)
+			gw_session_lost(w, cl, be->cfg->name);
+	}
+	c->up.state = GW_UP_DOWN;
+}
+
 void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 {
 	struct gw_backend_rt *be = c->up.be;
-	struct gw_up_slot *sl = &be->slots[c->up.slot];
 	enum gw_up_state was = c->up.state;
-	char text[160];
+	char text[160] = "qgate: health check lost";
 
+	if (c->up.kind != GW_UPK_POOLED) {
+		close_extra(w, c);
+		return;
+	}
+	struct gw_up_slot *sl = &be->slots[c->up.slot];
 	if (sl->conn == c)
 		sl->conn = NULL;
 	if (was == GW_UP_IDLE)
@@ -314,8 +499,10 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 		struct gw_req *r = c->up.owed;
 		c->up.owed = NULL;
 		r->backend = NULL;
-		be->errors++;
-		snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
+		if (!r->is_health) {
+			be->errors++;
+			snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
+		}
 		gw_req_fail(w, r, text);
 	}
 	if (was == GW_UP_IDLE || was == GW_UP_BUSY) {
@@ -353,44 +540,115 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	gw_pool_dispatch(w, be->pool);
 }
 
+void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c)
+{
+	struct gw_conn *cl = c->up.kind == GW_UPK_SESSION ? session_client(c) : c->up.lock_client;
+
+	/* a client writing into c (a session, or a large message streaming) may have been
+	 * paused while c's queue was full */
+	if (!cl || (c->up.kind != GW_UPK_SESSION && !c->up.is_tx_locked))
+		return;
+	if (cl->kind == GW_CONN_CLIENT && !cl->is_closing &&
+	    (c->up.kind == GW_UPK_SESSION || cl->gen == c->up.lock_client_gen))
+		gw_client_update_recv(w, cl);
+}
+
+/* A health check: the pool's health query as a sync char-vector message, no client. */
+static void health_check(struct gw_worker *w, struct gw_conn *c)
+{
+	const char *q = c->up.be->pool->cfg->health.query;
+	size_t qlen = q ? strlen(q) : 0;
+	struct gw_req *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		abort();
+	r->is_sync = true;
+	r->is_health = true;
+	r->pool = c->up.be->pool;
+	r->timeout_ms = c->up.be->pool->cfg->health.timeout_ms;
+	pool_list_init(&r->waiter.link);
+	r->msg = gw_chunk_new(QIPC_HDR_SIZE + 6 + qlen);
+	uint8_t *m = r->msg->data;
+	qipc_header_build(m, QIPC_SYNC, false, QIPC_HDR_SIZE + 6 + qlen);
+	m[8] = QT_CHAR;
+	m[9] = 0;
+	m[10] = (uint8_t)qlen;
+	m[11] = (uint8_t)(qlen >> 8);
+	m[12] = (uint8_t)(qlen >> 16);
+	m[13] = (uint8_t)(qlen >> 24);
+	memcpy(m + 14, q, qlen);
+	r->msg->len = QIPC_HDR_SIZE + 6 + qlen;
+	gw_upstream_send(w, c, r);
+	c->up.be->requests--;	/* not a client request */
+}
+
+static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backend_rt *be,
+			int s)
+{
+	struct gw_up_slot *sl = &be->slots[s];
+	struct gw_conn *c = sl->conn;
+	uint32_t hint = p->cfg->health.interval_ms;
+
+	if (!c) {
+		if (p->is_started && !sl->is_given_up && !w->is_stopping &&
+		    sl->retry_at_ms <= w->now_ms)
+			gw_upstream_start(w, be, s);
+		return;
+	}
+	if (c->is_closing)
+		return;
+	if (c->up.state == GW_UP_IDLE && hint && c->up.last_used_ms + hint <= w->now_ms &&
+	    !c->up.is_tx_locked && !w->is_stopping) {
+		health_check(w, c);
+		return;
+	}
+	if (!c->up.query_deadline_ms || c->up.query_deadline_ms > w->now_ms)
+		return;
+	if (c->up.state == GW_UP_HANDSHAKE || c->up.state == GW_UP_CONNECTING) {
+		gw_warn("backend=%s msg=\"handshake timeout\"", be->cfg->name);
+		gw_conn_close(w, c, "handshake timeout");
+	} else if (c->up.state == GW_UP_BUSY && c->up.owed && c->up.owed->is_health) {
+		p->health_failures++;
+		gw_warn("backend=%s msg=\"health check timed out: closing connection\"",
+			be->cfg->name);
+		gw_conn_close(w, c, "health check timeout");
+	} else if (c->up.state == GW_UP_BUSY && c->up.owed) {
+		p->timeouts++;
+		c->up.query_deadline_ms = 0;
+		gw_req_fail(w, c->up.owed, "qgate: timeout");	/* the connection drains */
+	}
+}
+
 void gw_upstream_tick(struct gw_worker *w)
 {
 	for (size_t i = 0; i < w->n_pools; i++) {
 		struct gw_pool_rt *p = &w->pools[i];
-		for (size_t b = 0; b < p->n_backends; b++) {
-			struct gw_backend_rt *be = &p->backends[b];
-			for (int s = 0; s < be->cfg->connections; s++) {
-				struct gw_up_slot *sl = &be->slots[s];
-				struct gw_conn *c = sl->conn;
-				if (!c) {
-					if (!sl->is_given_up && !w->is_stopping &&
-					    sl->retry_at_ms <= w->now_ms)
-						gw_upstream_start(w, be, s);
-					continue;
-				}
-				if (c->is_closing || !c->up.query_deadline_ms ||
-				    c->up.query_deadline_ms > w->now_ms)
-					continue;
-				if (c->up.state == GW_UP_HANDSHAKE || c->up.state == GW_UP_CONNECTING) {
-					gw_warn("backend=%s msg=\"handshake timeout\"", be->cfg->name);
-					gw_conn_close(w, c, "handshake timeout");
-				} else if (c->up.state == GW_UP_BUSY && c->up.owed) {
-					p->timeouts++;
-					c->up.query_deadline_ms = 0;
-					gw_req_fail(w, c->up.owed, "qgate: timeout");
-				}
-			}
+		if (p->cfg->mode == GW_MODE_SESSION)
+			continue;	/* no warm connections: one per client */
+		for (size_t b = 0; b < p->n_backends; b++)
+			for (int s = 0; s < p->backends[b].cfg->connections; s++)
+				tick_pooled(w, p, &p->backends[b], s);
+	}
+	/* dedicated and session connections: handshake and query deadlines */
+	struct pool_link *l = w->extra_ups.next;
+	while (l != &w->extra_ups) {
+		struct pool_link *next = l->next;
+		struct gw_conn *c = pool_container_of(l, struct gw_conn, up.extra_link);
+		l = next;
+		if (c->is_closing || !c->up.query_deadline_ms ||
+		    c->up.query_deadline_ms > w->now_ms)
+			continue;
+		if (c->up.state < GW_UP_IDLE) {
+			gw_warn("backend=%s msg=\"handshake timeout\"", be_name(c));
+			gw_conn_close(w, c, "handshake timeout");
+		} else if (c->up.owed) {
+			/* a dedicated socket is never reused: close it rather than drain */
+			c->up.be->pool->timeouts++;
+			struct gw_req *r = c->up.owed;
+			c->up.owed = NULL;
+			r->backend = NULL;
+			gw_req_fail(w, r, "qgate: timeout");
+			gw_conn_close(w, c, "dedicated request timed out");
 		}
 	}
-}
-
-void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c)
-{
-	/* a client streaming a large message into c was paused while c's queue was full */
-	struct gw_conn *cl = c->up.lock_client;
-
-	if (!c->up.is_tx_locked || !cl)
-		return;
-	if (cl->gen == c->up.lock_client_gen && !cl->is_closing && cl->kind == GW_CONN_CLIENT)
-		gw_client_update_recv(w, cl);
 }

@@ -364,8 +364,11 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 			free(ch);
 		}
 	}
-	if (c->kind == GW_CONN_CLIENT)
+	if (c->kind == GW_CONN_CLIENT) {
 		gw_client_on_sent(w, c);
+		if (c->is_closing)
+			return;
+	}
 	gw_tx_kick(w, c);
 	if (c->kind == GW_CONN_BACKEND)
 		gw_upstream_on_sent(w, c);
@@ -520,6 +523,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	w->stop_flag = stop_flag;
 	w->rng = (uint64_t)gw_now_us() * 2654435761u + (uint64_t)getpid();
 	pool_list_init(&w->handshaking);
+	pool_list_init(&w->extra_ups);
 	ret = setup_ring(w);
 	if (ret < 0)
 		return ret;
@@ -565,12 +569,10 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	if (ret < 0)
 		return ret;
 	w->now_ms = gw_now_ms();
-	/* open the warm backend connections */
-	for (size_t p = 0; p < w->n_pools; p++) {
-		for (size_t b = 0; b < w->pools[p].n_backends; b++)
-			for (int s = 0; s < w->pools[p].backends[b].cfg->connections; s++)
-				gw_upstream_start(w, &w->pools[p].backends[b], s);
-	}
+	/* open the warm backend connections; lazy pools wait for their first request */
+	for (size_t p = 0; p < w->n_pools; p++)
+		if (!w->pools[p].cfg->is_lazy)
+			gw_pool_start(w, &w->pools[p]);
 	return 0;
 }
 

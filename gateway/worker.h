@@ -96,6 +96,13 @@ struct gw_client {
 	struct gw_req *slots_head, *slots_tail;
 	uint32_t n_slots;
 	uint64_t buffered_bytes;	/* answer bytes held in non-head slots */
+	/* session mode: the client's own backend connection */
+	struct gw_conn *session_up;
+	uint32_t session_up_gen;
+	struct gw_pool_rt *session_pool;
+	uint64_t session_pending;	/* sync requests sent up and not answered yet */
+	bool is_close_after_send;	/* a final error is queued: close once it is out */
+	int client_capability;		/* what the client offered */
 	/* async pinning: the backend connection that carried this client's last async */
 	struct gw_conn *pin;
 	uint32_t pin_gen;
@@ -105,8 +112,19 @@ struct gw_client {
 	uint64_t last_active_ms;
 };
 
+enum gw_up_kind {
+	GW_UPK_POOLED = 0,	/* one of a backend's warm, shared connections */
+	GW_UPK_DEDICATED,	/* opened for one sync request, closed after its answer */
+	GW_UPK_SESSION,		/* one client's own connection for the client's lifetime */
+};
+
 struct gw_upstream {
 	enum gw_up_state state;
+	enum gw_up_kind kind;
+	struct gw_conn *client;		/* SESSION: the client it belongs to */
+	uint32_t client_gen;
+	struct pool_link extra_link;	/* worker.extra_ups (DEDICATED, SESSION) */
+	uint64_t last_used_ms;		/* POOLED: last answer or health check */
 	struct gw_backend_rt *be;
 	struct gw_req *owed;		/* the request whose answer this connection owes */
 	bool is_draining;		/* owed was abandoned: read and drop its answer */
@@ -114,7 +132,7 @@ struct gw_upstream {
 	uint64_t query_deadline_ms;	/* 0: none */
 	int capability;
 	bool is_paused_for_client;	/* recv paused: the owning client is not reading */
-	int slot;			/* index into be->slots */
+	int slot;			/* POOLED: index into be->slots; -1 otherwise */
 	struct __kernel_timespec connect_ts;
 	struct sockaddr_storage sa;
 	socklen_t sa_len;
@@ -174,6 +192,8 @@ struct gw_req {
 	uint32_t client_gen;
 	enum gw_req_state state;
 	bool is_sync;
+	bool is_dedicated;		/* runs on a connection of its own */
+	bool is_health;			/* the gateway's own health check, no client */
 	bool has_resp_started;		/* answer bytes already went to the client */
 	struct gw_chunk *msg;		/* the request bytes until handed to a backend */
 	struct gw_pool_rt *pool;
@@ -224,6 +244,10 @@ struct gw_pool_rt {
 	struct pool_selector selector;
 	struct pool_queue queue;
 	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
+	uint64_t health_failures;
+	uint32_t n_dedicated;		/* dedicated connections open now */
+	uint32_t n_sessions;		/* session connections open now */
+	bool is_started;		/* warm connections opened (lazy pools start on demand) */
 	struct gw_hist latency;		/* request in -> answer complete, answered requests */
 };
 
@@ -258,6 +282,7 @@ struct gw_worker {
 	struct gw_listener_rt *listeners;
 	size_t n_listeners;
 	struct pool_link handshaking;
+	struct pool_link extra_ups;	/* dedicated and session backend connections */
 	void *auth_cache;		/* session.c's login cache, owned by the worker */
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
 	/* loop control */
@@ -320,6 +345,9 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 void gw_client_on_close(struct gw_worker *w, struct gw_conn *c);
 void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c);
 void gw_client_tick(struct gw_worker *w);
+/* session mode: the client's backend connection is ready (capability) or gone */
+void gw_session_ready(struct gw_worker *w, struct gw_conn *c, int capability);
+void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend);
 /* re-evaluate whether the client may be read (pipeline, buffered answers, streaming) */
 void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c);
 /*
@@ -337,6 +365,13 @@ void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p);
 
 /* upstream.c — backend side */
 void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot);
+/* open every warm connection of a pool (at start, or on first use for lazy pools) */
+void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p);
+/* open a connection for one sync request; r is SENT on it (answer or error will follow) */
+int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, struct gw_req *r);
+/* open the session connection of client c; gw_session_ready/-failed report back */
+int gw_upstream_open_session(struct gw_worker *w, struct gw_backend_rt *be, struct gw_conn *c,
+			     const uint8_t *cred, size_t cred_len);
 void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res);
 void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
 void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c);
