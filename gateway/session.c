@@ -903,8 +903,19 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 			if (r->client == c) {
 				pool_queue_remove(&p->queue, wt);
 				r->state = GW_REQ_NEW;
-				if (!r->is_sync)
-					gw_req_free(r);
+				if (!r->is_sync) {
+					/* q runs what a client wrote before it left: asyncs go now,
+					 * to the pinned connection when there is one, so in order */
+					struct gw_conn *uc = choose_conn(p, r);
+					if (uc) {
+						send_req(w, r, uc);
+					} else {
+						gw_warn("conn=%llu user=%s msg=\"async message of a "
+							"departed client dropped: no connection up\"",
+							(unsigned long long)c->id, c->cl.user);
+						gw_req_free(r);
+					}
+				}
 			}
 			wt = next;
 		}
