@@ -1768,8 +1768,11 @@ static struct qipc_obj *index_data(struct mq_eval *ev, const struct qipc_obj *d,
 			bool eq = ki && qipc_obj_equal(ki, ix);
 
 			qipc_obj_free(ki);
-			if (eq)
+			if (eq && i < obj_count(d->items[1]) && d->items[1]->type >= 0 &&
+			    d->items[1]->type <= 19)
 				return chk(ev, item_at(d->items[1], i));
+			if (eq)
+				return fail(ev, "type");
 		}
 		return fail(ev, "nyi");		/* typed null of a missing key */
 	}
@@ -2022,7 +2025,7 @@ static struct num num_op(const char *op, int rt, struct num a, struct num b)
 		q = a.j / b.j;
 		if ((a.j % b.j != 0) && ((a.j < 0) != (b.j < 0)))
 			q--;
-		r.j = op[0] == 'd' ? q : a.j - q * b.j;
+		r.j = op[0] == 'd' ? q : (int64_t)((uint64_t)a.j - (uint64_t)q * (uint64_t)b.j);
 	}
 	return r;
 }
@@ -2036,18 +2039,19 @@ static struct qipc_obj *arith(struct mq_eval *ev, const char *op, const struct q
 
 	/* general lists: item by item (an atom pairs with every item) */
 	if (a->type == QT_LIST || b->type == QT_LIST) {
-		uint64_t na = a->type >= 0 && a->type <= 19 ? a->n : 0;
-		uint64_t nb = b->type >= 0 && b->type <= 19 ? b->n : 0;
+		bool va = a->type >= 0 && a->type <= 19, vb = b->type >= 0 && b->type <= 19;
 
-		if (na && nb && na != nb)
+		if (va && vb && a->n != b->n)
 			return fail(ev, "length");
-		n = na ? na : nb;
+		if (!(a->type >= -19 && a->type <= 19) || !(b->type >= -19 && b->type <= 19))
+			return fail(ev, "type");
+		n = va ? a->n : b->n;
 		r = qipc_obj_list(n);
 		if (!r)
 			return oom(ev);
 		for (uint64_t i = 0; i < n; i++) {
-			struct qipc_obj *x = a->type >= 0 ? item_at(a, i) : mq_obj_copy(a);
-			struct qipc_obj *y = b->type >= 0 ? item_at(b, i) : mq_obj_copy(b);
+			struct qipc_obj *x = va ? item_at(a, i) : mq_obj_copy(a);
+			struct qipc_obj *y = vb ? item_at(b, i) : mq_obj_copy(b);
 
 			r->items[i] = x && y ? arith(ev, op, x, y) : oom(ev);
 			qipc_obj_free(x);
@@ -2245,13 +2249,28 @@ static struct qipc_obj *take(struct mq_eval *ev, const struct qipc_obj *a,
 	if (!(b->type >= -19 && b->type <= 19))
 		return fail(ev, "type");
 	k = a->type == -QT_LONG ? a->a.j : a->a.i;
-	n = k < 0 ? (uint64_t)(-k) : (uint64_t)k;
+	n = k < 0 ? (uint64_t)0 - (uint64_t)k : (uint64_t)k;
 	m = is_atom(b) ? 1 : b->n;
 	if (n > (1u << 26))
 		return fail(ev, "limit");
 	if (m == 0)
 		return fail(ev, "length");
 	start = k < 0 ? (m - n % m) % m : 0;
+	if ((is_simple_vec(b) || is_atom(b)) && b->type != QT_SYMBOL && b->type != -QT_SYMBOL) {
+		/* simple data: copy items directly, no per-item objects */
+		int t = b->type < 0 ? -b->type : b->type;
+		size_t w = qipc_type_width(t);
+		const uint8_t *src = is_atom(b) ? (const uint8_t *)&b->a : b->data;
+
+		r = qipc_obj_vec((int8_t)t, n);
+		if (!r)
+			return oom(ev);
+		for (uint64_t i = 0; i < n; i++)
+			memcpy((uint8_t *)r->data + i * w, src + ((start + i) % m) * w, w);
+		return r;
+	}
+	if (n > (1u << 20))
+		return fail(ev, "limit");
 	r = qipc_obj_list(n);
 	if (!r)
 		return oom(ev);
