@@ -643,14 +643,58 @@ int gw_worker_run(struct gw_worker *w)
 
 void gw_worker_destroy(struct gw_worker *w)
 {
-	for (uint32_t i = 0; w->conns && i < w->n_conns; i++) {
-		struct gw_conn *c = &w->conns[i];
-		if (c->kind != GW_CONN_FREE && c->fd >= 0) {
-			close(c->fd);
-			c->fd = -1;
+	/* the ring goes first: it cancels whatever is left in flight (io_uring_cancelation(7)) */
+	if (w->ring.ring_fd > 0)
+		io_uring_queue_exit(&w->ring);
+	/* queued async requests belong to no slot: free them; sync ones go with their client */
+	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
+		struct gw_pool_rt *p = &w->pools[i];
+		struct pool_waiter *wt;
+		while ((wt = pool_queue_first(&p->queue)) != NULL) {
+			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
+			pool_queue_remove(&p->queue, wt);
+			if (!r->is_sync)
+				gw_req_free(r);
 		}
 	}
-	io_uring_queue_exit(&w->ring);
+	/* requests owned by a backend connection (abandoned, health checks) */
+	for (uint32_t i = 0; w->conns && i < w->n_conns; i++) {
+		struct gw_conn *c = &w->conns[i];
+		struct gw_req *r = c->kind == GW_CONN_BACKEND ? c->up.owed : NULL;
+		if (r && (!r->client || r->client->gen != r->client_gen ||
+			  r->client->kind != GW_CONN_CLIENT))
+			gw_req_free(r);
+	}
+	for (uint32_t i = 0; w->conns && i < w->n_conns; i++) {
+		struct gw_conn *c = &w->conns[i];
+		if (c->kind == GW_CONN_FREE)
+			continue;
+		if (c->kind == GW_CONN_CLIENT) {
+			struct gw_req *r = c->cl.slots_head;
+			while (r) {
+				struct gw_req *next = r->next_slot;
+				gw_req_free(r);
+				r = next;
+			}
+			free(c->cl.rx_msg);
+		}
+		gw_chunkq_free(&c->txq);
+		if (c->fd >= 0)
+			close(c->fd);
+	}
+	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
+		for (size_t b = 0; w->pools[i].backends && b < w->pools[i].n_backends; b++)
+			free(w->pools[i].backends[b].slots);
+		free(w->pools[i].backends);
+		free(w->pools[i].sel_view);
+	}
+	free(w->pools);
+	free(w->listeners);
+	free(w->conns);
+	if (w->buf_mem && w->buf_mem != MAP_FAILED)
+		munmap(w->buf_mem, (size_t)w->buf_count * w->buf_size);
+	if (w->br && (void *)w->br != MAP_FAILED)
+		munmap(w->br, (size_t)w->buf_count * sizeof(struct io_uring_buf));
 	free(w->auth_cache);
-	w->auth_cache = NULL;
+	memset(w, 0, sizeof(*w));
 }
