@@ -5,6 +5,7 @@
  * the main thread only waits for signals: SIGTERM/SIGINT stop, SIGHUP is logged.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -183,6 +184,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Chunks of 64 KiB and request buffers come and go at a high rate: keep freed memory
+	 * in the process instead of returning it to the kernel and faulting it in again. */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	gw_log_set_level(cfg->log_level);
 	int rc = run(cfg);
 	gw_cfg_free(cfg);
