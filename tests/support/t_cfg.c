@@ -101,7 +101,9 @@ char *t_cfg_json(const struct t_cfg *c)
 	ds_add(&d, ",\n     \"health\": {\"interval_ms\": %d}", c->health_interval_ms);
 	if (c->extra_pool)
 		ds_add(&d, ",\n     %s", c->extra_pool);
+	/* T_QGATE_LOG (e.g. "debug") overrides the level when chasing a failure. */
 	ds_add(&d, "}\n  ],\n  \"log\": {\"level\": \"%s\"}",
+	       getenv("T_QGATE_LOG") && getenv("T_QGATE_LOG")[0] ? getenv("T_QGATE_LOG") :
 	       c->log_level ? c->log_level : "info");
 	if (c->extra_top)
 		ds_add(&d, ",\n  %s", c->extra_top);

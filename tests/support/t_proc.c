@@ -35,7 +35,7 @@ const char *t_env_dir(void)
 
 int t_env_init(void)
 {
-	char tmpl[] = "/tmp/qgate-it-XXXXXX";
+	char tmpl[] = "/tmp/itest-XXXXXX";
 
 	if (env_dir[0] && env_owner == getpid())
 		return 0;
@@ -98,7 +98,8 @@ void t_env_fini(void)
 
 	if (!env_dir[0] || env_owner != getpid())
 		return;
-	for (int k = 0; k < n_procs; k++)
+	/* Newest first: the gateway goes before its backends, so it logs no spurious loss. */
+	for (int k = n_procs - 1; k >= 0; k--)
 		if (!procs[k].is_reaped)
 			t_proc_kill(&procs[k]);
 	/* Logs of every child end up in the test's output: that is what explains a failure. */
@@ -410,10 +411,18 @@ int t_wait_file_contains(const char *path, size_t from, const char *needle, int 
 struct t_proc *t_mockq_start(const char *name, const char *const extra[])
 {
 	const char *bin = t_bin("MOCKQ_BIN");
-	char port_s[16];
+	char port_s[16], link_path[300];
 
 	if (!bin)
 		return NULL;
+	/* A neutral name, as for qgate below: a stray `pkill mockq` must not hit our backends. */
+	if (!env_dir[0] && t_env_init() < 0)
+		return NULL;
+	snprintf(link_path, sizeof(link_path), "%s/be-under-test", env_dir);
+	if (access(link_path, X_OK) != 0 && symlink(bin, link_path) != 0) {
+		t_fail(errno, "symlink %s: %s", link_path, strerror(errno));
+		return NULL;
+	}
 	/* A port race (someone took it between our check and mockq's bind) shows as an early
 	 * exit: try again on another port, at most 3 times. */
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -424,7 +433,7 @@ struct t_proc *t_mockq_start(const char *name, const char *const extra[])
 		if (port < 0)
 			return NULL;
 		snprintf(port_s, sizeof(port_s), "%d", port);
-		argv[n++] = (char *)bin;
+		argv[n++] = link_path;
 		argv[n++] = "--port";
 		argv[n++] = port_s;
 		argv[n++] = "--name";
@@ -453,13 +462,24 @@ struct t_proc *t_mockq_start(const char *name, const char *const extra[])
 struct t_proc *t_qgate_start(const char *cfg_path, int port)
 {
 	const char *bin = t_bin("QGATE_BIN");
-	char *argv[4];
+	char *argv[4], link_path[300];
 	struct t_proc *p;
 	int rc;
 
 	if (!bin)
 		return NULL;
-	argv[0] = (char *)bin;
+	/*
+	 * Run it through a symlink with a neutral name (and from a directory whose name does not
+	 * say qgate either): on a shared development machine someone's `pkill qgate` must not
+	 * stop the gateway under test half-way through.
+	 */
+	snprintf(link_path, sizeof(link_path), "%s/gw-under-test", env_dir);
+	unlink(link_path);
+	if (symlink(bin, link_path) != 0) {
+		t_fail(errno, "symlink %s: %s", link_path, strerror(errno));
+		return NULL;
+	}
+	argv[0] = link_path;
 	argv[1] = "-c";
 	argv[2] = (char *)cfg_path;
 	argv[3] = NULL;
