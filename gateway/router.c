@@ -73,6 +73,9 @@ void gw_route(struct gw_worker *w, struct gw_conn *client, const uint8_t *msg, s
 	if (tl)
 		memcpy(text, pk.text, tl);
 	text[tl] = '\0';
+	size_t wl = tl < sizeof(out->what) - 1 ? tl : sizeof(out->what) - 1;
+	memcpy(out->what, text, wl);
+	out->what[wl] = '\0';
 
 	for (size_t i = 0; i < cfg->n_rules; i++) {
 		const struct gw_rule_cfg *rule = &cfg->rules[i];

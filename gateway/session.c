@@ -221,11 +221,17 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 			 size_t pre_n, const uint8_t *p, size_t n, bool is_end)
 {
 	if (!client_alive(r)) {
-		if (is_end)
+		if (is_end) {
+			if (w->audit_fd >= 0)
+				gw_audit_req(w, r, "abandoned");
 			gw_req_free(r);	/* abandoned: the backend was its last owner */
+		}
 		return;
 	}
 	struct gw_conn *c = r->client;
+	if (pre_n == QIPC_HDR_SIZE && n > 0 && r->resp_bytes == 0 && p[0] == 0x80)
+		r->is_qerror = true;	/* an error object as the answer's payload */
+	r->resp_bytes += pre_n + n;
 	if (c->cl.slots_head == r) {
 		/* both pieces queued before one kick: a header never leaves on its own */
 		gw_chunkq_append(&c->txq, pre, pre_n);
@@ -241,6 +247,8 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		r->state = GW_REQ_DONE;
 		if (r->pool)
 			gw_hist_add(&r->pool->latency, gw_now_us() - r->t_start_us);
+		if (w->audit_fd >= 0 && !r->gw_error)
+			gw_audit_req(w, r, r->is_qerror ? "q error" : "ok");
 		/* the sync answer proves every earlier async on that connection ran */
 		if (c->cl.pin && r->epoch == c->cl.pin_epoch && c->cl.pin == r->backend)
 			c->cl.pin = NULL;
@@ -278,6 +286,9 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 	}
 	if (r->pool)
 		r->pool->errors++;
+	if (w->audit_fd >= 0)
+		gw_audit_req(w, r, text);
+	r->gw_error = true;
 	if (!r->is_sync) {
 		gw_warn("user=%s pool=%s msg=\"async message dropped\" reason=\"%s\"",
 			client_alive(r) ? r->client->cl.user : "-", r->pool ? r->pool->cfg->name : "-",
@@ -517,6 +528,11 @@ static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req 
 	struct gw_route rt;
 
 	gw_route(w, c, r->msg->data, r->msg->len, &rt);
+	memcpy(r->what, rt.what, sizeof(r->what));
+	size_t ul = strnlen(c->cl.user, sizeof(r->user) - 1);
+	memcpy(r->user, c->cl.user, ul);
+	r->user[ul] = '\0';
+	r->req_bytes = c->cl.rx_hdr.length;
 	r->pool = rt.pool;
 	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms :
 			(rt.pool ? rt.pool->cfg->query_timeout_ms : 0);

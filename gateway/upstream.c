@@ -144,6 +144,7 @@ int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, st
 		return -EAGAIN;
 	be->pool->n_dedicated++;
 	be->sel.outstanding++;
+	r->backend_name = be->cfg->name;
 	be->requests++;
 	c->up.owed = r;
 	r->backend = c;
@@ -425,6 +426,9 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 	r->msg = NULL;
 	be->requests++;
 	be->bytes_out += msg->len;
+	r->backend_name = be->cfg->name;
+	if (!r->is_sync && w->audit_fd >= 0)
+		gw_audit_req(w, r, "sent");
 	if (r->is_sync) {
 		leave_idle(c);
 		c->up.state = GW_UP_BUSY;

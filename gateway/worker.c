@@ -460,6 +460,8 @@ static void tick(struct gw_worker *w)
 {
 	gw_client_tick(w);
 	gw_upstream_tick(w);
+	if (w->audit_len)
+		gw_audit_flush(w);
 	/* idle clients: a cheap scan once a second is plenty at this granularity */
 	uint32_t idle_ms = w->cfg->limits.client_idle_timeout_ms;
 	if (idle_ms && w->now_ms >= w->next_idle_scan_ms) {
@@ -521,6 +523,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	w->id = id;
 	w->cfg = cfg;
 	w->stop_flag = stop_flag;
+	w->audit_fd = -1;
 	w->rng = (uint64_t)gw_now_us() * 2654435761u + (uint64_t)getpid();
 	pool_list_init(&w->handshaking);
 	pool_list_init(&w->extra_ups);
@@ -566,6 +569,9 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 			return ret;
 	}
 	ret = gw_stats_open(w);
+	if (ret < 0)
+		return ret;
+	ret = gw_audit_open(w);
 	if (ret < 0)
 		return ret;
 	w->now_ms = gw_now_ms();
@@ -696,5 +702,6 @@ void gw_worker_destroy(struct gw_worker *w)
 	if (w->br && (void *)w->br != MAP_FAILED)
 		munmap(w->br, (size_t)w->buf_count * sizeof(struct io_uring_buf));
 	free(w->auth_cache);
+	gw_audit_close(w);
 	memset(w, 0, sizeof(*w));
 }

@@ -203,6 +203,13 @@ struct gw_req {
 	uint64_t epoch;			/* client's pin epoch when dispatched */
 	uint64_t t_start_us;
 	struct gw_conn *backend;	/* SENT: the connection carrying it */
+	/* for the audit log */
+	char user[32];
+	char what[48];			/* function name or query prefix */
+	const char *backend_name;
+	uint64_t req_bytes, resp_bytes;
+	bool is_qerror;			/* the backend answered with a q error */
+	bool gw_error;			/* failed by the gateway (already audited) */
 };
 
 /* ------------------------------------------------------------------ pools */
@@ -285,6 +292,9 @@ struct gw_worker {
 	struct pool_link extra_ups;	/* dedicated and session backend connections */
 	void *auth_cache;		/* session.c's login cache, owned by the worker */
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
+	int audit_fd;			/* -1: no audit log */
+	char *audit_buf;
+	size_t audit_len, audit_cap;
 	/* loop control */
 	volatile int *stop_flag;
 	bool is_stopping;
@@ -381,12 +391,19 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
 
+/* audit.c */
+int gw_audit_open(struct gw_worker *w);
+void gw_audit_flush(struct gw_worker *w);
+void gw_audit_close(struct gw_worker *w);
+void gw_audit_req(struct gw_worker *w, const struct gw_req *r, const char *outcome);
+
 /* stats.c */
 int gw_stats_open(struct gw_worker *w);
 void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
 
 /* router.c */
 struct gw_route {
+	char what[48];			/* function name or query prefix (for the audit log) */
 	struct gw_pool_rt *pool;
 	uint32_t timeout_ms;
 	bool is_dedicated;
