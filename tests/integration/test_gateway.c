@@ -620,6 +620,58 @@ Test(gateway, queue_full_refuses_the_extra_request_at_once)
 	close(x);
 }
 
+/* ------------------------------------------------- abandoned answers never leak */
+
+Test(gateway, query_timeout_answers_then_late_reply_is_drained)
+{
+	struct t_cfg c = { 0 };
+	struct t_obj *r = NULL;
+	int a, b, type = -1;
+	int64_t t0, dt;
+
+	need_qgate();
+	start_backends(1, NULL);
+	cfg_backends(&c, 1);
+	c.query_timeout_ms = 200;
+	start_gate(&c);
+	a = connect_gw();
+	b = connect_gw();
+	t0 = t_now_ms();
+	T_OK(t_q_send(a, T_SYNC, t_call(".mock.sleep", 1, t_long(600))));
+	T_OK(t_q_recv(a, 3000, &r, &type));
+	dt = t_now_ms() - t0;
+	cr_assert_eq(type, T_RESPONSE);
+	cr_assert(t_is_err_prefix(r, "qgate: timeout"), "slow request got %s", t_show(r));
+	cr_assert(dt >= 200 && dt < 500, "timeout after %" PRId64 " ms, want ~200", dt);
+	t_free(r);
+	/* The backend's late 600 must be read and dropped, never given to the next request. */
+	t_call_expect(b, t_call(".mock.echo", 1, t_str("mine")), t_str("mine"), 5000);
+	t_call_expect(a, t_call(".mock.echo", 1, t_str("a again")), t_str("a again"), 5000);
+	close(a);
+	close(b);
+}
+
+Test(gateway, answer_for_a_client_that_left_goes_to_nobody_else)
+{
+	struct t_cfg c = { 0 };
+	int a, b;
+
+	need_qgate();
+	start_backends(1, NULL);
+	cfg_backends(&c, 1);
+	start_gate(&c);
+	a = connect_gw();
+	b = connect_gw();
+	T_OK(t_q_send(a, T_SYNC, t_call(".mock.sleep", 1, t_long(300))));
+	cr_assert(backend_busy(0, 2000), "backend never became busy with A's request");
+	close(a);
+	/* B's request can only run after A's; B must get its own answer, not A's 300. */
+	t_call_expect(b, t_call(".mock.echo", 1, t_str("B's own")), t_str("B's own"), 5000);
+	for (int k = 0; k < 5; k++)
+		t_call_expect(b, t_call(".mock.echo", 1, t_long(k)), t_long(k), 5000);
+	close(b);
+}
+
 /* ------------------------------------------------------------------ garbage */
 
 #define N_GOOD 50
