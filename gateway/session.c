@@ -565,8 +565,23 @@ static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chu
 		return;
 	}
 	struct gw_req *r = new_request(c, msg);
-	if (route_request(w, c, r))
+	uint8_t *ans;
+	size_t ans_len;
+	const char *err;
+	if (gw_admin_call(w, c, msg->data, msg->len, &ans, &ans_len, &err)) {
+		/* answered by the gateway itself, in its place among the client's answers */
+		if (err) {
+			gw_req_fail(w, r, err);
+		} else if (r->is_sync) {
+			r->state = GW_REQ_SENT;
+			gw_req_answer_bytes(w, r, ans, ans_len, NULL, 0, true);
+		} else {
+			gw_req_free(r);
+		}
+		free(ans);
+	} else if (route_request(w, c, r)) {
 		submit_request(w, c, r);
+	}
 	gw_client_update_recv(w, c);
 }
 

@@ -391,6 +391,10 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
 
+/* admin.c: .qgate.* answered by the gateway for admin users (see admin.c) */
+bool gw_admin_call(struct gw_worker *w, struct gw_conn *c, const uint8_t *msg, size_t len,
+		   uint8_t **out, size_t *out_len, const char **err);
+
 /* audit.c */
 int gw_audit_open(struct gw_worker *w);
 void gw_audit_flush(struct gw_worker *w);
