@@ -171,7 +171,8 @@ def run_family_cmd(name, argv, cwd, env, timeout=FAMILY_TIMEOUT_S):
         os.killpg(p.pid, signal.SIGKILL)
         out, _ = p.communicate()
         timed_out = True
-    text = out.decode(errors="replace")
+    # Maven 3.8 writes colour resets even in batch mode; keep the log plain
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode(errors="replace"))
     sys.stdout.write(text)
     if not text.endswith("\n"):
         sys.stdout.write("\n")

@@ -1,0 +1,150 @@
+#!/bin/bash
+# tests/run.sh — the one test command. On a fresh Debian bookworm machine, as root:
+#
+#   ./tests/run.sh
+#
+# 1. refuses C sources that call strcpy/strcat/sprintf/strtok/gets (style.md);
+# 2. installs the Debian packages the build and the test clients need (apt only when one is
+#    missing, so a rerun stays fast);
+# 3. installs the third-party q clients: <repo>/.venv (PyKX, qPython, pytest), node-q
+#    (npm ci in tests/interop/node) and the Java driver's Maven dependencies;
+# 4. builds build-test (warnings are errors) and runs every suite: unit, integration, interop;
+# 5. builds build-asan (AddressSanitizer + UBSan) and runs the unit and integration suites.
+#
+# Each stage prints a banner; the script stops at the first broken stage and exits non-zero if
+# anything failed. It ends with "tests: N passed, N failed, N skipped" over every meson test it
+# ran. Safe to rerun: build dirs are reconfigured (or recreated if that fails), installs are
+# no-ops when already done. Only build-test/ and build-asan/ are touched among build dirs.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO" || exit 1
+
+JOBS=2
+START=$SECONDS
+STAGE_START=$SECONDS
+FAILED_STAGES=()
+
+stage() {
+	STAGE_START=$SECONDS
+	printf '\n==== [%4ds] %s\n' $((SECONDS - START)) "$*"
+}
+
+done_stage() {
+	printf '==== [%4ds] ok (%ds)\n' $((SECONDS - START)) $((SECONDS - STAGE_START))
+}
+
+die() {
+	printf '\n==== FAILED: %s\n' "$*" >&2
+	summary
+	exit 1
+}
+
+# "N passed, N failed, N skipped" over the meson test logs of this run.
+summary() {
+	local logs=()
+	for d in build-test build-asan; do
+		[ -f "$d/meson-logs/testlog.json" ] && [ "$d/meson-logs/testlog.json" -nt "$RUN_MARK" ] &&
+			logs+=("$d/meson-logs/testlog.json")
+	done
+	if [ ${#logs[@]} -eq 0 ]; then
+		echo "tests: 0 passed, 0 failed, 0 skipped"
+		return
+	fi
+	python3 - "${logs[@]}" <<'EOF'
+import json, sys
+p = f = s = 0
+for path in sys.argv[1:]:
+    for line in open(path):
+        line = line.strip()
+        if not line:
+            continue
+        r = json.loads(line).get("result", "")
+        if r in ("OK", "EXPECTEDFAIL"):
+            p += 1
+        elif r == "SKIP":
+            s += 1
+        else:
+            f += 1
+print(f"tests: {p} passed, {f} failed, {s} skipped")
+EOF
+}
+
+RUN_MARK=$(mktemp /tmp/qgate-run-mark.XXXXXX)
+trap 'rm -f "$RUN_MARK"' EXIT
+
+# ---------------------------------------------------------------- 1. source rules
+stage "source check: no strcpy/strcat/sprintf/strtok/gets in C sources"
+if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	mapfile -t CFILES < <(git -C "$REPO" ls-files -- '*.c' '*.h')
+else
+	mapfile -t CFILES < <(find . -path './build*' -prune -o -path './.venv' -prune -o \
+		\( -name '*.c' -o -name '*.h' \) -print)
+fi
+# \b keeps snprintf, fgets and strtok_r legal; lines that are plainly comments are ignored.
+BANNED=$(grep -nE '\b(strcpy|strcat|sprintf|strtok|gets)[[:space:]]*\(' -- "${CFILES[@]}" \
+	2>/dev/null | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(/?\*|//)')
+if [ -n "$BANNED" ]; then
+	echo "$BANNED"
+	die "banned C library calls (use snprintf/memcpy/strtok_r; see docs/style.md)"
+fi
+echo "${#CFILES[@]} C files clean"
+done_stage
+
+# ---------------------------------------------------------------- 2-3. packages and clients
+# Debian packages (apt only when one is missing), then the third-party q clients:
+# <repo>/.venv (PyKX, qPython, pytest), node-q (npm ci) and the Java driver (Maven).
+for part in build tools python node java; do
+	stage "install: $part (scripts/install-deps.sh $part)"
+	bash scripts/install-deps.sh "$part" || die "scripts/install-deps.sh $part"
+	done_stage
+done
+
+# ---------------------------------------------------------------- 4. build + all suites
+# meson setup, reusing the directory when it reconfigures cleanly, recreating it otherwise.
+setup() {
+	local dir=$1
+	shift
+	if [ -f "$dir/build.ninja" ] && meson setup --reconfigure "$dir" "$@"; then
+		return 0
+	fi
+	rm -rf "$dir"
+	meson setup "$dir" "$@"
+}
+
+stage "build build-test (-Dwerror=true)"
+setup build-test -Dwerror=true || die "meson setup build-test"
+meson compile -C build-test || die "build-test does not build"
+done_stage
+
+stage "meson test build-test: unit, integration, interop"
+if meson test -C build-test --print-errorlogs --num-processes $JOBS; then
+	done_stage
+else
+	FAILED_STAGES+=("build-test suites")
+fi
+
+# ---------------------------------------------------------------- 5. sanitizers
+stage "build build-asan (-Db_sanitize=address,undefined)"
+setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false ||
+	die "meson setup build-asan"
+meson compile -C build-asan || die "build-asan does not build"
+done_stage
+
+stage "meson test build-asan: unit, integration"
+if meson test -C build-asan --print-errorlogs --num-processes $JOBS \
+	--suite unit --suite integration; then
+	done_stage
+else
+	FAILED_STAGES+=("build-asan suites")
+fi
+
+# ---------------------------------------------------------------- result
+printf '\n==== [%4ds] done\n' $((SECONDS - START))
+if [ ${#FAILED_STAGES[@]} -gt 0 ]; then
+	echo "FAILED: ${FAILED_STAGES[*]} (logs: build-*/meson-logs/testlog.txt)"
+	summary
+	exit 1
+fi
+summary
+exit 0
