@@ -169,6 +169,44 @@ Test(gateway, proxies_queries_errors_and_large_results)
 	close(fd);
 }
 
+Test(gateway, compressed_messages_pass_through_both_ways)
+{
+	const char *const zip[] = { "--compress", NULL };
+	struct t_cfg c = { 0 };
+	char *text = T_PTR(malloc(100001));
+	struct t_obj *req, *r;
+	int fd, type = -1, err = 0;
+	uint8_t *msg;
+	size_t n;
+
+	need_qgate();
+	/* mockq --compress compresses large answers even on loopback, as q does to remote peers. */
+	start_backends(1, zip);
+	cfg_backends(&c, 1);
+	start_gate(&c);
+	for (int k = 0; k < 100000; k++)
+		text[k] = "kdb+ipc "[k % 8];
+	text[100000] = 0;
+	req = T_PTR(t_call(".mock.echo", 1, t_str(text)));
+	fd = connect_gw();
+	/* A compressed request reaches the backend intact, and the answer comes back whole. */
+	T_OK(t_q_send_compressed(fd, T_SYNC, req));
+	T_OK(t_q_recv_raw(fd, 10000, &msg, &n));
+	r = t_decode_msg(msg, n, &type, &err);
+	cr_assert(r, "answer does not decode (%d)", err);
+	cr_assert_eq(type, T_RESPONSE);
+	cr_assert(t_is_str(r, text), "echo of a compressed request came back as %s", t_show(r));
+	/* "Messages pass through as the peer sent them": still compressed, as mockq sent it. */
+	cr_assert_eq(msg[2], 1, "the backend's compressed answer reached the client plain");
+	t_free(r);
+	free(msg);
+	/* And a plain request after it is unaffected. */
+	t_call_expect(fd, t_call(".mock.echo", 1, t_str("plain")), t_str("plain"), 5000);
+	t_free(req);
+	free(text);
+	close(fd);
+}
+
 /* ------------------------------------------------- 200 clients, tokens, spread */
 
 #define N_CLIENTS 200
@@ -556,11 +594,11 @@ Test(gateway, queued_request_times_out_with_queue_timeout)
 	start_gate(&c);
 	a = connect_gw();
 	b = connect_gw();
-	T_OK(t_q_send(a, T_SYNC, t_call(".mock.sleep", 1, t_long(800))));
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.sleep", 1, t_long(800))));
 	cr_assert(backend_busy(0, 2000), "backend never became busy with A's sleep");
 
 	t0 = t_now_ms();
-	T_OK(t_q_send(b, T_SYNC, t_call(".mock.echo", 1, t_str("B"))));
+	T_OK(t_send_free(b, T_SYNC, t_call(".mock.echo", 1, t_str("B"))));
 	T_OK(t_q_recv(b, 3000, &r, &type));
 	dt = t_now_ms() - t0;
 	cr_assert_eq(type, T_RESPONSE);
@@ -592,16 +630,16 @@ Test(gateway, queue_full_refuses_the_extra_request_at_once)
 	a = connect_gw();
 	b = connect_gw();
 	x = connect_gw();
-	T_OK(t_q_send(a, T_SYNC, t_call(".mock.sleep", 1, t_long(700))));
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.sleep", 1, t_long(700))));
 	cr_assert(backend_busy(0, 2000), "backend never became busy with A's sleep");
-	T_OK(t_q_send(b, T_SYNC, t_call(".mock.echo", 1, t_str("queued"))));
+	T_OK(t_send_free(b, T_SYNC, t_call(".mock.echo", 1, t_str("queued"))));
 	/*
 	 * B's request must be in the queue before X's arrives. Nothing outside the gateway shows
 	 * that (no stats endpoint is assumed), so leave it a moment, well under the 700 ms sleep.
 	 */
 	poll(NULL, 0, 50);
 	t0 = t_now_ms();
-	T_OK(t_q_send(x, T_SYNC, t_call(".mock.echo", 1, t_str("extra"))));
+	T_OK(t_send_free(x, T_SYNC, t_call(".mock.echo", 1, t_str("extra"))));
 	T_OK(t_q_recv(x, 3000, &r, &type));
 	dt = t_now_ms() - t0;
 	cr_assert_eq(type, T_RESPONSE);
@@ -637,7 +675,7 @@ Test(gateway, query_timeout_answers_then_late_reply_is_drained)
 	a = connect_gw();
 	b = connect_gw();
 	t0 = t_now_ms();
-	T_OK(t_q_send(a, T_SYNC, t_call(".mock.sleep", 1, t_long(600))));
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.sleep", 1, t_long(600))));
 	T_OK(t_q_recv(a, 3000, &r, &type));
 	dt = t_now_ms() - t0;
 	cr_assert_eq(type, T_RESPONSE);
@@ -662,7 +700,7 @@ Test(gateway, answer_for_a_client_that_left_goes_to_nobody_else)
 	start_gate(&c);
 	a = connect_gw();
 	b = connect_gw();
-	T_OK(t_q_send(a, T_SYNC, t_call(".mock.sleep", 1, t_long(300))));
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.sleep", 1, t_long(300))));
 	cr_assert(backend_busy(0, 2000), "backend never became busy with A's request");
 	close(a);
 	/* B's request can only run after A's; B must get its own answer, not A's 300. */
@@ -896,7 +934,7 @@ Test(gateway, request_on_killed_backend_gets_backend_error)
 	cfg_backends(&c, 2);
 	start_gate(&c);
 	fd = connect_gw();
-	T_OK(t_q_send(fd, T_SYNC, t_call(".mock.sleep", 1, t_long(5000))));
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.sleep", 1, t_long(5000))));
 	/* Find which backend holds the request: it is the one that stops answering. */
 	for (int tries = 0; tries < 20 && victim < 0; tries++)
 		for (int k = 0; k < 2 && victim < 0; k++)

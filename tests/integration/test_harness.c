@@ -48,7 +48,7 @@ Test(harness, decodes_and_reencodes_protocol_vectors)
 	const char *path = getenv("QIPC_VECTORS");
 	static uint8_t msg[1 << 16];
 	char line[1 << 17];
-	int n_msgs = 0, n_compressed = 0;
+	int n_msgs = 0, n_compressed = 0, n_recompressed = 0;
 	FILE *f;
 
 	cr_assert(path && path[0], "QIPC_VECTORS not set");
@@ -91,6 +91,17 @@ Test(harness, decodes_and_reencodes_protocol_vectors)
 			cr_assert(re_len == (size_t)u && memcmp(re, plain, re_len) == 0,
 				  "vector %s: re-encoding differs from the decompressed message",
 				  meaning);
+			/* And compressing it again gives q's bytes exactly (page 6.4). */
+			if (u > 2008) {
+				uint8_t *z = NULL;
+				int64_t zn = t_compress(plain, (size_t)u, &z);
+
+				cr_assert(zn == (int64_t)n && memcmp(z, msg, n) == 0,
+					  "vector %s: t_compress gave %lld bytes, q gave %zu",
+					  meaning, (long long)zn, n);
+				free(z);
+				n_recompressed++;
+			}
 			free(plain);
 			free(re);
 			n_compressed++;
@@ -106,6 +117,7 @@ Test(harness, decodes_and_reencodes_protocol_vectors)
 	fclose(f);
 	cr_assert(n_msgs > 100, "only %d message vectors found", n_msgs);
 	cr_assert(n_compressed >= 2, "only %d compressed vectors found", n_compressed);
+	cr_assert(n_recompressed >= 2, "only %d vectors recompressed", n_recompressed);
 }
 
 Test(harness, decompresses_the_worked_example)

@@ -162,7 +162,7 @@ Test(mockq, drop_closes_without_answer)
 	int fd = connect_mq(), other = connect_mq();
 	size_t got = 99;
 
-	T_OK(t_q_send(fd, T_SYNC, t_call0(".mock.drop")));
+	T_OK(t_send_free(fd, T_SYNC, t_call0(".mock.drop")));
 	T_OK(t_wait_closed(fd, 2000, &got));
 	cr_assert_eq(got, 0, "%zu bytes arrived before the close", got);
 	t_call_expect(other, t_str("1+1"), t_long(2), 2000);
@@ -226,7 +226,7 @@ Test(mockq, set_then_read_back)
 	int fd = connect_mq(), other = connect_mq();
 
 	/* Async set, then sync reads on the same connection (in order) and on another one. */
-	T_OK(t_q_send(fd, T_ASYNC, t_call("set", 2, t_sym("a"), t_long(42))));
+	T_OK(t_send_free(fd, T_ASYNC, t_call("set", 2, t_sym("a"), t_long(42))));
 	t_call_expect(fd, t_sym("a"), t_long(42), 2000);
 	t_call_expect(fd, t_str("a"), t_long(42), 2000);
 	t_call_expect(other, t_sym("a"), t_long(42), 2000);
@@ -262,7 +262,7 @@ Test(mockq, defer_answers_later_while_serving_others)
 	int64_t t0, t_fast, t_slow;
 
 	t0 = t_now_ms();
-	T_OK(t_q_send(slow, T_SYNC, t_call(".mock.defer", 2, t_long(400), t_sym("late"))));
+	T_OK(t_send_free(slow, T_SYNC, t_call(".mock.defer", 2, t_long(400), t_sym("late"))));
 	/* Another client is served while the answer is held. */
 	t_call_expect(fast, t_call(".mock.echo", 1, t_str("meanwhile")), t_str("meanwhile"), 2000);
 	t_fast = t_now_ms() - t0;
@@ -311,6 +311,62 @@ Test(mockq, malformed_payload_closes_only_that_connection)
 				0x0a, 0x00, 0xff, 0x00, 0x00, 0x00 };
 
 	check_garbage_closes_only_sender(msg, sizeof(msg));
+}
+
+Test(mockq, listens_on_q_abstract_unix_name)
+{
+	const char *const extra[] = { "--unix", NULL };
+	struct t_proc *u = T_PTR(t_mockq_start("unixy", extra));
+	int cap = -1, fd;
+
+	T_OK(t_wait_accepting_unix(u->port, 5000, u->pid));
+	fd = T_OK(t_q_connect_unix(u->port, "local:pw", &cap));
+	cr_assert_eq(cap, 3);
+	t_call_expect(fd, t_str("1+1"), t_long(2), 2000);
+	t_call_expect(fd, t_call0(".mock.id"), t_sym("unixy"), 2000);
+	close(fd);
+}
+
+Test(mockq, compress_sends_large_answers_compressed)
+{
+	const char *const extra[] = { "--compress", NULL };
+	struct t_proc *z = T_PTR(t_mockq_start("zipper", extra));
+	int fd = T_OK(t_q_connect("127.0.0.1", z->port, "z:z", NULL)), type = -1, err = 0;
+	char *text = T_PTR(malloc(100001));
+	struct t_obj *req, *r;
+	uint8_t *msg;
+	size_t n;
+
+	/* The text q's own compressed samples use: it compresses far below half. */
+	for (int k = 0; k < 100000; k++)
+		text[k] = "kdb+ipc "[k % 8];
+	text[100000] = 0;
+	req = T_PTR(t_call(".mock.echo", 1, t_str(text)));
+	T_OK(t_q_send(fd, T_SYNC, req));
+	T_OK(t_q_recv_raw(fd, 5000, &msg, &n));
+	/* q's rule: above 2008 bytes and when it halves the size. */
+	cr_assert_eq(msg[2], 1, "a 100014-byte answer was not compressed (%zu bytes)", n);
+	cr_assert(n < 50000, "compressed answer is %zu bytes", n);
+	r = t_decode_msg(msg, n, &type, &err);
+	cr_assert(r, "compressed answer does not decompress/decode (%d)", err);
+	cr_assert_eq(type, T_RESPONSE);
+	cr_assert(t_is_str(r, text), "decompressed answer differs from the request: %s",
+		  t_show(r));
+	t_free(r);
+	free(msg);
+	/* A compressed request is understood too. */
+	T_OK(t_q_send_compressed(fd, T_SYNC, req));
+	T_OK(t_q_recv(fd, 5000, &r, &type));
+	cr_assert(t_is_str(r, text), "compressed request echoed as %s", t_show(r));
+	t_free(r);
+	/* Small answers stay plain. */
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.echo", 1, t_str("short"))));
+	T_OK(t_q_recv_raw(fd, 5000, &msg, &n));
+	cr_assert_eq(msg[2], 0, "a short answer was compressed");
+	free(msg);
+	t_free(req);
+	free(text);
+	close(fd);
 }
 
 Test(mockq, qbench_16_connections_no_mismatch, .timeout = 60.0)

@@ -6,6 +6,8 @@
 #ifndef GW_TESTS_SUPPORT_T_CRIT_H
 #define GW_TESTS_SUPPORT_T_CRIT_H
 
+#include <errno.h>
+
 #include <criterion/criterion.h>
 
 #include "tests/support/t_cfg.h"
@@ -64,6 +66,18 @@ static inline void t_call_expect(int fd, struct t_obj *req, struct t_obj *want, 
 	t_free(r);
 	t_free(req);
 	t_free(want);
+}
+
+/* Send obj as a message of msg_type and free it (for requests built inline). */
+static inline int t_send_free(int fd, int msg_type, struct t_obj *obj)
+{
+	int rc;
+
+	if (!obj)
+		return t_fail(ENOMEM, "out of memory building a message");
+	rc = t_q_send(fd, msg_type, obj);
+	t_free(obj);
+	return rc;
 }
 
 /* (`verb;::) — how q sends a niladic call such as h(`.mock.id;::). */

@@ -381,15 +381,36 @@ int t_q_send(int fd, int msg_type, const struct t_obj *o)
 	return rc;
 }
 
-int t_q_recv(int fd, int timeout_ms, struct t_obj **out, int *msg_type)
+int t_q_send_compressed(int fd, int msg_type, const struct t_obj *o)
+{
+	uint8_t *buf, *z = NULL;
+	size_t len;
+	int64_t zn;
+	int rc;
+
+	rc = t_encode_msg(o, msg_type, &buf, &len);
+	if (rc < 0)
+		return t_fail(rc, "encode %s: %s", t_show(o), strerror(-rc));
+	zn = t_compress(buf, len, &z);
+	free(buf);
+	if (zn <= 0)
+		return t_fail(zn < 0 ? (int)zn : EINVAL, "%s does not compress (%zu bytes)",
+			      t_show(o), len);
+	rc = t_send_all(fd, z, (size_t)zn);
+	free(z);
+	return rc;
+}
+
+int t_q_recv_raw(int fd, int timeout_ms, uint8_t **out, size_t *out_len)
 {
 	int64_t deadline = t_now_ms() + timeout_ms;
 	uint8_t hdr[8], *msg;
 	uint64_t n;
 	uint32_t n32;
-	int rc, err;
+	int rc;
 
 	*out = NULL;
+	*out_len = 0;
 	rc = recv_exact(fd, hdr, 8, deadline);
 	if (rc == -ETIMEDOUT)
 		return t_fail(rc, "no message within %d ms", timeout_ms);
@@ -419,11 +440,25 @@ int t_q_recv(int fd, int timeout_ms, struct t_obj **out, int *msg_type)
 			      rc == -ETIMEDOUT ? "timed out" : rc == -ECONNRESET ?
 			      "connection closed mid-message" : strerror(-rc));
 	}
+	*out = msg;
+	*out_len = n;
+	return 0;
+}
+
+int t_q_recv(int fd, int timeout_ms, struct t_obj **out, int *msg_type)
+{
+	uint8_t *msg;
+	size_t n;
+	int rc, err;
+
+	*out = NULL;
+	rc = t_q_recv_raw(fd, timeout_ms, &msg, &n);
+	if (rc < 0)
+		return rc;
 	*out = t_decode_msg(msg, n, msg_type, &err);
 	free(msg);
 	if (!*out)
-		return t_fail(err, "undecodable message of %llu bytes: %s", (unsigned long long)n,
-			      strerror(-err));
+		return t_fail(err, "undecodable message of %zu bytes: %s", n, strerror(-err));
 	return 0;
 }
 

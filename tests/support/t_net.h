@@ -75,6 +75,12 @@ int t_q_send(int fd, int msg_type, const struct t_obj *o);
  */
 int t_q_recv(int fd, int timeout_ms, struct t_obj **out, int *msg_type);
 
+/* Same, compressed as q compresses (fails with -EINVAL if q would not compress it). */
+int t_q_send_compressed(int fd, int msg_type, const struct t_obj *o);
+
+/* Receive one whole message as raw bytes (header included, as sent); same errors. */
+int t_q_recv_raw(int fd, int timeout_ms, uint8_t **out, size_t *out_len);
+
 /*
  * Sync call: send req as sync (req stays the caller's) and return the response within
  * timeout_ms. Async messages that arrive first are skipped and counted in *n_async (may be

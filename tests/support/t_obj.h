@@ -102,6 +102,12 @@ struct t_obj *t_decode_msg(const uint8_t *msg, size_t n, int *msg_type, int *err
  */
 int64_t t_decompress(const uint8_t *cmsg, size_t n, uint8_t **out);
 
+/*
+ * Compress a whole plain message m[0..u) as q does (protocol page 6.4). Returns the compressed
+ * length with *out malloc'd, 0 when q would send it plain (u <= 2008 or no gain), -ENOMEM.
+ */
+int64_t t_compress(const uint8_t *m, size_t u, uint8_t **out);
+
 /* q-like text of o for failure messages (snprintf rule: returns the length it needed). */
 int t_fmt(const struct t_obj *o, char *out, size_t cap);
 /* Same into a thread-local ring of buffers: valid for a few further calls in this thread. */
