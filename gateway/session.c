@@ -82,6 +82,8 @@ static bool authenticate(struct gw_worker *w, struct gw_conn *c, const struct qi
 	c->cl.user[ulen] = '\0';
 	if (!cfg->has_auth)
 		return true;
+	if (h->user_len != ulen)
+		return false;	/* longer than any name we store: never a configured user */
 	const struct gw_user_cfg *u = gw_cfg_user(cfg, c->cl.user);
 	if (!u || !u->password_hash)
 		return false;
@@ -266,15 +268,22 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 	}
 }
 
+/* Take r out of its pool's queue. */
+static void unqueue(struct gw_req *r)
+{
+	pool_queue_remove(&r->pool->queue, &r->waiter);
+	if (!r->is_sync)
+		r->pool->queued_async--;
+	r->state = GW_REQ_NEW;
+}
+
 void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 {
 	uint8_t buf[256];
 	int len;
 
-	if (r->state == GW_REQ_QUEUED) {
-		pool_queue_remove(&r->pool->queue, &r->waiter);
-		r->state = GW_REQ_NEW;
-	}
+	if (r->state == GW_REQ_QUEUED)
+		unqueue(r);
 	if (r->state == GW_REQ_SENT && r->backend) {
 		/* the backend still owes the answer: it will read and drop it */
 		r->backend->up.owed = NULL;
@@ -305,6 +314,7 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 		gw_conn_close(w, r->client, "answer cut short");
 		return;
 	}
+	r->client->cl.buffered_bytes -= r->resp.bytes;
 	gw_chunkq_free(&r->resp);
 	len = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, text);
 	if (len < 0)
@@ -381,17 +391,29 @@ static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
 	gw_upstream_send(w, uc, r);	/* frees async requests, keeps sync ones in their slot */
 }
 
+static bool pool_has_idle(const struct gw_pool_rt *p)
+{
+	for (size_t b = 0; b < p->n_backends; b++)
+		if (p->backends[b].sel.n_idle)
+			return true;
+	return false;
+}
+
 void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
 {
 	struct pool_waiter *wt = pool_queue_first(&p->queue);
 
 	while (wt) {
+		/* with no idle connection no sync can go anywhere, pinned or not: unless an
+		 * async is waiting, the rest of the queue need not be looked at */
+		bool has_idle = pool_has_idle(p);
+		if (!has_idle && p->queued_async == 0)
+			break;
 		struct pool_waiter *next = pool_queue_next(&p->queue, wt);
 		struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
-		struct gw_conn *uc = choose_conn(p, r);
+		struct gw_conn *uc = (r->is_sync && !has_idle) ? NULL : choose_conn(p, r);
 		if (uc) {
-			pool_queue_remove(&p->queue, wt);
-			r->state = GW_REQ_NEW;
+			unqueue(r);
 			send_req(w, r, uc);
 		}
 		wt = next;
@@ -462,6 +484,8 @@ static void submit_request(struct gw_worker *w, struct gw_conn *c, struct gw_req
 		return;
 	}
 	r->state = GW_REQ_QUEUED;
+	if (!r->is_sync)
+		p->queued_async++;
 	(void)c;
 }
 
@@ -543,6 +567,11 @@ static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req 
 	}
 	if (rt.is_denied || !user_may_use(c, rt.pool)) {
 		gw_req_fail(w, r, "qgate: not allowed");
+		return false;
+	}
+	if (rt.pool->cfg->mode == GW_MODE_SESSION) {
+		/* a session pool has no shared connections to run a single message on */
+		gw_req_fail(w, r, "qgate: pool serves whole sessions only");
 		return false;
 	}
 	return true;
@@ -932,8 +961,7 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 			struct pool_waiter *next = pool_queue_next(&p->queue, wt);
 			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
 			if (r->client == c) {
-				pool_queue_remove(&p->queue, wt);
-				r->state = GW_REQ_NEW;
+				unqueue(r);
 				if (!r->is_sync) {
 					/* q runs what a client wrote before it left: asyncs go now,
 					 * to the pinned connection when there is one, so in order */

@@ -30,6 +30,8 @@
 #include "gateway/log.h"
 
 #define UP_CAPABILITY 6
+/* how long a connection may wait for an answer nobody will get before it is closed */
+#define GW_DRAIN_TIMEOUT_MS 60000
 
 static const char *be_name(const struct gw_conn *c)
 {
@@ -618,8 +620,13 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 		gw_conn_close(w, c, "health check timeout");
 	} else if (c->up.state == GW_UP_BUSY && c->up.owed) {
 		p->timeouts++;
-		c->up.query_deadline_ms = 0;
-		gw_req_fail(w, c->up.owed, "qgate: timeout");	/* the connection drains */
+		/* the connection drains the late answer, but not forever */
+		c->up.query_deadline_ms = w->now_ms + GW_DRAIN_TIMEOUT_MS;
+		gw_req_fail(w, c->up.owed, "qgate: timeout");
+	} else if (c->up.state == GW_UP_BUSY) {
+		gw_warn("backend=%s msg=\"abandoned answer still not in after %d ms: closing "
+			"connection\"", be->cfg->name, GW_DRAIN_TIMEOUT_MS);
+		gw_conn_close(w, c, "drain timeout");
 	}
 }
 

@@ -252,6 +252,7 @@ struct gw_pool_rt {
 	struct pool_queue queue;
 	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
 	uint64_t health_failures;
+	uint32_t queued_async;		/* async messages among the queued */
 	uint32_t n_dedicated;		/* dedicated connections open now */
 	uint32_t n_sessions;		/* session connections open now */
 	bool is_started;		/* warm connections opened (lazy pools start on demand) */
