@@ -1,0 +1,441 @@
+/*
+ * test_modes — qgate beyond plain query pooling, with real processes on loopback: session
+ * pools (own backend connection, publishes reach the client, .z.pc on leave, passthrough
+ * auth), dedicated dispatch of deferred answers, the stats endpoint, admin queries over q,
+ * the audit log, large messages streaming through, reconnect after a backend restart, and
+ * a graceful SIGTERM.
+ */
+#include <sys/socket.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tests/support/t_crit.h"
+
+static struct t_proc *be[2];
+static struct t_proc *gate;
+static int gw_port, stats_port;
+
+static void setup(void)
+{
+	cr_assert(t_env_init() == 0, "%s", t_errmsg());
+	gate = NULL;
+	be[0] = be[1] = NULL;
+}
+
+static void teardown(void)
+{
+	t_env_fini();
+}
+
+TestSuite(modes, .init = setup, .fini = teardown, .timeout = 60.0);
+
+static void start_backend(int k, const char *const extra[])
+{
+	char name[8];
+
+	snprintf(name, sizeof(name), "b%d", k + 1);
+	be[k] = t_mockq_start(name, extra);
+	cr_assert(be[k] != NULL, "%s", t_errmsg());
+}
+
+/* qgate with listener main on gw_port, stats on stats_port, and the given pools/rules/etc. */
+static void start_gate_json(const char *members)
+{
+	char *text = NULL;
+
+	cr_assert(t_bin("QGATE_BIN") != NULL, "%s", t_errmsg());
+	gw_port = T_OK(t_free_port());
+	stats_port = T_OK(t_free_port());
+	cr_assert(asprintf(&text, "{\"listeners\":[{\"name\":\"main\",\"listen\":\"127.0.0.1:%d\","
+			   "\"pool\":\"p\"}],\"stats\":{\"listen\":\"127.0.0.1:%d\"},%s}",
+			   gw_port, stats_port, members) > 0);
+	T_OK(t_json_check(text));
+	const char *path = T_PTR(t_write_file("gw.json", text));
+	free(text);
+	gate = t_qgate_start(path, gw_port);
+	cr_assert(gate != NULL, "%s", t_errmsg());
+}
+
+/* GET path from the stats endpoint: returns the HTTP status and the body (caller frees). */
+static int http_get(const char *path, char **body)
+{
+	char req[256], buf[65536];
+	size_t got = 0;
+	int fd = T_OK(t_tcp_connect("127.0.0.1", stats_port, 2000));
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+	T_OK(t_send_all(fd, req, strlen(req)));
+	for (int i = 0; i < 1000 && got < sizeof(buf) - 1; i++) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		cr_assert(poll(&pfd, 1, 2000) == 1, "stats endpoint did not answer %s", path);
+		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	int status = 0;
+	cr_assert(sscanf(buf, "HTTP/1.1 %d", &status) == 1, "not HTTP: %.80s", buf);
+	char *b = strstr(buf, "\r\n\r\n");
+	*body = strdup(b ? b + 4 : "");
+	return status;
+}
+
+static json_t *stats(void)
+{
+	char *body;
+	json_error_t e;
+
+	cr_assert_eq(http_get("/stats", &body), 200);
+	json_t *j = json_loads(body, 0, &e);
+	cr_assert(j != NULL, "bad /stats JSON (%s): %.200s", e.text, body);
+	free(body);
+	return j;
+}
+
+static int64_t count_on(int k, const char *verb)
+{
+	int fd = T_OK(t_q_connect("127.0.0.1", be[k]->port, "direct:pw", NULL));
+	struct t_obj *r = t_call_ok(fd, t_call0(verb), 5000);
+	int64_t v;
+
+	cr_assert(r->type == -T_LONG, "%s gave %s", verb, t_show(r));
+	v = r->a.j;
+	t_free(r);
+	close(fd);
+	return v;
+}
+
+/* Wait (bounded) until backend k reports want open connections besides the probe itself. */
+static void wait_clients(int k, int64_t want)
+{
+	int64_t deadline = t_now_ms() + 3000, got = -1;
+
+	while (t_now_ms() < deadline) {
+		got = count_on(k, ".mock.clients") - 1;
+		if (got == want)
+			return;
+		poll(NULL, 0, 20);
+	}
+	cr_assert_fail("backend %d has %" PRId64 " client connections, want %" PRId64, k + 1, got,
+		       want);
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+Test(modes, session_pool_gives_each_client_its_own_connection)
+{
+	start_backend(0, NULL);
+	char pools[512];
+	snprintf(pools, sizeof(pools), "\"pools\":[{\"name\":\"p\",\"mode\":\"session\","
+		 "\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\"}]}]", be[0]->port);
+	start_gate_json(pools);
+	wait_clients(0, 0);	/* a session pool keeps no warm connections */
+
+	int a = T_OK(t_q_connect("127.0.0.1", gw_port, "alice:x", NULL));
+	int b = T_OK(t_q_connect("127.0.0.1", gw_port, "bob:x", NULL));
+	wait_clients(0, 2);
+	t_call_expect(a, t_call(".mock.echo", 1, t_long(7)), t_long(7), 5000);
+
+	/* publishes started by the backend reach the session's client */
+	t_call_expect(b, t_call(".mock.pub", 2, t_long(3), t_long(10)), t_long(3), 5000);
+	for (int i = 0; i < 3; i++) {
+		struct t_obj *m = NULL;
+		int type = -1;
+		T_OK(t_q_recv(b, 3000, &m, &type));
+		cr_assert_eq(type, T_ASYNC, "publish %d arrived as type %d", i, type);
+		T_EXPECT_EQ(m, t_list(2, t_sym("upd"), t_long(i)));
+		t_free(m);
+	}
+	/* the client leaving closes its backend socket (the backend's .z.pc runs) */
+	close(a);
+	wait_clients(0, 1);
+	close(b);
+	wait_clients(0, 0);
+}
+
+Test(modes, session_passthrough_lets_the_backend_judge_credentials)
+{
+	static const char *const auth[] = { "--user", "carol:right", NULL };
+
+	start_backend(0, auth);
+	char pools[512];
+	snprintf(pools, sizeof(pools), "\"pools\":[{\"name\":\"p\",\"mode\":\"session\","
+		 "\"auth_passthrough\":true,\"backends\":[{\"name\":\"b1\","
+		 "\"address\":\"127.0.0.1:%d\"}]}]", be[0]->port);
+	start_gate_json(pools);
+
+	int cap = -1;
+	int ok = T_OK(t_q_connect("127.0.0.1", gw_port, "carol:right", &cap));
+	cr_assert(cap >= 3 && cap <= 6, "capability %d", cap);
+	t_call_expect(ok, t_str("1+1"), t_long(2), 5000);
+	close(ok);
+	/* the backend refuses: so does the gateway, the way q does (close, no byte) */
+	int fd = T_OK(t_tcp_connect("127.0.0.1", gw_port, 2000));
+	cr_assert_lt(t_q_handshake(fd, "carol:wrong", 3, 3000), 0,
+		     "a wrong password got a capability byte");
+	close(fd);
+}
+
+/* --------------------------------------------------------------- dedicated */
+
+Test(modes, dedicated_rule_keeps_deferred_answers_off_the_pool)
+{
+	start_backend(0, NULL);
+	char members[768];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}],"
+		 "\"rules\":[{\"function\":\".mock.defer\",\"dedicated\":true}]", be[0]->port);
+	start_gate_json(members);
+	wait_clients(0, 1);
+
+	int a = T_OK(t_q_connect("127.0.0.1", gw_port, "a:x", NULL));
+	int b = T_OK(t_q_connect("127.0.0.1", gw_port, "b:x", NULL));
+	int64_t t0 = t_now_ms();
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.defer", 2, t_long(400), t_sym("late"))));
+	wait_clients(0, 2);	/* the pooled connection plus one opened for the deferred call */
+	/* the pool's only connection is free: b is answered while a's answer is deferred */
+	t_call_expect(b, t_call(".mock.echo", 1, t_sym("quick")), t_sym("quick"), 5000);
+	cr_assert_lt(t_now_ms() - t0, 300, "b waited behind the deferred request");
+	struct t_obj *r = NULL;
+	int type = -1;
+	T_OK(t_q_recv(a, 3000, &r, &type));
+	cr_assert_eq(type, T_RESPONSE);
+	T_EXPECT_EQ(r, t_sym("late"));
+	t_free(r);
+	wait_clients(0, 1);	/* the dedicated socket is closed after its answer */
+
+	/* a client that leaves before its deferred answer: its socket closes at once */
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.defer", 2, t_long(2000), t_sym("never"))));
+	wait_clients(0, 2);
+	close(a);
+	wait_clients(0, 1);
+	t_call_expect(b, t_call(".mock.echo", 1, t_long(1)), t_long(1), 5000);
+	close(b);
+}
+
+/* ---------------------------------------------------- stats, admin, audit */
+
+Test(modes, stats_endpoint_reports_pools_backends_and_health)
+{
+	start_backend(0, NULL);
+	start_backend(1, NULL);
+	char members[512];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":2},{\"name\":\"b2\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":2}]}]", be[0]->port, be[1]->port);
+	start_gate_json(members);
+	wait_clients(0, 2);
+	wait_clients(1, 2);
+
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "s:x", NULL));
+	for (int i = 0; i < 10; i++)
+		t_call_expect(fd, t_call(".mock.echo", 1, t_long(i)), t_long(i), 5000);
+
+	json_t *j = stats();
+	json_t *pool = json_array_get(json_object_get(j, "pools"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(pool, "name")), "p");
+	cr_assert_eq(json_integer_value(json_object_get(pool, "requests")), 10);
+	cr_assert_eq(json_integer_value(json_object_get(pool, "queued")), 0);
+	json_t *bs = json_object_get(pool, "backends");
+	int64_t served = 0;
+	for (size_t i = 0; i < json_array_size(bs); i++) {
+		json_t *b = json_array_get(bs, i);
+		cr_assert_str_eq(json_string_value(json_object_get(b, "state")), "up");
+		json_t *conns = json_object_get(b, "connections");
+		cr_assert_eq(json_integer_value(json_object_get(conns, "idle")), 2);
+		served += json_integer_value(json_object_get(b, "requests"));
+	}
+	cr_assert_eq(served, 10);
+	json_t *l = json_array_get(json_object_get(j, "listeners"), 0);
+	cr_assert_eq(json_integer_value(json_object_get(l, "clients")), 1);
+	json_decref(j);
+
+	char *body;
+	cr_assert_eq(http_get("/metrics", &body), 200);
+	cr_assert(strstr(body, "qgate_pool_requests_total{pool=\"p\"} 10"), "%.400s", body);
+	cr_assert(strstr(body, "qgate_backend_up{pool=\"p\",backend=\"b1\"} 1"), "%.400s", body);
+	free(body);
+	cr_assert_eq(http_get("/health", &body), 200);
+	free(body);
+	cr_assert_eq(http_get("/nope", &body), 404);
+	free(body);
+
+	/* every backend gone: the pool is down and /health says so */
+	t_proc_kill(be[0]);
+	t_proc_kill(be[1]);
+	int64_t deadline = t_now_ms() + 3000;
+	int status = 0;
+	while (t_now_ms() < deadline) {
+		status = http_get("/health", &body);
+		free(body);
+		if (status == 503)
+			break;
+		poll(NULL, 0, 20);
+	}
+	cr_assert_eq(status, 503);
+	close(fd);
+}
+
+Test(modes, admin_user_reads_tables_and_others_are_refused)
+{
+	char *hash = NULL, *err = NULL;
+	char *const argv[] = { (char *)t_bin("QGATE_BIN"), "--hash-password", NULL };
+
+	cr_assert(argv[0] != NULL, "%s", t_errmsg());
+	T_OK(t_run(argv, "secret\n", 20000, &hash, &err));
+	hash[strcspn(hash, "\n")] = '\0';
+	start_backend(0, NULL);
+	char members[1024];
+	snprintf(members, sizeof(members),
+		 "\"auth\":{\"users\":[{\"name\":\"ops\",\"password_hash\":\"%s\",\"admin\":true},"
+		 "{\"name\":\"dev\",\"password_hash\":\"%s\"}]},"
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}]", hash, hash, be[0]->port);
+	free(hash);
+	free(err);
+	start_gate_json(members);
+
+	int ops = T_OK(t_q_connect("127.0.0.1", gw_port, "ops:secret", NULL));
+	struct t_obj *r = t_call_ok(ops, t_str(".qgate.backends[]"), 5000);
+	cr_assert_eq(r->type, T_TABLE, "got %s", t_show(r));
+	char text[2048];
+	t_fmt(r, text, sizeof(text));
+	cr_assert(strstr(text, "b1") && strstr(text, "up"), "table: %s", text);
+	t_free(r);
+	r = t_call_ok(ops, t_call0(".qgate.pools"), 5000);
+	cr_assert_eq(r->type, T_TABLE, "got %s", t_show(r));
+	t_free(r);
+	r = t_call_ok(ops, t_str(".qgate.nosuch[]"), 5000);
+	cr_assert(t_is_err_prefix(r, "qgate: unknown admin function"), "got %s", t_show(r));
+	t_free(r);
+	int dev = T_OK(t_q_connect("127.0.0.1", gw_port, "dev:secret", NULL));
+	r = t_call_ok(dev, t_str(".qgate.clients[]"), 5000);
+	cr_assert(t_is_err_prefix(r, "qgate: not allowed"), "got %s", t_show(r));
+	t_free(r);
+	close(ops);
+	close(dev);
+}
+
+Test(modes, audit_log_has_one_line_per_request)
+{
+	start_backend(0, NULL);
+	char members[768];
+	char audit[320];
+	snprintf(audit, sizeof(audit), "%s/audit.log", t_env_dir());
+	snprintf(members, sizeof(members),
+		 "\"log\":{\"level\":\"info\",\"audit_file\":\"%s\"},"
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}]", audit, be[0]->port);
+	start_gate_json(members);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "auditor:x", NULL));
+	t_call_expect(fd, t_call(".mock.echo", 1, t_long(5)), t_long(5), 5000);
+	struct t_obj *r = t_call_ok(fd, t_call(".mock.error", 1, t_str("boom")), 5000);
+	cr_assert(t_is_err_prefix(r, "boom"), "got %s", t_show(r));
+	t_free(r);
+	T_OK(t_wait_file_contains(audit, 0, "what=\".mock.error\"", 3000));
+	char *log = t_read_file(audit);
+	cr_assert(strstr(log, "user=auditor pool=p backend=b1 type=sync what=\".mock.echo\""),
+		  "%s", log);
+	cr_assert(strstr(log, "outcome=\"q error\""), "%s", log);
+	free(log);
+	close(fd);
+}
+
+/* ------------------------------------------------------ large, restart, stop */
+
+Test(modes, large_messages_stream_through_both_ways)
+{
+	start_backend(0, NULL);
+	char members[512];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}]", be[0]->port);
+	start_gate_json(members);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "big:x", NULL));
+	size_t n = 24u << 20;
+	char *big = malloc(n + 1);
+	for (size_t i = 0; i < n; i++)
+		big[i] = (char)('a' + i % 26);
+	big[n] = '\0';
+	struct t_obj *r = t_call_ok(fd, t_call(".mock.echo", 1, t_strn(big, n)), 30000);
+	cr_assert(r->type == T_CHAR && r->n == n, "got %s", t_show(r));
+	cr_assert(memcmp(r->data, big, n) == 0, "24 MiB echo came back different");
+	t_free(r);
+	free(big);
+	/* and the connection is still in step afterwards */
+	t_call_expect(fd, t_call(".mock.echo", 1, t_long(3)), t_long(3), 5000);
+	close(fd);
+}
+
+Test(modes, gateway_reconnects_when_a_backend_comes_back)
+{
+	start_backend(0, NULL);
+	int port = be[0]->port;
+	char members[768];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}],\"queue\":{\"timeout_ms\":3000},"
+		 "\"reconnect\":{\"delay_ms\":50,\"max_delay_ms\":200,\"jitter\":0}}]", port);
+	start_gate_json(members);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "r:x", NULL));
+	t_call_expect(fd, t_call(".mock.id", 1, t_atom(T_UNARY)), t_sym("b1"), 5000);
+	t_proc_kill(be[0]);
+
+	/* the same port again, a new process */
+	char port_s[16];
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	char *argv[] = { (char *)t_bin("MOCKQ_BIN"), "--port", port_s, "--name", "b1again", NULL };
+	struct t_proc *again = T_PTR(t_proc_start("b1again", argv));
+	T_OK(t_wait_accepting("127.0.0.1", port, 5000, again->pid));
+	/* queued while the gateway reconnects, then answered by the new process */
+	t_call_expect(fd, t_call(".mock.id", 1, t_atom(T_UNARY)), t_sym("b1again"), 5000);
+	close(fd);
+}
+
+Test(modes, sigterm_lets_requests_in_flight_finish)
+{
+	start_backend(0, NULL);
+	char members[512];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}]", be[0]->port);
+	start_gate_json(members);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "t:x", NULL));
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.sleep", 1, t_long(300))));
+	/* wait (bounded) until the gateway reports the request in flight */
+	int64_t deadline = t_now_ms() + 3000;
+	int64_t busy = 0;
+	while (busy != 1 && t_now_ms() < deadline) {
+		json_t *j = stats();
+		json_t *b = json_array_get(json_object_get(json_array_get(
+				json_object_get(j, "pools"), 0), "backends"), 0);
+		busy = json_integer_value(json_object_get(json_object_get(b, "connections"), "busy"));
+		json_decref(j);
+	}
+	cr_assert_eq(busy, 1, "the request never showed as in flight");
+	T_OK(t_proc_signal(gate, SIGTERM));
+	struct t_obj *r = NULL;
+	int type = -1;
+	T_OK(t_q_recv(fd, 3000, &r, &type));
+	cr_assert_eq(type, T_RESPONSE);
+	T_EXPECT_EQ(r, t_long(300));
+	t_free(r);
+	T_OK(t_proc_wait(gate, 6000));
+	cr_assert(WIFEXITED(gate->status) && WEXITSTATUS(gate->status) == 0,
+		  "qgate exit status %d", gate->status);
+	/* no new clients once stopping */
+	cr_assert_lt(t_q_connect("127.0.0.1", gw_port, "late:x", NULL), 0);
+	close(fd);
+}
