@@ -60,16 +60,16 @@ int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, sockl
 	return 0;
 }
 
-int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l)
+int gw_listen_bind(struct gw_worker *w, const struct gw_addr *a, int backlog,
+		   struct gw_conn **out)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	const struct gw_addr *a = &l->cfg->addr;
 	int one = 1;
 	int ret = gw_sockaddr_from(a, &ss, &len);
 
 	if (ret < 0) {
-		gw_err("listener=%s listen=%s msg=\"cannot resolve\"", l->cfg->name, a->text);
+		gw_err("listen=%s msg=\"cannot resolve\"", a->text);
 		return ret;
 	}
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -81,10 +81,9 @@ int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l)
 	} else if (a->kind == GW_ADDR_UNIX_PATH) {
 		unlink(a->path);	/* a stale socket file from an earlier run */
 	}
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0) {
 		ret = -errno;
-		gw_err("listener=%s listen=%s msg=\"cannot listen\" err=\"%s\"", l->cfg->name,
-		       a->text, strerror(-ret));
+		gw_err("listen=%s msg=\"cannot listen\" err=\"%s\"", a->text, strerror(-ret));
 		close(fd);
 		return ret;
 	}
@@ -94,10 +93,19 @@ int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l)
 		return -ENOMEM;
 	}
 	snprintf(c->peer, sizeof(c->peer), "%s", a->text);
-	l->conn = c;
 	gw_listen_arm(w, c);
-	gw_info("listener=%s listen=%s pool=%s msg=\"listening\"", l->cfg->name, a->text,
-		l->cfg->pool);
+	*out = c;
+	return 0;
+}
+
+int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l)
+{
+	int ret = gw_listen_bind(w, &l->cfg->addr, 4096, &l->conn);
+
+	if (ret < 0)
+		return ret;
+	gw_info("listener=%s listen=%s pool=%s msg=\"listening\"", l->cfg->name,
+		l->cfg->addr.text, l->cfg->pool);
 	return 0;
 }
 

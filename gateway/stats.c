@@ -340,37 +340,14 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 
 int gw_stats_open(struct gw_worker *w)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int one = 1;
 	const struct gw_addr *a = w->cfg->stats_listen;
 
 	if (!a || w->id != 0)
 		return 0;
-	int ret = gw_sockaddr_from(a, &ss, &len);
+	int ret = gw_listen_bind(w, a, 128, &w->stats_conn);
 	if (ret < 0)
 		return ret;
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (a->kind == GW_ADDR_UNIX_PATH)
-		unlink(a->path);
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
-		ret = -errno;
-		gw_err("stats=%s msg=\"cannot listen\" err=\"%s\"", a->text, strerror(-ret));
-		close(fd);
-		return ret;
-	}
-	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_LISTENER, fd);
-	if (!c) {
-		close(fd);
-		return -ENOMEM;
-	}
-	snprintf(c->peer, sizeof(c->peer), "%s", a->text);
-	w->stats_conn = c;
-	gw_listen_arm(w, c);
-	gw_info("stats=http://%s msg=\"stats endpoint listening\" paths=\"/stats /metrics /health\"",
-		a->text);
+	gw_info("stats=http://%s msg=\"stats endpoint listening\" "
+		"paths=\"/stats /metrics /health\"", a->text);
 	return 0;
 }

@@ -346,6 +346,9 @@ void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n);
 void gw_chunkq_free(struct gw_chunkq *q);
 
 /* listen.c */
+/* bind and listen on a, arm a multishot accept; *out is the listener connection */
+int gw_listen_bind(struct gw_worker *w, const struct gw_addr *a, int backlog,
+		   struct gw_conn **out);
 int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l);
 void gw_listen_arm(struct gw_worker *w, struct gw_conn *c);
 void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_uring_cqe *cqe);
