@@ -66,6 +66,15 @@ class Result:
 
 # ------------------------------------------------------------------ processes
 
+def neutral_link(workdir, name, target):
+    """A symlink with a neutral name to run target through. On a shared development machine a
+    stray `pkill mockq` / `pkill -f qgate` must not stop the processes under test half-way; the
+    working directory's name avoids both words for the same reason."""
+    link = workdir / name
+    link.symlink_to(os.path.abspath(target))
+    return str(link)
+
+
 def is_executable(path):
     return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
 
@@ -287,7 +296,8 @@ def start_mockq(workdir, procs):
     mockq = os.environ.get("MOCKQ_BIN", "")
     if not is_executable(mockq):
         raise RuntimeError(f"MOCKQ_BIN={mockq!r} is not an executable (run through meson test)")
-    mq = Proc("mockq", [mockq, "--port", "0", "--unix", "--name", BACKEND_ID], workdir)
+    mq = Proc("mockq", [neutral_link(workdir, "be-" + BACKEND_ID, mockq), "--port", "0",
+                        "--unix", "--name", BACKEND_ID], workdir)
     procs.append(mq)
     port = int(mq.read_banner(rf"mockq {BACKEND_ID} listening on port (\d+)")[1])
     wait_until(lambda: can_connect(socket.AF_INET, ("127.0.0.1", port)), mq.p, "mockq")
@@ -296,7 +306,7 @@ def start_mockq(workdir, procs):
 
 def start_qgate(qgate, mport, workdir, procs):
     port = free_tcp_port()
-    sock_path = workdir / "qgate.sock"
+    sock_path = workdir / "gw.sock"
     cfg = {
         "listeners": [
             {"name": "main", "listen": f"127.0.0.1:{port}", "pool": "p"},
@@ -309,9 +319,9 @@ def start_qgate(qgate, mport, workdir, procs):
         "pools": [{"name": "p", "backends": [
             {"name": BACKEND_ID, "address": f"127.0.0.1:{mport}", "connections": 1}]}],
     }
-    cfg_path = workdir / "qgate.json"
+    cfg_path = workdir / "gw.json"
     cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
-    gw = Proc("qgate", [qgate, "-c", str(cfg_path)], workdir)
+    gw = Proc("qgate", [neutral_link(workdir, "gw", qgate), "-c", str(cfg_path)], workdir)
     procs.append(gw)
     wait_until(lambda: can_connect(socket.AF_INET, ("127.0.0.1", port)), gw.p, "qgate (tcp)")
     wait_until(lambda: can_connect(socket.AF_UNIX, f"\0/tmp/kx.{port}"), gw.p,
@@ -337,7 +347,7 @@ def main():
             log("0 passed, 0 failed, 1 skipped")
             return 0
 
-    workdir = Path(tempfile.mkdtemp(prefix=f"qgate-interop-{args.mode}-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"iop-{args.mode}-"))
     procs = []
     results = []
     infra_failures = 0
