@@ -11,10 +11,11 @@
 # 4. builds build-test (warnings are errors) and runs every suite: unit, integration, interop;
 # 5. builds build-asan (AddressSanitizer + UBSan) and runs the unit and integration suites.
 #
-# Each stage prints a banner; the script stops at the first broken stage and exits non-zero if
-# anything failed. It ends with "tests: N passed, N failed, N skipped" over every meson test it
-# ran. Safe to rerun: build dirs are reconfigured (or recreated if that fails), installs are
-# no-ops when already done. Only build-test/ and build-asan/ are touched among build dirs.
+# Each stage prints a banner. The script stops at a stage that leaves nothing to test (source
+# check, install, build); test failures are collected and it exits non-zero at the end. The
+# last line is "tests: N passed, N failed, N skipped" over every meson test it ran. Safe to
+# rerun: build dirs are reconfigured (or recreated if that fails), installs are no-ops when
+# already done. Only build-test/ and build-asan/ are touched among build dirs.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -82,11 +83,11 @@ else
 		\( -name '*.c' -o -name '*.h' \) -print)
 fi
 # \b keeps snprintf, fgets and strtok_r legal; lines that are plainly comments are ignored.
-BANNED=$(grep -nE '\b(strcpy|strcat|sprintf|strtok|gets)[[:space:]]*\(' -- "${CFILES[@]}" \
+BANNED=$(grep -HnE '\b(strcpy|strcat|sprintf|strtok|gets)[[:space:]]*\(' -- "${CFILES[@]}" \
 	2>/dev/null | grep -vE '^[^:]+:[0-9]+:[[:space:]]*(/?\*|//)')
 if [ -n "$BANNED" ]; then
 	echo "$BANNED"
-	die "banned C library calls (use snprintf/memcpy/strtok_r; see docs/style.md)"
+	die "banned C library calls (use snprintf, memcpy, strtok_r: the project's style guide)"
 fi
 echo "${#CFILES[@]} C files clean"
 done_stage
@@ -132,6 +133,10 @@ meson compile -C build-asan || die "build-asan does not build"
 done_stage
 
 stage "meson test build-asan: unit, integration"
+# meson 1.0 sets no sanitizer options: make undefined behaviour stop the program (by default
+# UBSan only prints), keep leak detection on, and print a summary line per report.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:print_summary=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:print_summary=1}"
 if meson test -C build-asan --print-errorlogs --num-processes $JOBS \
 	--suite unit --suite integration; then
 	done_stage
