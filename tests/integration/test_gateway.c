@@ -207,6 +207,84 @@ Test(gateway, compressed_messages_pass_through_both_ways)
 	close(fd);
 }
 
+Test(gateway, handshake_accepts_every_capability)
+{
+	struct t_cfg c = { 0 };
+
+	need_qgate();
+	start_backends(1, NULL);
+	cfg_backends(&c, 1);
+	start_gate(&c);
+	for (int cap = 0; cap <= 6; cap++) {
+		int fd = T_OK(t_tcp_connect("127.0.0.1", gw_port, 2000));
+		int reply = t_q_handshake(fd, "capper:pw", cap, 3000);
+
+		cr_assert(reply >= 0, "capability %d refused: %s", cap, t_errmsg());
+		/* min(client, gateway), and the gateway speaks at least 3 */
+		if (cap <= 3)
+			cr_assert_eq(reply, cap, "client offered %d, gateway replied %d", cap, reply);
+		else
+			cr_assert(reply >= 3 && reply <= cap, "client offered %d, gateway replied %d",
+				  cap, reply);
+		t_call_expect(fd, t_call(".mock.echo", 1, t_long(cap)), t_long(cap), 5000);
+		close(fd);
+	}
+}
+
+Test(gateway, silent_connection_dropped_after_handshake_timeout)
+{
+	struct t_cfg c = { 0 };
+	int fd, good;
+	int64_t t0, dt;
+	size_t got = 0;
+
+	need_qgate();
+	start_backends(1, NULL);
+	cfg_backends(&c, 1);
+	c.extra_top = "\"limits\": {\"handshake_timeout_ms\": 300}";
+	start_gate(&c);
+	t0 = t_now_ms();
+	fd = T_OK(t_tcp_connect("127.0.0.1", gw_port, 2000));
+	/* Half a hello, then silence. */
+	T_OK(t_send_all(fd, "slow", 4));
+	T_OK(t_wait_closed(fd, 3000, &got));
+	dt = t_now_ms() - t0;
+	cr_assert(dt >= 250 && dt < 1500, "dropped after %" PRId64 " ms, want ~300", dt);
+	cr_assert_eq(got, 0, "%zu bytes sent to a client that never finished its hello", got);
+	close(fd);
+	/* A client that does finish is served as usual. */
+	good = connect_gw();
+	t_call_expect(good, t_str("1+1"), t_long(2), 5000);
+	close(good);
+}
+
+Test(gateway, backend_initiated_messages_reach_no_client_in_query_mode)
+{
+	struct t_cfg c = { 0 };
+	struct t_obj *r = NULL;
+	int fd, other, type = -1;
+
+	need_qgate();
+	start_backends(1, NULL);
+	cfg_backends(&c, 1);
+	start_gate(&c);
+	fd = connect_gw();
+	other = connect_gw();
+	/* The backend answers 3, then pushes 3 async (`upd;i) on the shared connection. */
+	t_call_expect(fd, t_call(".mock.pub", 2, t_long(3), t_long(10)), t_long(3), 5000);
+	/* Those pushes belong to no client: neither this one nor another may see them. */
+	t_call_expect(other, t_call(".mock.echo", 1, t_str("o1")), t_str("o1"), 5000);
+	cr_assert_eq(t_q_recv(fd, 300, &r, &type), -ETIMEDOUT, "client got %s (type %d)",
+		     t_show(r), type);
+	cr_assert_eq(t_q_recv(other, 50, &r, &type), -ETIMEDOUT, "other client got %s",
+		     t_show(r));
+	/* And the connection is still good for both. */
+	t_call_expect(fd, t_call(".mock.echo", 1, t_str("after")), t_str("after"), 5000);
+	t_call_expect(other, t_call(".mock.echo", 1, t_str("o2")), t_str("o2"), 5000);
+	close(fd);
+	close(other);
+}
+
 /* ------------------------------------------------- 200 clients, tokens, spread */
 
 #define N_CLIENTS 200
