@@ -211,8 +211,10 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 		/* the backend's own credentials (never a client's, never logged) */
 		const char *user = be->cfg->user ? be->cfg->user :
 				   (w->cfg->gateway_user ? w->cfg->gateway_user : "qgate");
+		bool fallback = c->up.kind == GW_UPK_POOLED &&
+				be->slots[c->up.slot].is_cap_fallback;
 		int n = qipc_hello_build(hello, sizeof(hello), user, be->cfg->password,
-					 UP_CAPABILITY);
+					 fallback ? 3 : UP_CAPABILITY);
 		if (n < 0) {
 			gw_err("backend=%s msg=\"credentials do not fit a q handshake\"",
 			       be->cfg->name);
@@ -515,6 +517,14 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->name,
 			be->pool->cfg->name);
 		sl->failures = 0;
+	}
+	if (was == GW_UP_HANDSHAKE) {
+		/* closed before its one-byte reply: wrong credentials, or a q too old for the
+		 * capability offered. Alternate 6 and 3 so either case can recover. */
+		if (!sl->is_cap_fallback)
+			gw_warn("backend=%s msg=\"backend closed the handshake: check its user and "
+				"password; trying capability 3 next\"", be->cfg->name);
+		sl->is_cap_fallback = !sl->is_cap_fallback;
 	}
 	if (w->is_stopping)
 		return;

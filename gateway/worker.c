@@ -537,8 +537,16 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	for (size_t i = 0; i < cfg->n_pools; i++)
 		for (size_t b = 0; b < cfg->pools[i].n_backends; b++)
 			backend_conns += (size_t)cfg->pools[i].backends[b].connections;
-	w->n_conns = cfg->limits.max_clients + (uint32_t)cfg->n_listeners +
-		     (uint32_t)backend_conns + 16;
+	/* every client a slot; a session client one more for its own backend connection;
+	 * dedicated sockets up to each pool's limit; a few for stats requests */
+	size_t extra = 0;
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		if (cfg->pools[i].mode == GW_MODE_SESSION)
+			extra = cfg->limits.max_clients;
+		backend_conns += cfg->pools[i].dedicated_max;
+	}
+	w->n_conns = cfg->limits.max_clients + (uint32_t)extra + (uint32_t)cfg->n_listeners +
+		     (uint32_t)backend_conns + 64;
 	w->conns = calloc(w->n_conns, sizeof(*w->conns));
 	if (!w->conns)
 		return -ENOMEM;
@@ -591,7 +599,7 @@ static bool drained(struct gw_worker *w)
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct gw_conn *c = &w->conns[i];
 		if (c->kind == GW_CONN_CLIENT && !c->is_closing &&
-		    (c->cl.n_slots || c->txq.bytes))
+		    (c->cl.n_slots || c->txq.bytes || c->cl.session_pending))
 			return false;
 	}
 	return true;

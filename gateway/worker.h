@@ -231,6 +231,7 @@ struct gw_up_slot {
 	uint32_t failures;		/* consecutive failed attempts (backoff) */
 	uint64_t retry_at_ms;		/* next attempt while down; 0 = now */
 	bool is_given_up;		/* reconnect.attempts exhausted */
+	bool is_cap_fallback;		/* the last hello offering 6 was closed: offer 3 next */
 };
 
 struct gw_backend_rt {
