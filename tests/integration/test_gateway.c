@@ -249,6 +249,7 @@ Test(gateway, silent_connection_dropped_after_handshake_timeout)
 	T_OK(t_send_all(fd, "slow", 4));
 	T_OK(t_wait_closed(fd, 3000, &got));
 	dt = t_now_ms() - t0;
+	cr_log_info("silent client dropped after %" PRId64 " ms", dt);
 	cr_assert(dt >= 250 && dt < 1500, "dropped after %" PRId64 " ms, want ~300", dt);
 	cr_assert_eq(got, 0, "%zu bytes sent to a client that never finished its hello", got);
 	close(fd);
@@ -681,6 +682,7 @@ Test(gateway, queued_request_times_out_with_queue_timeout)
 	dt = t_now_ms() - t0;
 	cr_assert_eq(type, T_RESPONSE);
 	cr_assert(t_is_err_prefix(r, "qgate: queue timeout"), "B got %s", t_show(r));
+	cr_log_info("queue timeout after %" PRId64 " ms", dt);
 	cr_assert(dt >= 100 && dt <= 300, "queue timeout after %" PRId64 " ms, want 100-300", dt);
 	t_free(r);
 	/* A is unaffected and B's connection still works once the backend is free. */
@@ -722,6 +724,7 @@ Test(gateway, queue_full_refuses_the_extra_request_at_once)
 	dt = t_now_ms() - t0;
 	cr_assert_eq(type, T_RESPONSE);
 	cr_assert(t_is_err_prefix(r, "qgate: queue full"), "extra request got %s", t_show(r));
+	cr_log_info("queue full after %" PRId64 " ms", dt);
 	cr_assert(dt < 50, "queue full answered after %" PRId64 " ms, want < 50", dt);
 	t_free(r);
 	/* The queued one waits for the backend, then gets its own answer. */
@@ -758,6 +761,7 @@ Test(gateway, query_timeout_answers_then_late_reply_is_drained)
 	dt = t_now_ms() - t0;
 	cr_assert_eq(type, T_RESPONSE);
 	cr_assert(t_is_err_prefix(r, "qgate: timeout"), "slow request got %s", t_show(r));
+	cr_log_info("query timeout after %" PRId64 " ms", dt);
 	cr_assert(dt >= 200 && dt < 500, "timeout after %" PRId64 " ms, want ~200", dt);
 	t_free(r);
 	/* The backend's late 600 must be read and dropped, never given to the next request. */
