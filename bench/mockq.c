@@ -294,6 +294,14 @@ static void conn_close(struct conn *c, const char *why)
 	}
 }
 
+static void conn_close_rc(struct conn *c, const char *what, int rc)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "%s: %s", what, strerror(-rc));
+	conn_close(c, why);
+}
+
 static void free_dead(void)
 {
 	struct conn *c;
@@ -346,8 +354,11 @@ static void send_error(struct conn *c, const char *text)
 		clean[k++] = *p;
 	clean[k] = 0;
 	n = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, clean);
-	if (n < 0 || conn_write(c, buf, (size_t)n) < 0)
-		conn_close(c, "write failed");
+	if (n < 0)
+		return;
+	n = conn_write(c, buf, (size_t)n);
+	if (n < 0)
+		conn_close_rc(c, "write failed", n);
 }
 
 /* Encode and queue one message carrying o (taken). */
@@ -369,7 +380,7 @@ static void send_obj(struct conn *c, struct qipc_obj *o, enum qipc_msg_type type
 	rc = conn_write(c, buf, len);
 	free(buf);
 	if (rc < 0)
-		conn_close(c, rc == -ENOMEM ? "out of memory" : "write failed");
+		conn_close_rc(c, "write failed", rc);
 }
 
 static void send_upd(struct conn *c, int64_t i)
@@ -536,14 +547,17 @@ static int in_append(struct conn *c, const uint8_t *p, size_t n)
 /* Process bytes buffered while the connection was parked or blocked on output. */
 static void conn_pump(struct conn *c)
 {
+	int rc;
+
 	if (c->is_dead || !c->is_open)
 		return;
 	if (c->in_len > c->in_off)
 		c->in_off += process_bytes(c, c->in + c->in_off, c->in_len - c->in_off);
 	if (c->is_dead)
 		return;
-	if (conn_flush(c) < 0) {
-		conn_close(c, "write failed");
+	rc = conn_flush(c);
+	if (rc < 0) {
+		conn_close_rc(c, "write failed", rc);
 		return;
 	}
 	conn_update_events(c);
@@ -599,6 +613,8 @@ static void on_hello_bytes(struct conn *c)
 
 static void on_readable(struct conn *c)
 {
+	int rc;
+
 	for (int round = 0; round < 16 && !c->is_dead; round++) {
 		ssize_t r;
 
@@ -648,8 +664,9 @@ static void on_readable(struct conn *c)
 	}
 	if (c->is_dead)
 		return;
-	if (conn_flush(c) < 0) {
-		conn_close(c, "write failed");
+	rc = conn_flush(c);
+	if (rc < 0) {
+		conn_close_rc(c, "write failed", rc);
 		return;
 	}
 	conn_update_events(c);
@@ -657,8 +674,11 @@ static void on_readable(struct conn *c)
 
 static void on_writable(struct conn *c)
 {
-	if (conn_flush(c) < 0) {
-		conn_close(c, "write failed");
+	int rc = conn_flush(c);
+
+
+	if (rc < 0) {
+		conn_close_rc(c, "write failed", rc);
 		return;
 	}
 	/* output drained below the mark: resume messages that waited behind it */
@@ -749,8 +769,10 @@ static void run_timers(void)
 			free(t);
 		}
 		if (!c->is_dead) {
-			if (conn_flush(c) < 0)
-				conn_close(c, "write failed");
+			int rc = conn_flush(c);
+
+			if (rc < 0)
+				conn_close_rc(c, "write failed", rc);
 			else
 				conn_update_events(c);
 		}
