@@ -222,10 +222,11 @@ Test(gateway, handshake_accepts_every_capability)
 		cr_assert(reply >= 0, "capability %d refused: %s", cap, t_errmsg());
 		/* min(client, gateway), and the gateway speaks at least 3 */
 		if (cap <= 3)
-			cr_assert_eq(reply, cap, "client offered %d, gateway replied %d", cap, reply);
+			cr_assert_eq(reply, cap, "client offered %d, gateway replied %d", cap,
+				     reply);
 		else
-			cr_assert(reply >= 3 && reply <= cap, "client offered %d, gateway replied %d",
-				  cap, reply);
+			cr_assert(reply >= 3 && reply <= cap,
+				  "client offered %d, gateway replied %d", cap, reply);
 		t_call_expect(fd, t_call(".mock.echo", 1, t_long(cap)), t_long(cap), 5000);
 		close(fd);
 	}
@@ -315,9 +316,9 @@ static void *client_mix(void *arg)
 
 		snprintf(tok, sizeof(tok), "%s-c%d-r%d", i % 3 == 1 ? "async" : "sync", j->id, i);
 		/*
-		 * Sync requests are answered by the backend after 3 ms of wall-clock time (.mock.defer
-		 * does not spin), so how busy a backend is depends on how the gateway spreads the
-		 * load and not on how the OS shares two cores among the processes.
+		 * Sync requests are answered by the backend after 3 ms of wall-clock time
+		 * (.mock.defer does not spin), so how busy a backend is depends on how the gateway
+		 * spreads the load and not on how the OS shares two cores among the processes.
 		 */
 		req = i % 3 == 1 ? t_call(".mock.echo", 1, t_str(tok)) :
 				   t_call(".mock.defer", 2, t_long(3), t_str(tok));
@@ -349,8 +350,9 @@ static void *client_mix(void *arg)
 			break;
 		}
 		if (!t_is_str(r, tok)) {
-			snprintf(j->err, sizeof(j->err), "client %d round %d: sent token %s, got %s",
-				 j->id, i, tok, t_show(r));
+			snprintf(j->err, sizeof(j->err),
+				 "client %d round %d: sent token %s, got %s", j->id, i, tok,
+				 t_show(r));
 			t_free(r);
 			break;
 		}

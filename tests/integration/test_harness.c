@@ -82,11 +82,12 @@ Test(harness, decodes_and_reencodes_protocol_vectors)
 		cr_assert_eq(type, msg[1], "vector %s: type", meaning);
 		n_msgs++;
 		if (msg[2] == 1) {
-			/* Compressed: the decoded value must re-encode to the decompressed bytes. */
+			/* Compressed: the value must re-encode to the decompressed bytes. */
 			uint8_t *plain = NULL;
 			int64_t u = t_decompress(msg, n, &plain);
 
-			cr_assert(u > 0, "vector %s: decompress failed (%lld)", meaning, (long long)u);
+			cr_assert(u > 0, "vector %s: decompress failed (%lld)", meaning,
+				  (long long)u);
 			cr_assert_eq(t_encode_msg(o, type, &re, &re_len), 0, "vector %s", meaning);
 			cr_assert(re_len == (size_t)u && memcmp(re, plain, re_len) == 0,
 				  "vector %s: re-encoding differs from the decompressed message",

@@ -71,8 +71,8 @@ char *t_cfg_json(const struct t_cfg *c)
 	ds_add(&d, "    {\"name\": \"main\", \"listen\": \"127.0.0.1:%d\", \"pool\": \"%s\"}",
 	       c->listen_port, pool);
 	if (c->unix_port > 0)
-		ds_add(&d, ",\n    {\"name\": \"local\", \"listen\": \"unix:%d\", \"pool\": \"%s\"}",
-		       c->unix_port, pool);
+		ds_add(&d, ",\n    {\"name\": \"local\", \"listen\": \"unix:%d\", "
+		       "\"pool\": \"%s\"}", c->unix_port, pool);
 	ds_add(&d, "\n  ],\n  \"pools\": [\n    {\"name\": \"%s\", \"mode\": \"query\", "
 	       "\"strategy\": \"%s\",\n     \"backends\": [\n", pool,
 	       c->strategy ? c->strategy : "least_outstanding");

@@ -120,7 +120,8 @@ static int next_port(bool (*is_free)(int))
 
 	pthread_mutex_lock(&port_lock);
 	if (port_next == 0)
-		port_next = 20000 + (int)(((unsigned)getpid() * 7919u + (unsigned)time(NULL)) % 12000u);
+		port_next = 20000 + (int)(((unsigned)getpid() * 7919u + (unsigned)time(NULL)) %
+					  12000u);
 	for (int tries = 0; tries < 12000; tries++) {
 		int cand = port_next;
 
@@ -529,7 +530,7 @@ int t_wait_closed(int fd, int timeout_ms, size_t *n_bytes)
 		if (rc < 0 && errno == EINTR)
 			continue;
 		if (rc <= 0)
-			return t_fail(ETIMEDOUT, "connection still open after %d ms (%zu bytes read)",
+			return t_fail(ETIMEDOUT, "connection still open after %d ms (%zu bytes)",
 				      timeout_ms, got);
 		k = recv(fd, buf, sizeof(buf), 0);
 		if (k == 0 || (k < 0 && (errno == ECONNRESET || errno == EPIPE)))

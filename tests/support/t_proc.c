@@ -402,8 +402,8 @@ int t_wait_file_contains(const char *path, size_t from, const char *needle, int 
 		if (is_found)
 			return 0;
 		if (t_now_ms() >= deadline)
-			return t_fail(ETIMEDOUT, "%s: no \"%s\" after %d ms; tail: %s", path, needle,
-				      timeout_ms, t_tail(path, 600));
+			return t_fail(ETIMEDOUT, "%s: no \"%s\" after %d ms; tail: %s", path,
+				      needle, timeout_ms, t_tail(path, 600));
 		poll(NULL, 0, 10);
 	}
 }
