@@ -43,6 +43,8 @@ static bool is_not_a_message(const char *meaning)
 	       strstr(meaning, "mode -1");
 }
 
+TestSuite(harness, .timeout = 30.0);
+
 Test(harness, decodes_and_reencodes_protocol_vectors)
 {
 	const char *path = getenv("QIPC_VECTORS");
