@@ -200,5 +200,11 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	l->accepted++;
 	gw_debug("conn=%llu peer=%s listener=%s msg=\"accepted\"", (unsigned long long)c->id,
 		 c->peer, l->cfg->name);
+	if (l->ssl_ctx && gw_tls_accept(c, l->ssl_ctx) < 0) {
+		gw_warn("listener=%s msg=\"refusing client\" reason=\"no memory for TLS\"",
+			l->cfg->name);
+		gw_conn_close(w, c, "no memory for TLS");
+		return;
+	}
 	gw_conn_update_recv(w, c);
 }

@@ -149,7 +149,7 @@ static struct gw_conn *session_conn(struct gw_conn *c);
 
 void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 {
-	uint64_t held = c->txq.bytes + c->cl.buffered_bytes;
+	uint64_t held = gw_tx_pending(c) + c->cl.buffered_bytes;
 	uint64_t limit = w->cfg->limits.client_buffer_bytes;
 	struct gw_conn *uc = c->cl.is_rx_streaming ? stream_conn(c) : NULL;
 	/* not read further while: too many requests outstanding, answers piling up unread,
@@ -158,7 +158,7 @@ void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 	if (su && (su->gen != c->cl.session_up_gen || su->is_closing))
 		su = NULL;
 	bool pause = c->cl.n_slots >= w->cfg->limits.max_pipeline || held > limit ||
-		     (uc && uc->txq.bytes > limit) || (su && su->txq.bytes > limit) ||
+		     (uc && gw_tx_pending(uc) > limit) || (su && gw_tx_pending(su) > limit) ||
 		     c->cl.is_close_after_send;
 
 	if (pause != c->is_recv_paused) {
@@ -204,9 +204,9 @@ static void resume_backends(struct gw_worker *w, struct gw_conn *c)
 
 void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 {
-	uint64_t held = c->txq.bytes + c->cl.buffered_bytes;
+	uint64_t held = gw_tx_pending(c) + c->cl.buffered_bytes;
 
-	if (c->cl.is_close_after_send && c->txq.bytes == 0) {
+	if (c->cl.is_close_after_send && gw_tx_pending(c) == 0) {
 		gw_conn_close(w, c, "final error sent");
 		return;
 	}
@@ -260,7 +260,8 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		return;
 	}
 	/* backpressure: a client that does not read stops its backend being read */
-	if (r->backend && c->txq.bytes + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes &&
+	if (r->backend &&
+	    gw_tx_pending(c) + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes &&
 	    !r->backend->up.is_paused_for_client) {
 		r->backend->up.is_paused_for_client = true;
 		r->backend->is_recv_paused = true;
@@ -821,7 +822,7 @@ void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend
 	c->cl.is_close_after_send = true;
 	c->is_recv_paused = true;
 	gw_conn_update_recv(w, c);
-	if (c->txq.bytes == 0)
+	if (gw_tx_pending(c) == 0)
 		gw_conn_close(w, c, "session backend lost");
 }
 

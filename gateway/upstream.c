@@ -207,6 +207,14 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 		return;
 	}
 	c->up.state = GW_UP_HANDSHAKE;
+	if (be->ssl_ctx) {
+		/* TLS first; the q hello below waits in the tx queue until it is up */
+		const char *host = be->cfg->addr.host ? be->cfg->addr.host : "127.0.0.1";
+		if (gw_tls_connect(w, c, be->ssl_ctx, host, be->cfg->tls->is_verify) < 0) {
+			gw_conn_close(w, c, "TLS setup failed");
+			return;
+		}
+	}
 	if (c->txq.bytes == 0) {
 		/* the backend's own credentials (never a client's, never logged) */
 		const char *user = be->cfg->user ? be->cfg->user :
@@ -356,7 +364,7 @@ static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		left -= (size_t)ret;
 	}
 	gw_tx_append(w, cl, p, n);
-	if (cl->txq.bytes > w->cfg->limits.client_buffer_bytes && !c->is_recv_paused) {
+	if (gw_tx_pending(cl) > w->cfg->limits.client_buffer_bytes && !c->is_recv_paused) {
 		/* the client reads slower than its backend writes: stop reading the backend */
 		c->up.is_paused_for_client = true;
 		c->is_recv_paused = true;

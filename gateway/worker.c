@@ -228,6 +228,8 @@ static void conn_free(struct gw_worker *w, struct gw_conn *c)
 		close(c->fd);
 	c->fd = -1;
 	gw_chunkq_free(&c->txq);
+	if (c->ssl)
+		gw_tls_free(c);
 	if (c->kind == GW_CONN_CLIENT && c->cl.rx_msg) {
 		free(c->cl.rx_msg);
 		c->cl.rx_msg = NULL;
@@ -293,14 +295,25 @@ void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c)
 
 /* ------------------------------------------------------------------- send */
 
+/* the queue the socket sends from: ciphertext on a TLS connection */
+static struct gw_chunkq *sendq(struct gw_conn *c)
+{
+	return c->ssl ? &c->ctq : &c->txq;
+}
+
 void gw_tx_kick(struct gw_worker *w, struct gw_conn *c)
 {
-	if (c->is_send_inflight || c->is_closing || c->txq.bytes == 0)
+	if (c->is_send_inflight || c->is_closing)
 		return;
 	if (c->kind == GW_CONN_BACKEND && c->up.state < GW_UP_HANDSHAKE)
 		return;	/* not connected yet: the queue waits */
+	if (c->ssl)
+		gw_tls_encrypt(c);
+	struct gw_chunkq *q = sendq(c);
+	if (q->bytes == 0)
+		return;
 	size_t n = 0, bytes = 0;
-	for (struct gw_chunk *ch = c->txq.head; ch && n < GW_IOV_MAX && bytes < SEND_MAX_BYTES;
+	for (struct gw_chunk *ch = q->head; ch && n < GW_IOV_MAX && bytes < SEND_MAX_BYTES;
 	     ch = ch->next) {
 		if (ch->len == ch->off)
 			continue;
@@ -350,17 +363,18 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 		return;
 	}
 	size_t left = (size_t)res;
-	c->txq.bytes -= left;
-	while (left > 0 && c->txq.head) {
-		struct gw_chunk *ch = c->txq.head;
+	struct gw_chunkq *q = sendq(c);
+	q->bytes -= left;
+	while (left > 0 && q->head) {
+		struct gw_chunk *ch = q->head;
 		size_t avail = ch->len - ch->off;
 		size_t k = left < avail ? left : avail;
 		ch->off += k;
 		left -= k;
 		if (ch->off == ch->len) {
-			c->txq.head = ch->next;
-			if (!c->txq.head)
-				c->txq.tail = NULL;
+			q->head = ch->next;
+			if (!q->head)
+				q->tail = NULL;
 			free(ch);
 		}
 	}
@@ -372,11 +386,21 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 	gw_tx_kick(w, c);
 	if (c->kind == GW_CONN_BACKEND)
 		gw_upstream_on_sent(w, c);
-	if (c->kind == GW_CONN_HTTP && c->http.is_done && c->txq.bytes == 0)
+	if (c->kind == GW_CONN_HTTP && c->http.is_done && gw_tx_pending(c) == 0)
 		gw_conn_close(w, c, "answered");
 }
 
 /* -------------------------------------------------------------- completions */
+
+void gw_conn_deliver(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->kind == GW_CONN_CLIENT)
+		gw_client_on_data(w, c, p, n);
+	else if (c->kind == GW_CONN_BACKEND)
+		gw_upstream_on_data(w, c, p, n);
+	else if (c->kind == GW_CONN_HTTP)
+		gw_stats_on_data(w, c, p, n);
+}
 
 static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe *cqe)
 {
@@ -389,14 +413,12 @@ static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe 
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		const uint8_t *data = w->buf_mem + (size_t)bid * w->buf_size;
 		if (!c->is_closing) {
-			if (c->kind == GW_CONN_CLIENT) {
+			if (c->kind == GW_CONN_CLIENT)
 				c->cl.last_active_ms = w->now_ms;
-				gw_client_on_data(w, c, data, (size_t)res);
-			}
-			else if (c->kind == GW_CONN_BACKEND)
-				gw_upstream_on_data(w, c, data, (size_t)res);
-			else if (c->kind == GW_CONN_HTTP)
-				gw_stats_on_data(w, c, data, (size_t)res);
+			if (c->ssl)
+				gw_tls_on_recv(w, c, data, (size_t)res);
+			else
+				gw_conn_deliver(w, c, data, (size_t)res);
 		}
 		buf_return(w, bid);
 	} else if (res == 0) {
@@ -569,6 +591,12 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 		for (size_t p = 0; p < w->n_pools; p++)
 			if (strcmp(w->pools[p].cfg->name, l->cfg->pool) == 0)
 				l->pool = &w->pools[p];
+	}
+	ret = gw_tls_init_worker(w);
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct gw_listener_rt *l = &w->listeners[i];
 		/* a Unix name cannot be shared by SO_REUSEPORT: worker 0 serves it alone */
 		if (l->cfg->addr.kind != GW_ADDR_TCP && w->id > 0)
 			continue;
@@ -599,7 +627,7 @@ static bool drained(struct gw_worker *w)
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct gw_conn *c = &w->conns[i];
 		if (c->kind == GW_CONN_CLIENT && !c->is_closing &&
-		    (c->cl.n_slots || c->txq.bytes || c->cl.session_pending))
+		    (c->cl.n_slots || gw_tx_pending(c) || c->cl.session_pending))
 			return false;
 	}
 	return true;
@@ -693,9 +721,12 @@ void gw_worker_destroy(struct gw_worker *w)
 			free(c->cl.rx_msg);
 		}
 		gw_chunkq_free(&c->txq);
+		if (c->ssl)
+			gw_tls_free(c);
 		if (c->fd >= 0)
 			close(c->fd);
 	}
+	gw_tls_fini_worker(w);
 	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
 		for (size_t b = 0; w->pools[i].backends && b < w->pools[i].n_backends; b++)
 			free(w->pools[i].backends[b].slots);

@@ -69,6 +69,8 @@ enum gw_up_state {
 	GW_UP_BUSY,		/* owes the answer to `owed` */
 };
 
+struct ssl_st;
+struct ssl_ctx_st;
 struct gw_pool_rt;
 struct gw_backend_rt;
 struct gw_listener_rt;
@@ -164,7 +166,9 @@ struct gw_conn {
 	bool recv_cancel_sent;
 	bool is_recv_paused;
 	bool is_send_inflight;
-	struct gw_chunkq txq;
+	struct gw_chunkq txq;		/* bytes to send (plaintext on a TLS connection) */
+	struct gw_chunkq ctq;		/* TLS: ciphertext to send */
+	struct ssl_st *ssl;		/* NULL: plain socket */
 	struct msghdr msg;
 	struct iovec iov[GW_IOV_MAX];
 	struct qipc_framer fr;
@@ -239,6 +243,7 @@ struct gw_backend_rt {
 	struct gw_pool_rt *pool;
 	struct pool_backend sel;	/* what the selector sees */
 	struct gw_up_slot *slots;	/* cfg->connections entries */
+	struct ssl_ctx_st *ssl_ctx;	/* TLS to this backend, or NULL */
 	struct pool_link idle;		/* idle connections */
 	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
 	bool was_up;
@@ -262,6 +267,7 @@ struct gw_pool_rt {
 
 struct gw_listener_rt {
 	const struct gw_listener_cfg *cfg;
+	struct ssl_ctx_st *ssl_ctx;	/* a TLS listener's server context, or NULL */
 	struct gw_pool_rt *pool;
 	struct gw_conn *conn;
 	uint64_t clients, accepted;
@@ -337,6 +343,13 @@ struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int f
 void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason);
 void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c);
 struct io_uring_sqe *gw_sqe(struct gw_worker *w);
+/* bytes queued on c and not yet sent (both queues on a TLS connection) */
+static inline uint64_t gw_tx_pending(const struct gw_conn *c)
+{
+	return c->txq.bytes + c->ctq.bytes;
+}
+/* plaintext received on c (after TLS, if any) to its kind's handler */
+void gw_conn_deliver(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
 /* append bytes to the tx queue (copied) and start a send if none is in flight */
 int gw_tx_append(struct gw_worker *w, struct gw_conn *c, const void *p, size_t n);
 /* append a whole chunk (ownership moves to the queue) */
@@ -395,6 +408,16 @@ void gw_upstream_tick(struct gw_worker *w);
 void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
+
+/* tls.c — OpenSSL over memory BIOs (see tls.c) */
+int gw_tls_init_worker(struct gw_worker *w);
+void gw_tls_fini_worker(struct gw_worker *w);
+int gw_tls_accept(struct gw_conn *c, void *ssl_ctx);
+int gw_tls_connect(struct gw_worker *w, struct gw_conn *c, void *ssl_ctx, const char *host,
+		   bool is_verify);
+void gw_tls_encrypt(struct gw_conn *c);
+void gw_tls_on_recv(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
+void gw_tls_free(struct gw_conn *c);
 
 /* admin.c: .qgate.* answered by the gateway for admin users (see admin.c) */
 bool gw_admin_call(struct gw_worker *w, struct gw_conn *c, const uint8_t *msg, size_t len,

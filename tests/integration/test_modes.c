@@ -294,7 +294,7 @@ Test(modes, admin_user_reads_tables_and_others_are_refused)
 	char *const argv[] = { (char *)t_bin("QGATE_BIN"), "--hash-password", NULL };
 
 	cr_assert(argv[0] != NULL, "%s", t_errmsg());
-	T_OK(t_run(argv, "secret\n", 20000, &hash, &err));
+	cr_assert_eq(t_run(argv, "secret\n", 20000, &hash, &err), 0, "--hash-password failed");
 	hash[strcspn(hash, "\n")] = '\0';
 	start_backend(0, NULL);
 	char members[1024];
@@ -438,4 +438,107 @@ Test(modes, sigterm_lets_requests_in_flight_finish)
 	/* no new clients once stopping */
 	cr_assert_lt(t_q_connect("127.0.0.1", gw_port, "late:x", NULL), 0);
 	close(fd);
+}
+
+/* -------------------------------------------------------------------- TLS */
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+static int tls_send_all(SSL *ssl, const void *p, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		size_t w = 0;
+		if (SSL_write_ex(ssl, (const char *)p + done, n - done, &w) != 1)
+			return -1;
+		done += w;
+	}
+	return 0;
+}
+
+static int tls_recv_n(SSL *ssl, void *p, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		size_t r = 0;
+		if (SSL_read_ex(ssl, (char *)p + done, n - done, &r) != 1)
+			return -1;
+		done += r;
+	}
+	return 0;
+}
+
+Test(modes, tls_on_the_client_side_and_to_a_backend, .timeout = 60.0)
+{
+	char *out = NULL, *err = NULL;
+	char crt[300], key[300];
+
+	snprintf(crt, sizeof(crt), "%s/gw.crt", t_env_dir());
+	snprintf(key, sizeof(key), "%s/gw.key", t_env_dir());
+	char *const gen[] = { "/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+			      "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=localhost",
+			      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", NULL };
+	int rc = t_run(gen, NULL, 30000, &out, &err);
+	cr_assert_eq(rc, 0, "openssl req failed (%d): %s", rc, err ? err : t_errmsg());
+	free(out);
+	free(err);
+
+	/* gateway A: a TLS listener in front of mockq */
+	start_backend(0, NULL);
+	char members[1024];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}]", be[0]->port);
+	char *text = NULL;
+	int tls_port = T_OK(t_free_port());
+	stats_port = T_OK(t_free_port());
+	cr_assert(asprintf(&text, "{\"listeners\":[{\"name\":\"tls\",\"listen\":\"127.0.0.1:%d\","
+			   "\"pool\":\"p\",\"tls\":{\"cert_file\":\"%s\",\"key_file\":\"%s\"}}],"
+			   "\"stats\":{\"listen\":\"127.0.0.1:%d\"},%s}", tls_port, crt, key,
+			   stats_port, members) > 0);
+	const char *path = T_PTR(t_write_file("a.json", text));
+	free(text);
+	struct t_proc *a = T_PTR(t_qgate_start(path, tls_port));
+
+	/* a TLS client speaking q through it */
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	cr_assert(SSL_CTX_load_verify_locations(ctx, crt, NULL) == 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	int fd = T_OK(t_tcp_connect("127.0.0.1", tls_port, 2000));
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	SSL_set1_host(ssl, "localhost");
+	cr_assert(SSL_connect(ssl) == 1, "TLS handshake with the gateway failed");
+	uint8_t cap = 0xff;
+	T_OK(tls_send_all(ssl, "tls:x\3", 7));	/* hello: user, capability 3, NUL */
+	cr_assert(tls_recv_n(ssl, &cap, 1) == 0 && cap == 3, "capability %d", cap);
+	uint8_t *msg;
+	size_t len;
+	T_OK(t_encode_msg(t_call(".mock.echo", 1, t_long(99)), T_SYNC, &msg, &len));
+	T_OK(tls_send_all(ssl, msg, len));
+	free(msg);
+	uint8_t hdr[8], body[64];
+	cr_assert(tls_recv_n(ssl, hdr, 8) == 0);
+	uint32_t n = (uint32_t)hdr[4] | (uint32_t)hdr[5] << 8 | (uint32_t)hdr[6] << 16 |
+		     (uint32_t)hdr[7] << 24;
+	cr_assert(n == 17 && hdr[1] == T_RESPONSE, "answer header n=%u type=%d", n, hdr[1]);
+	cr_assert(tls_recv_n(ssl, body, n - 8) == 0);
+	cr_assert(body[0] == 0xf9 && body[1] == 99, "answer payload %02x %02x", body[0], body[1]);
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+
+	/* gateway B: its backend is gateway A, over TLS, verified against the same cert */
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"viatls\",\"address\":"
+		 "\"localhost:%d\",\"connections\":1,\"tls\":{\"ca_file\":\"%s\"}}]}]",
+		 tls_port, crt);
+	start_gate_json(members);
+	int b = T_OK(t_q_connect("127.0.0.1", gw_port, "b:x", NULL));
+	t_call_expect(b, t_call0(".mock.id"), t_sym("b1"), 5000);
+	close(b);
+	(void)a;
 }

@@ -1,0 +1,287 @@
+/*
+ * tls.c — TLS for client listeners and backend connections, with OpenSSL over memory BIOs:
+ * OpenSSL never touches a socket. Ciphertext from a recv completion is written into the
+ * connection's read BIO (the provided buffer goes straight back to the ring), plaintext is
+ * read out and handed to the same code plain sockets use. On the way out, a connection's tx
+ * queue holds plaintext; gw_tls_encrypt turns it into ciphertext in the connection's cipher
+ * queue (ctq), which is what the socket sends. After every SSL call the write BIO is drained,
+ * since handshakes, alerts and session tickets appear there as a side effect of reading.
+ *
+ * Contexts: one server context per TLS listener and one client context per TLS backend,
+ * made by each worker at start (read-only afterwards). An SSL object lives on its
+ * connection and is freed with it.
+ */
+#include "gateway/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "gateway/log.h"
+
+#define TLS_READ_CHUNK (16 * 1024)
+
+static void log_ssl_errors(const char *what, const char *name)
+{
+	unsigned long e;
+	char buf[256];
+
+	while ((e = ERR_get_error()) != 0) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		gw_warn("tls=%s name=%s err=\"%s\"", what, name, buf);
+	}
+}
+
+static void common_ctx_options(SSL_CTX *ctx)
+{
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+}
+
+static SSL_CTX *server_ctx(const struct gw_listener_cfg *l)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (!ctx)
+		return NULL;
+	common_ctx_options(ctx);
+	if (SSL_CTX_use_certificate_chain_file(ctx, l->tls->cert_file) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, l->tls->key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		gw_err("listener=%s msg=\"cannot load TLS certificate or key\" cert=%s key=%s",
+		       l->name, l->tls->cert_file, l->tls->key_file);
+		log_ssl_errors("load", l->name);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (l->tls->client_ca_file) {
+		/* client certificates required and checked against this CA */
+		if (SSL_CTX_load_verify_locations(ctx, l->tls->client_ca_file, NULL) != 1) {
+			gw_err("listener=%s msg=\"cannot load client_ca_file\" file=%s", l->name,
+			       l->tls->client_ca_file);
+			log_ssl_errors("load", l->name);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	}
+	return ctx;
+}
+
+static SSL_CTX *client_ctx(const struct gw_backend_cfg *b)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (!ctx)
+		return NULL;
+	common_ctx_options(ctx);
+	if (b->tls->is_verify) {
+		int ok = b->tls->ca_file ? SSL_CTX_load_verify_locations(ctx, b->tls->ca_file, NULL) :
+					  SSL_CTX_set_default_verify_paths(ctx);
+		if (ok != 1) {
+			gw_err("backend=%s msg=\"cannot load the CA to verify it\"", b->name);
+			log_ssl_errors("load", b->name);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	if (b->tls->cert_file &&
+	    (SSL_CTX_use_certificate_chain_file(ctx, b->tls->cert_file) != 1 ||
+	     SSL_CTX_use_PrivateKey_file(ctx, b->tls->key_file, SSL_FILETYPE_PEM) != 1)) {
+		gw_err("backend=%s msg=\"cannot load the gateway's client certificate\"", b->name);
+		log_ssl_errors("load", b->name);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int gw_tls_init_worker(struct gw_worker *w)
+{
+	for (size_t i = 0; i < w->n_listeners; i++) {
+		struct gw_listener_rt *l = &w->listeners[i];
+		if (!l->cfg->tls)
+			continue;
+		l->ssl_ctx = server_ctx(l->cfg);
+		if (!l->ssl_ctx)
+			return -EINVAL;
+	}
+	for (size_t p = 0; p < w->n_pools; p++)
+		for (size_t b = 0; b < w->pools[p].n_backends; b++) {
+			struct gw_backend_rt *be = &w->pools[p].backends[b];
+			if (!be->cfg->tls)
+				continue;
+			be->ssl_ctx = client_ctx(be->cfg);
+			if (!be->ssl_ctx)
+				return -EINVAL;
+		}
+	return 0;
+}
+
+void gw_tls_fini_worker(struct gw_worker *w)
+{
+	for (size_t i = 0; w->listeners && i < w->n_listeners; i++)
+		SSL_CTX_free(w->listeners[i].ssl_ctx);
+	for (size_t p = 0; w->pools && p < w->n_pools; p++)
+		for (size_t b = 0; w->pools[p].backends && b < w->pools[p].n_backends; b++)
+			SSL_CTX_free(w->pools[p].backends[b].ssl_ctx);
+}
+
+static int attach(struct gw_conn *c, SSL_CTX *ctx)
+{
+	SSL *ssl = SSL_new(ctx);
+	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+
+	if (!ssl || !rbio || !wbio) {
+		SSL_free(ssl);
+		BIO_free(rbio);
+		BIO_free(wbio);
+		return -ENOMEM;
+	}
+	/* an empty read BIO means "retry", not end of file */
+	BIO_set_mem_eof_return(rbio, -1);
+	SSL_set_bio(ssl, rbio, wbio);
+	c->ssl = ssl;
+	return 0;
+}
+
+int gw_tls_accept(struct gw_conn *c, void *ssl_ctx)
+{
+	int ret = attach(c, ssl_ctx);
+
+	if (ret == 0)
+		SSL_set_accept_state(c->ssl);
+	return ret;
+}
+
+/* Move whatever OpenSSL wrote into the write BIO onto the cipher queue. */
+static void drain_wbio(struct gw_conn *c)
+{
+	BIO *wbio = SSL_get_wbio(c->ssl);
+	uint8_t buf[16384];
+	int n;
+
+	while ((n = BIO_read(wbio, buf, sizeof(buf))) > 0)
+		gw_chunkq_append(&c->ctq, buf, (size_t)n);
+}
+
+int gw_tls_connect(struct gw_worker *w, struct gw_conn *c, void *ssl_ctx, const char *host,
+		   bool is_verify)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	int ret = attach(c, ssl_ctx);
+
+	if (ret < 0)
+		return ret;
+	SSL_set_connect_state(c->ssl);
+	bool is_ip = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+	if (!is_ip)
+		SSL_set_tlsext_host_name(c->ssl, host);
+	if (is_verify) {
+		/* the certificate must name the host (or IP) we were told to reach */
+		X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+		if (is_ip)
+			X509_VERIFY_PARAM_set1_ip_asc(vp, host);
+		else
+			SSL_set1_host(c->ssl, host);
+	}
+	ERR_clear_error();
+	SSL_do_handshake(c->ssl);	/* writes the ClientHello */
+	drain_wbio(c);
+	gw_tx_kick(w, c);
+	return 0;
+}
+
+void gw_tls_encrypt(struct gw_conn *c)
+{
+	if (!c->ssl || !SSL_is_init_finished(c->ssl))
+		return;	/* plaintext waits for the handshake */
+	while (c->txq.head) {
+		struct gw_chunk *ch = c->txq.head;
+		size_t left = ch->len - ch->off;
+		while (left > 0) {
+			size_t wrote = 0;
+			ERR_clear_error();
+			/* a memory BIO never fills, so an all-or-nothing write cannot stall */
+			if (SSL_write_ex(c->ssl, ch->data + ch->off, left, &wrote) != 1)
+				return;
+			ch->off += wrote;
+			c->txq.bytes -= wrote;
+			left -= wrote;
+		}
+		c->txq.head = ch->next;
+		if (!c->txq.head)
+			c->txq.tail = NULL;
+		free(ch);
+	}
+	drain_wbio(c);
+}
+
+void gw_tls_on_recv(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	uint8_t plain[TLS_READ_CHUNK];
+
+	if (BIO_write(SSL_get_rbio(c->ssl), p, (int)n) != (int)n) {
+		gw_conn_close(w, c, "TLS buffer");
+		return;
+	}
+	if (!SSL_is_init_finished(c->ssl)) {
+		ERR_clear_error();
+		int r = SSL_do_handshake(c->ssl);
+		drain_wbio(c);
+		if (r != 1) {
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+				gw_tx_kick(w, c);
+				return;
+			}
+			gw_warn("conn=%llu peer=%s msg=\"TLS handshake failed: closing\"",
+				(unsigned long long)c->id, c->peer);
+			log_ssl_errors("handshake", c->peer);
+			gw_tx_kick(w, c);	/* the alert, if any */
+			gw_conn_close(w, c, "TLS handshake failed");
+			return;
+		}
+		gw_debug("conn=%llu peer=%s msg=\"TLS up\" version=%s cipher=%s",
+			 (unsigned long long)c->id, c->peer, SSL_get_version(c->ssl),
+			 SSL_get_cipher_name(c->ssl));
+	}
+	while (!c->is_closing) {
+		size_t got = 0;
+		ERR_clear_error();
+		int r = SSL_read_ex(c->ssl, plain, sizeof(plain), &got);
+		if (r == 1) {
+			gw_conn_deliver(w, c, plain, got);
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			break;
+		if (e == SSL_ERROR_ZERO_RETURN) {
+			gw_conn_close(w, c, "TLS close_notify");
+		} else {
+			log_ssl_errors("read", c->peer);
+			gw_conn_close(w, c, "TLS error");
+		}
+		break;
+	}
+	if (!c->is_closing) {
+		drain_wbio(c);
+		gw_tx_kick(w, c);	/* encrypts plaintext that waited for the handshake */
+	}
+}
+
+void gw_tls_free(struct gw_conn *c)
+{
+	SSL_free(c->ssl);	/* frees both BIOs */
+	c->ssl = NULL;
+	gw_chunkq_free(&c->ctq);
+}
