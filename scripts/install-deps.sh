@@ -85,7 +85,8 @@ fi
 if [ $want_node = 1 ]; then
 	(cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error) ||
 		fail "npm ci in tests/interop/node failed"
-	echo "node: $(node --version), node-q $(node -p 'require("./tests/interop/node/node_modules/node-q/package.json").version')"
+	nodeq_pkg=./tests/interop/node/node_modules/node-q/package.json
+	echo "node: $(node --version), node-q $(node -p "require('$nodeq_pkg').version")"
 fi
 
 # ---------------------------------------------------------------- Java driver
