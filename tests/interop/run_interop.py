@@ -305,8 +305,24 @@ def start_mockq(workdir, procs):
 
 
 def start_qgate(qgate, mport, workdir, procs):
+    """qgate on a free port; a port taken between our pick and qgate's bind shows as an early
+    exit, so try again with another port, at most 3 times."""
+    for attempt in range(3):
+        try:
+            return start_qgate_once(qgate, mport, workdir, procs, attempt)
+        except RuntimeError as e:
+            gw = procs[-1]
+            if gw.name != "qgate" or gw.alive() or attempt == 2:
+                raise
+            log(f"qgate attempt {attempt + 1} failed ({e}):\n{gw.stderr_tail(5)}")
+            gw.stop()
+            procs.pop()
+    raise AssertionError("unreachable")
+
+
+def start_qgate_once(qgate, mport, workdir, procs, attempt):
     port = free_tcp_port()
-    sock_path = workdir / "gw.sock"
+    sock_path = workdir / f"gw{attempt}.sock"
     cfg = {
         "listeners": [
             {"name": "main", "listen": f"127.0.0.1:{port}", "pool": "p"},
@@ -319,9 +335,10 @@ def start_qgate(qgate, mport, workdir, procs):
         "pools": [{"name": "p", "backends": [
             {"name": BACKEND_ID, "address": f"127.0.0.1:{mport}", "connections": 1}]}],
     }
-    cfg_path = workdir / "gw.json"
+    cfg_path = workdir / f"gw{attempt}.json"
     cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
-    gw = Proc("qgate", [neutral_link(workdir, "gw", qgate), "-c", str(cfg_path)], workdir)
+    gw = Proc("qgate", [neutral_link(workdir, f"gw{attempt}", qgate), "-c", str(cfg_path)],
+              workdir)
     procs.append(gw)
     wait_until(lambda: can_connect(socket.AF_INET, ("127.0.0.1", port)), gw.p, "qgate (tcp)")
     wait_until(lambda: can_connect(socket.AF_UNIX, f"\0/tmp/kx.{port}"), gw.p,
