@@ -262,6 +262,13 @@ static struct qipc_obj *collapse(struct qipc_obj *l)
 
 /* ------------------------------------------------------------------ globals */
 
+/* .q and .mock hold the built-ins: assigning into them is refused, as q refuses .q. */
+static bool is_reserved_ns(const char *name)
+{
+	return !strcmp(name, ".q") || !strncmp(name, ".q.", 3) || !strcmp(name, ".mock") ||
+	       !strncmp(name, ".mock.", 6);
+}
+
 struct mq_global {
 	char *name;
 	struct qipc_obj *val;
@@ -411,6 +418,19 @@ static bool is_infix_kw(const char *p, size_t len)
 {
 	for (int i = 0; INFIX_KW[i]; i++)
 		if (strlen(INFIX_KW[i]) == len && !memcmp(INFIX_KW[i], p, len))
+			return true;
+	return false;
+}
+
+/* qSQL and control words: parsing them as names would give misleading errors. */
+static bool is_unsupported_word(const char *p, size_t len)
+{
+	static const char *const words[] = {
+		"select", "exec", "update", "delete", "from", "if", "do", "while", NULL,
+	};
+
+	for (int i = 0; words[i]; i++)
+		if (strlen(words[i]) == len && !memcmp(words[i], p, len))
 			return true;
 	return false;
 }
@@ -822,6 +842,10 @@ static int tokenize(struct mq_eval *ev, const char *src, size_t len, struct toks
 		if (is_alpha(*p) || (*p == '.' && p + 1 < end && is_alpha(p[1]))) {
 			while (p < end && (is_alpha(*p) || is_digit(*p) || *p == '.' || *p == '_'))
 				p++;
+			if (is_unsupported_word(st, (size_t)(p - st))) {
+				fail(ev, "nyi");
+				return -EINVAL;
+			}
 			if (toks_push(ts, is_infix_kw(st, (size_t)(p - st)) ? T_VERB : T_NAME, st,
 				      (size_t)(p - st), NULL) < 0)
 				return -ENOMEM;
@@ -1264,6 +1288,10 @@ static struct qipc_obj *eval_seq(struct mq_eval *ev, const struct node *seq, siz
 				return fail(ev, "nyi");
 			}
 			snprintf(name, sizeof(name), "%.*s", (int)it->text_len, it->text);
+			if (is_reserved_ns(name)) {
+				qipc_obj_free(r);
+				return fail(ev, "noupdate");
+			}
 			res = mq_obj_copy(r);
 			if (!res) {
 				qipc_obj_free(r);
@@ -2460,8 +2488,7 @@ static struct qipc_obj *set_global(struct mq_eval *ev, const struct qipc_obj *na
 
 	if (name->type != -QT_SYMBOL || !name->s || !name->s[0])
 		return fail(ev, "type");
-	if (!strcmp(name->s, ".q") || !strncmp(name->s, ".q.", 3) || !strcmp(name->s, ".mock") ||
-	    !strncmp(name->s, ".mock.", 6))
+	if (is_reserved_ns(name->s))
 		return fail(ev, "noupdate");
 	c = mq_obj_copy(val);
 	if (!c || global_set(name->s, c) < 0)
@@ -3112,6 +3139,8 @@ int mq_sanitize(struct qipc_obj *o)
 			len = snprintf(src, sizeof(src), "{%s[x;y]}", name);
 		else if (b)
 			len = snprintf(src, sizeof(src), "{%s[x]}", name);
+		else if (is_alpha(name[0]))
+			len = snprintf(src, sizeof(src), "{x %s y}", name);
 		else
 			len = snprintf(src, sizeof(src), "{x%sy}", name);
 		s = qipc_obj_str(src, (size_t)len);
