@@ -57,7 +57,7 @@ struct listener {
 	struct ep_tag tag;
 	int fd;
 	bool is_unix;
-	bool is_paused;		/* out of file descriptors: re-armed when a connection closes */
+	bool is_paused;		/* out of fds: re-armed when a connection closes */
 };
 
 struct conn {
@@ -332,8 +332,11 @@ static void trace_bytes(const struct conn *c, const char *what, const uint8_t *p
 					off + k < shown ? "%02x " : "   ", off + k < shown ?
 					p[off + k] : 0);
 		len += snprintf(line + len, sizeof(line) - (size_t)len, " ");
-		for (size_t k = 0; k < 16 && off + k < shown; k++)
-			line[len++] = (p[off + k] >= 32 && p[off + k] < 127) ? (char)p[off + k] : '.';
+		for (size_t k = 0; k < 16 && off + k < shown; k++) {
+			uint8_t b = p[off + k];
+
+			line[len++] = (b >= 32 && b < 127) ? (char)b : '.';
+		}
 		line[len] = 0;
 		fprintf(stderr, "%s\n", line);
 	}
@@ -431,7 +434,8 @@ static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
 	obj = qipc_decode_msg(msg, len, g.max_msg, &type, &err);
 	is_sync = len >= 2 && msg[1] == QIPC_SYNC;
 	if (!obj) {
-		if (err == -EPROTO && is_sync) {	/* a type we do not model: answer as q would fail */
+		/* a type we do not model: fail the request as q would fail on it */
+		if (err == -EPROTO && is_sync) {
 			send_error(c, "nyi");
 			return;
 		}

@@ -702,7 +702,8 @@ static struct qipc_obj *lex_string(struct mq_eval *ev, const char **pp, const ch
 			case '\\': buf[n++] = '\\'; p++; break;
 			case '"': buf[n++] = '"'; p++; break;
 			default:
-				if (p + 2 < end && is_digit(p[0]) && is_digit(p[1]) && is_digit(p[2])) {
+				if (p + 2 < end && is_digit(p[0]) && is_digit(p[1]) &&
+				    is_digit(p[2])) {
 					buf[n++] = (char)((p[0] - '0') * 64 + (p[1] - '0') * 8 +
 							  (p[2] - '0'));
 					p += 3;
@@ -3008,7 +3009,8 @@ static struct qipc_obj *pykx_file_execute(struct mq_eval *ev, const struct qipc_
 			slen += n;
 			continue;
 		}
-		if (stmt && !line_blank(stmt, slen)) {	/* run the statement collected so far */
+		/* run the statement collected so far */
+		if (stmt && !line_blank(stmt, slen)) {
 			struct qipc_obj **ni;
 
 			r = mq_eval_text(ev, stmt, slen);

@@ -648,7 +648,8 @@ static void report(uint64_t unanswered, double secs)
 		       g.conns, secs, g.payload_bytes, g.async_ratio);
 		printf("requests    %llu (%.1f/s)  async sent %llu\n",
 		       (unsigned long long)g.requests, rps, (unsigned long long)g.async_sent);
-		printf("latency us  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n",
+		printf("latency us  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f"
+		       "  mean %.1f\n",
 		       percentile_us(0.50), percentile_us(0.90), percentile_us(0.99),
 		       percentile_us(0.999), (double)g.lat_max_ns / 1000.0, mean);
 		printf("mismatches  %llu  errors %llu  unexpected %llu  unanswered %llu\n",
@@ -666,8 +667,9 @@ static void usage(FILE *f)
 		"usage: qbench (--port P [--host H] | --unix PORT) [--user u:p] [--conns N]\n"
 		"              [--seconds S] [--payload-bytes B] [--async-ratio R]\n"
 		"              [--capability C] [--json]\n"
-		"  each connection sends sync (`.mock.echo;token), token = id + padding to B bytes,\n"
-		"  and checks the response is exactly its own token; R of requests go async.\n");
+		"  each connection sends sync (`.mock.echo;token), token = id + padding to\n"
+		"  B bytes, and checks the response is exactly its own token; R of requests\n"
+		"  go async.\n");
 }
 
 static int parse_args(int argc, char **argv)
