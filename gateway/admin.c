@@ -85,10 +85,10 @@ static struct qipc_obj *pools_table(struct gw_worker *w)
 		return NULL;
 	}
 	for (size_t i = 0; i < w->n_pools; i++) {
-		const struct gw_pool_rt *p = &w->pools[i];
+		const struct gw_pool_rt *p = w->pools[i];
 		uint64_t up = 0;
 		for (size_t b = 0; b < p->n_backends; b++)
-			up += p->backends[b].sel.n_up > 0;
+			up += p->backends[b]->sel.n_up > 0;
 		put_sym(&t, 0, i, p->cfg->name);
 		put_sym(&t, 1, i, p->cfg->mode == GW_MODE_SESSION ? "session" : "query");
 		put_long(&t, 2, i, up);
@@ -112,7 +112,7 @@ static struct qipc_obj *backends_table(struct gw_worker *w)
 	size_t n = 0, row = 0;
 
 	for (size_t i = 0; i < w->n_pools; i++)
-		n += w->pools[i].n_backends;
+		n += w->pools[i]->n_backends;
 	if (table_init(&t, n, "pool:s backend:s address:s state:s idle:j busy:j connecting:j "
 			      "outstanding:j requests:j errors:j reconnects:j bytes_in:j "
 			      "bytes_out:j") < 0) {
@@ -120,9 +120,9 @@ static struct qipc_obj *backends_table(struct gw_worker *w)
 		return NULL;
 	}
 	for (size_t i = 0; i < w->n_pools; i++) {
-		const struct gw_pool_rt *p = &w->pools[i];
+		const struct gw_pool_rt *p = w->pools[i];
 		for (size_t b = 0; b < p->n_backends; b++, row++) {
-			const struct gw_backend_rt *be = &p->backends[b];
+			const struct gw_backend_rt *be = p->backends[b];
 			uint64_t idle = 0, busy = 0, conn = 0;
 			for (int s = 0; s < be->cfg->connections; s++) {
 				const struct gw_conn *c = be->slots[s].conn;
@@ -185,9 +185,9 @@ static struct qipc_obj *stats_table(struct gw_worker *w)
 	uint64_t req = 0, err = 0, queued = 0;
 
 	for (size_t i = 0; i < w->n_pools; i++) {
-		req += w->pools[i].requests;
-		err += w->pools[i].errors;
-		queued += w->pools[i].queue.len;
+		req += w->pools[i]->requests;
+		err += w->pools[i]->errors;
+		queued += w->pools[i]->queue.len;
 	}
 	if (table_init(&t, 1, "worker:j clients:j pools:j requests:j errors:j queued:j "
 			      "protocol_errors:j rx_enobufs:j cq_overflows:j") < 0) {

@@ -121,8 +121,8 @@ void gw_listen_arm(struct gw_worker *w, struct gw_conn *c)
 static struct gw_listener_rt *listener_of(struct gw_worker *w, struct gw_conn *lc)
 {
 	for (size_t i = 0; i < w->n_listeners; i++)
-		if (w->listeners[i].conn == lc)
-			return &w->listeners[i];
+		if (w->listeners[i]->conn == lc)
+			return w->listeners[i];
 	return NULL;
 }
 
@@ -153,6 +153,13 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 {
 	struct gw_listener_rt *l = listener_of(w, lc);
 	int fd = cqe->res;
+
+	if (lc->is_closing) {
+		/* a listener being closed (stop, reload): its accept ends, quietly */
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
 
 	if (!(cqe->flags & IORING_CQE_F_MORE) && !lc->is_closing && !w->is_stopping) {
 		/* the multishot ended (error or kernel decision): arm a new one */

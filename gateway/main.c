@@ -2,7 +2,8 @@
  * main.c — qgate's command line: run the gateway (-c FILE), validate a config (--check),
  * make a password hash (--hash-password), print the version. Runs `workers` worker
  * threads, each with its own ring, listeners (SO_REUSEPORT) and backend connections;
- * the main thread only waits for signals: SIGTERM/SIGINT stop, SIGHUP is logged.
+ * the main thread only waits for signals: SIGTERM/SIGINT stop, SIGHUP reloads the file
+ * (a bad file is refused and the running configuration kept).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -83,7 +84,44 @@ static int hash_password(void)
 	return 0;
 }
 
-static int run(const struct gw_config *cfg)
+/* Every configuration loaded stays alive until exit: retired pools and backends point in. */
+struct cfg_list {
+	struct gw_config **v;
+	size_t n;
+};
+
+static void reload(const char *path, struct cfg_list *cl, struct worker_thread *ts, int n)
+{
+	char *errs = NULL;
+	struct gw_config *cfg = gw_cfg_load(path, &errs);
+
+	if (!cfg) {
+		gw_err("msg=\"SIGHUP: new configuration refused; keeping the running one\" file=%s",
+		       path);
+		for (char *line = errs, *next; line && *line; line = next) {
+			next = strchr(line, '\n');
+			if (next)
+				*next++ = '\0';
+			gw_err("config_error=\"%s\"", line);
+		}
+		free(errs);
+		return;
+	}
+	struct gw_config **v = realloc(cl->v, (cl->n + 1) * sizeof(*v));
+	if (!v) {
+		gw_cfg_free(cfg);
+		return;
+	}
+	cl->v = v;
+	cl->v[cl->n++] = cfg;
+	gw_log_set_level(cfg->log_level);
+	for (int i = 0; i < n; i++)
+		__atomic_store_n(&ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
+	gw_info("msg=\"SIGHUP: configuration accepted, workers apply it within a tick\" file=%s",
+		path);
+}
+
+static int run(const struct gw_config *cfg, const char *path, struct cfg_list *cl)
 {
 	int n = cfg->workers > 0 ? cfg->workers : 1;
 	struct worker_thread *ts = calloc((size_t)n, sizeof(*ts));
@@ -126,8 +164,8 @@ static int run(const struct gw_config *cfg)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			gw_warn("msg=\"SIGHUP: configuration reload is not supported yet; "
-				"restart to apply changes\"");
+			if (!failed)
+				reload(path, cl, ts, n);
 			continue;
 		}
 		gw_info("msg=\"stopping\" signal=%d", sig);
@@ -183,13 +221,17 @@ int main(int argc, char **argv)
 		gw_cfg_free(cfg);
 		return 0;
 	}
+	struct cfg_list cl = { .v = NULL, .n = 0 };
 	signal(SIGPIPE, SIG_IGN);
 	/* Chunks of 64 KiB and request buffers come and go at a high rate: keep freed memory
 	 * in the process instead of returning it to the kernel and faulting it in again. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	gw_log_set_level(cfg->log_level);
-	int rc = run(cfg);
+	int rc = run(cfg, path, &cl);
 	gw_cfg_free(cfg);
+	for (size_t i = 0; i < cl.n; i++)
+		gw_cfg_free(cl.v[i]);
+	free(cl.v);
 	return rc;
 }

@@ -17,8 +17,8 @@ static struct gw_pool_rt *pool_named(struct gw_worker *w, const char *name)
 	if (!name)
 		return NULL;
 	for (size_t i = 0; i < w->n_pools; i++)
-		if (strcmp(w->pools[i].cfg->name, name) == 0)
-			return &w->pools[i];
+		if (strcmp(w->pools[i]->cfg->name, name) == 0)
+			return w->pools[i];
 	return NULL;
 }
 

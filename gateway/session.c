@@ -372,7 +372,7 @@ static struct gw_conn *choose_conn(struct gw_pool_rt *p, struct gw_req *r)
 	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, r->is_sync);
 	if (i < 0)
 		return NULL;
-	return backend_conn(&p->backends[i], r->is_sync);
+	return backend_conn(p->backends[i], r->is_sync);
 }
 
 static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
@@ -395,7 +395,7 @@ static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
 static bool pool_has_idle(const struct gw_pool_rt *p)
 {
 	for (size_t b = 0; b < p->n_backends; b++)
-		if (p->backends[b].sel.n_idle)
+		if (p->backends[b]->sel.n_idle)
 			return true;
 	return false;
 }
@@ -425,7 +425,7 @@ static bool pool_has_hope(const struct gw_pool_rt *p)
 {
 	/* a backend is up, connecting, or will be retried: worth queueing for */
 	for (size_t b = 0; b < p->n_backends; b++) {
-		const struct gw_backend_rt *be = &p->backends[b];
+		const struct gw_backend_rt *be = p->backends[b];
 		if (be->sel.n_up > 0)
 			return true;
 		for (int s = 0; s < be->cfg->connections; s++)
@@ -448,10 +448,10 @@ static void submit_dedicated(struct gw_worker *w, struct gw_req *r)
 	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, false);
 	if (i < 0) {
 		for (size_t b = 0; b < p->n_backends && i < 0; b++)
-			if (!p->backends[b].slots[0].is_given_up)
+			if (!p->backends[b]->slots[0].is_given_up)
 				i = (int)b;
 	}
-	if (i < 0 || gw_upstream_open_dedicated(w, &p->backends[i], r) < 0)
+	if (i < 0 || gw_upstream_open_dedicated(w, p->backends[i], r) < 0)
 		gw_req_fail(w, r, "qgate: no backend available");
 }
 
@@ -754,8 +754,8 @@ static struct gw_pool_rt *session_pool_for(struct gw_worker *w, struct gw_conn *
 		name = c->cl.ucfg->default_pool;
 	if (name) {
 		for (size_t i = 0; i < w->n_pools; i++)
-			if (strcmp(w->pools[i].cfg->name, name) == 0)
-				return &w->pools[i];
+			if (strcmp(w->pools[i]->cfg->name, name) == 0)
+				return w->pools[i];
 	}
 	return c->cl.listener ? c->cl.listener->pool : NULL;
 }
@@ -765,8 +765,8 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 {
 	/* every backend of a session pool can take another client: least loaded wins */
 	for (size_t b = 0; b < p->n_backends; b++) {
-		p->backends[b].sel.n_up = 1;
-		p->backends[b].sel.n_idle = 1;
+		p->backends[b]->sel.n_up = 1;
+		p->backends[b]->sel.n_idle = 1;
 	}
 	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, true);
 	if (i < 0)
@@ -774,7 +774,7 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 	c->cl.session_pool = p;
 	p->requests++;
 	bool passthrough = p->cfg->is_auth_passthrough;
-	int ret = gw_upstream_open_session(w, &p->backends[i], c, passthrough ? h->cred : NULL,
+	int ret = gw_upstream_open_session(w, p->backends[i], c, passthrough ? h->cred : NULL,
 					   passthrough ? h->cred_len : 0);
 	if (ret < 0)
 		gw_warn("conn=%llu peer=%s pool=%s msg=\"cannot open session connection\"",
@@ -956,7 +956,7 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 	}
 	/* queued messages of this client (sync and async) leave the pool queues */
 	for (size_t i = 0; i < w->n_pools; i++) {
-		struct gw_pool_rt *p = &w->pools[i];
+		struct gw_pool_rt *p = w->pools[i];
 		struct pool_waiter *wt = pool_queue_first(&p->queue);
 		while (wt) {
 			struct pool_waiter *next = pool_queue_next(&p->queue, wt);
@@ -1022,7 +1022,7 @@ void gw_client_tick(struct gw_worker *w)
 	}
 	/* requests that waited too long in a pool queue */
 	for (size_t i = 0; i < w->n_pools; i++) {
-		struct gw_pool_rt *p = &w->pools[i];
+		struct gw_pool_rt *p = w->pools[i];
 		struct pool_waiter *wt;
 		while ((wt = pool_queue_expired(&p->queue, w->now_ms)) != NULL) {
 			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);

@@ -105,7 +105,7 @@ static const char *backend_state(const struct gw_backend_rt *be)
 static bool pool_is_up(const struct gw_pool_rt *p)
 {
 	for (size_t b = 0; b < p->n_backends; b++)
-		if (p->backends[b].sel.n_up > 0)
+		if (p->backends[b]->sel.n_up > 0)
 			return true;
 	return false;
 }
@@ -125,17 +125,17 @@ static char *stats_json(struct gw_worker *w)
 	json_t *root = json_object(), *ls = json_array(), *ps = json_array();
 
 	for (size_t i = 0; i < w->n_listeners; i++) {
-		const struct gw_listener_rt *l = &w->listeners[i];
+		const struct gw_listener_rt *l = w->listeners[i];
 		json_array_append_new(ls, json_pack("{s:s,s:s,s:s,s:I,s:I}", "name", l->cfg->name,
 						    "listen", l->cfg->addr.text, "pool", l->cfg->pool,
 						    "clients", (json_int_t)l->clients,
 						    "accepted", (json_int_t)l->accepted));
 	}
 	for (size_t i = 0; i < w->n_pools; i++) {
-		const struct gw_pool_rt *p = &w->pools[i];
+		const struct gw_pool_rt *p = w->pools[i];
 		json_t *bs = json_array();
 		for (size_t b = 0; b < p->n_backends; b++) {
-			const struct gw_backend_rt *be = &p->backends[b];
+			const struct gw_backend_rt *be = p->backends[b];
 			struct conn_counts n = backend_counts(be);
 			json_array_append_new(bs, json_pack(
 				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:i}",
@@ -214,7 +214,7 @@ static char *metrics_text(struct gw_worker *w)
 	tb_printf(&t, "# TYPE qgate_listener_clients gauge\n");
 	for (size_t i = 0; i < w->n_listeners; i++)
 		tb_printf(&t, "qgate_listener_clients{listener=\"%s\"} %llu\n",
-			  w->listeners[i].cfg->name, (unsigned long long)w->listeners[i].clients);
+			  w->listeners[i]->cfg->name, (unsigned long long)w->listeners[i]->clients);
 	static const char *const pool_counters[] = {
 		"requests", "errors", "queue_full", "queue_timeouts", "timeouts",
 		"dropped_unsolicited",
@@ -222,7 +222,7 @@ static char *metrics_text(struct gw_worker *w)
 	for (size_t k = 0; k < sizeof(pool_counters) / sizeof(pool_counters[0]); k++) {
 		tb_printf(&t, "# TYPE qgate_pool_%s_total counter\n", pool_counters[k]);
 		for (size_t i = 0; i < w->n_pools; i++) {
-			const struct gw_pool_rt *p = &w->pools[i];
+			const struct gw_pool_rt *p = w->pools[i];
 			uint64_t v[] = { p->requests, p->errors, p->queue_full, p->queue_timeouts,
 					 p->timeouts, p->dropped_unsolicited };
 			tb_printf(&t, "qgate_pool_%s_total{pool=\"%s\"} %llu\n", pool_counters[k],
@@ -231,11 +231,11 @@ static char *metrics_text(struct gw_worker *w)
 	}
 	tb_printf(&t, "# TYPE qgate_pool_queued gauge\n");
 	for (size_t i = 0; i < w->n_pools; i++)
-		tb_printf(&t, "qgate_pool_queued{pool=\"%s\"} %u\n", w->pools[i].cfg->name,
-			  w->pools[i].queue.len);
+		tb_printf(&t, "qgate_pool_queued{pool=\"%s\"} %u\n", w->pools[i]->cfg->name,
+			  w->pools[i]->queue.len);
 	tb_printf(&t, "# TYPE qgate_pool_latency_seconds summary\n");
 	for (size_t i = 0; i < w->n_pools; i++) {
-		const struct gw_pool_rt *p = &w->pools[i];
+		const struct gw_pool_rt *p = w->pools[i];
 		static const double qs[] = { 0.5, 0.9, 0.99, 0.999 };
 		for (size_t k = 0; k < 4; k++)
 			tb_printf(&t, "qgate_pool_latency_seconds{pool=\"%s\",quantile=\"%g\"} %.6f\n",
@@ -245,17 +245,17 @@ static char *metrics_text(struct gw_worker *w)
 	}
 	tb_printf(&t, "# TYPE qgate_backend_up gauge\n");
 	for (size_t i = 0; i < w->n_pools; i++)
-		for (size_t b = 0; b < w->pools[i].n_backends; b++) {
-			const struct gw_backend_rt *be = &w->pools[i].backends[b];
+		for (size_t b = 0; b < w->pools[i]->n_backends; b++) {
+			const struct gw_backend_rt *be = w->pools[i]->backends[b];
 			tb_printf(&t, "qgate_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
-				  w->pools[i].cfg->name, be->cfg->name, be->sel.n_up > 0);
+				  w->pools[i]->cfg->name, be->cfg->name, be->sel.n_up > 0);
 		}
 	tb_printf(&t, "# TYPE qgate_backend_connections gauge\n");
 	for (size_t i = 0; i < w->n_pools; i++)
-		for (size_t b = 0; b < w->pools[i].n_backends; b++) {
-			const struct gw_backend_rt *be = &w->pools[i].backends[b];
+		for (size_t b = 0; b < w->pools[i]->n_backends; b++) {
+			const struct gw_backend_rt *be = w->pools[i]->backends[b];
 			struct conn_counts n = backend_counts(be);
-			const char *pn = w->pools[i].cfg->name, *bn = be->cfg->name;
+			const char *pn = w->pools[i]->cfg->name, *bn = be->cfg->name;
 			tb_printf(&t, "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"idle\"} %u\n"
 				  "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"busy\"} %u\n"
 				  "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"connecting\"} %u\n",
@@ -266,12 +266,12 @@ static char *metrics_text(struct gw_worker *w)
 	for (size_t k = 0; k < 5; k++) {
 		tb_printf(&t, "# TYPE qgate_backend_%s_total counter\n", be_counters[k]);
 		for (size_t i = 0; i < w->n_pools; i++)
-			for (size_t b = 0; b < w->pools[i].n_backends; b++) {
-				const struct gw_backend_rt *be = &w->pools[i].backends[b];
+			for (size_t b = 0; b < w->pools[i]->n_backends; b++) {
+				const struct gw_backend_rt *be = w->pools[i]->backends[b];
 				uint64_t v[] = { be->requests, be->errors, be->reconnects,
 						 be->bytes_in, be->bytes_out };
 				tb_printf(&t, "qgate_backend_%s_total{pool=\"%s\",backend=\"%s\"} %llu\n",
-					  be_counters[k], w->pools[i].cfg->name, be->cfg->name,
+					  be_counters[k], w->pools[i]->cfg->name, be->cfg->name,
 					  (unsigned long long)v[k]);
 			}
 	}
@@ -331,7 +331,7 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 	} else if (strcmp(path, "/health") == 0) {
 		bool ok = true;
 		for (size_t i = 0; i < w->n_pools; i++)
-			ok = ok && pool_is_up(&w->pools[i]);
+			ok = ok && pool_is_up(w->pools[i]);
 		respond(w, c, ok ? 200 : 503, "text/plain", ok ? "ok\n" : "a pool has no backend up\n");
 	} else {
 		respond(w, c, 404, "text/plain", "not found: try /stats, /metrics, /health\n");

@@ -103,35 +103,19 @@ static SSL_CTX *client_ctx(const struct gw_backend_cfg *b)
 	return ctx;
 }
 
-int gw_tls_init_worker(struct gw_worker *w)
+void *gw_tls_server_ctx(const struct gw_listener_cfg *l)
 {
-	for (size_t i = 0; i < w->n_listeners; i++) {
-		struct gw_listener_rt *l = &w->listeners[i];
-		if (!l->cfg->tls)
-			continue;
-		l->ssl_ctx = server_ctx(l->cfg);
-		if (!l->ssl_ctx)
-			return -EINVAL;
-	}
-	for (size_t p = 0; p < w->n_pools; p++)
-		for (size_t b = 0; b < w->pools[p].n_backends; b++) {
-			struct gw_backend_rt *be = &w->pools[p].backends[b];
-			if (!be->cfg->tls)
-				continue;
-			be->ssl_ctx = client_ctx(be->cfg);
-			if (!be->ssl_ctx)
-				return -EINVAL;
-		}
-	return 0;
+	return server_ctx(l);
 }
 
-void gw_tls_fini_worker(struct gw_worker *w)
+void *gw_tls_client_ctx(const struct gw_backend_cfg *b)
 {
-	for (size_t i = 0; w->listeners && i < w->n_listeners; i++)
-		SSL_CTX_free(w->listeners[i].ssl_ctx);
-	for (size_t p = 0; w->pools && p < w->n_pools; p++)
-		for (size_t b = 0; w->pools[p].backends && b < w->pools[p].n_backends; b++)
-			SSL_CTX_free(w->pools[p].backends[b].ssl_ctx);
+	return client_ctx(b);
+}
+
+void gw_tls_ctx_free(void *ctx)
+{
+	SSL_CTX_free(ctx);	/* reference counted: connections still using it keep it */
 }
 
 static int attach(struct gw_conn *c, SSL_CTX *ctx)

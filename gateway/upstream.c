@@ -134,8 +134,8 @@ void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p)
 	if (p->cfg->mode == GW_MODE_SESSION)
 		return;	/* session pools open one connection per client instead */
 	for (size_t b = 0; b < p->n_backends; b++)
-		for (int s = 0; s < p->backends[b].cfg->connections; s++)
-			gw_upstream_start(w, &p->backends[b], s);
+		for (int s = 0; s < p->backends[b]->cfg->connections; s++)
+			gw_upstream_start(w, p->backends[b], s);
 }
 
 int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, struct gw_req *r)
@@ -293,6 +293,10 @@ static void answer_done(struct gw_worker *w, struct gw_conn *c)
 	c->up.be->sel.outstanding--;
 	c->up.state = GW_UP_IDLE;	/* set_idle below; no longer owes anything */
 	set_idle(w, c);
+	if (c->up.be->is_retired) {
+		gw_conn_close(w, c, "backend removed by reload");	/* its last answer is in */
+		return;
+	}
 	gw_pool_dispatch(w, c->up.be->pool);
 }
 
@@ -651,12 +655,20 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 void gw_upstream_tick(struct gw_worker *w)
 {
 	for (size_t i = 0; i < w->n_pools; i++) {
-		struct gw_pool_rt *p = &w->pools[i];
+		struct gw_pool_rt *p = w->pools[i];
 		if (p->cfg->mode == GW_MODE_SESSION)
 			continue;	/* no warm connections: one per client */
 		for (size_t b = 0; b < p->n_backends; b++)
-			for (int s = 0; s < p->backends[b].cfg->connections; s++)
-				tick_pooled(w, p, &p->backends[b], s);
+			for (int s = 0; s < p->backends[b]->cfg->connections; s++)
+				tick_pooled(w, p, p->backends[b], s);
+	}
+	/* backends a reload removed: their last requests still have deadlines */
+	for (struct pool_link *rl = w->retired_backends.next; rl != &w->retired_backends;
+	     rl = rl->next) {
+		struct gw_backend_rt *be = pool_container_of(rl, struct gw_backend_rt,
+							     retired_link);
+		for (int s = 0; s < be->cfg->connections; s++)
+			tick_pooled(w, be->pool, be, s);
 	}
 	/* dedicated and session connections: handshake and query deadlines */
 	struct pool_link *l = w->extra_ups.next;

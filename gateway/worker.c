@@ -480,6 +480,10 @@ static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 
 static void tick(struct gw_worker *w)
 {
+	const struct gw_config *next = __atomic_exchange_n(&w->pending_cfg, NULL,
+							    __ATOMIC_ACQ_REL);
+	if (next)
+		gw_runtime_reload(w, next);
 	gw_client_tick(w);
 	gw_upstream_tick(w);
 	if (w->audit_len)
@@ -501,40 +505,6 @@ static void tick(struct gw_worker *w)
 }
 
 /* ----------------------------------------------------------------- lifecycle */
-
-static int setup_pools(struct gw_worker *w)
-{
-	const struct gw_config *cfg = w->cfg;
-
-	w->n_pools = cfg->n_pools;
-	w->pools = calloc(cfg->n_pools, sizeof(*w->pools));
-	if (!w->pools)
-		return -ENOMEM;
-	for (size_t i = 0; i < cfg->n_pools; i++) {
-		struct gw_pool_rt *p = &w->pools[i];
-		p->cfg = &cfg->pools[i];
-		p->n_backends = p->cfg->n_backends;
-		p->backends = calloc(p->n_backends, sizeof(*p->backends));
-		p->sel_view = calloc(p->n_backends, sizeof(*p->sel_view));
-		if (!p->backends || !p->sel_view)
-			return -ENOMEM;
-		pool_selector_init(&p->selector, (enum pool_strategy)p->cfg->strategy,
-				   w->rng ^ (i + 1) * 0x9e3779b97f4a7c15ULL);
-		pool_queue_init(&p->queue, p->cfg->queue_max);
-		for (size_t b = 0; b < p->n_backends; b++) {
-			struct gw_backend_rt *be = &p->backends[b];
-			be->cfg = &p->cfg->backends[b];
-			be->pool = p;
-			be->sel.weight = be->cfg->weight > 0 ? be->cfg->weight : 1;
-			be->slots = calloc((size_t)be->cfg->connections, sizeof(*be->slots));
-			if (!be->slots)
-				return -ENOMEM;
-			pool_list_init(&be->idle);
-			p->sel_view[b] = &be->sel;
-		}
-	}
-	return 0;
-}
 
 int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 		   volatile int *stop_flag)
@@ -578,32 +548,9 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 		w->conns[i].next_free = w->free_list;
 		w->free_list = &w->conns[i];
 	}
-	ret = setup_pools(w);
+	ret = gw_runtime_init(w);
 	if (ret < 0)
 		return ret;
-	w->n_listeners = cfg->n_listeners;
-	w->listeners = calloc(cfg->n_listeners, sizeof(*w->listeners));
-	if (!w->listeners)
-		return -ENOMEM;
-	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		struct gw_listener_rt *l = &w->listeners[i];
-		l->cfg = &cfg->listeners[i];
-		for (size_t p = 0; p < w->n_pools; p++)
-			if (strcmp(w->pools[p].cfg->name, l->cfg->pool) == 0)
-				l->pool = &w->pools[p];
-	}
-	ret = gw_tls_init_worker(w);
-	if (ret < 0)
-		return ret;
-	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		struct gw_listener_rt *l = &w->listeners[i];
-		/* a Unix name cannot be shared by SO_REUSEPORT: worker 0 serves it alone */
-		if (l->cfg->addr.kind != GW_ADDR_TCP && w->id > 0)
-			continue;
-		ret = gw_listen_open(w, l);
-		if (ret < 0)
-			return ret;
-	}
 	ret = gw_stats_open(w);
 	if (ret < 0)
 		return ret;
@@ -613,8 +560,8 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	w->now_ms = gw_now_ms();
 	/* open the warm backend connections; lazy pools wait for their first request */
 	for (size_t p = 0; p < w->n_pools; p++)
-		if (!w->pools[p].cfg->is_lazy)
-			gw_pool_start(w, &w->pools[p]);
+		if (!w->pools[p]->cfg->is_lazy)
+			gw_pool_start(w, w->pools[p]);
 	return 0;
 }
 
@@ -622,7 +569,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 static bool drained(struct gw_worker *w)
 {
 	for (size_t i = 0; i < w->n_pools; i++)
-		if (w->pools[i].queue.len)
+		if (w->pools[i]->queue.len)
 			return false;
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct gw_conn *c = &w->conns[i];
@@ -639,8 +586,8 @@ static void begin_stop(struct gw_worker *w)
 	w->is_stopping = true;
 	w->stop_deadline_ms = w->now_ms + GW_STOP_GRACE_MS;
 	for (size_t i = 0; i < w->n_listeners; i++)
-		if (w->listeners[i].conn)
-			gw_conn_close(w, w->listeners[i].conn, "stopping");
+		if (w->listeners[i]->conn)
+			gw_conn_close(w, w->listeners[i]->conn, "stopping");
 	gw_info("worker=%d msg=\"stopping: no new clients; finishing requests in flight\" "
 		"grace_ms=%d", w->id, GW_STOP_GRACE_MS);
 }
@@ -690,7 +637,7 @@ void gw_worker_destroy(struct gw_worker *w)
 		io_uring_queue_exit(&w->ring);
 	/* queued async requests belong to no slot: free them; sync ones go with their client */
 	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
-		struct gw_pool_rt *p = &w->pools[i];
+		struct gw_pool_rt *p = w->pools[i];
 		struct pool_waiter *wt;
 		while ((wt = pool_queue_first(&p->queue)) != NULL) {
 			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
@@ -726,15 +673,7 @@ void gw_worker_destroy(struct gw_worker *w)
 		if (c->fd >= 0)
 			close(c->fd);
 	}
-	gw_tls_fini_worker(w);
-	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
-		for (size_t b = 0; w->pools[i].backends && b < w->pools[i].n_backends; b++)
-			free(w->pools[i].backends[b].slots);
-		free(w->pools[i].backends);
-		free(w->pools[i].sel_view);
-	}
-	free(w->pools);
-	free(w->listeners);
+	gw_runtime_free(w);
 	free(w->conns);
 	if (w->buf_mem && w->buf_mem != MAP_FAILED)
 		munmap(w->buf_mem, (size_t)w->buf_count * w->buf_size);

@@ -240,6 +240,8 @@ struct gw_up_slot {
 
 struct gw_backend_rt {
 	const struct gw_backend_cfg *cfg;
+	bool is_retired;		/* removed or changed by a reload: closes as it frees */
+	struct pool_link retired_link;	/* worker.retired (kept until the worker exits) */
 	struct gw_pool_rt *pool;
 	struct pool_backend sel;	/* what the selector sees */
 	struct gw_up_slot *slots;	/* cfg->connections entries */
@@ -251,7 +253,9 @@ struct gw_backend_rt {
 
 struct gw_pool_rt {
 	const struct gw_pool_cfg *cfg;
-	struct gw_backend_rt *backends;
+	bool is_retired;
+	struct pool_link retired_link;
+	struct gw_backend_rt **backends;	/* each allocated alone: connections point at them */
 	struct pool_backend **sel_view;	/* pointers into backends[].sel for pool_pick */
 	size_t n_backends;
 	struct pool_selector selector;
@@ -267,6 +271,8 @@ struct gw_pool_rt {
 
 struct gw_listener_rt {
 	const struct gw_listener_cfg *cfg;
+	bool is_retired;
+	struct pool_link retired_link;
 	struct ssl_ctx_st *ssl_ctx;	/* a TLS listener's server context, or NULL */
 	struct gw_pool_rt *pool;
 	struct gw_conn *conn;
@@ -291,13 +297,18 @@ struct gw_worker {
 	struct gw_conn *free_list;
 	uint64_t next_conn_id;
 	uint32_t n_clients;
-	/* pools and listeners */
-	struct gw_pool_rt *pools;
+	/* pools and listeners; pools (and backends) are allocated one by one so that the
+	 * pointers requests and connections hold survive a configuration reload */
+	struct gw_pool_rt **pools;
 	size_t n_pools;
-	struct gw_listener_rt *listeners;
+	struct gw_listener_rt **listeners;
 	size_t n_listeners;
 	struct pool_link handshaking;
 	struct pool_link extra_ups;	/* dedicated and session backend connections */
+	/* runtime objects a reload removed: still referenced by connections or requests,
+	 * freed when the worker exits */
+	struct pool_link retired_pools, retired_backends, retired_listeners;
+	const struct gw_config *pending_cfg;	/* posted by main on SIGHUP (__atomic) */
 	void *auth_cache;		/* session.c's login cache, owned by the worker */
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
 	int audit_fd;			/* -1: no audit log */
@@ -330,6 +341,12 @@ static inline uint64_t gw_ud(enum gw_op op, const struct gw_conn *c)
 {
 	return ((uint64_t)op << 56) | ((uint64_t)(c->gen & 0xffffff) << 32) | c->idx;
 }
+
+/* runtime.c — pools, backends and listeners made from the config, and reloads */
+int gw_runtime_init(struct gw_worker *w);
+void gw_runtime_free(struct gw_worker *w);
+/* apply a new validated config (worker thread); the old one must stay alive */
+void gw_runtime_reload(struct gw_worker *w, const struct gw_config *cfg);
 
 /* worker.c */
 int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
@@ -410,8 +427,10 @@ void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
 
 /* tls.c — OpenSSL over memory BIOs (see tls.c) */
-int gw_tls_init_worker(struct gw_worker *w);
-void gw_tls_fini_worker(struct gw_worker *w);
+/* a listener's server context / a backend's client context (NULL on error, logged) */
+void *gw_tls_server_ctx(const struct gw_listener_cfg *l);
+void *gw_tls_client_ctx(const struct gw_backend_cfg *b);
+void gw_tls_ctx_free(void *ctx);
 int gw_tls_accept(struct gw_conn *c, void *ssl_ctx);
 int gw_tls_connect(struct gw_worker *w, struct gw_conn *c, void *ssl_ctx, const char *host,
 		   bool is_verify);

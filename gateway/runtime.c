@@ -1,0 +1,464 @@
+/*
+ * runtime.c — the worker's live objects made from the configuration (pools, their backends,
+ * listeners), and SIGHUP reloads that add, change or remove them without dropping clients.
+ *
+ * Lifetime rule: requests, pins and connections hold pointers to pools, backends and
+ * listeners, so each is allocated on its own and never moved. A reload that removes or
+ * changes one retires it instead of freeing it: a retired backend's idle connections close
+ * at once, busy ones close after their answer, and nothing reconnects; a retired pool's
+ * queued requests get `qgate: pool removed`; a retired listener stops accepting while its
+ * clients carry on. Retired objects are freed when the worker exits. The configurations they
+ * point into are kept alive by main for the same reason.
+ */
+#include "gateway/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/log.h"
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_tls(const struct gw_tls_cfg *a, const struct gw_tls_cfg *b)
+{
+	if (!a || !b)
+		return a == b;
+	return same_str(a->cert_file, b->cert_file) && same_str(a->key_file, b->key_file) &&
+	       same_str(a->client_ca_file, b->client_ca_file) && same_str(a->ca_file, b->ca_file) &&
+	       a->is_verify == b->is_verify;
+}
+
+/* Can the live backend keep its connections under the new definition? */
+static bool backend_same(const struct gw_backend_cfg *a, const struct gw_backend_cfg *b)
+{
+	return same_str(a->addr.text, b->addr.text) && same_str(a->user, b->user) &&
+	       same_str(a->password, b->password) && a->connections == b->connections &&
+	       same_tls(a->tls, b->tls);
+}
+
+static struct gw_backend_rt *backend_new(struct gw_pool_rt *p, const struct gw_backend_cfg *bc)
+{
+	struct gw_backend_rt *be = calloc(1, sizeof(*be));
+
+	if (!be)
+		return NULL;
+	be->cfg = bc;
+	be->pool = p;
+	be->sel.weight = bc->weight > 0 ? bc->weight : 1;
+	be->slots = calloc((size_t)bc->connections, sizeof(*be->slots));
+	pool_list_init(&be->idle);
+	pool_list_init(&be->retired_link);
+	if (!be->slots) {
+		free(be);
+		return NULL;
+	}
+	if (bc->tls) {
+		be->ssl_ctx = gw_tls_client_ctx(bc);
+		if (!be->ssl_ctx) {
+			free(be->slots);
+			free(be);
+			return NULL;
+		}
+	}
+	return be;
+}
+
+static void backend_free(struct gw_backend_rt *be)
+{
+	if (be->ssl_ctx)
+		gw_tls_ctx_free(be->ssl_ctx);
+	free(be->slots);
+	free(be);
+}
+
+/* Point the selector at the pool's current backends. */
+static int pool_set_backends(struct gw_pool_rt *p, struct gw_backend_rt **bes, size_t n)
+{
+	struct pool_backend **view = calloc(n ? n : 1, sizeof(*view));
+
+	if (!view)
+		return -ENOMEM;
+	for (size_t b = 0; b < n; b++)
+		view[b] = &bes[b]->sel;
+	free(p->backends);
+	free(p->sel_view);
+	p->backends = bes;
+	p->sel_view = view;
+	p->n_backends = n;
+	return 0;
+}
+
+static void pool_apply_cfg(struct gw_worker *w, struct gw_pool_rt *p, const struct gw_pool_cfg *pc)
+{
+	p->cfg = pc;
+	p->queue.max = pc->queue_max;
+	p->selector.strategy = (enum pool_strategy)pc->strategy;
+	(void)w;
+}
+
+static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg *pc)
+{
+	struct gw_pool_rt *p = calloc(1, sizeof(*p));
+	struct gw_backend_rt **bes = calloc(pc->n_backends ? pc->n_backends : 1, sizeof(*bes));
+
+	if (!p || !bes)
+		goto fail;
+	pool_list_init(&p->retired_link);
+	pool_selector_init(&p->selector, (enum pool_strategy)pc->strategy,
+			   w->rng ^ (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL);
+	pool_queue_init(&p->queue, pc->queue_max);
+	pool_apply_cfg(w, p, pc);
+	for (size_t b = 0; b < pc->n_backends; b++) {
+		bes[b] = backend_new(p, &pc->backends[b]);
+		if (!bes[b])
+			goto fail;
+	}
+	if (pool_set_backends(p, bes, pc->n_backends) < 0)
+		goto fail;
+	return p;
+fail:
+	for (size_t b = 0; bes && b < pc->n_backends; b++)
+		if (bes[b])
+			backend_free(bes[b]);
+	free(bes);
+	free(p);
+	return NULL;
+}
+
+static void pool_free(struct gw_pool_rt *p)
+{
+	for (size_t b = 0; b < p->n_backends; b++)
+		backend_free(p->backends[b]);
+	free(p->backends);
+	free(p->sel_view);
+	free(p);
+}
+
+static struct gw_listener_rt *listener_new(struct gw_worker *w, const struct gw_listener_cfg *lc)
+{
+	struct gw_listener_rt *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->cfg = lc;
+	pool_list_init(&l->retired_link);
+	for (size_t p = 0; p < w->n_pools; p++)
+		if (strcmp(w->pools[p]->cfg->name, lc->pool) == 0)
+			l->pool = w->pools[p];
+	if (lc->tls) {
+		l->ssl_ctx = gw_tls_server_ctx(lc);
+		if (!l->ssl_ctx) {
+			free(l);
+			return NULL;
+		}
+	}
+	return l;
+}
+
+static void listener_free(struct gw_listener_rt *l)
+{
+	if (l->ssl_ctx)
+		gw_tls_ctx_free(l->ssl_ctx);
+	free(l);
+}
+
+/* Unix names cannot be shared through SO_REUSEPORT: worker 0 serves them alone. */
+static bool listener_is_mine(const struct gw_worker *w, const struct gw_listener_cfg *lc)
+{
+	return lc->addr.kind == GW_ADDR_TCP || w->id == 0;
+}
+
+int gw_runtime_init(struct gw_worker *w)
+{
+	const struct gw_config *cfg = w->cfg;
+
+	pool_list_init(&w->retired_pools);
+	pool_list_init(&w->retired_backends);
+	pool_list_init(&w->retired_listeners);
+	w->pools = calloc(cfg->n_pools ? cfg->n_pools : 1, sizeof(*w->pools));
+	w->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*w->listeners));
+	if (!w->pools || !w->listeners)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		w->pools[i] = pool_new(w, &cfg->pools[i]);
+		if (!w->pools[i])
+			return -ENOMEM;
+		w->n_pools++;
+	}
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		w->listeners[i] = listener_new(w, &cfg->listeners[i]);
+		if (!w->listeners[i])
+			return -EINVAL;
+		w->n_listeners++;
+	}
+	for (size_t i = 0; i < w->n_listeners; i++) {
+		if (!listener_is_mine(w, w->listeners[i]->cfg))
+			continue;
+		int ret = gw_listen_open(w, w->listeners[i]);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+void gw_runtime_free(struct gw_worker *w)
+{
+	struct pool_link *l;
+
+	for (size_t i = 0; w->pools && i < w->n_pools; i++)
+		pool_free(w->pools[i]);
+	for (size_t i = 0; w->listeners && i < w->n_listeners; i++)
+		listener_free(w->listeners[i]);
+	while (w->retired_pools.next && !pool_list_empty(&w->retired_pools)) {
+		l = w->retired_pools.next;
+		pool_list_del(l);
+		pool_free(pool_container_of(l, struct gw_pool_rt, retired_link));
+	}
+	while (w->retired_backends.next && !pool_list_empty(&w->retired_backends)) {
+		l = w->retired_backends.next;
+		pool_list_del(l);
+		backend_free(pool_container_of(l, struct gw_backend_rt, retired_link));
+	}
+	while (w->retired_listeners.next && !pool_list_empty(&w->retired_listeners)) {
+		l = w->retired_listeners.next;
+		pool_list_del(l);
+		listener_free(pool_container_of(l, struct gw_listener_rt, retired_link));
+	}
+	free(w->pools);
+	free(w->listeners);
+	w->pools = NULL;
+	w->listeners = NULL;
+}
+
+/* ------------------------------------------------------------------ reload */
+
+static void retire_backend(struct gw_worker *w, struct gw_backend_rt *be)
+{
+	be->is_retired = true;
+	pool_list_add_tail(&w->retired_backends, &be->retired_link);
+	for (int s = 0; s < be->cfg->connections; s++) {
+		struct gw_up_slot *sl = &be->slots[s];
+		sl->is_given_up = true;	/* nothing reconnects */
+		struct gw_conn *c = sl->conn;
+		if (c && !c->is_closing && c->up.state != GW_UP_BUSY)
+			gw_conn_close(w, c, "backend removed by reload");
+		/* a busy one closes once its answer is through (answer_done) */
+	}
+	gw_info("backend=%s pool=%s msg=\"backend retired by reload\"", be->cfg->name,
+		be->pool->cfg->name);
+}
+
+static void retire_pool(struct gw_worker *w, struct gw_pool_rt *p)
+{
+	struct pool_waiter *wt;
+
+	p->is_retired = true;
+	while ((wt = pool_queue_first(&p->queue)) != NULL)
+		gw_req_fail(w, pool_container_of(wt, struct gw_req, waiter), "qgate: pool removed");
+	for (size_t b = 0; b < p->n_backends; b++)
+		retire_backend(w, p->backends[b]);
+	/* the backends now live on the retired list; the pool keeps none */
+	p->n_backends = 0;
+	pool_list_add_tail(&w->retired_pools, &p->retired_link);
+	gw_info("pool=%s msg=\"pool removed by reload\"", p->cfg->name);
+}
+
+/* Rebuild a kept pool's backends: unchanged ones keep their connections. */
+static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct gw_pool_cfg *pc)
+{
+	struct gw_backend_rt **bes = calloc(pc->n_backends ? pc->n_backends : 1, sizeof(*bes));
+	bool *kept = calloc(p->n_backends ? p->n_backends : 1, sizeof(*kept));
+
+	if (!bes || !kept) {
+		gw_err("pool=%s msg=\"reload: out of memory, pool left as it was\"", p->cfg->name);
+		free(bes);
+		free(kept);
+		return;
+	}
+	for (size_t b = 0; b < pc->n_backends; b++) {
+		const struct gw_backend_cfg *bc = &pc->backends[b];
+		for (size_t o = 0; o < p->n_backends && !bes[b]; o++) {
+			if (kept[o] || strcmp(p->backends[o]->cfg->name, bc->name) != 0 ||
+			    !backend_same(p->backends[o]->cfg, bc))
+				continue;
+			kept[o] = true;
+			bes[b] = p->backends[o];
+			bes[b]->cfg = bc;
+			bes[b]->sel.weight = bc->weight > 0 ? bc->weight : 1;
+		}
+		if (!bes[b]) {
+			bes[b] = backend_new(p, bc);
+			if (!bes[b]) {
+				gw_err("backend=%s msg=\"reload: cannot create backend\"", bc->name);
+				continue;
+			}
+			gw_info("backend=%s pool=%s address=%s msg=\"backend added by reload\"",
+				bc->name, pc->name, bc->addr.text);
+			if (p->is_started)
+				for (int s = 0; s < bc->connections; s++)
+					gw_upstream_start(w, bes[b], s);
+		}
+	}
+	for (size_t o = 0; o < p->n_backends; o++)
+		if (!kept[o])
+			retire_backend(w, p->backends[o]);
+	/* compact away backends that could not be created */
+	size_t n = 0;
+	for (size_t b = 0; b < pc->n_backends; b++)
+		if (bes[b])
+			bes[n++] = bes[b];
+	free(kept);
+	pool_apply_cfg(w, p, pc);
+	if (pool_set_backends(p, bes, n) < 0)
+		gw_err("pool=%s msg=\"reload: out of memory\"", pc->name);
+	gw_pool_dispatch(w, p);
+}
+
+static void reload_pools(struct gw_worker *w, const struct gw_config *cfg)
+{
+	struct gw_pool_rt **pools = calloc(cfg->n_pools ? cfg->n_pools : 1, sizeof(*pools));
+	bool *kept = calloc(w->n_pools ? w->n_pools : 1, sizeof(*kept));
+	size_t n = 0;
+
+	if (!pools || !kept) {
+		gw_err("msg=\"reload: out of memory, pools left as they were\"");
+		free(pools);
+		free(kept);
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		const struct gw_pool_cfg *pc = &cfg->pools[i];
+		struct gw_pool_rt *p = NULL;
+		for (size_t o = 0; o < w->n_pools && !p; o++)
+			if (!kept[o] && strcmp(w->pools[o]->cfg->name, pc->name) == 0 &&
+			    w->pools[o]->cfg->mode == pc->mode) {
+				kept[o] = true;
+				p = w->pools[o];
+			}
+		if (p) {
+			reload_pool(w, p, pc);
+		} else {
+			p = pool_new(w, pc);
+			if (!p) {
+				gw_err("pool=%s msg=\"reload: cannot create pool\"", pc->name);
+				continue;
+			}
+			gw_info("pool=%s msg=\"pool added by reload\"", pc->name);
+			if (!pc->is_lazy)
+				gw_pool_start(w, p);
+		}
+		pools[n++] = p;
+	}
+	for (size_t o = 0; o < w->n_pools; o++)
+		if (!kept[o])
+			retire_pool(w, w->pools[o]);
+	free(kept);
+	free(w->pools);
+	w->pools = pools;
+	w->n_pools = n;
+}
+
+static struct gw_pool_rt *pool_named(struct gw_worker *w, const char *name)
+{
+	for (size_t p = 0; p < w->n_pools; p++)
+		if (strcmp(w->pools[p]->cfg->name, name) == 0)
+			return w->pools[p];
+	return NULL;
+}
+
+static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
+{
+	struct gw_listener_rt **ls = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*ls));
+	bool *kept = calloc(w->n_listeners ? w->n_listeners : 1, sizeof(*kept));
+	size_t n = 0;
+
+	if (!ls || !kept) {
+		gw_err("msg=\"reload: out of memory, listeners left as they were\"");
+		free(ls);
+		free(kept);
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct gw_listener_cfg *lc = &cfg->listeners[i];
+		struct gw_listener_rt *l = NULL;
+		for (size_t o = 0; o < w->n_listeners && !l; o++) {
+			struct gw_listener_rt *ol = w->listeners[o];
+			if (!kept[o] && strcmp(ol->cfg->name, lc->name) == 0 &&
+			    same_str(ol->cfg->addr.text, lc->addr.text) && same_tls(ol->cfg->tls, lc->tls)) {
+				kept[o] = true;
+				l = ol;
+				l->cfg = lc;
+				l->pool = pool_named(w, lc->pool);
+			}
+		}
+		if (!l) {
+			l = listener_new(w, lc);
+			if (!l) {
+				gw_err("listener=%s msg=\"reload: cannot create listener\"", lc->name);
+				continue;
+			}
+			if (listener_is_mine(w, lc) && gw_listen_open(w, l) < 0) {
+				listener_free(l);
+				continue;
+			}
+		}
+		ls[n++] = l;
+	}
+	for (size_t o = 0; o < w->n_listeners; o++) {
+		struct gw_listener_rt *ol = w->listeners[o];
+		if (kept[o])
+			continue;
+		/* its clients carry on (routed to the pool of that name, if any); it just stops
+		 * accepting */
+		ol->is_retired = true;
+		ol->pool = pool_named(w, ol->cfg->pool);
+		if (ol->conn)
+			gw_conn_close(w, ol->conn, "listener removed by reload");
+		ol->conn = NULL;
+		pool_list_add_tail(&w->retired_listeners, &ol->retired_link);
+		gw_info("listener=%s msg=\"listener removed by reload\"", ol->cfg->name);
+	}
+	free(kept);
+	free(w->listeners);
+	w->listeners = ls;
+	w->n_listeners = n;
+}
+
+/* Clients keep their sessions; their user entry is looked up again in the new file. */
+static void reload_clients(struct gw_worker *w, const struct gw_config *cfg)
+{
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct gw_conn *c = &w->conns[i];
+		if (c->kind != GW_CONN_CLIENT || c->is_closing || !c->cl.ucfg)
+			continue;
+		c->cl.ucfg = cfg->has_auth ? gw_cfg_user(cfg, c->cl.user) : NULL;
+		if (cfg->has_auth && !c->cl.ucfg) {
+			gw_info("conn=%llu user=%s msg=\"user removed by reload: closing client\"",
+				(unsigned long long)c->id, c->cl.user);
+			gw_conn_close(w, c, "user removed");
+		}
+	}
+}
+
+void gw_runtime_reload(struct gw_worker *w, const struct gw_config *cfg)
+{
+	const struct gw_config *old = w->cfg;
+
+	if (cfg->workers != old->workers)
+		gw_warn("msg=\"reload: a new workers count takes effect at restart\"");
+	if (!same_str(cfg->stats_listen ? cfg->stats_listen->text : NULL,
+		      old->stats_listen ? old->stats_listen->text : NULL))
+		gw_warn("msg=\"reload: a new stats address takes effect at restart\"");
+	if (!same_str(cfg->audit_file, old->audit_file))
+		gw_warn("msg=\"reload: a new audit_file takes effect at restart\"");
+	w->cfg = cfg;
+	reload_pools(w, cfg);
+	reload_listeners(w, cfg);
+	reload_clients(w, cfg);
+	gw_info("worker=%d msg=\"configuration reloaded\" pools=%zu listeners=%zu", w->id,
+		w->n_pools, w->n_listeners);
+}
