@@ -40,7 +40,7 @@ fail() {
 # ---------------------------------------------------------------- Debian packages
 PKGS=(ca-certificates)
 [ $want_build = 1 ] && PKGS+=(meson ninja-build pkg-config gcc clang liburing-dev libssl-dev
-	libjansson-dev libcriterion-dev)
+	libjansson-dev libcriterion-dev openssl)
 [ $want_python = 1 ] && PKGS+=(python3 python3-venv)
 [ $want_java = 1 ] && PKGS+=(maven)
 [ $want_haproxy = 1 ] && PKGS+=(haproxy)
