@@ -115,7 +115,7 @@ static bool put_special(struct fbuf *b, int64_t v, int64_t null_v, int t, bool s
 
 	if (v == null_v)
 		s = "0N";
-	else if (v == -null_v - 1)
+	else if (v == -(null_v + 1))	/* +infinity; written so INT64_MIN cannot overflow */
 		s = "0W";
 	else if (v == null_v + 1)
 		s = "-0W";
@@ -236,9 +236,18 @@ static void put_item(struct fbuf *b, int t, const void *p, bool in_vec)
 		memcpy(&j, p, 8);
 		if (put_special(b, j, INT64_MIN, t, true))
 			return;
-		put_date(b, floordiv(j, 86400000000000LL));
-		puts_(b, "D");
-		put_clock_ns(b, (uint64_t)(j - floordiv(j, 86400000000000LL) * 86400000000000LL));
+		{
+			/* floor division by a day without the multiply that overflows near the
+			 * ends of the range */
+			int64_t day = j / 86400000000000LL, rem = j % 86400000000000LL;
+			if (rem < 0) {
+				rem += 86400000000000LL;
+				day--;
+			}
+			put_date(b, day);
+			puts_(b, "D");
+			put_clock_ns(b, (uint64_t)rem);
+		}
 		return;
 	case QT_MONTH:
 		memcpy(&i, p, 4);
@@ -264,6 +273,10 @@ static void put_item(struct fbuf *b, int t, const void *p, bool in_vec)
 		}
 		if (isinf(f)) {
 			puts_(b, f > 0 ? "0wz" : "-0wz");
+			return;
+		}
+		if (f > 1e9 || f < -1e9) {	/* far outside any calendar q prints */
+			putf(b, "%gz", f);
 			return;
 		}
 		fl = floor(f);

@@ -105,3 +105,35 @@ Test(format, huge_values_are_bounded, .timeout = 30)
 	cr_assert_eq(strcmp(buf + sizeof(buf) - 3, ".."), 0);
 	qipc_obj_free(o);
 }
+
+/* Values at the ends of their ranges (found by tests/fuzz/fuzz_decode under UBSan): they
+ * print without overflowing, and the infinities keep their q spelling. */
+Test(format, extreme_temporal_values)
+{
+	char out[128];
+	struct qipc_obj *o;
+
+	o = qipc_obj_atom(-QT_TIMESTAMP);
+	o->a.j = INT64_MIN + 2;	/* the smallest ordinary timestamp */
+	cr_assert_gt(qipc_format(o, out, sizeof(out)), 0);
+	cr_assert(strchr(out, 'D') != NULL, "%s", out);
+	o->a.j = INT64_MAX;
+	qipc_format(o, out, sizeof(out));
+	cr_assert_str_eq(out, "0Wp");
+	o->a.j = INT64_MIN + 1;
+	qipc_format(o, out, sizeof(out));
+	cr_assert_str_eq(out, "-0Wp");
+	qipc_obj_free(o);
+
+	o = qipc_obj_atom(-QT_TIMESPAN);
+	o->a.j = INT64_MAX;
+	qipc_format(o, out, sizeof(out));
+	cr_assert_str_eq(out, "0Wn");
+	qipc_obj_free(o);
+
+	o = qipc_obj_atom(-QT_DATETIME);
+	o->a.f = -3.12175e+144;
+	cr_assert_gt(qipc_format(o, out, sizeof(out)), 0);
+	cr_assert(strchr(out, 'z') != NULL, "%s", out);
+	qipc_obj_free(o);
+}
