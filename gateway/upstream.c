@@ -286,6 +286,10 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 static void answer_done(struct gw_worker *w, struct gw_conn *c)
 {
 	c->up.is_draining = false;
+	/* paused while its client was slow to read, and the last bytes were already in
+	 * flight: no slot refers to it any more, so resume it here or it stays deaf */
+	if (c->up.is_paused_for_client)
+		gw_upstream_resume(w, c);
 	if (c->up.kind == GW_UPK_DEDICATED) {
 		gw_conn_close(w, c, "dedicated request answered");
 		return;

@@ -726,3 +726,37 @@ Test(modes, two_gateways_behind_haproxy_serve_the_same_backends, .timeout = 90.0
 	for (int i = 0; i < 8; i++)
 		close(fds[i]);
 }
+
+/* ------------------------------------------------------------ slow readers */
+
+Test(modes, a_slow_reader_pauses_its_backend_and_the_connection_recovers, .timeout = 90.0)
+{
+	start_backend(0, NULL);
+	char members[512];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}],"
+		 "\"limits\":{\"client_buffer_bytes\":65536}", be[0]->port);
+	start_gate_json(members);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "slow:x", NULL));
+	for (int round = 0; round < 4; round++) {
+		/* ask for 6 MiB and read nothing for a while: the gateway must stop reading the
+		 * backend (bounded memory) and start again once the client reads */
+		T_OK(t_send_free(fd, T_SYNC, t_call(".mock.bytes", 1, t_long(6 << 20))));
+		poll(NULL, 0, 150);	/* the client being slow is the point, not a wait */
+		struct t_obj *r = NULL;
+		int type = -1;
+		T_OK(t_q_recv(fd, 20000, &r, &type));
+		cr_assert(r->type == T_BYTE && r->n == (6u << 20), "got %s", t_show(r));
+		t_free(r);
+		/* the backend connection serves the next requests: it was not left paused */
+		for (int i = 0; i < 5; i++)
+			t_call_expect(fd, t_call(".mock.echo", 1, t_long(i)), t_long(i), 5000);
+	}
+	json_t *j = stats();
+	json_t *b = json_array_get(json_object_get(json_array_get(json_object_get(j, "pools"), 0),
+						   "backends"), 0);
+	cr_assert_eq(json_integer_value(json_object_get(b, "requests")), 24);
+	json_decref(j);
+	close(fd);
+}
