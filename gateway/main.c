@@ -34,6 +34,8 @@ struct worker_thread {
 	int *n_ready;
 	int init_ret;
 	int run_ret;
+	struct gw_worker *const *peers;
+	int n_peers;
 };
 
 static void usage(FILE *f)
@@ -49,7 +51,7 @@ static void *worker_main(void *arg)
 	struct worker_thread *t = arg;
 
 	/* the ring must be created by the thread that submits to it (SINGLE_ISSUER) */
-	t->init_ret = gw_worker_init(&t->w, t->cfg, t->id, t->stop);
+	t->init_ret = gw_worker_init(&t->w, t->cfg, t->id, t->stop, t->peers, t->n_peers);
 	pthread_mutex_lock(t->mu);
 	(*t->n_ready)++;
 	pthread_cond_broadcast(t->cv);
@@ -131,16 +133,27 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	int n_ready = 0, failed = 0;
 	sigset_t set;
 
-	if (!ts)
+	struct gw_worker **peers = calloc((size_t)n, sizeof(*peers));
+	if (!ts || !peers)
 		return 1;
+	for (int i = 0; i < n; i++) {
+		peers[i] = &ts[i].w;
+		pthread_mutex_init(&ts[i].w.snap_mu, NULL);
+	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);	/* inherited by the workers */
 	for (int i = 0; i < n; i++) {
-		ts[i] = (struct worker_thread){ .cfg = cfg, .id = i, .stop = &stop, .mu = &mu,
-						.cv = &cv, .n_ready = &n_ready };
+		ts[i].cfg = cfg;
+		ts[i].id = i;
+		ts[i].stop = &stop;
+		ts[i].mu = &mu;
+		ts[i].cv = &cv;
+		ts[i].n_ready = &n_ready;
+		ts[i].peers = peers;
+		ts[i].n_peers = n;
 		if (pthread_create(&ts[i].tid, NULL, worker_main, &ts[i]) != 0) {
 			gw_err("msg=\"cannot start worker thread\"");
 			return 1;
@@ -176,7 +189,10 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	for (int i = 0; i < n; i++)
 		if (ts[i].run_ret < 0)
 			failed = 1;
+	for (int i = 0; i < n; i++)
+		pthread_mutex_destroy(&ts[i].w.snap_mu);
 	free(ts);
+	free(peers);
 	return failed ? 1 : 0;
 }
 

@@ -10,6 +10,7 @@
 #include "gateway/worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,15 +113,19 @@ static bool pool_is_up(const struct gw_pool_rt *p)
 
 static json_t *latency_json(const struct gw_hist *h)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "count", (json_int_t)h->total,
-			 "p50_us", (json_int_t)gw_hist_quantile(h, 0.50),
-			 "p90_us", (json_int_t)gw_hist_quantile(h, 0.90),
-			 "p99_us", (json_int_t)gw_hist_quantile(h, 0.99),
-			 "p999_us", (json_int_t)gw_hist_quantile(h, 0.999),
-			 "max_us", (json_int_t)h->max_us);
+	json_t *hist = json_array();
+
+	/* the raw buckets travel with the snapshot so workers' figures merge exactly */
+	for (unsigned i = 0; i < GW_HIST_BUCKETS; i++)
+		if (h->counts[i])
+			json_array_append_new(hist, json_pack("[i,I]", (int)i,
+							      (json_int_t)h->counts[i]));
+	return json_pack("{s:I,s:I,s:o}", "count", (json_int_t)h->total, "max_us",
+			 (json_int_t)h->max_us, "hist", hist);
 }
 
-static char *stats_json(struct gw_worker *w)
+/* This worker's figures as a JSON tree (latency still as raw buckets). */
+static json_t *stats_tree(struct gw_worker *w)
 {
 	json_t *root = json_object(), *ls = json_array(), *ps = json_array();
 
@@ -165,12 +170,174 @@ static char *stats_json(struct gw_worker *w)
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
 	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I}",
-		"worker", w->id, "clients", (json_int_t)w->n_clients,
+		"workers", 1, "clients", (json_int_t)w->n_clients,
 		"protocol_errors", (json_int_t)w->protocol_errors,
 		"rx_enobufs", (json_int_t)w->enobufs, "cq_overflows", (json_int_t)w->cq_overflows));
-	char *s = json_dumps(root, JSON_INDENT(2));
-	json_decref(root);
-	return s;
+	return root;
+}
+
+/* ----------------------------------------------------- workers' figures, merged */
+
+void gw_stats_publish(struct gw_worker *w)
+{
+	json_t *t = stats_tree(w);
+	char *s = json_dumps(t, JSON_COMPACT);
+
+	json_decref(t);
+	pthread_mutex_lock(&w->snap_mu);
+	char *old = w->snap_json;
+	w->snap_json = s;
+	pthread_mutex_unlock(&w->snap_mu);
+	free(old);
+}
+
+static const char *state_rank[] = { "down", "connecting", "up" };
+
+static bool same_name(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+static int rank_of(const char *s)
+{
+	for (int i = 2; i >= 0; i--)
+		if (s && strcmp(s, state_rank[i]) == 0)
+			return i;
+	return 0;
+}
+
+static void merge_into(json_t *dst, json_t *src);
+
+/* Arrays of named objects merge by name; an unknown name is appended. */
+static void merge_named(json_t *dst, json_t *src)
+{
+	size_t i;
+	json_t *sv;
+
+	json_array_foreach(src, i, sv) {
+		const char *name = json_string_value(json_object_get(sv, "name"));
+		json_t *match = NULL, *dv;
+		size_t j;
+		json_array_foreach(dst, j, dv) {
+			if (name && !match &&
+			    same_name(json_string_value(json_object_get(dv, "name")), name))
+				match = dv;
+		}
+		if (match)
+			merge_into(match, sv);
+		else
+			json_array_append(dst, sv);
+	}
+}
+
+static void merge_hist(json_t *dst, json_t *src)
+{
+	size_t i;
+	json_t *pair;
+
+	json_array_foreach(src, i, pair) {
+		json_int_t b = json_integer_value(json_array_get(pair, 0));
+		json_int_t c = json_integer_value(json_array_get(pair, 1));
+		json_t *hit = NULL, *dp;
+		size_t j;
+		json_array_foreach(dst, j, dp) {
+			if (!hit && json_integer_value(json_array_get(dp, 0)) == b)
+				hit = dp;
+		}
+		if (hit)
+			json_array_set_new(hit, 1, json_integer(
+				json_integer_value(json_array_get(hit, 1)) + c));
+		else
+			json_array_append(dst, pair);
+	}
+}
+
+static void merge_into(json_t *dst, json_t *src)
+{
+	const char *key;
+	json_t *sv;
+
+	json_object_foreach(src, key, sv) {
+		json_t *dv = json_object_get(dst, key);
+		if (!dv) {
+			json_object_set(dst, key, sv);
+		} else if (json_is_integer(sv) && json_is_integer(dv)) {
+			if (strcmp(key, "weight") == 0)
+				continue;
+			if (strcmp(key, "max_us") == 0)
+				json_object_set_new(dst, key, json_integer(
+					json_integer_value(sv) > json_integer_value(dv) ?
+					json_integer_value(sv) : json_integer_value(dv)));
+			else
+				json_object_set_new(dst, key, json_integer(json_integer_value(dv) +
+									  json_integer_value(sv)));
+		} else if (strcmp(key, "state") == 0) {
+			if (rank_of(json_string_value(sv)) > rank_of(json_string_value(dv)))
+				json_object_set(dst, key, sv);
+		} else if (strcmp(key, "hist") == 0) {
+			merge_hist(dv, sv);
+		} else if (json_is_object(sv) && json_is_object(dv)) {
+			merge_into(dv, sv);
+		} else if (json_is_array(sv) && json_is_array(dv)) {
+			merge_named(dv, sv);
+		}
+	}
+}
+
+/* Turn each pool's raw latency buckets into percentiles. */
+static void finish_latency(json_t *root)
+{
+	size_t i;
+	json_t *p;
+
+	json_array_foreach(json_object_get(root, "pools"), i, p) {
+		json_t *lat = json_object_get(p, "latency"), *pair;
+		struct gw_hist h;
+		size_t j;
+
+		memset(&h, 0, sizeof(h));
+		json_array_foreach(json_object_get(lat, "hist"), j, pair) {
+			json_int_t b = json_integer_value(json_array_get(pair, 0));
+			if (b >= 0 && b < GW_HIST_BUCKETS)
+				h.counts[b] += (uint64_t)json_integer_value(json_array_get(pair, 1));
+		}
+		h.total = (uint64_t)json_integer_value(json_object_get(lat, "count"));
+		h.max_us = (uint64_t)json_integer_value(json_object_get(lat, "max_us"));
+		json_object_set_new(p, "latency", json_pack(
+			"{s:I,s:I,s:I,s:I,s:I,s:I}", "count", (json_int_t)h.total,
+			"p50_us", (json_int_t)gw_hist_quantile(&h, 0.50),
+			"p90_us", (json_int_t)gw_hist_quantile(&h, 0.90),
+			"p99_us", (json_int_t)gw_hist_quantile(&h, 0.99),
+			"p999_us", (json_int_t)gw_hist_quantile(&h, 0.999),
+			"max_us", (json_int_t)h.max_us));
+	}
+}
+
+/* The whole gateway's figures: this worker's now, the others' latest snapshots. */
+static json_t *gathered_tree(struct gw_worker *w)
+{
+	json_t *root = stats_tree(w);
+
+	for (int i = 0; i < w->n_peers; i++) {
+		struct gw_worker *o = w->peers[i];
+		if (o == w)
+			continue;
+		pthread_mutex_lock(&o->snap_mu);
+		char *s = o->snap_json ? strdup(o->snap_json) : NULL;
+		pthread_mutex_unlock(&o->snap_mu);
+		json_t *t = s ? json_loads(s, 0, NULL) : NULL;
+		free(s);
+		if (t)
+			merge_into(root, t);
+		json_decref(t);
+	}
+	finish_latency(root);
+	return root;
+}
+
+static bool tree_pool_up(json_t *p)
+{
+	return rank_of(json_string_value(json_object_get(p, "state"))) == 2;
 }
 
 struct textbuf {
@@ -201,79 +368,83 @@ static void tb_printf(struct textbuf *t, const char *fmt, ...)
 	}
 }
 
-static char *metrics_text(struct gw_worker *w)
+static long long jint(json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+static char *metrics_text(json_t *root)
 {
 	struct textbuf t = { .p = malloc(4096), .len = 0, .cap = 4096 };
+	json_t *gw = json_object_get(root, "gateway"), *ls = json_object_get(root, "listeners");
+	json_t *ps = json_object_get(root, "pools"), *x, *p, *b;
+	size_t i, j;
 
 	if (!t.p)
 		abort();
 	t.p[0] = '\0';
-	tb_printf(&t, "# TYPE qgate_clients gauge\nqgate_clients %u\n", w->n_clients);
-	tb_printf(&t, "# TYPE qgate_protocol_errors_total counter\nqgate_protocol_errors_total %llu\n",
-		  (unsigned long long)w->protocol_errors);
+	tb_printf(&t, "# TYPE qgate_clients gauge\nqgate_clients %lld\n", jint(gw, "clients"));
+	tb_printf(&t, "# TYPE qgate_protocol_errors_total counter\n"
+		  "qgate_protocol_errors_total %lld\n", jint(gw, "protocol_errors"));
 	tb_printf(&t, "# TYPE qgate_listener_clients gauge\n");
-	for (size_t i = 0; i < w->n_listeners; i++)
-		tb_printf(&t, "qgate_listener_clients{listener=\"%s\"} %llu\n",
-			  w->listeners[i]->cfg->name, (unsigned long long)w->listeners[i]->clients);
+	json_array_foreach(ls, i, x)
+		tb_printf(&t, "qgate_listener_clients{listener=\"%s\"} %lld\n", jstr(x, "name"),
+			  jint(x, "clients"));
 	static const char *const pool_counters[] = {
 		"requests", "errors", "queue_full", "queue_timeouts", "timeouts",
 		"dropped_unsolicited",
 	};
 	for (size_t k = 0; k < sizeof(pool_counters) / sizeof(pool_counters[0]); k++) {
 		tb_printf(&t, "# TYPE qgate_pool_%s_total counter\n", pool_counters[k]);
-		for (size_t i = 0; i < w->n_pools; i++) {
-			const struct gw_pool_rt *p = w->pools[i];
-			uint64_t v[] = { p->requests, p->errors, p->queue_full, p->queue_timeouts,
-					 p->timeouts, p->dropped_unsolicited };
-			tb_printf(&t, "qgate_pool_%s_total{pool=\"%s\"} %llu\n", pool_counters[k],
-				  p->cfg->name, (unsigned long long)v[k]);
-		}
+		json_array_foreach(ps, i, p)
+			tb_printf(&t, "qgate_pool_%s_total{pool=\"%s\"} %lld\n", pool_counters[k],
+				  jstr(p, "name"), jint(p, pool_counters[k]));
 	}
 	tb_printf(&t, "# TYPE qgate_pool_queued gauge\n");
-	for (size_t i = 0; i < w->n_pools; i++)
-		tb_printf(&t, "qgate_pool_queued{pool=\"%s\"} %u\n", w->pools[i]->cfg->name,
-			  w->pools[i]->queue.len);
+	json_array_foreach(ps, i, p)
+		tb_printf(&t, "qgate_pool_queued{pool=\"%s\"} %lld\n", jstr(p, "name"),
+			  jint(p, "queued"));
 	tb_printf(&t, "# TYPE qgate_pool_latency_seconds summary\n");
-	for (size_t i = 0; i < w->n_pools; i++) {
-		const struct gw_pool_rt *p = w->pools[i];
-		static const double qs[] = { 0.5, 0.9, 0.99, 0.999 };
+	json_array_foreach(ps, i, p) {
+		static const char *const qk[] = { "p50_us", "p90_us", "p99_us", "p999_us" };
+		static const char *const qv[] = { "0.5", "0.9", "0.99", "0.999" };
+		json_t *lat = json_object_get(p, "latency");
 		for (size_t k = 0; k < 4; k++)
-			tb_printf(&t, "qgate_pool_latency_seconds{pool=\"%s\",quantile=\"%g\"} %.6f\n",
-				  p->cfg->name, qs[k], (double)gw_hist_quantile(&p->latency, qs[k]) / 1e6);
-		tb_printf(&t, "qgate_pool_latency_seconds_count{pool=\"%s\"} %llu\n", p->cfg->name,
-			  (unsigned long long)p->latency.total);
+			tb_printf(&t, "qgate_pool_latency_seconds{pool=\"%s\",quantile=\"%s\"} %.6f\n",
+				  jstr(p, "name"), qv[k], (double)jint(lat, qk[k]) / 1e6);
+		tb_printf(&t, "qgate_pool_latency_seconds_count{pool=\"%s\"} %lld\n",
+			  jstr(p, "name"), jint(lat, "count"));
 	}
 	tb_printf(&t, "# TYPE qgate_backend_up gauge\n");
-	for (size_t i = 0; i < w->n_pools; i++)
-		for (size_t b = 0; b < w->pools[i]->n_backends; b++) {
-			const struct gw_backend_rt *be = w->pools[i]->backends[b];
+	json_array_foreach(ps, i, p)
+		json_array_foreach(json_object_get(p, "backends"), j, b)
 			tb_printf(&t, "qgate_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
-				  w->pools[i]->cfg->name, be->cfg->name, be->sel.n_up > 0);
-		}
+				  jstr(p, "name"), jstr(b, "name"), tree_pool_up(b));
 	tb_printf(&t, "# TYPE qgate_backend_connections gauge\n");
-	for (size_t i = 0; i < w->n_pools; i++)
-		for (size_t b = 0; b < w->pools[i]->n_backends; b++) {
-			const struct gw_backend_rt *be = w->pools[i]->backends[b];
-			struct conn_counts n = backend_counts(be);
-			const char *pn = w->pools[i]->cfg->name, *bn = be->cfg->name;
-			tb_printf(&t, "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"idle\"} %u\n"
-				  "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"busy\"} %u\n"
-				  "qgate_backend_connections{pool=\"%s\",backend=\"%s\",state=\"connecting\"} %u\n",
-				  pn, bn, n.idle, pn, bn, n.busy, pn, bn, n.connecting);
+	json_array_foreach(ps, i, p)
+		json_array_foreach(json_object_get(p, "backends"), j, b) {
+			static const char *const st[] = { "idle", "busy", "connecting" };
+			json_t *conns = json_object_get(b, "connections");
+			for (size_t k = 0; k < 3; k++)
+				tb_printf(&t, "qgate_backend_connections{pool=\"%s\",backend=\"%s\","
+					  "state=\"%s\"} %lld\n", jstr(p, "name"), jstr(b, "name"),
+					  st[k], jint(conns, st[k]));
 		}
 	static const char *const be_counters[] = { "requests", "errors", "reconnects",
 						   "bytes_in", "bytes_out" };
 	for (size_t k = 0; k < 5; k++) {
 		tb_printf(&t, "# TYPE qgate_backend_%s_total counter\n", be_counters[k]);
-		for (size_t i = 0; i < w->n_pools; i++)
-			for (size_t b = 0; b < w->pools[i]->n_backends; b++) {
-				const struct gw_backend_rt *be = w->pools[i]->backends[b];
-				uint64_t v[] = { be->requests, be->errors, be->reconnects,
-						 be->bytes_in, be->bytes_out };
-				tb_printf(&t, "qgate_backend_%s_total{pool=\"%s\",backend=\"%s\"} %llu\n",
-					  be_counters[k], w->pools[i]->cfg->name, be->cfg->name,
-					  (unsigned long long)v[k]);
-			}
+		json_array_foreach(ps, i, p)
+			json_array_foreach(json_object_get(p, "backends"), j, b)
+				tb_printf(&t, "qgate_backend_%s_total{pool=\"%s\",backend=\"%s\"} "
+					  "%lld\n", be_counters[k], jstr(p, "name"), jstr(b, "name"),
+					  jint(b, be_counters[k]));
 	}
 	return t.p;
 }
@@ -320,22 +491,26 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 	char *q = strchr(path, '?');
 	if (q)
 		*q = '\0';
+	json_t *tree = gathered_tree(w);
 	if (strcmp(path, "/stats") == 0) {
-		char *s = stats_json(w);
-		respond(w, c, 200, "application/json", s ? s : "{}");
-		free(s);
+		char *js = json_dumps(tree, JSON_INDENT(2));
+		respond(w, c, 200, "application/json", js ? js : "{}");
+		free(js);
 	} else if (strcmp(path, "/metrics") == 0) {
-		char *s = metrics_text(w);
-		respond(w, c, 200, "text/plain; version=0.0.4", s);
-		free(s);
+		char *m = metrics_text(tree);
+		respond(w, c, 200, "text/plain; version=0.0.4", m);
+		free(m);
 	} else if (strcmp(path, "/health") == 0) {
 		bool ok = true;
-		for (size_t i = 0; i < w->n_pools; i++)
-			ok = ok && pool_is_up(w->pools[i]);
+		size_t i;
+		json_t *pool;
+		json_array_foreach(json_object_get(tree, "pools"), i, pool)
+			ok = ok && tree_pool_up(pool);
 		respond(w, c, ok ? 200 : 503, "text/plain", ok ? "ok\n" : "a pool has no backend up\n");
 	} else {
 		respond(w, c, 404, "text/plain", "not found: try /stats, /metrics, /health\n");
 	}
+	json_decref(tree);
 }
 
 int gw_stats_open(struct gw_worker *w)

@@ -488,6 +488,10 @@ static void tick(struct gw_worker *w)
 	gw_upstream_tick(w);
 	if (w->audit_len)
 		gw_audit_flush(w);
+	if (w->n_peers > 1 && w->now_ms >= w->next_snap_ms) {
+		w->next_snap_ms = w->now_ms + 250;
+		gw_stats_publish(w);
+	}
 	/* idle clients: a cheap scan once a second is plenty at this granularity */
 	uint32_t idle_ms = w->cfg->limits.client_idle_timeout_ms;
 	if (idle_ms && w->now_ms >= w->next_idle_scan_ms) {
@@ -507,12 +511,15 @@ static void tick(struct gw_worker *w)
 /* ----------------------------------------------------------------- lifecycle */
 
 int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
-		   volatile int *stop_flag)
+		   volatile int *stop_flag, struct gw_worker *const *peers, int n_peers)
 {
 	int ret;
 
-	memset(w, 0, sizeof(*w));
+	/* w arrives zeroed, with snap_mu initialised by the caller: other workers may lock
+	 * it at any time, so it is never wiped here */
 	w->id = id;
+	w->peers = peers;
+	w->n_peers = n_peers;
 	w->cfg = cfg;
 	w->stop_flag = stop_flag;
 	w->audit_fd = -1;
@@ -680,6 +687,12 @@ void gw_worker_destroy(struct gw_worker *w)
 	if (w->br && (void *)w->br != MAP_FAILED)
 		munmap(w->br, (size_t)w->buf_count * sizeof(struct io_uring_buf));
 	free(w->auth_cache);
+	w->auth_cache = NULL;
 	gw_audit_close(w);
-	memset(w, 0, sizeof(*w));
+	pthread_mutex_lock(&w->snap_mu);
+	free(w->snap_json);
+	w->snap_json = NULL;
+	pthread_mutex_unlock(&w->snap_mu);
+	w->conns = NULL;
+	w->n_conns = 0;
 }

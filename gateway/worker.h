@@ -18,6 +18,7 @@
 #define GW_GATEWAY_WORKER_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -311,6 +312,13 @@ struct gw_worker {
 	const struct gw_config *pending_cfg;	/* posted by main on SIGHUP (__atomic) */
 	void *auth_cache;		/* session.c's login cache, owned by the worker */
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
+	/* the stats endpoint (worker 0) sums every worker's figures: each publishes a JSON
+	 * snapshot of its own under snap_mu a few times a second */
+	struct gw_worker *const *peers;
+	int n_peers;
+	pthread_mutex_t snap_mu;
+	char *snap_json;
+	uint64_t next_snap_ms;
 	int audit_fd;			/* -1: no audit log */
 	char *audit_buf;
 	size_t audit_len, audit_cap;
@@ -349,8 +357,9 @@ void gw_runtime_free(struct gw_worker *w);
 void gw_runtime_reload(struct gw_worker *w, const struct gw_config *cfg);
 
 /* worker.c */
+/* peers: every worker (this one included), for the merged stats; may be NULL */
 int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
-		   volatile int *stop_flag);
+		   volatile int *stop_flag, struct gw_worker *const *peers, int n_peers);
 int gw_worker_run(struct gw_worker *w);
 void gw_worker_destroy(struct gw_worker *w);
 uint64_t gw_now_ms(void);
@@ -450,6 +459,8 @@ void gw_audit_req(struct gw_worker *w, const struct gw_req *r, const char *outco
 
 /* stats.c */
 int gw_stats_open(struct gw_worker *w);
+/* publish this worker's figures for worker 0's stats endpoint (worker thread) */
+void gw_stats_publish(struct gw_worker *w);
 void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
 
 /* router.c */

@@ -760,3 +760,43 @@ Test(modes, a_slow_reader_pauses_its_backend_and_the_connection_recovers, .timeo
 	json_decref(j);
 	close(fd);
 }
+
+/* ----------------------------------------------------------------- workers */
+
+Test(modes, two_workers_share_the_port_and_stats_sum_both, .timeout = 60.0)
+{
+	start_backend(0, NULL);
+	char members[512];
+	snprintf(members, sizeof(members), "\"workers\":2,"
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}]", be[0]->port);
+	start_gate_json(members);
+	wait_clients(0, 2);	/* one connection per worker */
+	int fds[16], sent = 0;
+	for (int i = 0; i < 16; i++)
+		fds[i] = T_OK(t_q_connect("127.0.0.1", gw_port, "w:x", NULL));
+	for (int i = 0; i < 16; i++)
+		for (int k = 0; k < 5; k++, sent++)
+			t_call_expect(fds[i], t_call(".mock.echo", 1, t_long(k)), t_long(k), 5000);
+	/* workers publish their figures a few times a second: poll (bounded) for the sum */
+	int64_t deadline = t_now_ms() + 3000, got = -1, accepted = -1;
+	while (t_now_ms() < deadline) {
+		json_t *j = stats();
+		got = json_integer_value(json_object_get(json_array_get(json_object_get(j, "pools"),
+									 0), "requests"));
+		accepted = json_integer_value(json_object_get(json_array_get(
+			json_object_get(j, "listeners"), 0), "accepted"));
+		int64_t workers = json_integer_value(json_object_get(json_object_get(j, "gateway"),
+								     "workers"));
+		json_decref(j);
+		cr_assert_eq(workers, 2);
+		if (got == sent && accepted >= 16)
+			break;
+		poll(NULL, 0, 50);
+	}
+	cr_assert_eq(got, sent, "stats count %" PRId64 " requests of %d", got, sent);
+	/* 16 clients, plus the readiness probe that found the port open */
+	cr_assert(accepted >= 16 && accepted <= 17, "accepted %" PRId64, accepted);
+	for (int i = 0; i < 16; i++)
+		close(fds[i]);
+}
