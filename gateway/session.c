@@ -562,11 +562,15 @@ static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req 
 	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms :
 			(rt.pool ? rt.pool->cfg->query_timeout_ms : 0);
 	r->is_dedicated = rt.is_dedicated || (rt.pool && rt.pool->cfg->is_dedicated);
+	if (rt.is_denied) {
+		gw_req_fail(w, r, "qgate: not allowed");
+		return false;
+	}
 	if (!rt.pool) {
 		gw_req_fail(w, r, "qgate: no pool for this request");
 		return false;
 	}
-	if (rt.is_denied || !user_may_use(c, rt.pool)) {
+	if (!user_may_use(c, rt.pool)) {
 		gw_req_fail(w, r, "qgate: not allowed");
 		return false;
 	}

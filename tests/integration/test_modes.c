@@ -800,3 +800,74 @@ Test(modes, two_workers_share_the_port_and_stats_sum_both, .timeout = 60.0)
 	for (int i = 0; i < 16; i++)
 		close(fds[i]);
 }
+
+/* ------------------------------------------------------ health, allow, deny */
+
+Test(modes, health_check_closes_a_connection_to_a_stopped_backend, .timeout = 60.0)
+{
+	start_backend(0, NULL);
+	start_backend(1, NULL);
+	char members[768];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1},{\"name\":\"b2\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}],"
+		 "\"health\":{\"interval_ms\":100,\"timeout_ms\":200}}]", be[0]->port, be[1]->port);
+	start_gate_json(members);
+	wait_clients(0, 1);
+	wait_clients(1, 1);
+	/* b1 freezes (SIGSTOP): its socket stays open, only the health check can tell */
+	T_OK(t_proc_signal(be[0], SIGSTOP));
+	int64_t deadline = t_now_ms() + 5000, failures = 0;
+	while (failures == 0 && t_now_ms() < deadline) {
+		json_t *j = stats();
+		failures = json_integer_value(json_object_get(json_array_get(
+			json_object_get(j, "pools"), 0), "health_failures"));
+		json_decref(j);
+		if (!failures)
+			poll(NULL, 0, 50);
+	}
+	cr_assert_gt(failures, 0, "no health check failed against a stopped backend");
+	/* meanwhile every request is served by b2 */
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "h:x", NULL));
+	for (int i = 0; i < 6; i++)
+		t_call_expect(fd, t_call0(".mock.id"), t_sym("b2"), 5000);
+	T_OK(t_proc_signal(be[0], SIGCONT));
+	close(fd);
+}
+
+Test(modes, deny_rules_and_allow_lists_refuse_with_not_allowed)
+{
+	char *hash = NULL, *err = NULL;
+	char *const argv[] = { (char *)t_bin("QGATE_BIN"), "--hash-password", NULL };
+
+	cr_assert(argv[0] != NULL, "%s", t_errmsg());
+	cr_assert_eq(t_run(argv, "pw\n", 20000, &hash, &err), 0, "--hash-password failed");
+	hash[strcspn(hash, "\n")] = '\0';
+	start_backend(0, NULL);
+	char members[1024];
+	snprintf(members, sizeof(members),
+		 "\"auth\":{\"users\":[{\"name\":\"open\",\"password_hash\":\"%s\"},"
+		 "{\"name\":\"narrow\",\"password_hash\":\"%s\",\"allow\":[\".mock.echo\"]}]},"
+		 "\"rules\":[{\"function\":\".mock.drop\",\"deny\":true}],"
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}]}]", hash, hash, be[0]->port);
+	free(hash);
+	free(err);
+	start_gate_json(members);
+	int open_fd = T_OK(t_q_connect("127.0.0.1", gw_port, "open:pw", NULL));
+	struct t_obj *r = t_call_ok(open_fd, t_call0(".mock.drop"), 5000);
+	cr_assert(t_is_err_prefix(r, "qgate: not allowed"), "got %s", t_show(r));
+	t_free(r);
+	t_call_expect(open_fd, t_call0(".mock.id"), t_sym("b1"), 5000);
+	int narrow = T_OK(t_q_connect("127.0.0.1", gw_port, "narrow:pw", NULL));
+	t_call_expect(narrow, t_call(".mock.echo", 1, t_long(4)), t_long(4), 5000);
+	r = t_call_ok(narrow, t_call0(".mock.id"), 5000);
+	cr_assert(t_is_err_prefix(r, "qgate: not allowed"), "got %s", t_show(r));
+	t_free(r);
+	r = t_call_ok(narrow, t_str("1+1"), 5000);	/* a string query names no function */
+	cr_assert(t_is_err_prefix(r, "qgate: not allowed"), "got %s", t_show(r));
+	t_free(r);
+	close(open_fd);
+	close(narrow);
+}
