@@ -1139,7 +1139,7 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 {
 	static const char *const keys[] = {
 		"name", "mode", "strategy", "backends", "queue", "query_timeout_ms", "reconnect",
-		"health", "dedicated", "connect", "auth_passthrough", NULL
+		"health", "dedicated", "connect", "auth_passthrough", "idempotent", NULL
 	};
 	static const char *const queue_keys[] = { "max", "timeout_ms", NULL };
 	static const char *const health_keys[] = { "interval_ms", "timeout_ms", "query", NULL };
@@ -1246,6 +1246,9 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 	if (get_bool(c, j, "auth_passthrough", &p->is_auth_passthrough) &&
 	    p->is_auth_passthrough && p->mode != GW_MODE_SESSION)
 		err_key(c, "auth_passthrough", "requires \"mode\": \"session\"");
+	if (get_bool(c, j, "idempotent", &p->is_idempotent) && p->is_idempotent &&
+	    p->mode != GW_MODE_QUERY)
+		err_key(c, "idempotent", "applies to \"mode\": \"query\" pools only");
 }
 
 static void parse_pools(struct ctx *c, json_t *root, struct gw_config *cfg)

@@ -108,6 +108,7 @@ struct gw_pool_cfg {
 	bool is_dedicated;		/* every sync request of the pool is dedicated */
 	bool is_lazy;			/* "connect": "lazy" instead of "start" */
 	bool is_auth_passthrough;	/* session mode: open upstream with the client's creds */
+	bool is_idempotent;		/* "idempotent": a request whose backend died is retried */
 };
 
 struct gw_rule_cfg {

@@ -27,6 +27,8 @@
 /* messages above this stream through to a free backend connection once their head is in */
 #define GW_STREAM_MIN (256 * 1024)
 #define GW_STREAM_HEAD (64 * 1024)
+/* idempotent pools: how often one request may be resent after its backend died */
+#define GW_MAX_RETRIES 2
 
 /* ------------------------------------------------------------------ auth */
 
@@ -392,6 +394,25 @@ static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
 	gw_upstream_send(w, uc, r);	/* frees async requests, keeps sync ones in their slot */
 }
 
+bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
+{
+	struct gw_pool_rt *p = r->pool;
+
+	if (!p || !p->cfg->is_idempotent || !r->is_sync || !r->msg || r->has_resp_started ||
+	    r->retries >= GW_MAX_RETRIES || p->is_retired || !client_alive(r))
+		return false;
+	r->retries++;
+	r->state = GW_REQ_NEW;
+	r->epoch = 0;
+	/* first in line: it was sent before anything still waiting */
+	pool_queue_push_head(&p->queue, &r->waiter, w->now_ms, p->cfg->queue_timeout_ms);
+	r->state = GW_REQ_QUEUED;
+	gw_debug("pool=%s msg=\"request retried after its backend died\" retry=%u",
+		 p->cfg->name, r->retries);
+	gw_pool_dispatch(w, p);
+	return true;
+}
+
 static bool pool_has_idle(const struct gw_pool_rt *p)
 {
 	for (size_t b = 0; b < p->n_backends; b++)
@@ -658,6 +679,7 @@ static bool try_stream(struct gw_worker *w, struct gw_conn *c)
 		return false;
 	}
 	p->requests++;
+	r->is_streamed = true;
 	send_req(w, r, uc);
 	uc->up.is_tx_locked = true;
 	uc->up.lock_client = c;

@@ -443,10 +443,16 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 	struct gw_backend_rt *be = c->up.be;
 	struct gw_chunk *msg = r->msg;
 
-	r->msg = NULL;
 	be->requests++;
 	be->bytes_out += msg->len;
 	r->backend_name = be->cfg->name;
+	if (r->is_sync && be->pool->cfg->is_idempotent && !r->is_streamed) {
+		/* keep the request: if this backend dies before answering, it is sent again */
+		gw_tx_append(w, c, msg->data, msg->len);
+		msg = NULL;
+	} else {
+		r->msg = NULL;
+	}
 	if (!r->is_sync && w->audit_fd >= 0)
 		gw_audit_req(w, r, "sent");
 	if (r->is_sync) {
@@ -458,7 +464,8 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 		be->sel.outstanding++;
 		r->backend = c;
 		r->state = GW_REQ_SENT;
-		gw_tx_append_chunk(w, c, msg);
+		if (msg)
+			gw_tx_append_chunk(w, c, msg);
 	} else {
 		gw_tx_append_chunk(w, c, msg);
 		gw_req_free(r);
@@ -527,7 +534,8 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 			be->errors++;
 			snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
 		}
-		gw_req_fail(w, r, text);
+		if (r->is_health || !gw_req_retry(w, r))
+			gw_req_fail(w, r, text);
 	}
 	if (was == GW_UP_IDLE || was == GW_UP_BUSY) {
 		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->name,

@@ -215,6 +215,8 @@ struct gw_req {
 	uint64_t req_bytes, resp_bytes;
 	bool is_qerror;			/* the backend answered with a q error */
 	bool gw_error;			/* failed by the gateway (already audited) */
+	bool is_streamed;		/* its bytes went straight through: nothing kept to retry */
+	uint8_t retries;		/* idempotent pools: times resent after a backend died */
 };
 
 /* ------------------------------------------------------------------ pools */
@@ -416,6 +418,9 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text);
 void gw_req_free(struct gw_req *r);
 /* a pooled connection became free: hand it the first eligible waiter */
 void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p);
+/* idempotent pools: put r (whose backend died) back at the head of its pool's queue.
+ * Returns false when it cannot be retried (the caller fails it). */
+bool gw_req_retry(struct gw_worker *w, struct gw_req *r);
 
 /* upstream.c — backend side */
 void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot);

@@ -161,6 +161,18 @@ int pool_queue_push(struct pool_queue *q, struct pool_waiter *w, uint64_t now_ms
 	return 0;
 }
 
+void pool_queue_push_head(struct pool_queue *q, struct pool_waiter *w, uint64_t now_ms,
+			  uint32_t timeout_ms)
+{
+	w->deadline_ms = timeout_ms ? now_ms + timeout_ms : 0;
+	/* after the head sentinel: the new first element */
+	w->link.next = q->head.next;
+	w->link.prev = &q->head;
+	q->head.next->prev = &w->link;
+	q->head.next = &w->link;
+	q->len++;
+}
+
 void pool_queue_remove(struct pool_queue *q, struct pool_waiter *w)
 {
 	pool_list_del(&w->link);

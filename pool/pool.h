@@ -125,6 +125,10 @@ void pool_queue_init(struct pool_queue *q, uint32_t max);
 int pool_queue_push(struct pool_queue *q, struct pool_waiter *w, uint64_t now_ms,
 		    uint32_t timeout_ms);
 
+/* Put w at the head of the queue (a retried request goes first); ignores max. */
+void pool_queue_push_head(struct pool_queue *q, struct pool_waiter *w, uint64_t now_ms,
+			  uint32_t timeout_ms);
+
 /* Remove w (it must be queued). */
 void pool_queue_remove(struct pool_queue *q, struct pool_waiter *w);
 

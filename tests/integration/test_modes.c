@@ -871,3 +871,50 @@ Test(modes, deny_rules_and_allow_lists_refuse_with_not_allowed)
 	close(open_fd);
 	close(narrow);
 }
+
+/* ------------------------------------------------------------ idempotent */
+
+Test(modes, idempotent_pool_retries_a_request_whose_backend_died, .timeout = 60.0)
+{
+	start_backend(0, NULL);
+	start_backend(1, NULL);
+	char members[768];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"idempotent\":true,\"backends\":[{\"name\":\"b1\","
+		 "\"address\":\"127.0.0.1:%d\",\"connections\":1},{\"name\":\"b2\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}],\"reconnect\":{\"delay_ms\":5000}}]",
+		 be[0]->port, be[1]->port);
+	start_gate_json(members);
+	wait_clients(0, 1);
+	wait_clients(1, 1);
+	/* one deferred request on each backend (one connection each) */
+	int fd[2];
+	for (int i = 0; i < 2; i++) {
+		fd[i] = T_OK(t_q_connect("127.0.0.1", gw_port, "idem:x", NULL));
+		T_OK(t_send_free(fd[i], T_SYNC, t_call(".mock.defer", 2, t_long(300),
+						       t_long(100 + i))));
+	}
+	/* both in flight (per /stats), then b1 dies under its request */
+	int64_t deadline = t_now_ms() + 3000, busy = 0;
+	while (busy < 2 && t_now_ms() < deadline) {
+		json_t *j = stats();
+		json_t *bs = json_object_get(json_array_get(json_object_get(j, "pools"), 0),
+					     "backends");
+		busy = 0;
+		for (size_t k = 0; k < json_array_size(bs); k++)
+			busy += json_integer_value(json_object_get(json_object_get(
+				json_array_get(bs, k), "connections"), "busy"));
+		json_decref(j);
+	}
+	cr_assert_eq(busy, 2, "requests not both in flight");
+	t_proc_kill(be[0]);
+	/* both clients get their own answers: the one from b1 was resent to b2 */
+	for (int i = 0; i < 2; i++) {
+		struct t_obj *r = NULL;
+		int type = -1;
+		T_OK(t_q_recv(fd[i], 5000, &r, &type));
+		T_EXPECT_EQ(r, t_long(100 + i));
+		t_free(r);
+		close(fd[i]);
+	}
+}

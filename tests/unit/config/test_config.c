@@ -711,6 +711,11 @@ Test(config, rejects_bad_enums_and_ranges)
 		{ "{'pools': [{'name': 'p', 'mode': 'session', 'dedicated': true,"
 		  " 'backends': [{'address': 'h:1'}]}]}",
 		  "pools[0].dedicated: dedicated dispatch is for query pools only" },
+		{ "{'pools': [{'name': 'p', 'mode': 'session', 'idempotent': true,"
+		  " 'backends': [{'address': 'h:1'}]}]}",
+		  "pools[0].idempotent: applies to \"mode\": \"query\" pools only" },
+		{ "{'pools': [{'name': 'p', 'idempotent': 1, 'backends': [{'address': 'h:1'}]}]}",
+		  "pools[0].idempotent: must be" },
 	};
 
 	T_RUN(cases);

@@ -167,3 +167,18 @@ Test(pool_queue, fifo_bounded_and_expiry)
 	cr_assert_eq(pool_queue_push(&q, &w[2], 0, 0), 0);
 	cr_assert_null(pool_queue_expired(&q, UINT64_MAX));
 }
+
+Test(pool_queue, push_head_goes_first_even_when_full)
+{
+	struct pool_queue q;
+	struct pool_waiter w[3];
+
+	pool_queue_init(&q, 2);
+	cr_assert_eq(pool_queue_push(&q, &w[0], 0, 0), 0);
+	cr_assert_eq(pool_queue_push(&q, &w[1], 0, 0), 0);
+	pool_queue_push_head(&q, &w[2], 100, 50);
+	cr_assert_eq(q.len, 3);
+	cr_assert_eq(pool_queue_first(&q), &w[2]);
+	cr_assert_eq(pool_queue_next(&q, &w[2]), &w[0]);
+	cr_assert_eq(pool_queue_expired(&q, 150), &w[2]);
+}
