@@ -1306,13 +1306,17 @@ static bool get_pool_ref(struct ctx *c, const struct gw_config *cfg, json_t *obj
 static void parse_listener(struct ctx *c, const struct gw_config *cfg, json_t *j,
 			   struct gw_listener_cfg *l)
 {
-	static const char *const keys[] = { "name", "listen", "pool", "tls", NULL };
+	static const char *const keys[] = { "name", "listen", "pool", "tls", "compress", NULL };
+	static const char *const compress_names[] = { "off", "remote", "always", NULL };
+	int compress;
 
 	if (!json_is_object(j)) {
 		err_at(c, "must be an object");
 		return;
 	}
 	check_keys(c, j, keys);
+	if (get_enum(c, j, "compress", compress_names, &compress))
+		l->compress = (enum gw_compress)compress;
 	get_addr(c, j, "listen", 0, "127.0.0.1:5050", &l->addr);
 	if (!get_str(c, j, "name", 0, &l->name) && !get(j, "name") && l->addr.text)
 		l->name = xstrdup(c, l->addr.text);

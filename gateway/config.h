@@ -39,8 +39,15 @@ struct gw_tls_cfg {
 	bool is_verify;		/* backend side: verify the backend's certificate (default true) */
 };
 
+enum gw_compress {
+	GW_COMPRESS_OFF = 0,	/* answers pass as the backend sent them (default) */
+	GW_COMPRESS_REMOTE,	/* q's rule: compress large answers to non-local clients */
+	GW_COMPRESS_ALWAYS,	/* the same for every client, local ones too (testing) */
+};
+
 struct gw_listener_cfg {
 	char *name;
+	enum gw_compress compress;
 	struct gw_addr addr;
 	char *pool;		/* default pool for clients of this listener (must exist) */
 	struct gw_tls_cfg *tls;	/* NULL: plain */

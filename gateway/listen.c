@@ -126,7 +126,25 @@ static struct gw_listener_rt *listener_of(struct gw_worker *w, struct gw_conn *l
 	return NULL;
 }
 
-static void describe_peer(struct gw_conn *c)
+/* q compresses only for peers that are not this host: loopback and Unix sockets are local */
+static bool is_remote(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		return (ntohl(in->sin_addr.s_addr) >> 24) != 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return false;
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+			return in6->sin6_addr.s6_addr[12] != 127;
+		return true;
+	}
+	return false;
+}
+
+static void describe_peer(struct gw_conn *c, enum gw_compress mode)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -136,6 +154,8 @@ static void describe_peer(struct gw_conn *c)
 		snprintf(c->peer, sizeof(c->peer), "?");
 		return;
 	}
+	c->cl.is_compress = mode == GW_COMPRESS_ALWAYS ||
+			    (mode == GW_COMPRESS_REMOTE && is_remote(&ss));
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
 		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
@@ -196,7 +216,7 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	describe_peer(c);
+	describe_peer(c, l->cfg->compress);
 	c->cl.state = GW_CL_HANDSHAKE;
 	c->cl.listener = l;
 	c->cl.handshake_deadline_ms = w->now_ms + w->cfg->limits.handshake_timeout_ms;

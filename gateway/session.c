@@ -175,6 +175,8 @@ static void advance_slots(struct gw_worker *w, struct gw_conn *c)
 	struct gw_req *h;
 
 	while ((h = c->cl.slots_head) != NULL) {
+		if (h->is_compressing && h->state != GW_REQ_DONE)
+			break;	/* held whole until it can be compressed */
 		while (h->resp.head) {
 			/* chunk by chunk onto the tx queue, no copy */
 			struct gw_chunk *ch = h->resp.head;
@@ -221,6 +223,48 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 	gw_client_update_recv(w, c);
 }
 
+/*
+ * q's rule (protocol page 6.1) for a client that asked for it: an uncompressed answer above
+ * 2008 bytes on a connection of capability 1 or more; answers above client_buffer_bytes
+ * stream through as they are, since compressing needs the whole message.
+ */
+static bool want_compression(struct gw_worker *w, const struct gw_conn *c, const uint8_t *hdr)
+{
+	uint64_t len = (uint64_t)hdr[4] | (uint64_t)hdr[5] << 8 | (uint64_t)hdr[6] << 16 |
+		       (uint64_t)hdr[7] << 24 | (uint64_t)hdr[3] << 32;
+
+	if (!c->cl.is_compress || c->cl.capability < 1 || hdr[2] != 0 || hdr[0] != 1)
+		return false;
+	return len > 2008 && len <= w->cfg->limits.client_buffer_bytes;
+}
+
+/* The whole answer is in r->resp: replace it with q's compressed form when that is smaller. */
+static void compress_answer(struct gw_conn *c, struct gw_req *r)
+{
+	size_t n = (size_t)r->resp.bytes, off = 0;
+	uint8_t *flat = malloc(n ? n : 1);
+	struct gw_chunk *out = gw_chunk_new(n / 2 + 16);
+
+	if (!flat)
+		abort();
+	for (struct gw_chunk *ch = r->resp.head; ch; ch = ch->next) {
+		memcpy(flat + off, ch->data + ch->off, ch->len - ch->off);
+		off += ch->len - ch->off;
+	}
+	int64_t cn = qipc_compress(flat, n, out->data, out->cap);
+	free(flat);
+	if (cn <= 0) {
+		free(out);	/* q would send it plain: so do we */
+		return;
+	}
+	out->len = (size_t)cn;
+	c->cl.buffered_bytes -= r->resp.bytes;
+	gw_chunkq_free(&r->resp);
+	r->resp.head = r->resp.tail = out;
+	r->resp.bytes = out->len;
+	c->cl.buffered_bytes += out->len;
+}
+
 void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *pre,
 			 size_t pre_n, const uint8_t *p, size_t n, bool is_end)
 {
@@ -233,10 +277,13 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		return;
 	}
 	struct gw_conn *c = r->client;
-	if (pre_n == QIPC_HDR_SIZE && n > 0 && r->resp_bytes == 0 && p[0] == 0x80)
-		r->is_qerror = true;	/* an error object as the answer's payload */
+	if (pre_n == QIPC_HDR_SIZE && r->resp_bytes == 0) {
+		if (n > 0 && p[0] == 0x80)
+			r->is_qerror = true;	/* an error object as the answer's payload */
+		r->is_compressing = want_compression(w, c, pre);
+	}
 	r->resp_bytes += pre_n + n;
-	if (c->cl.slots_head == r) {
+	if (c->cl.slots_head == r && !r->is_compressing) {
 		/* both pieces queued before one kick: a header never leaves on its own */
 		gw_chunkq_append(&c->txq, pre, pre_n);
 		gw_chunkq_append(&c->txq, p, n);
@@ -248,6 +295,8 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		c->cl.buffered_bytes += pre_n + n;
 	}
 	if (is_end) {
+		if (r->is_compressing)
+			compress_answer(c, r);
 		r->state = GW_REQ_DONE;
 		if (r->pool)
 			gw_hist_add(&r->pool->latency, gw_now_us() - r->t_start_us);
@@ -261,8 +310,9 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		gw_client_update_recv(w, c);
 		return;
 	}
-	/* backpressure: a client that does not read stops its backend being read */
-	if (r->backend &&
+	/* backpressure: a client that does not read stops its backend being read (an answer
+	 * being compressed is bounded by client_buffer_bytes and must arrive whole) */
+	if (r->backend && !r->is_compressing &&
 	    gw_tx_pending(c) + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes &&
 	    !r->backend->up.is_paused_for_client) {
 		r->backend->up.is_paused_for_client = true;

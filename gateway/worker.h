@@ -113,6 +113,7 @@ struct gw_client {
 	uint64_t pin_epoch;
 	uint64_t requests;
 	uint64_t last_active_ms;
+	bool is_compress;		/* large answers are compressed for this client */
 };
 
 enum gw_up_kind {
@@ -216,6 +217,7 @@ struct gw_req {
 	bool is_qerror;			/* the backend answered with a q error */
 	bool gw_error;			/* failed by the gateway (already audited) */
 	bool is_streamed;		/* its bytes went straight through: nothing kept to retry */
+	bool is_compressing;		/* the answer is held whole, to be compressed at its end */
 	uint8_t retries;		/* idempotent pools: times resent after a backend died */
 };
 

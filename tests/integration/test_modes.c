@@ -918,3 +918,53 @@ Test(modes, idempotent_pool_retries_a_request_whose_backend_died, .timeout = 60.
 		close(fd[i]);
 	}
 }
+
+/* ------------------------------------------------------------ compression */
+
+Test(modes, listener_compress_sends_large_answers_compressed_as_q_would)
+{
+	start_backend(0, NULL);
+	char *text = NULL;
+	gw_port = T_OK(t_free_port());
+	stats_port = T_OK(t_free_port());
+	cr_assert(asprintf(&text, "{\"listeners\":[{\"name\":\"main\",\"listen\":\"127.0.0.1:%d\","
+			   "\"pool\":\"p\",\"compress\":\"always\"}],\"pools\":[{\"name\":\"p\","
+			   "\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\","
+			   "\"connections\":1}]}]}", gw_port, be[0]->port) > 0);
+	const char *path = T_PTR(t_write_file("gw.json", text));
+	free(text);
+	gate = T_PTR(t_qgate_start(path, gw_port));
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "z:x", NULL));
+
+	/* pipelined: a large compressible answer, a small one, a large incompressible one */
+	size_t sizes[3] = { 100000, 100, 300000 };
+	char *texts[3];
+	uint32_t x = 1;
+	for (int i = 0; i < 3; i++) {
+		texts[i] = malloc(sizes[i]);
+		for (size_t k = 0; k < sizes[i]; k++) {
+			x = x * 1103515245u + 12345u;	/* the protocol page's LCG */
+			texts[i][k] = i == 2 ? (char)(x >> 16) : "kdb+ipc "[k % 8];
+		}
+		T_OK(t_send_free(fd, T_SYNC, t_call(".mock.echo", 1, t_strn(texts[i], sizes[i]))));
+	}
+	for (int i = 0; i < 3; i++) {
+		uint8_t *raw = NULL;
+		size_t len = 0;
+		T_OK(t_q_recv_raw(fd, 10000, &raw, &len));
+		/* q's rule: above 2008 bytes and only when it halves the message */
+		int want = i == 0 ? 1 : 0;
+		cr_assert_eq(raw[2], want, "answer %d: compressed flag %d", i, raw[2]);
+		if (want)
+			cr_assert_lt(len, sizes[i] / 2, "answer %d: %zu bytes", i, len);
+		int type = -1, err = 0;
+		struct t_obj *r = t_decode_msg(raw, len, &type, &err);
+		cr_assert(r && r->type == T_CHAR && r->n == sizes[i], "answer %d: %s", i,
+			  r ? t_show(r) : "undecodable");
+		cr_assert(memcmp(r->data, texts[i], sizes[i]) == 0, "answer %d differs", i);
+		t_free(r);
+		free(raw);
+		free(texts[i]);
+	}
+	close(fd);
+}
