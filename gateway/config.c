@@ -1540,7 +1540,8 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 	static const char *const stats_keys[] = { "listen", NULL };
 	static const char *const limits_keys[] = {
 		"max_clients", "max_message_bytes", "handshake_timeout_ms",
-		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes", NULL
+		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes",
+		"shutdown_grace_ms", "drain_timeout_ms", NULL
 	};
 	static const char *const log_keys[] = { "level", "audit_file", NULL };
 	json_t *o;
@@ -1564,6 +1565,8 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		get_u32(c, o, "max_pipeline", 1, UINT32_MAX, &l->max_pipeline);
 		get_u64(c, o, "client_buffer_bytes", CFG_MIN_CLIENT_BUF, CFG_MAX_MSG_BYTES,
 			&l->client_buffer_bytes);
+		get_ms(c, o, "shutdown_grace_ms", &l->shutdown_grace_ms);
+		get_ms_min(c, o, "drain_timeout_ms", 1, &l->drain_timeout_ms);
 		path_pop(c, old);
 	}
 
@@ -1680,6 +1683,8 @@ static void set_defaults(struct ctx *c, struct gw_config *cfg)
 		.client_idle_timeout_ms = 0,
 		.max_pipeline = 1024,
 		.client_buffer_bytes = 4u << 20,
+		.shutdown_grace_ms = 5000,
+		.drain_timeout_ms = 60000,
 	};
 	cfg->log_level = GW_LOG_INFO;
 	cfg->workers = 1;

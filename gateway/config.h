@@ -135,6 +135,8 @@ struct gw_limits_cfg {
 	uint32_t client_idle_timeout_ms; /* 0 = none */
 	uint32_t max_pipeline;		/* outstanding sync requests per client, 1024 */
 	uint64_t client_buffer_bytes;	/* per-client response buffering high watermark, 4 MiB */
+	uint32_t shutdown_grace_ms;	/* SIGTERM: time for requests in flight, 5000 */
+	uint32_t drain_timeout_ms;	/* an abandoned answer may take this long, 60000 */
 };
 
 enum gw_log_level {

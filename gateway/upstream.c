@@ -30,8 +30,6 @@
 #include "gateway/log.h"
 
 #define UP_CAPABILITY 6
-/* how long a connection may wait for an answer nobody will get before it is closed */
-#define GW_DRAIN_TIMEOUT_MS 60000
 
 static const char *be_name(const struct gw_conn *c)
 {
@@ -655,11 +653,11 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	} else if (c->up.state == GW_UP_BUSY && c->up.owed) {
 		p->timeouts++;
 		/* the connection drains the late answer, but not forever */
-		c->up.query_deadline_ms = w->now_ms + GW_DRAIN_TIMEOUT_MS;
+		c->up.query_deadline_ms = w->now_ms + w->cfg->limits.drain_timeout_ms;
 		gw_req_fail(w, c->up.owed, "qgate: timeout");
 	} else if (c->up.state == GW_UP_BUSY) {
-		gw_warn("backend=%s msg=\"abandoned answer still not in after %d ms: closing "
-			"connection\"", be->cfg->name, GW_DRAIN_TIMEOUT_MS);
+		gw_warn("backend=%s msg=\"abandoned answer still not in after %u ms: closing "
+			"connection\"", be->cfg->name, w->cfg->limits.drain_timeout_ms);
 		gw_conn_close(w, c, "drain timeout");
 	}
 }

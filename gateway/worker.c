@@ -29,7 +29,6 @@
 #define BUF_SIZE (32 * 1024)
 #define SEND_MAX_BYTES (256 * 1024)	/* fairness: cap one sendmsg */
 #define TICK_MS 10
-#define GW_STOP_GRACE_MS 5000
 
 uint64_t gw_now_ms(void)
 {
@@ -591,12 +590,12 @@ static bool drained(struct gw_worker *w)
 static void begin_stop(struct gw_worker *w)
 {
 	w->is_stopping = true;
-	w->stop_deadline_ms = w->now_ms + GW_STOP_GRACE_MS;
+	w->stop_deadline_ms = w->now_ms + w->cfg->limits.shutdown_grace_ms;
 	for (size_t i = 0; i < w->n_listeners; i++)
 		if (w->listeners[i]->conn)
 			gw_conn_close(w, w->listeners[i]->conn, "stopping");
 	gw_info("worker=%d msg=\"stopping: no new clients; finishing requests in flight\" "
-		"grace_ms=%d", w->id, GW_STOP_GRACE_MS);
+		"grace_ms=%u", w->id, w->cfg->limits.shutdown_grace_ms);
 }
 
 int gw_worker_run(struct gw_worker *w)

@@ -968,3 +968,24 @@ Test(modes, listener_compress_sends_large_answers_compressed_as_q_would)
 	}
 	close(fd);
 }
+
+Test(modes, an_answer_that_never_comes_is_drained_then_the_connection_replaced)
+{
+	start_backend(0, NULL);
+	char members[768];
+	snprintf(members, sizeof(members),
+		 "\"limits\":{\"drain_timeout_ms\":150},"
+		 "\"pools\":[{\"name\":\"p\",\"query_timeout_ms\":50,\"backends\":[{\"name\":\"b1\","
+		 "\"address\":\"127.0.0.1:%d\",\"connections\":1}],"
+		 "\"reconnect\":{\"delay_ms\":20}}]", be[0]->port);
+	start_gate_json(members);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "d:x", NULL));
+	size_t from = t_file_size(gate->err_path);
+	struct t_obj *r = t_call_ok(fd, t_call(".mock.defer", 2, t_long(5000), t_long(1)), 5000);
+	cr_assert(t_is_err_prefix(r, "qgate: timeout"), "got %s", t_show(r));
+	t_free(r);
+	/* the late answer would take 5 s: after drain_timeout_ms the socket is given up */
+	T_OK(t_wait_file_contains(gate->err_path, from, "abandoned answer still not in", 3000));
+	t_call_expect(fd, t_call(".mock.echo", 1, t_long(2)), t_long(2), 5000);
+	close(fd);
+}
