@@ -696,6 +696,31 @@ Test(gateway, queued_request_times_out_with_queue_timeout)
 	close(b);
 }
 
+/* The first pool's "queued" figure from the stats endpoint on port (-1 if unreadable). */
+static int64_t stats_queued(int port)
+{
+	char buf[16384];
+	size_t got = 0;
+	int fd = t_tcp_connect("127.0.0.1", port, 2000);
+	static const char req[] = "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n";
+
+	if (fd < 0 || t_send_all(fd, req, sizeof(req) - 1) < 0)
+		return -1;
+	for (int i = 0; i < 100 && got < sizeof(buf) - 1; i++) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		if (poll(&pfd, 1, 2000) != 1)
+			break;
+		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	const char *q = strstr(buf, "\"queued\": ");
+	return q ? strtoll(q + 10, NULL, 10) : -1;
+}
+
 Test(gateway, queue_full_refuses_the_extra_request_at_once)
 {
 	struct t_cfg c = { 0 };
@@ -708,6 +733,10 @@ Test(gateway, queue_full_refuses_the_extra_request_at_once)
 	cfg_backends(&c, 1);
 	c.queue_max = 1;
 	c.queue_timeout_ms = 5000;
+	int stats_port = T_OK(t_free_port());
+	char extra[64];
+	snprintf(extra, sizeof(extra), "\"stats\":{\"listen\":\"127.0.0.1:%d\"}", stats_port);
+	c.extra_top = extra;
 	start_gate(&c);
 	a = connect_gw();
 	b = connect_gw();
@@ -715,11 +744,11 @@ Test(gateway, queue_full_refuses_the_extra_request_at_once)
 	T_OK(t_send_free(a, T_SYNC, t_call(".mock.sleep", 1, t_long(700))));
 	cr_assert(backend_busy(0, 2000), "backend never became busy with A's sleep");
 	T_OK(t_send_free(b, T_SYNC, t_call(".mock.echo", 1, t_str("queued"))));
-	/*
-	 * B's request must be in the queue before X's arrives. Nothing outside the gateway shows
-	 * that (no stats endpoint is assumed), so leave it a moment, well under the 700 ms sleep.
-	 */
-	poll(NULL, 0, 50);
+	/* B's request must be in the queue before X's arrives: the stats endpoint says when */
+	int64_t queued = -1, until = t_now_ms() + 2000;
+	while (queued != 1 && t_now_ms() < until)
+		queued = stats_queued(stats_port);
+	cr_assert_eq(queued, 1, "B's request never showed as queued");
 	t0 = t_now_ms();
 	T_OK(t_send_free(x, T_SYNC, t_call(".mock.echo", 1, t_str("extra"))));
 	T_OK(t_q_recv(x, 3000, &r, &type));
