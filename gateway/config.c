@@ -1541,7 +1541,7 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 	static const char *const limits_keys[] = {
 		"max_clients", "max_message_bytes", "handshake_timeout_ms",
 		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes",
-		"shutdown_grace_ms", "drain_timeout_ms", NULL
+		"shutdown_grace_ms", "drain_timeout_ms", "rx_buffers", "rx_buffer_bytes", NULL
 	};
 	static const char *const log_keys[] = { "level", "audit_file", NULL };
 	json_t *o;
@@ -1567,6 +1567,10 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 			&l->client_buffer_bytes);
 		get_ms(c, o, "shutdown_grace_ms", &l->shutdown_grace_ms);
 		get_ms_min(c, o, "drain_timeout_ms", 1, &l->drain_timeout_ms);
+		get_u32(c, o, "rx_buffers", 64, 32768, &l->rx_buffers);
+		if ((l->rx_buffers & (l->rx_buffers - 1)) != 0)
+			err_key(c, "rx_buffers", "must be a power of two (64..32768)");
+		get_u32(c, o, "rx_buffer_bytes", 4096, 1u << 20, &l->rx_buffer_bytes);
 		path_pop(c, old);
 	}
 
@@ -1685,6 +1689,8 @@ static void set_defaults(struct ctx *c, struct gw_config *cfg)
 		.client_buffer_bytes = 4u << 20,
 		.shutdown_grace_ms = 5000,
 		.drain_timeout_ms = 60000,
+		.rx_buffers = 1024,
+		.rx_buffer_bytes = 32768,
 	};
 	cfg->log_level = GW_LOG_INFO;
 	cfg->workers = 1;

@@ -158,11 +158,13 @@ static int setup_ring(struct gw_worker *w)
 static int setup_buffers(struct gw_worker *w)
 {
 	struct io_uring_buf_reg reg;
-	size_t ring_bytes = BUF_COUNT * sizeof(struct io_uring_buf);
+	uint32_t count = w->cfg->limits.rx_buffers ? w->cfg->limits.rx_buffers : BUF_COUNT;
+	uint32_t size = w->cfg->limits.rx_buffer_bytes ? w->cfg->limits.rx_buffer_bytes : BUF_SIZE;
+	size_t ring_bytes = count * sizeof(struct io_uring_buf);
 	int ret;
 
-	w->buf_count = BUF_COUNT;
-	w->buf_size = BUF_SIZE;
+	w->buf_count = count;
+	w->buf_size = size;
 	w->bgid = 1;
 	/* liburing 2.3 has no io_uring_setup_buf_ring: map and register by hand */
 	void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
@@ -170,13 +172,13 @@ static int setup_buffers(struct gw_worker *w)
 	if (mem == MAP_FAILED)
 		return -errno;
 	w->br = mem;
-	w->buf_mem = mmap(NULL, (size_t)BUF_COUNT * BUF_SIZE, PROT_READ | PROT_WRITE,
+	w->buf_mem = mmap(NULL, (size_t)count * size, PROT_READ | PROT_WRITE,
 			  MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
 	if (w->buf_mem == MAP_FAILED)
 		return -errno;
 	memset(&reg, 0, sizeof(reg));
 	reg.ring_addr = (uint64_t)(uintptr_t)w->br;
-	reg.ring_entries = BUF_COUNT;
+	reg.ring_entries = count;
 	reg.bgid = w->bgid;
 	ret = io_uring_register_buf_ring(&w->ring, &reg, 0);
 	if (ret < 0) {
@@ -185,11 +187,10 @@ static int setup_buffers(struct gw_worker *w)
 		return ret;
 	}
 	io_uring_buf_ring_init(w->br);
-	for (uint32_t i = 0; i < BUF_COUNT; i++)
-		io_uring_buf_ring_add(w->br, w->buf_mem + (size_t)i * BUF_SIZE, BUF_SIZE,
-				      (unsigned short)i, io_uring_buf_ring_mask(BUF_COUNT),
-				      (int)i);
-	io_uring_buf_ring_advance(w->br, BUF_COUNT);
+	for (uint32_t i = 0; i < count; i++)
+		io_uring_buf_ring_add(w->br, w->buf_mem + (size_t)i * size, size,
+				      (unsigned short)i, io_uring_buf_ring_mask(count), (int)i);
+	io_uring_buf_ring_advance(w->br, (int)count);
 	return 0;
 }
 
