@@ -345,7 +345,8 @@ struct textbuf {
 	size_t len, cap;
 };
 
-static void tb_printf(struct textbuf *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(struct textbuf *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void tb_printf(struct textbuf *t, const char *fmt, ...)
 {
