@@ -925,8 +925,7 @@ static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		q += ret;
 		left -= (size_t)ret;
 	}
-	if (uc)
-		gw_tx_append(w, uc, p, n);
+	gw_tx_pass(w, uc, c, p, n);
 	gw_client_update_recv(w, c);
 }
 

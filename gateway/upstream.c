@@ -369,7 +369,7 @@ static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		q += ret;
 		left -= (size_t)ret;
 	}
-	gw_tx_append(w, cl, p, n);
+	gw_tx_pass(w, cl, c, p, n);
 	if (gw_tx_pending(cl) > w->cfg->limits.client_buffer_bytes && !c->is_recv_paused) {
 		/* the client reads slower than its backend writes: stop reading the backend */
 		c->up.is_paused_for_client = true;

@@ -334,6 +334,31 @@ void gw_tx_kick(struct gw_worker *w, struct gw_conn *c)
 	c->inflight++;
 }
 
+void gw_tx_pass(struct gw_worker *w, struct gw_conn *dst, struct gw_conn *src,
+		const uint8_t *p, size_t n)
+{
+	const struct qipc_framer *fr = &src->fr;
+	size_t held = src->pass_held_n, total = held + n;
+	/* the framer sits inside a header it has not finished: those bytes wait */
+	size_t tail = (fr->body_left == 0 && fr->hdr_have < QIPC_HDR_SIZE) ? fr->hdr_have : 0;
+	size_t fwd = total - tail;
+	uint8_t keep[QIPC_HDR_SIZE];
+
+	for (size_t i = 0; i < tail; i++) {
+		size_t at = fwd + i;
+		keep[i] = at < held ? src->pass_held[at] : p[at - held];
+	}
+	if (dst && !dst->is_closing && fwd > 0) {
+		size_t from_held = held < fwd ? held : fwd;
+		gw_chunkq_append(&dst->txq, src->pass_held, from_held);
+		if (fwd > held)
+			gw_chunkq_append(&dst->txq, p, fwd - held);
+		gw_tx_kick(w, dst);
+	}
+	memcpy(src->pass_held, keep, tail);
+	src->pass_held_n = tail;
+}
+
 int gw_tx_append(struct gw_worker *w, struct gw_conn *c, const void *p, size_t n)
 {
 	if (c->is_closing)

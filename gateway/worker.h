@@ -174,6 +174,8 @@ struct gw_conn {
 	struct msghdr msg;
 	struct iovec iov[GW_IOV_MAX];
 	struct qipc_framer fr;
+	uint8_t pass_held[QIPC_HDR_SIZE];	/* session pass-through: a header cut short */
+	size_t pass_held_n;
 	char peer[64];
 	union {
 		struct gw_client cl;
@@ -385,6 +387,13 @@ int gw_tx_append(struct gw_worker *w, struct gw_conn *c, const void *p, size_t n
 /* append a whole chunk (ownership moves to the queue) */
 void gw_tx_append_chunk(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *ch);
 void gw_tx_kick(struct gw_worker *w, struct gw_conn *c);
+/*
+ * Pass stream bytes p[0..n) from src (already fed to src->fr) on to dst unchanged, except
+ * that a message header cut off at the end is held back until it is whole: a header never
+ * leaves in pieces. dst may be NULL (the bytes are dropped, the held state still kept).
+ */
+void gw_tx_pass(struct gw_worker *w, struct gw_conn *dst, struct gw_conn *src,
+		const uint8_t *p, size_t n);
 struct gw_chunk *gw_chunk_new(size_t cap);
 void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n);
 void gw_chunkq_free(struct gw_chunkq *q);

@@ -6,6 +6,8 @@
  * a graceful SIGTERM.
  */
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -987,5 +989,36 @@ Test(modes, an_answer_that_never_comes_is_drained_then_the_connection_replaced)
 	/* the late answer would take 5 s: after drain_timeout_ms the socket is given up */
 	T_OK(t_wait_file_contains(gate->err_path, from, "abandoned answer still not in", 3000));
 	t_call_expect(fd, t_call(".mock.echo", 1, t_long(2)), t_long(2), 5000);
+	close(fd);
+}
+
+Test(modes, session_passes_byte_by_byte_messages_through_intact)
+{
+	start_backend(0, NULL);
+	char pools[512];
+	snprintf(pools, sizeof(pools), "\"pools\":[{\"name\":\"p\",\"mode\":\"session\","
+		 "\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\"}]}]", be[0]->port);
+	start_gate_json(pools);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "frag:x", NULL));
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (int round = 0; round < 3; round++) {
+		uint8_t *msg;
+		size_t len;
+		struct t_obj *req = t_call(".mock.echo", 1, t_long(40 + round));
+		T_OK(t_encode_msg(req, T_SYNC, &msg, &len));
+		t_free(req);
+		/* one byte per write, each given time to travel alone (pacing, not a wait) */
+		for (size_t i = 0; i < len; i++) {
+			T_OK(t_send_all(fd, msg + i, 1));
+			poll(NULL, 0, 2);
+		}
+		free(msg);
+		struct t_obj *r = NULL;
+		int type = -1;
+		T_OK(t_q_recv(fd, 5000, &r, &type));
+		T_EXPECT_EQ(r, t_long(40 + round));
+		t_free(r);
+	}
 	close(fd);
 }
