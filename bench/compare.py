@@ -7,6 +7,10 @@ HAProxy balancing them round-robin, one qgate pooling them. Figures are ratios m
 the same run, so they survive a noisy machine better than absolute numbers do.
 
 usage: bench/compare.py [--build DIR] [--seconds S] [--quick] [--out FILE.md] [--json FILE]
+                        [--plot FILE.png]
+
+--plot draws each case's latency distribution (p50 .. max, log scale) for the three targets
+side by side; it needs matplotlib (pip install matplotlib).
 """
 import argparse
 import json
@@ -60,6 +64,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer cases, 2 s each")
     ap.add_argument("--out", help="write the markdown table here")
     ap.add_argument("--json", help="write every qbench result here")
+    ap.add_argument("--plot", help="draw the latency distributions into this PNG")
     args = ap.parse_args()
     mockq = os.path.join(args.build, "bench", "mockq")
     qbench = os.path.join(args.build, "bench", "qbench")
@@ -151,6 +156,37 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    if args.plot:
+        plot(results, args.plot)
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit("compare: --plot needs matplotlib (pip install matplotlib)")
+    marks = ["p50", "p90", "p99", "p999", "max"]
+    labels = ["50%", "90%", "99%", "99.9%", "max"]
+    cols = 4
+    rows = (len(results) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax, r in zip(axes.flat, results):
+        for name, style in (("direct", "o-"), ("haproxy", "s--"), ("qgate", "^-")):
+            lat = r[name]["latency_us"]
+            ax.plot(labels, [lat[m] for m in marks], style, label=name)
+        ax.set_yscale("log")
+        ax.set_title(f"{r['conns']} clients, {r['payload']} B", fontsize=10)
+        ax.set_ylabel("latency (µs)")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(results):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("qbench latency percentiles: direct vs HAProxy vs qgate (same run)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
