@@ -535,6 +535,12 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 		if (r->is_health || !gw_req_retry(w, r))
 			gw_req_fail(w, r, text);
 	}
+	if (be->is_retired) {
+		/* closed on purpose by a reload: nothing lost, nothing to reopen; waiters pinned
+		 * to it may go elsewhere now */
+		gw_pool_dispatch(w, be->pool);
+		return;
+	}
 	if (was == GW_UP_IDLE || was == GW_UP_BUSY) {
 		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->name,
 			be->pool->cfg->name);
