@@ -699,26 +699,16 @@ Test(gateway, queued_request_times_out_with_queue_timeout)
 /* The first pool's "queued" figure from the stats endpoint on port (-1 if unreadable). */
 static int64_t stats_queued(int port)
 {
-	char buf[16384];
-	size_t got = 0;
-	int fd = t_tcp_connect("127.0.0.1", port, 2000);
-	static const char req[] = "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n";
+	char *body = NULL;
+	int64_t v = -1;
 
-	if (fd < 0 || t_send_all(fd, req, sizeof(req) - 1) < 0)
-		return -1;
-	for (int i = 0; i < 100 && got < sizeof(buf) - 1; i++) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		if (poll(&pfd, 1, 2000) != 1)
-			break;
-		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
+	if (t_http_get(port, "/stats", &body) == 200) {
+		const char *q = strstr(body, "\"queued\": ");
+		if (q)
+			v = strtoll(q + 10, NULL, 10);
 	}
-	close(fd);
-	buf[got] = '\0';
-	const char *q = strstr(buf, "\"queued\": ");
-	return q ? strtoll(q + 10, NULL, 10) : -1;
+	free(body);
+	return v;
 }
 
 Test(gateway, queue_full_refuses_the_extra_request_at_once)
@@ -930,18 +920,10 @@ Test(gateway, garbage_closes_only_the_sender, .timeout = 120.0)
 
 static char *hash_password(const char *pw)
 {
-	char *const argv[] = { (char *)t_bin("QGATE_BIN"), "--hash-password", NULL };
-	char *out = NULL, *err = NULL, line[256];
-	int rc;
+	char *h = t_hash_password(pw);
 
-	snprintf(line, sizeof(line), "%s\n", pw);
-	rc = t_run(argv, line, 30000, &out, &err);
-	cr_assert_eq(rc, 0, "qgate --hash-password exited %d: %s %s", rc, t_errmsg(),
-		     err ? err : "");
-	cr_assert(out && !strncmp(out, "$qgate$", 7), "hash output: %s", out ? out : "");
-	out[strcspn(out, "\r\n")] = 0;
-	free(err);
-	return out;
+	cr_assert(h != NULL, "%s", t_errmsg());
+	return h;
 }
 
 Test(gateway, auth_accepts_alice_and_closes_wrong_passwords)

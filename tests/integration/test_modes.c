@@ -69,26 +69,9 @@ static void start_gate_json(const char *members)
 /* GET path from the stats endpoint: returns the HTTP status and the body (caller frees). */
 static int http_get(const char *path, char **body)
 {
-	char req[256], buf[65536];
-	size_t got = 0;
-	int fd = T_OK(t_tcp_connect("127.0.0.1", stats_port, 2000));
+	int status = t_http_get(stats_port, path, body);
 
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-	T_OK(t_send_all(fd, req, strlen(req)));
-	for (int i = 0; i < 1000 && got < sizeof(buf) - 1; i++) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		cr_assert(poll(&pfd, 1, 2000) == 1, "stats endpoint did not answer %s", path);
-		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	buf[got] = '\0';
-	int status = 0;
-	cr_assert(sscanf(buf, "HTTP/1.1 %d", &status) == 1, "not HTTP: %.80s", buf);
-	char *b = strstr(buf, "\r\n\r\n");
-	*body = strdup(b ? b + 4 : "");
+	cr_assert(status > 0, "GET %s: %s", path, t_errmsg());
 	return status;
 }
 
@@ -292,12 +275,8 @@ Test(modes, stats_endpoint_reports_pools_backends_and_health)
 
 Test(modes, admin_user_reads_tables_and_others_are_refused)
 {
-	char *hash = NULL, *err = NULL;
-	char *const argv[] = { (char *)t_bin("QGATE_BIN"), "--hash-password", NULL };
+	char *hash = T_PTR(t_hash_password("secret"));
 
-	cr_assert(argv[0] != NULL, "%s", t_errmsg());
-	cr_assert_eq(t_run(argv, "secret\n", 20000, &hash, &err), 0, "--hash-password failed");
-	hash[strcspn(hash, "\n")] = '\0';
 	start_backend(0, NULL);
 	char members[1024];
 	snprintf(members, sizeof(members),
@@ -306,7 +285,6 @@ Test(modes, admin_user_reads_tables_and_others_are_refused)
 		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
 		 "\"127.0.0.1:%d\",\"connections\":1}]}]", hash, hash, be[0]->port);
 	free(hash);
-	free(err);
 	start_gate_json(members);
 
 	int ops = T_OK(t_q_connect("127.0.0.1", gw_port, "ops:secret", NULL));
@@ -840,12 +818,8 @@ Test(modes, health_check_closes_a_connection_to_a_stopped_backend, .timeout = 60
 
 Test(modes, deny_rules_and_allow_lists_refuse_with_not_allowed)
 {
-	char *hash = NULL, *err = NULL;
-	char *const argv[] = { (char *)t_bin("QGATE_BIN"), "--hash-password", NULL };
+	char *hash = T_PTR(t_hash_password("pw"));
 
-	cr_assert(argv[0] != NULL, "%s", t_errmsg());
-	cr_assert_eq(t_run(argv, "pw\n", 20000, &hash, &err), 0, "--hash-password failed");
-	hash[strcspn(hash, "\n")] = '\0';
 	start_backend(0, NULL);
 	char members[1024];
 	snprintf(members, sizeof(members),
@@ -855,7 +829,6 @@ Test(modes, deny_rules_and_allow_lists_refuse_with_not_allowed)
 		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
 		 "\"127.0.0.1:%d\",\"connections\":1}]}]", hash, hash, be[0]->port);
 	free(hash);
-	free(err);
 	start_gate_json(members);
 	int open_fd = T_OK(t_q_connect("127.0.0.1", gw_port, "open:pw", NULL));
 	struct t_obj *r = t_call_ok(open_fd, t_call0(".mock.drop"), 5000);

@@ -547,3 +547,54 @@ int t_wait_closed(int fd, int timeout_ms, size_t *n_bytes)
 	}
 	return 0;
 }
+
+int t_http_get(int port, const char *path, char **body)
+{
+	char req[256];
+	size_t got = 0, cap = 65536;
+	char *buf = malloc(cap);
+	int fd, status = 0;
+
+	*body = NULL;
+	if (!buf)
+		return t_fail(ENOMEM, "out of memory");
+	fd = t_tcp_connect("127.0.0.1", port, 2000);
+	if (fd < 0) {
+		free(buf);
+		return fd;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+	if (t_send_all(fd, req, strlen(req)) < 0) {
+		close(fd);
+		free(buf);
+		return -EIO;
+	}
+	/* the endpoint answers once and closes: read to EOF (bounded by time and size) */
+	for (int i = 0; i < 10000; i++) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		if (poll(&pfd, 1, 3000) != 1)
+			break;
+		if (got + 1 >= cap) {
+			char *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) {
+		t_fail(EPROTO, "not an HTTP answer from port %d: %.80s", port, buf);
+		free(buf);
+		return -EPROTO;
+	}
+	char *b = strstr(buf, "\r\n\r\n");
+	*body = strdup(b ? b + 4 : "");
+	free(buf);
+	return status;
+}

@@ -97,4 +97,10 @@ struct t_obj *t_q_eval(int fd, const char *text, int timeout_ms, int *err);
  */
 int t_wait_closed(int fd, int timeout_ms, size_t *n_bytes);
 
+/*
+ * GET path from an HTTP endpoint on 127.0.0.1:port (qgate's stats). Returns the status code
+ * and the body in *body (malloc'd, caller frees), or a negative error with t_errmsg() set.
+ */
+int t_http_get(int port, const char *path, char **body);
+
 #endif /* GW_TESTS_SUPPORT_T_NET_H */

@@ -499,3 +499,27 @@ struct t_proc *t_qgate_start(const char *cfg_path, int port)
 	}
 	return p;
 }
+
+char *t_hash_password(const char *pw)
+{
+	const char *bin = t_bin("QGATE_BIN");
+	char *out = NULL, *err = NULL, *in = NULL;
+
+	if (!bin)
+		return NULL;
+	if (asprintf(&in, "%s\n", pw) < 0)
+		return NULL;
+	char *const argv[] = { (char *)bin, "--hash-password", NULL };
+	int rc = t_run(argv, in, 20000, &out, &err);
+	free(in);
+	if (rc != 0 || !out || strncmp(out, "$qgate$", 7) != 0) {
+		t_fail(rc < 0 ? -rc : EINVAL, "qgate --hash-password failed (%d): %s", rc,
+		       err ? err : "");
+		free(out);
+		free(err);
+		return NULL;
+	}
+	free(err);
+	out[strcspn(out, "\n")] = '\0';
+	return out;
+}

@@ -94,4 +94,7 @@ struct t_proc *t_qgate_start(const char *cfg_path, int port);
 /* The tail (up to max_bytes) of a file, for failure messages; thread-local storage. */
 const char *t_tail(const char *path, size_t max_bytes);
 
+/* `qgate --hash-password` of pw: a malloc'd hash (caller frees), or NULL with t_errmsg(). */
+char *t_hash_password(const char *pw);
+
 #endif /* GW_TESTS_SUPPORT_T_PROC_H */
