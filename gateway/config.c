@@ -1139,7 +1139,7 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 {
 	static const char *const keys[] = {
 		"name", "mode", "strategy", "backends", "queue", "query_timeout_ms", "reconnect",
-		"health", "dedicated", "connect", "auth_passthrough", "idempotent", NULL
+		"health", "dedicated", "connect", "auth_passthrough", "idempotent", "pipeline", NULL
 	};
 	static const char *const queue_keys[] = { "max", "timeout_ms", NULL };
 	static const char *const health_keys[] = { "interval_ms", "timeout_ms", "query", NULL };
@@ -1157,6 +1157,7 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 	p->health.timeout_ms = 1000;
 	p->health.query = xstrdup(c, "::");
 	p->dedicated_max = 256;
+	p->pipeline = 1;
 	if (!json_is_object(j)) {
 		err_at(c, "must be an object");
 		return;
@@ -1246,6 +1247,9 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 	if (get_bool(c, j, "auth_passthrough", &p->is_auth_passthrough) &&
 	    p->is_auth_passthrough && p->mode != GW_MODE_SESSION)
 		err_key(c, "auth_passthrough", "requires \"mode\": \"session\"");
+	get_u32(c, j, "pipeline", 1, 16, &p->pipeline);
+	if (p->pipeline > 1 && p->mode != GW_MODE_QUERY)
+		err_key(c, "pipeline", "applies to \"mode\": \"query\" pools only");
 	if (get_bool(c, j, "idempotent", &p->is_idempotent) && p->is_idempotent &&
 	    p->mode != GW_MODE_QUERY)
 		err_key(c, "idempotent", "applies to \"mode\": \"query\" pools only");

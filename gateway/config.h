@@ -116,6 +116,7 @@ struct gw_pool_cfg {
 	bool is_lazy;			/* "connect": "lazy" instead of "start" */
 	bool is_auth_passthrough;	/* session mode: open upstream with the client's creds */
 	bool is_idempotent;		/* "idempotent": a request whose backend died is retried */
+	uint32_t pipeline;		/* sync requests in flight per connection, 1..16 (1) */
 };
 
 struct gw_rule_cfg {

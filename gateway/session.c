@@ -339,11 +339,7 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 		unqueue(r);
 	if (r->state == GW_REQ_SENT && r->backend) {
 		/* the backend still owes the answer: it will read and drop it */
-		r->backend->up.owed = NULL;
-		r->backend->up.is_draining = true;
-		if (r->backend->up.is_paused_for_client) {
-			gw_upstream_resume(w, r->backend);
-		}
+		gw_upstream_abandon(w, r->backend, r);
 		r->backend = NULL;
 	}
 	if (r->pool)
@@ -409,6 +405,22 @@ static struct gw_conn *backend_conn(struct gw_backend_rt *be, bool need_idle)
 	return NULL;
 }
 
+/* Pipelined pools with no idle connection: the busy one with room and the fewest in flight. */
+static struct gw_conn *pipelined_conn(struct gw_pool_rt *p)
+{
+	struct gw_conn *best = NULL;
+
+	for (size_t b = 0; b < p->n_backends; b++) {
+		struct gw_backend_rt *be = p->backends[b];
+		for (int s = 0; s < be->cfg->connections; s++) {
+			struct gw_conn *uc = be->slots[s].conn;
+			if (uc && gw_upstream_has_room(uc) && (!best || uc->up.n_pipe < best->up.n_pipe))
+				best = uc;
+		}
+	}
+	return best;
+}
+
 /* The connection r may go to now, or NULL when it must wait. */
 static struct gw_conn *choose_conn(struct gw_pool_rt *p, struct gw_req *r)
 {
@@ -417,14 +429,16 @@ static struct gw_conn *choose_conn(struct gw_pool_rt *p, struct gw_req *r)
 	if (pc) {
 		if (pc->up.is_tx_locked)
 			return NULL;	/* another message is streaming into it */
-		if (!r->is_sync || pc->up.state == GW_UP_IDLE)
+		if (!r->is_sync || gw_upstream_has_room(pc))
 			return pc;
 		return NULL;
 	}
 	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, r->is_sync);
-	if (i < 0)
-		return NULL;
-	return backend_conn(p->backends[i], r->is_sync);
+	if (i >= 0)
+		return backend_conn(p->backends[i], r->is_sync);
+	if (r->is_sync && p->cfg->pipeline > 1)
+		return pipelined_conn(p);
+	return NULL;
 }
 
 static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
@@ -478,7 +492,7 @@ void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
 	while (wt) {
 		/* with no idle connection no sync can go anywhere, pinned or not: unless an
 		 * async is waiting, the rest of the queue need not be looked at */
-		bool has_idle = pool_has_idle(p);
+		bool has_idle = pool_has_idle(p) || (p->cfg->pipeline > 1 && pipelined_conn(p));
 		if (!has_idle && p->queued_async == 0)
 			break;
 		struct pool_waiter *next = pool_queue_next(&p->queue, wt);

@@ -293,6 +293,19 @@ static void answer_done(struct gw_worker *w, struct gw_conn *c)
 		return;
 	}
 	c->up.be->sel.outstanding--;
+	if (c->up.n_pipe > 0) {
+		/* pipelined: the next answer on the socket belongs to the oldest request after */
+		struct gw_req *next = c->up.pipe[0];
+		memmove(c->up.pipe, c->up.pipe + 1, (size_t)(c->up.n_pipe - 1) * sizeof(c->up.pipe[0]));
+		c->up.n_pipe--;
+		c->up.owed = next;
+		c->up.is_draining = next == NULL;
+		c->up.query_deadline_ms = next && next->timeout_ms ? w->now_ms + next->timeout_ms : 0;
+		if (c->up.be->is_retired)
+			return;	/* it closes once the last answer is in */
+		gw_pool_dispatch(w, c->up.be->pool);
+		return;
+	}
 	c->up.state = GW_UP_IDLE;	/* set_idle below; no longer owes anything */
 	set_idle(w, c);
 	if (c->up.be->is_retired) {
@@ -453,7 +466,15 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 	}
 	if (!r->is_sync && w->audit_fd >= 0)
 		gw_audit_req(w, r, "sent");
-	if (r->is_sync) {
+	if (r->is_sync && c->up.state == GW_UP_BUSY) {
+		/* pipelined behind what it already owes (gw_upstream_has_room said so) */
+		c->up.pipe[c->up.n_pipe++] = r;
+		be->sel.outstanding++;
+		r->backend = c;
+		r->state = GW_REQ_SENT;
+		if (msg)
+			gw_tx_append_chunk(w, c, msg);
+	} else if (r->is_sync) {
 		leave_idle(c);
 		c->up.state = GW_UP_BUSY;
 		c->up.owed = r;
@@ -522,8 +543,20 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	if (was == GW_UP_IDLE || was == GW_UP_BUSY)
 		be->sel.n_up--;
 	if (was == GW_UP_BUSY)
-		be->sel.outstanding--;
+		be->sel.outstanding -= 1u + c->up.n_pipe;
 	c->up.state = GW_UP_DOWN;
+	/* pipelined requests behind the owed one fail (or retry) the same way */
+	for (uint8_t i = 0; i < c->up.n_pipe; i++) {
+		struct gw_req *r = c->up.pipe[i];
+		if (!r)
+			continue;
+		r->backend = NULL;
+		be->errors++;
+		snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
+		if (!gw_req_retry(w, r))
+			gw_req_fail(w, r, text);
+	}
+	c->up.n_pipe = 0;
 	if (c->up.owed) {
 		struct gw_req *r = c->up.owed;
 		c->up.owed = NULL;
@@ -708,4 +741,30 @@ void gw_upstream_tick(struct gw_worker *w)
 			gw_conn_close(w, c, "dedicated request timed out");
 		}
 	}
+}
+
+bool gw_upstream_has_room(const struct gw_conn *c)
+{
+	if (c->is_closing || c->up.is_tx_locked)
+		return false;
+	if (c->up.state == GW_UP_IDLE)
+		return true;
+	/* only a pooled connection of a pipelined pool takes more than one sync at a time */
+	return c->up.state == GW_UP_BUSY && c->up.kind == GW_UPK_POOLED &&
+	       !c->up.be->is_retired && !(c->up.owed && c->up.owed->is_health) &&
+	       1u + c->up.n_pipe < c->up.be->pool->cfg->pipeline;
+}
+
+void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
+{
+	if (c->up.owed == r) {
+		c->up.owed = NULL;
+		c->up.is_draining = true;
+	} else {
+		for (uint8_t i = 0; i < c->up.n_pipe; i++)
+			if (c->up.pipe[i] == r)
+				c->up.pipe[i] = NULL;
+	}
+	if (c->up.is_paused_for_client)
+		gw_upstream_resume(w, c);
 }

@@ -681,10 +681,14 @@ void gw_worker_destroy(struct gw_worker *w)
 	/* requests owned by a backend connection (abandoned, health checks) */
 	for (uint32_t i = 0; w->conns && i < w->n_conns; i++) {
 		struct gw_conn *c = &w->conns[i];
-		struct gw_req *r = c->kind == GW_CONN_BACKEND ? c->up.owed : NULL;
-		if (r && (!r->client || r->client->gen != r->client_gen ||
-			  r->client->kind != GW_CONN_CLIENT))
-			gw_req_free(r);
+		if (c->kind != GW_CONN_BACKEND)
+			continue;
+		for (int k = -1; k < (int)c->up.n_pipe; k++) {
+			struct gw_req *r = k < 0 ? c->up.owed : c->up.pipe[k];
+			if (r && (!r->client || r->client->gen != r->client_gen ||
+				  r->client->kind != GW_CONN_CLIENT))
+				gw_req_free(r);
+		}
 	}
 	for (uint32_t i = 0; w->conns && i < w->n_conns; i++) {
 		struct gw_conn *c = &w->conns[i];

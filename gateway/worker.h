@@ -30,6 +30,7 @@
 #include "pool/pool.h"
 
 #define GW_IOV_MAX 64
+#define GW_PIPE_MAX 16		/* most sync requests in flight on one backend connection */
 #define GW_CHUNK_BYTES (64 * 1024)
 
 /* ------------------------------------------------------------------ chunks */
@@ -131,6 +132,10 @@ struct gw_upstream {
 	uint64_t last_used_ms;		/* POOLED: last answer or health check */
 	struct gw_backend_rt *be;
 	struct gw_req *owed;		/* the request whose answer this connection owes */
+	/* pipelined pools: sync requests sent after owed, oldest first; a NULL entry is an
+	 * answer nobody will get (its request failed): it is read and dropped */
+	struct gw_req *pipe[GW_PIPE_MAX];
+	uint8_t n_pipe;
 	bool is_draining;		/* owed was abandoned: read and drop its answer */
 	uint64_t busy_since_ms;
 	uint64_t query_deadline_ms;	/* 0: none */
@@ -449,6 +454,10 @@ void gw_upstream_tick(struct gw_worker *w);
 /* send req on c (IDLE for sync); takes the request's bytes */
 void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
+/* c can take one more sync request now (idle, or pipelined with room) */
+bool gw_upstream_has_room(const struct gw_conn *c);
+/* r (SENT on c) was failed by the gateway: its answer will be read and dropped */
+void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
 
 /* tls.c — OpenSSL over memory BIOs (see tls.c) */

@@ -206,10 +206,25 @@ static void *client_main(void *arg)
 	return NULL;
 }
 
+static void run_chaos(const char *pool_extra);
+
 Test(chaos, every_answer_is_its_own_or_a_qgate_error_while_backends_die)
 {
+	run_chaos("");
+}
+
+/* The same with several sync requests in flight per backend connection (no .mock.defer
+ * there: a deferred answer may overtake on a pipelined socket, which is why pipelining is
+ * opt-in and deferring calls go dedicated) */
+Test(chaos, pipelined_connections_keep_the_one_rule_too)
+{
+	run_chaos(",\"pipeline\":4");
+}
+
+static void run_chaos(const char *pool_extra)
+{
 	static const char *const work[] = { "--work-us", "100", NULL };
-	char members[1024], *text = NULL;
+	char members[1200], *text = NULL;
 
 	cr_assert(t_bin("QGATE_BIN") != NULL, "%s", t_errmsg());
 	for (int k = 0; k < N_BE; k++) {
@@ -225,10 +240,10 @@ Test(chaos, every_answer_is_its_own_or_a_qgate_error_while_backends_die)
 		 "{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\",\"connections\":2},"
 		 "{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"connections\":2}],"
 		 "\"queue\":{\"max\":1000,\"timeout_ms\":2000},"
-		 "\"reconnect\":{\"delay_ms\":20,\"max_delay_ms\":200,\"jitter\":0.2}}],"
+		 "\"reconnect\":{\"delay_ms\":20,\"max_delay_ms\":200,\"jitter\":0.2}%s}],"
 		 "\"rules\":[{\"function\":\".mock.sleep\",\"timeout_ms\":30},"
 		 "{\"function\":\".mock.defer\",\"dedicated\":true,\"timeout_ms\":2000}]",
-		 be_port[0], be_port[1], be_port[2]);
+		 be_port[0], be_port[1], be_port[2], pool_extra);
 	cr_assert(asprintf(&text, "{\"listeners\":[{\"name\":\"main\",\"listen\":"
 			   "\"127.0.0.1:%d\",\"pool\":\"p\"}],%s}", gw_port, members) > 0);
 	const char *path = T_PTR(t_write_file("gw.json", text));
