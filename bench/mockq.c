@@ -33,6 +33,9 @@
 #include <unistd.h>
 
 #include "bench/mockq.h"
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "codec/qipc.h"
 
 #define HELLO_MAX 4096
@@ -63,6 +66,7 @@ struct listener {
 struct conn {
 	struct ep_tag tag;
 	int fd;
+	SSL *ssl;		/* --tls-cert: every TCP connection speaks TLS (like q -E 2) */
 	uint64_t id;
 	bool is_unix;
 	bool is_open;		/* handshake done */
@@ -99,6 +103,8 @@ static struct {
 	const char *host;
 	int port;
 	bool use_unix;
+	const char *tls_cert, *tls_key;
+	SSL_CTX *ssl_ctx;
 	const char *user;
 	int64_t work_us;
 	uint64_t max_msg;
@@ -193,11 +199,46 @@ static void conn_update_events(struct conn *c)
 		c->events = want;
 }
 
+/*
+ * Socket I/O, through TLS when the connection has it. Both return what send/recv would, with
+ * errno EAGAIN when TLS needs the socket to be ready again (the handshake runs inside the
+ * first reads and writes).
+ */
+static ssize_t io_send(struct conn *c, const void *p, size_t n)
+{
+	size_t done = 0;
+
+	if (!c->ssl)
+		return send(c->fd, p, n, MSG_NOSIGNAL);
+	ERR_clear_error();
+	if (SSL_write_ex(c->ssl, p, n, &done) == 1)
+		return (ssize_t)done;
+	int e = SSL_get_error(c->ssl, 0);
+	errno = (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? EAGAIN : EIO;
+	return -1;
+}
+
+static ssize_t io_recv(struct conn *c, void *p, size_t n)
+{
+	size_t got = 0;
+
+	if (!c->ssl)
+		return recv(c->fd, p, n, 0);
+	ERR_clear_error();
+	if (SSL_read_ex(c->ssl, p, n, &got) == 1)
+		return (ssize_t)got;
+	int e = SSL_get_error(c->ssl, 0);
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	errno = (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? EAGAIN : EIO;
+	return -1;
+}
+
 /* Write as much queued output as the socket takes. */
 static int conn_flush(struct conn *c)
 {
 	while (out_pending(c)) {
-		ssize_t w = send(c->fd, c->out + c->out_off, out_pending(c), MSG_NOSIGNAL);
+		ssize_t w = io_send(c, c->out + c->out_off, out_pending(c));
 
 		if (w < 0) {
 			if (errno == EINTR)
@@ -218,7 +259,7 @@ static int conn_write(struct conn *c, const uint8_t *p, size_t n)
 {
 	if (!out_pending(c)) {
 		while (n) {
-			ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+			ssize_t w = io_send(c, p, n);
 
 			if (w < 0) {
 				if (errno == EINTR)
@@ -269,6 +310,8 @@ static void conn_close(struct conn *c, const char *why)
 	if (g.is_trace || (why && strcmp(why, "eof")))
 		logf_("conn %llu closed: %s", (unsigned long long)c->id, why ? why : "");
 	epoll_ctl(g.ep, EPOLL_CTL_DEL, c->fd, NULL);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 	close(c->fd);
 	c->fd = -1;
 	c->is_dead = true;
@@ -600,7 +643,7 @@ static void on_hello_bytes(struct conn *c)
 	c->cap = qipc_hello_reply(h.capability, QIPC_MAX_CAPABILITY);
 	reply = (uint8_t)c->cap;
 	/* the reply byte goes in its own write, as q does */
-	if (send(c->fd, &reply, 1, MSG_NOSIGNAL) != 1) {
+	if (io_send(c, &reply, 1) != 1) {
 		conn_close(c, "hello reply failed");
 		return;
 	}
@@ -623,12 +666,12 @@ static void on_readable(struct conn *c)
 		ssize_t r;
 
 		if (!c->is_open) {
-			r = recv(c->fd, c->hello + c->hello_len, HELLO_MAX - c->hello_len, 0);
+			r = io_recv(c, c->hello + c->hello_len, HELLO_MAX - c->hello_len);
 		} else {
 			if (out_pending(c) >= OUT_HIGH ||
 			    (c->is_parked && c->in_len - c->in_off > IN_HIGH))
 				break;
-			r = recv(c->fd, g.rbuf, READ_CHUNK, 0);
+			r = io_recv(c, g.rbuf, READ_CHUNK);
 		}
 		if (r < 0) {
 			if (errno == EINTR)
@@ -663,7 +706,8 @@ static void on_readable(struct conn *c)
 			    in_append(c, g.rbuf + used, (size_t)r - used) < 0)
 				conn_close(c, "out of memory");
 		}
-		if ((size_t)r < READ_CHUNK)
+		/* TLS may hold decrypted bytes epoll cannot see: keep reading while it does */
+		if ((size_t)r < READ_CHUNK && !(c->ssl && SSL_pending(c->ssl) > 0))
 			break;
 	}
 	if (c->is_dead)
@@ -715,6 +759,16 @@ static void on_accept(struct listener *l)
 		c->fd = fd;
 		c->id = ++g.next_id;
 		c->is_unix = l->is_unix;
+		if (g.ssl_ctx && !l->is_unix) {
+			c->ssl = SSL_new(g.ssl_ctx);
+			if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+				SSL_free(c->ssl);
+				close(fd);
+				free(c);
+				continue;
+			}
+			SSL_set_accept_state(c->ssl);
+		}
 		c->events = EPOLLIN;
 		ev.events = EPOLLIN;
 		ev.data.ptr = &c->tag;
@@ -864,6 +918,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mockq --port N [--host H] [--unix] [--name NAME] [--user user:pass]\n"
 		"             [--work-us N] [--max-msg BYTES] [--compress] [--trace]\n"
+		"             [--tls-cert FILE --tls-key FILE]\n"
 		"  --port N       TCP port (0: pick a free one; the banner names it)\n"
 		"  --host H       bind address (default 127.0.0.1)\n"
 		"  --unix         also listen on q's abstract unix socket @/tmp/kx.N\n"
@@ -872,6 +927,7 @@ static void usage(FILE *f)
 		"  --work-us N    busy-spin N microseconds per message\n"
 		"  --max-msg B    close connections that send a message over B bytes\n"
 		"  --compress     compress large responses on TCP with q's rule\n"
+		"  --tls-cert F   with --tls-key: TCP connections speak TLS only (as q -E 2)\n"
 		"  --trace        hex-dump handshakes and received messages to stderr\n");
 }
 
@@ -886,6 +942,8 @@ static int parse_args(int argc, char **argv)
 		{ "work-us", required_argument, NULL, 'w' },
 		{ "max-msg", required_argument, NULL, 'm' },
 		{ "compress", no_argument, NULL, 'c' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
 		{ "trace", no_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -920,12 +978,14 @@ static int parse_args(int argc, char **argv)
 				return -1;
 			break;
 		case 'c': g.compress = true; break;
+		case 'C': g.tls_cert = optarg; break;
+		case 'K': g.tls_key = optarg; break;
 		case 't': g.is_trace = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -1;
 		}
 	}
-	if (optind != argc || g.port < 0)
+	if (optind != argc || g.port < 0 || !g.tls_cert != !g.tls_key)
 		return -1;
 	return 0;
 }
@@ -966,6 +1026,16 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	if (g.tls_cert) {
+		g.ssl_ctx = SSL_CTX_new(TLS_server_method());
+		if (!g.ssl_ctx ||
+		    SSL_CTX_use_certificate_chain_file(g.ssl_ctx, g.tls_cert) != 1 ||
+		    SSL_CTX_use_PrivateKey_file(g.ssl_ctx, g.tls_key, SSL_FILETYPE_PEM) != 1) {
+			logf_("cannot load TLS certificate %s / key %s", g.tls_cert, g.tls_key);
+			return 1;
+		}
+		SSL_CTX_set_min_proto_version(g.ssl_ctx, TLS1_2_VERSION);
+	}
 	g.rbuf = malloc(READ_CHUNK);
 	g.ep = epoll_create1(EPOLL_CLOEXEC);
 	if (!g.rbuf || g.ep < 0) {

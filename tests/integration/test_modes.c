@@ -1033,3 +1033,46 @@ Test(modes, pipelined_pool_keeps_several_requests_in_flight_on_one_connection)
 		close(fd[i]);
 	}
 }
+
+Test(modes, tls_backend_is_verified_against_its_ca, .timeout = 60.0)
+{
+	char crt[300], key[300], other_crt[300], other_key[300];
+	char *out = NULL, *err = NULL;
+
+	snprintf(crt, sizeof(crt), "%s/be.crt", t_env_dir());
+	snprintf(key, sizeof(key), "%s/be.key", t_env_dir());
+	snprintf(other_crt, sizeof(other_crt), "%s/other.crt", t_env_dir());
+	snprintf(other_key, sizeof(other_key), "%s/other.key", t_env_dir());
+	for (int i = 0; i < 2; i++) {
+		char *const gen[] = { "/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048",
+				      "-nodes", "-keyout", i ? other_key : key, "-out",
+				      i ? other_crt : crt, "-days", "2", "-subj", "/CN=localhost",
+				      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", NULL };
+		int rc = t_run(gen, NULL, 30000, &out, &err);
+		cr_assert_eq(rc, 0, "openssl req failed (%d): %s", rc, err ? err : t_errmsg());
+		free(out);
+		free(err);
+	}
+	/* mockq speaking TLS only, as a q started with -E 2 */
+	const char *const tls_args[] = { "--tls-cert", crt, "--tls-key", key, NULL };
+	start_backend(0, tls_args);
+	char members[1024];
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"queue\":{\"timeout_ms\":300},\"backends\":["
+		 "{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":1,"
+		 "\"tls\":{\"ca_file\":\"%s\"}}]},"
+		 "{\"name\":\"wrong\",\"queue\":{\"timeout_ms\":300},\"backends\":["
+		 "{\"name\":\"b1x\",\"address\":\"127.0.0.1:%d\",\"connections\":1,"
+		 "\"tls\":{\"ca_file\":\"%s\"}}]}],"
+		 "\"rules\":[{\"function\":\".wrong.*\",\"pool\":\"wrong\"}]",
+		 be[0]->port, crt, be[0]->port, other_crt);
+	start_gate_json(members);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "t:x", NULL));
+	t_call_expect(fd, t_call0(".mock.id"), t_sym("b1"), 5000);
+	/* a backend whose certificate the pool's CA did not sign is never used */
+	T_OK(t_wait_file_contains(gate->err_path, 0, "TLS handshake failed", 5000));
+	struct t_obj *r = t_call_ok(fd, t_call(".wrong.f", 1, t_long(1)), 5000);
+	cr_assert(t_is_err_prefix(r, "qgate: "), "got %s", t_show(r));
+	t_free(r);
+	close(fd);
+}
