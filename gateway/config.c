@@ -1545,7 +1545,8 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 	static const char *const limits_keys[] = {
 		"max_clients", "max_message_bytes", "handshake_timeout_ms",
 		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes",
-		"shutdown_grace_ms", "drain_timeout_ms", "rx_buffers", "rx_buffer_bytes", NULL
+		"shutdown_grace_ms", "drain_timeout_ms", "rx_buffers", "rx_buffer_bytes",
+		"stream_threshold_bytes", NULL
 	};
 	static const char *const log_keys[] = { "level", "audit_file", NULL };
 	json_t *o;
@@ -1575,6 +1576,8 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		if ((l->rx_buffers & (l->rx_buffers - 1)) != 0)
 			err_key(c, "rx_buffers", "must be a power of two (64..32768)");
 		get_u32(c, o, "rx_buffer_bytes", 4096, 1u << 20, &l->rx_buffer_bytes);
+		get_u64(c, o, "stream_threshold_bytes", 65536, CFG_MAX_MSG_BYTES,
+			&l->stream_threshold_bytes);
 		path_pop(c, old);
 	}
 
@@ -1695,6 +1698,7 @@ static void set_defaults(struct ctx *c, struct gw_config *cfg)
 		.drain_timeout_ms = 60000,
 		.rx_buffers = 1024,
 		.rx_buffer_bytes = 32768,
+		.stream_threshold_bytes = 262144,
 	};
 	cfg->log_level = GW_LOG_INFO;
 	cfg->workers = 1;

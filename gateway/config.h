@@ -140,6 +140,7 @@ struct gw_limits_cfg {
 	uint32_t drain_timeout_ms;	/* an abandoned answer may take this long, 60000 */
 	uint32_t rx_buffers;		/* provided receive buffers per worker (power of 2), 1024 */
 	uint32_t rx_buffer_bytes;	/* size of each, 32768 */
+	uint64_t stream_threshold_bytes; /* client messages above this may stream through, 256 KiB */
 };
 
 enum gw_log_level {

@@ -24,8 +24,8 @@
 #include "gateway/log.h"
 
 #define GW_CAPABILITY 6
-/* messages above this stream through to a free backend connection once their head is in */
-#define GW_STREAM_MIN (256 * 1024)
+/* how much of a large message (above limits.stream_threshold_bytes) is held before it is
+ * routed and streams through to a free backend connection */
 #define GW_STREAM_HEAD (64 * 1024)
 /* idempotent pools: how often one request may be resent after its backend died */
 #define GW_MAX_RETRIES 2
@@ -1013,7 +1013,8 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 			uint64_t len = st.hdr.length;
 			c->cl.rx_hdr = st.hdr;
 			/* a large message starts with its head only: it may stream through */
-			c->cl.rx_msg = gw_chunk_new(len > GW_STREAM_MIN ? GW_STREAM_HEAD : (size_t)len);
+			bool big = len > w->cfg->limits.stream_threshold_bytes;
+			c->cl.rx_msg = gw_chunk_new(big ? GW_STREAM_HEAD : (size_t)len);
 			memcpy(c->cl.rx_msg->data, st.hdr_bytes, QIPC_HDR_SIZE);
 			c->cl.rx_msg->len = QIPC_HDR_SIZE;
 		} else if (st.kind == QIPC_FRAME_BODY) {
