@@ -1076,3 +1076,39 @@ Test(modes, tls_backend_is_verified_against_its_ca, .timeout = 60.0)
 	t_free(r);
 	close(fd);
 }
+
+/* ------------------------------------------------------ backend credentials */
+
+Test(modes, backend_passwords_from_file_and_env_log_in_and_are_never_logged)
+{
+	static const char *const auth[] = { "--user", "gw:s3cr3t-pw", NULL };
+
+	start_backend(0, auth);
+	start_backend(1, auth);
+	const char *pwfile = T_PTR(t_write_file("pw.txt", "s3cr3t-pw\n"));
+	/* qgate inherits this test's environment */
+	cr_assert(setenv("QGATE_TEST_BACKEND_PW", "s3cr3t-pw", 1) == 0);
+	char members[1024];
+	snprintf(members, sizeof(members),
+		 "\"log\":{\"level\":\"debug\"},"
+		 "\"pools\":[{\"name\":\"p\",\"backends\":["
+		 "{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"user\":\"gw\","
+		 "\"password_file\":\"%s\",\"connections\":1},"
+		 "{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\",\"user\":\"gw\","
+		 "\"password_env\":\"QGATE_TEST_BACKEND_PW\",\"connections\":1}]}]",
+		 be[0]->port, pwfile, be[1]->port);
+	start_gate_json(members);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "c:x", NULL));
+	int seen = 0;
+	for (int i = 0; i < 10; i++) {
+		struct t_obj *r = t_call_ok(fd, t_call0(".mock.id"), 5000);
+		cr_assert(r->type == -T_SYM, "got %s", t_show(r));
+		seen |= !strcmp(r->s, "b1") ? 1 : 2;
+		t_free(r);
+	}
+	cr_assert_eq(seen, 3, "both backends (file and env password) should serve");
+	char *log = t_read_file(gate->err_path);
+	cr_assert(log && !strstr(log, "s3cr3t"), "a backend password reached the log");
+	free(log);
+	close(fd);
+}
