@@ -171,6 +171,28 @@ static int buf_reserve(uint8_t **buf, size_t *cap, size_t need)
 	return 0;
 }
 
+/*
+ * Append to a byte FIFO buf[off..len): the consumed front is dropped when it is all of it,
+ * or compacted away once it passes 1 MiB and half the buffer, so a busy connection's buffer
+ * does not grow without end.
+ */
+static int fifo_append(uint8_t **buf, size_t *len, size_t *off, size_t *cap, const uint8_t *p,
+		       size_t n)
+{
+	if (*off && *off == *len)
+		*off = *len = 0;
+	if (*off > (1u << 20) && *off > *len / 2) {
+		memmove(*buf, *buf + *off, *len - *off);
+		*len -= *off;
+		*off = 0;
+	}
+	if (buf_reserve(buf, cap, *len + n) < 0)
+		return -ENOMEM;
+	memcpy(*buf + *len, p, n);
+	*len += n;
+	return 0;
+}
+
 static size_t out_pending(const struct conn *c)
 {
 	return c->out_len - c->out_off;
@@ -274,18 +296,7 @@ static int conn_write(struct conn *c, const uint8_t *p, size_t n)
 		if (!n)
 			return 0;
 	}
-	if (c->out_off && c->out_off == c->out_len)
-		c->out_off = c->out_len = 0;
-	if (c->out_off > (1u << 20) && c->out_off > c->out_len / 2) {
-		memmove(c->out, c->out + c->out_off, out_pending(c));
-		c->out_len -= c->out_off;
-		c->out_off = 0;
-	}
-	if (buf_reserve(&c->out, &c->out_cap, c->out_len + n) < 0)
-		return -ENOMEM;
-	memcpy(c->out + c->out_len, p, n);
-	c->out_len += n;
-	return 0;
+	return fifo_append(&c->out, &c->out_len, &c->out_off, &c->out_cap, p, n);
 }
 
 static void timers_drop_conn(struct conn *c)
@@ -577,18 +588,7 @@ static size_t process_bytes(struct conn *c, const uint8_t *p, size_t n)
 
 static int in_append(struct conn *c, const uint8_t *p, size_t n)
 {
-	if (c->in_off && c->in_off == c->in_len)
-		c->in_off = c->in_len = 0;
-	if (c->in_off > (1u << 20)) {
-		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-		c->in_len -= c->in_off;
-		c->in_off = 0;
-	}
-	if (buf_reserve(&c->in, &c->in_cap, c->in_len + n) < 0)
-		return -ENOMEM;
-	memcpy(c->in + c->in_len, p, n);
-	c->in_len += n;
-	return 0;
+	return fifo_append(&c->in, &c->in_len, &c->in_off, &c->in_cap, p, n);
 }
 
 /* Process bytes buffered while the connection was parked or blocked on output. */

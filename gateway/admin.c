@@ -123,22 +123,14 @@ static struct qipc_obj *backends_table(struct gw_worker *w)
 		const struct gw_pool_rt *p = w->pools[i];
 		for (size_t b = 0; b < p->n_backends; b++, row++) {
 			const struct gw_backend_rt *be = p->backends[b];
-			uint64_t idle = 0, busy = 0, conn = 0;
-			for (int s = 0; s < be->cfg->connections; s++) {
-				const struct gw_conn *c = be->slots[s].conn;
-				if (!c || c->is_closing)
-					continue;
-				idle += c->up.state == GW_UP_IDLE;
-				busy += c->up.state == GW_UP_BUSY;
-				conn += c->up.state < GW_UP_IDLE;
-			}
+			struct gw_conn_counts cc = gw_backend_counts(be);
 			put_sym(&t, 0, row, p->cfg->name);
 			put_sym(&t, 1, row, be->cfg->name);
 			put_sym(&t, 2, row, be->cfg->addr.text);
-			put_sym(&t, 3, row, idle + busy ? "up" : conn ? "connecting" : "down");
-			put_long(&t, 4, row, idle);
-			put_long(&t, 5, row, busy);
-			put_long(&t, 6, row, conn);
+			put_sym(&t, 3, row, gw_backend_state(be));
+			put_long(&t, 4, row, cc.idle);
+			put_long(&t, 5, row, cc.busy);
+			put_long(&t, 6, row, cc.connecting);
 			put_long(&t, 7, row, be->sel.outstanding);
 			put_long(&t, 8, row, be->requests);
 			put_long(&t, 9, row, be->errors);

@@ -368,7 +368,6 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 	len = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, text);
 	if (len < 0)
 		len = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, "qgate: error");
-	r->state = GW_REQ_SENT;	/* so answer_bytes treats it as live */
 	gw_req_answer_bytes(w, r, buf, (size_t)len, NULL, 0, true);
 }
 
@@ -477,30 +476,32 @@ bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
 	return true;
 }
 
-static bool pool_has_idle(const struct gw_pool_rt *p)
+static bool pool_has_room(struct gw_pool_rt *p)
 {
 	for (size_t b = 0; b < p->n_backends; b++)
 		if (p->backends[b]->sel.n_idle)
 			return true;
-	return false;
+	return p->cfg->pipeline > 1 && pipelined_conn(p);
 }
 
 void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
 {
 	struct pool_waiter *wt = pool_queue_first(&p->queue);
+	/* whether any connection can take a sync; it changes only when something is sent */
+	bool has_room = pool_has_room(p);
 
 	while (wt) {
-		/* with no idle connection no sync can go anywhere, pinned or not: unless an
-		 * async is waiting, the rest of the queue need not be looked at */
-		bool has_idle = pool_has_idle(p) || (p->cfg->pipeline > 1 && pipelined_conn(p));
-		if (!has_idle && p->queued_async == 0)
+		/* with no room no sync can go anywhere, pinned or not: unless an async is
+		 * waiting, the rest of the queue need not be looked at */
+		if (!has_room && p->queued_async == 0)
 			break;
 		struct pool_waiter *next = pool_queue_next(&p->queue, wt);
 		struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
-		struct gw_conn *uc = (r->is_sync && !has_idle) ? NULL : choose_conn(p, r);
+		struct gw_conn *uc = (r->is_sync && !has_room) ? NULL : choose_conn(p, r);
 		if (uc) {
 			unqueue(r);
 			send_req(w, r, uc);
+			has_room = pool_has_room(p);
 		}
 		wt = next;
 	}

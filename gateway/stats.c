@@ -72,13 +72,9 @@ uint64_t gw_hist_quantile(const struct gw_hist *h, double q)
 
 /* ---------------------------------------------------------------- figures */
 
-struct conn_counts {
-	unsigned idle, busy, connecting;
-};
-
-static struct conn_counts backend_counts(const struct gw_backend_rt *be)
+struct gw_conn_counts gw_backend_counts(const struct gw_backend_rt *be)
 {
-	struct conn_counts n = { 0, 0, 0 };
+	struct gw_conn_counts n = { 0, 0, 0 };
 
 	for (int s = 0; s < be->cfg->connections; s++) {
 		const struct gw_conn *c = be->slots[s].conn;
@@ -94,9 +90,9 @@ static struct conn_counts backend_counts(const struct gw_backend_rt *be)
 	return n;
 }
 
-static const char *backend_state(const struct gw_backend_rt *be)
+const char *gw_backend_state(const struct gw_backend_rt *be)
 {
-	struct conn_counts n = backend_counts(be);
+	struct gw_conn_counts n = gw_backend_counts(be);
 
 	if (n.idle + n.busy > 0)
 		return "up";
@@ -141,11 +137,11 @@ static json_t *stats_tree(struct gw_worker *w)
 		json_t *bs = json_array();
 		for (size_t b = 0; b < p->n_backends; b++) {
 			const struct gw_backend_rt *be = p->backends[b];
-			struct conn_counts n = backend_counts(be);
+			struct gw_conn_counts n = gw_backend_counts(be);
 			json_array_append_new(bs, json_pack(
 				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:i}",
 				"name", be->cfg->name, "address", be->cfg->addr.text,
-				"state", backend_state(be),
+				"state", gw_backend_state(be),
 				"connections", "idle", n.idle, "busy", n.busy, "connecting",
 				n.connecting,
 				"requests", (json_int_t)be->requests, "errors", (json_int_t)be->errors,

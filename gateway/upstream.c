@@ -245,7 +245,6 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	if (c->up.kind == GW_UPK_DEDICATED) {
 		struct gw_req *r = c->up.owed;
 		c->up.state = GW_UP_BUSY;
-		c->up.busy_since_ms = w->now_ms;
 		c->up.query_deadline_ms = r && r->timeout_ms ? w->now_ms + r->timeout_ms : 0;
 		if (r && r->msg) {
 			struct gw_chunk *msg = r->msg;
@@ -283,7 +282,6 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 /* The end of the answer owed (or being drained) on c. */
 static void answer_done(struct gw_worker *w, struct gw_conn *c)
 {
-	c->up.is_draining = false;
 	/* paused while its client was slow to read, and the last bytes were already in
 	 * flight: no slot refers to it any more, so resume it here or it stays deaf */
 	if (c->up.is_paused_for_client)
@@ -299,7 +297,6 @@ static void answer_done(struct gw_worker *w, struct gw_conn *c)
 		memmove(c->up.pipe, c->up.pipe + 1, (size_t)(c->up.n_pipe - 1) * sizeof(c->up.pipe[0]));
 		c->up.n_pipe--;
 		c->up.owed = next;
-		c->up.is_draining = next == NULL;
 		c->up.query_deadline_ms = next && next->timeout_ms ? w->now_ms + next->timeout_ms : 0;
 		if (c->up.be->is_retired)
 			return;	/* it closes once the last answer is in */
@@ -478,7 +475,6 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 		leave_idle(c);
 		c->up.state = GW_UP_BUSY;
 		c->up.owed = r;
-		c->up.busy_since_ms = w->now_ms;
 		c->up.query_deadline_ms = r->timeout_ms ? w->now_ms + r->timeout_ms : 0;
 		be->sel.outstanding++;
 		r->backend = c;
@@ -758,8 +754,7 @@ bool gw_upstream_has_room(const struct gw_conn *c)
 void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 {
 	if (c->up.owed == r) {
-		c->up.owed = NULL;
-		c->up.is_draining = true;
+		c->up.owed = NULL;	/* BUSY with nothing owed: the answer is drained */
 	} else {
 		for (uint8_t i = 0; i < c->up.n_pipe; i++)
 			if (c->up.pipe[i] == r)

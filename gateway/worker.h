@@ -136,8 +136,6 @@ struct gw_upstream {
 	 * answer nobody will get (its request failed): it is read and dropped */
 	struct gw_req *pipe[GW_PIPE_MAX];
 	uint8_t n_pipe;
-	bool is_draining;		/* owed was abandoned: read and drop its answer */
-	uint64_t busy_since_ms;
 	uint64_t query_deadline_ms;	/* 0: none */
 	int capability;
 	bool is_paused_for_client;	/* recv paused: the owning client is not reading */
@@ -302,7 +300,6 @@ struct gw_worker {
 	uint8_t *buf_mem;
 	uint32_t buf_count, buf_size;
 	uint16_t bgid;
-	int buf_pending_adv;
 	/* connection slab */
 	struct gw_conn *conns;
 	uint32_t n_conns;
@@ -483,6 +480,12 @@ void gw_audit_close(struct gw_worker *w);
 void gw_audit_req(struct gw_worker *w, const struct gw_req *r, const char *outcome);
 
 /* stats.c */
+struct gw_conn_counts {
+	unsigned idle, busy, connecting;
+};
+/* a pooled backend's connections by state, and its state as /stats names it */
+struct gw_conn_counts gw_backend_counts(const struct gw_backend_rt *be);
+const char *gw_backend_state(const struct gw_backend_rt *be);
 int gw_stats_open(struct gw_worker *w);
 /* publish this worker's figures for worker 0's stats endpoint (worker thread) */
 void gw_stats_publish(struct gw_worker *w);
