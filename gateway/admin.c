@@ -148,14 +148,14 @@ static struct qipc_obj *clients_table(struct gw_worker *w)
 	size_t n = 0, row = 0;
 
 	for (uint32_t i = 0; i < w->n_conns; i++)
-		n += w->conns[i].kind == GW_CONN_CLIENT && !w->conns[i].is_closing;
+		n += gw_conn_at(w, i)->kind == GW_CONN_CLIENT && !gw_conn_at(w, i)->is_closing;
 	if (table_init(&t, n, "id:j user:s peer:s listener:s capability:j outstanding:j "
 			      "requests:j session_pool:s") < 0) {
 		table_drop(&t);
 		return NULL;
 	}
 	for (uint32_t i = 0; i < w->n_conns && row < n; i++) {
-		const struct gw_conn *c = &w->conns[i];
+		const struct gw_conn *c = gw_conn_at(w, i);
 		if (c->kind != GW_CONN_CLIENT || c->is_closing)
 			continue;
 		put_long(&t, 0, row, c->id);

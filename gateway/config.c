@@ -1157,7 +1157,6 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 	p->health.timeout_ms = 1000;
 	p->health.query = xstrdup(c, "::");
 	p->dedicated_max = 256;
-	p->pipeline = 1;
 	if (!json_is_object(j)) {
 		err_at(c, "must be an object");
 		return;
@@ -1247,9 +1246,11 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 	if (get_bool(c, j, "auth_passthrough", &p->is_auth_passthrough) &&
 	    p->is_auth_passthrough && p->mode != GW_MODE_SESSION)
 		err_key(c, "auth_passthrough", "requires \"mode\": \"session\"");
-	get_u32(c, j, "pipeline", 1, 16, &p->pipeline);
-	if (p->pipeline > 1 && p->mode != GW_MODE_QUERY)
-		err_key(c, "pipeline", "applies to \"mode\": \"query\" pools only");
+	if (json_object_get(j, "pipeline"))
+		err_key(c, "pipeline", "removed: a backend that defers an answer (-30!) would "
+			"have later answers paired with the wrong requests; raise \"connections\" "
+			"for more requests in flight, and send deferring calls through a "
+			"\"dedicated\" rule");
 	if (get_bool(c, j, "idempotent", &p->is_idempotent) && p->is_idempotent &&
 	    p->mode != GW_MODE_QUERY)
 		err_key(c, "idempotent", "applies to \"mode\": \"query\" pools only");
@@ -1546,7 +1547,7 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		"max_clients", "max_message_bytes", "handshake_timeout_ms",
 		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes",
 		"shutdown_grace_ms", "drain_timeout_ms", "rx_buffers", "rx_buffer_bytes",
-		"stream_threshold_bytes", NULL
+		"stream_threshold_bytes", "client_output_timeout_ms", "ring_entries", NULL
 	};
 	static const char *const log_keys[] = { "level", "audit_file", NULL };
 	json_t *o;
@@ -1578,6 +1579,8 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		get_u32(c, o, "rx_buffer_bytes", 4096, 1u << 20, &l->rx_buffer_bytes);
 		get_u64(c, o, "stream_threshold_bytes", 65536, CFG_MAX_MSG_BYTES,
 			&l->stream_threshold_bytes);
+		get_ms(c, o, "client_output_timeout_ms", &l->client_output_timeout_ms);
+		get_u32(c, o, "ring_entries", 8, 32768, &l->ring_entries);
 		path_pop(c, old);
 	}
 
@@ -1699,6 +1702,8 @@ static void set_defaults(struct ctx *c, struct gw_config *cfg)
 		.rx_buffers = 1024,
 		.rx_buffer_bytes = 32768,
 		.stream_threshold_bytes = 262144,
+		.client_output_timeout_ms = 10000,
+		.ring_entries = 1024,
 	};
 	cfg->log_level = GW_LOG_INFO;
 	cfg->workers = 1;

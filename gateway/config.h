@@ -116,7 +116,6 @@ struct gw_pool_cfg {
 	bool is_lazy;			/* "connect": "lazy" instead of "start" */
 	bool is_auth_passthrough;	/* session mode: open upstream with the client's creds */
 	bool is_idempotent;		/* "idempotent": a request whose backend died is retried */
-	uint32_t pipeline;		/* sync requests in flight per connection, 1..16 (1) */
 };
 
 struct gw_rule_cfg {
@@ -141,6 +140,8 @@ struct gw_limits_cfg {
 	uint32_t rx_buffers;		/* provided receive buffers per worker (power of 2), 1024 */
 	uint32_t rx_buffer_bytes;	/* size of each, 32768 */
 	uint64_t stream_threshold_bytes; /* client messages above this may stream through, 256 KiB */
+	uint32_t client_output_timeout_ms; /* a backend paused for a client this long: 10000 */
+	uint32_t ring_entries;		/* submission queue entries per worker; 0: 1024 */
 };
 
 enum gw_log_level {

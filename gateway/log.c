@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 enum gw_log_level gw_log_threshold = GW_LOG_INFO;
@@ -33,4 +34,11 @@ void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
 	va_end(ap);
 	/* one fputs per line keeps lines whole when several threads log */
 	fprintf(stderr, "%s\n", line);
+}
+
+void gw_assert_fail(const char *what, const char *file, int line)
+{
+	gw_log_emit(GW_LOG_ERROR, "msg=\"assertion failed\" what=\"%s\" at=%s:%d", what, file,
+		    line);
+	abort();
 }

@@ -26,4 +26,13 @@ void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
 #define gw_info(...) gw_log(GW_LOG_INFO, __VA_ARGS__)
 #define gw_debug(...) gw_log(GW_LOG_DEBUG, __VA_ARGS__)
 
+void gw_assert_fail(const char *what, const char *file, int line) __attribute__((noreturn));
+
+/* An invariant of the code, always checked: a broken one stops the process (style.md). */
+#define GW_ASSERT(x)                                                  \
+	do {                                                          \
+		if (!(x))                                             \
+			gw_assert_fail(#x, __FILE__, __LINE__);       \
+	} while (0)
+
 #endif /* GW_GATEWAY_LOG_H */

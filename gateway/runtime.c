@@ -111,6 +111,7 @@ static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg
 	pool_selector_init(&p->selector, (enum pool_strategy)pc->strategy,
 			   w->rng ^ (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL);
 	pool_queue_init(&p->queue, pc->queue_max);
+	pool_list_init(&p->dispatch_link);
 	pool_apply_cfg(w, p, pc);
 	for (size_t b = 0; b < pc->n_backends; b++) {
 		bes[b] = backend_new(p, &pc->backends[b]);
@@ -432,7 +433,7 @@ static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
 static void reload_clients(struct gw_worker *w, const struct gw_config *cfg)
 {
 	for (uint32_t i = 0; i < w->n_conns; i++) {
-		struct gw_conn *c = &w->conns[i];
+		struct gw_conn *c = gw_conn_at(w, i);
 		if (c->kind != GW_CONN_CLIENT || c->is_closing || !c->cl.ucfg)
 			continue;
 		c->cl.ucfg = cfg->has_auth ? gw_cfg_user(cfg, c->cl.user) : NULL;
@@ -456,6 +457,10 @@ void gw_runtime_reload(struct gw_worker *w, const struct gw_config *cfg)
 	if (!same_str(cfg->audit_file, old->audit_file))
 		gw_warn("msg=\"reload: a new audit_file takes effect at restart\"");
 	w->cfg = cfg;
+	/* room for the connections the new file adds (the slab grows on demand) */
+	uint32_t need = gw_worker_slots_needed(cfg);
+	if (need > w->max_conns)
+		w->max_conns = need;
 	reload_pools(w, cfg);
 	reload_listeners(w, cfg);
 	reload_clients(w, cfg);

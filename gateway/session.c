@@ -139,8 +139,11 @@ static bool client_alive(const struct gw_req *r)
 	return r->client && r->client->gen == r->client_gen && !r->client->is_closing;
 }
 
-void gw_req_free(struct gw_req *r)
+void gw_req_release(struct gw_req *r)
 {
+	if (r->is_in_slots || r->backend || r->state == GW_REQ_QUEUED)
+		return;	/* still held */
+	GW_ASSERT(pool_list_empty(&r->client_link));
 	free(r->msg);
 	gw_chunkq_free(&r->resp);
 	free(r);
@@ -149,24 +152,58 @@ void gw_req_free(struct gw_req *r)
 static struct gw_conn *stream_conn(struct gw_conn *c);
 static struct gw_conn *session_conn(struct gw_conn *c);
 
+/* A client's unread answers have reached the high watermark: it gets no new connection. */
+static bool output_blocked(struct gw_worker *w, const struct gw_conn *c)
+{
+	return gw_tx_pending(c) + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes;
+}
+
 void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 {
-	uint64_t held = gw_tx_pending(c) + c->cl.buffered_bytes;
 	uint64_t limit = w->cfg->limits.client_buffer_bytes;
 	struct gw_conn *uc = c->cl.is_rx_streaming ? stream_conn(c) : NULL;
-	/* not read further while: too many requests outstanding, answers piling up unread,
-	 * or a message streaming to a backend that does not take it fast enough */
-	struct gw_conn *su = c->cl.session_up;
-	if (su && (su->gen != c->cl.session_up_gen || su->is_closing))
-		su = NULL;
-	bool pause = c->cl.n_slots >= w->cfg->limits.max_pipeline || held > limit ||
+	struct gw_conn *su = session_conn(c);
+	bool is_full = c->cl.n_slots >= w->cfg->limits.max_pipeline;
+	/* not read further while: too many requests outstanding (or bytes of a read left over
+	 * from reaching that), answers piling up unread, or a message streaming to a backend
+	 * that does not take it fast enough */
+	bool pause = is_full || c->cl.backlog || output_blocked(w, c) ||
 		     (uc && gw_tx_pending(uc) > limit) || (su && gw_tx_pending(su) > limit) ||
 		     c->cl.is_close_after_send;
 
+	if (c->cl.backlog && !is_full && pool_list_empty(&c->cl.backlog_link))
+		pool_list_add_tail(&w->backlogs, &c->cl.backlog_link);	/* parsed by the loop */
 	if (pause != c->is_recv_paused) {
 		c->is_recv_paused = pause;
 		gw_conn_update_recv(w, c);
 	}
+}
+
+/*
+ * Pause or resume the backend answering r. Only the head slot's answer goes to the socket,
+ * so the head's backend follows the bytes waiting to be sent, the others' the answers held
+ * for later: the head can always make progress while the client reads, whatever the others
+ * hold (no deadlock), and what one client holds stays near two watermarks.
+ */
+static void flow_backend(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
+{
+	struct gw_conn *uc = r->backend;
+	uint64_t limit = w->cfg->limits.client_buffer_bytes;
+
+	if (!uc || uc->is_closing || r->is_compressing)
+		return;	/* an answer being compressed is bounded by the limit and comes whole */
+	uint64_t held = c->cl.slots_head == r ? gw_tx_pending(c) : c->cl.buffered_bytes;
+	if (!uc->up.is_paused_for_client && held > limit)
+		gw_upstream_pause(w, uc);
+	else if (uc->up.is_paused_for_client && held <= limit / 2)
+		gw_upstream_resume(w, uc);
+}
+
+static void flow_all(struct gw_worker *w, struct gw_conn *c)
+{
+	for (struct gw_req *r = c->cl.slots_head; r; r = r->next_slot)
+		if (r->backend)
+			flow_backend(w, c, r);
 }
 
 /* Move the head's buffered answer to the socket; pop heads whose answer is complete. */
@@ -195,27 +232,19 @@ static void advance_slots(struct gw_worker *w, struct gw_conn *c)
 		if (!c->cl.slots_head)
 			c->cl.slots_tail = NULL;
 		c->cl.n_slots--;
-		gw_req_free(h);
+		h->is_in_slots = false;
+		gw_req_release(h);
 	}
-}
-
-static void resume_backends(struct gw_worker *w, struct gw_conn *c)
-{
-	for (struct gw_req *r = c->cl.slots_head; r; r = r->next_slot)
-		if (r->state == GW_REQ_SENT && r->backend && r->backend->up.is_paused_for_client)
-			gw_upstream_resume(w, r->backend);
 }
 
 void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 {
-	uint64_t held = gw_tx_pending(c) + c->cl.buffered_bytes;
-
 	if (c->cl.is_close_after_send && gw_tx_pending(c) == 0) {
 		gw_conn_close(w, c, "final error sent");
 		return;
 	}
-	if (held <= w->cfg->limits.client_buffer_bytes / 2) {
-		resume_backends(w, c);
+	if (gw_tx_pending(c) <= w->cfg->limits.client_buffer_bytes / 2) {
+		flow_all(w, c);
 		struct gw_conn *su = session_conn(c);
 		if (su && su->up.is_paused_for_client)
 			gw_upstream_resume(w, su);
@@ -270,13 +299,16 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 {
 	if (!client_alive(r)) {
 		if (is_end) {
-			if (w->audit_fd >= 0)
+			if (w->audit_fd >= 0 && !r->gw_error)
 				gw_audit_req(w, r, "abandoned");
-			gw_req_free(r);	/* abandoned: the backend was its last owner */
+			r->state = GW_REQ_DONE;
+			r->backend = NULL;
+			gw_req_release(r);	/* the backend's hold ends with the answer */
 		}
 		return;
 	}
 	struct gw_conn *c = r->client;
+	GW_ASSERT(r->is_in_slots && r->state != GW_REQ_DONE);
 	if (pre_n == QIPC_HDR_SIZE && r->resp_bytes == 0) {
 		if (n > 0 && p[0] == 0x80)
 			r->is_qerror = true;	/* an error object as the answer's payload */
@@ -294,40 +326,59 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		gw_chunkq_append(&r->resp, p, n);
 		c->cl.buffered_bytes += pre_n + n;
 	}
-	if (is_end) {
-		if (r->is_compressing)
-			compress_answer(c, r);
-		r->state = GW_REQ_DONE;
-		if (r->pool)
-			gw_hist_add(&r->pool->latency, gw_now_us() - r->t_start_us);
-		if (w->audit_fd >= 0 && !r->gw_error)
-			gw_audit_req(w, r, r->is_qerror ? "q error" : "ok");
-		/* the sync answer proves every earlier async on that connection ran */
-		if (c->cl.pin && r->epoch == c->cl.pin_epoch && c->cl.pin == r->backend)
-			c->cl.pin = NULL;
-		r->backend = NULL;
-		advance_slots(w, c);
-		gw_client_update_recv(w, c);
+	if (!is_end) {
+		flow_backend(w, c, r);
 		return;
 	}
-	/* backpressure: a client that does not read stops its backend being read (an answer
-	 * being compressed is bounded by client_buffer_bytes and must arrive whole) */
-	if (r->backend && !r->is_compressing &&
-	    gw_tx_pending(c) + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes &&
-	    !r->backend->up.is_paused_for_client) {
-		r->backend->up.is_paused_for_client = true;
-		r->backend->is_recv_paused = true;
-		gw_conn_update_recv(w, r->backend);
-	}
+	if (r->is_compressing)
+		compress_answer(c, r);
+	r->state = GW_REQ_DONE;
+	if (r->pool)
+		gw_hist_add(&r->pool->latency, gw_now_us() - r->t_start_us);
+	if (w->audit_fd >= 0 && !r->gw_error)
+		gw_audit_req(w, r, r->is_qerror ? "q error" : "ok");
+	/* the sync answer proves every earlier async on that connection ran */
+	if (c->cl.pin && r->epoch == c->cl.pin_epoch && c->cl.pin == r->backend)
+		c->cl.pin = NULL;
+	r->backend = NULL;
+	advance_slots(w, c);
+	flow_all(w, c);
+	gw_client_update_recv(w, c);
 }
 
-/* Take r out of its pool's queue. */
+/* Take r out of its pool's queue and its client's. */
 static void unqueue(struct gw_req *r)
 {
+	GW_ASSERT(r->state == GW_REQ_QUEUED);
 	pool_queue_remove(&r->pool->queue, &r->waiter);
-	if (!r->is_sync)
+	pool_list_del(&r->client_link);
+	if (!r->is_sync || r->is_dedicated)
 		r->pool->queued_async--;
 	r->state = GW_REQ_NEW;
+}
+
+/* Queue r in its pool and behind its client's earlier messages; false when the pool's
+ * queue is full. */
+static bool enqueue(struct gw_worker *w, struct gw_req *r, bool is_first)
+{
+	struct gw_pool_rt *p = r->pool;
+	uint32_t tmo = p->cfg->queue_timeout_ms;
+
+	if (is_first) {
+		pool_queue_push_head(&p->queue, &r->waiter, w->now_ms, tmo);
+	} else if (pool_queue_push(&p->queue, &r->waiter, w->now_ms, tmo) < 0) {
+		return false;
+	}
+	if (r->client) {
+		if (is_first)
+			pool_list_add_tail(r->client->cl.queued.next, &r->client_link);
+		else
+			pool_list_add_tail(&r->client->cl.queued, &r->client_link);
+	}
+	if (!r->is_sync || r->is_dedicated)
+		p->queued_async++;
+	r->state = GW_REQ_QUEUED;
+	return true;
 }
 
 void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
@@ -337,11 +388,8 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 
 	if (r->state == GW_REQ_QUEUED)
 		unqueue(r);
-	if (r->state == GW_REQ_SENT && r->backend) {
-		/* the backend still owes the answer: it will read and drop it */
-		gw_upstream_abandon(w, r->backend, r);
-		r->backend = NULL;
-	}
+	if (r->state == GW_REQ_SENT && r->backend)
+		gw_upstream_abandon(w, r->backend, r);	/* it reads and drops the answer */
 	if (r->pool)
 		r->pool->errors++;
 	if (w->audit_fd >= 0)
@@ -351,23 +399,28 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 		gw_warn("user=%s pool=%s msg=\"async message dropped\" reason=\"%s\"",
 			client_alive(r) ? r->client->cl.user : "-", r->pool ? r->pool->cfg->name : "-",
 			text);
-		gw_req_free(r);
+		r->state = GW_REQ_DONE;
+		gw_req_release(r);
 		return;
 	}
 	if (!client_alive(r)) {
-		gw_req_free(r);
+		r->state = GW_REQ_DONE;
+		gw_req_release(r);	/* freed now, or by the slot walk of its closing client */
 		return;
 	}
 	if (r->has_resp_started) {
 		/* part of the real answer is already on the wire: an error cannot follow it */
+		r->state = GW_REQ_DONE;
 		gw_conn_close(w, r->client, "answer cut short");
 		return;
 	}
 	r->client->cl.buffered_bytes -= r->resp.bytes;
 	gw_chunkq_free(&r->resp);
+	r->is_compressing = false;
 	len = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, text);
 	if (len < 0)
 		len = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, "qgate: error");
+	r->resp_bytes = 0;
 	gw_req_answer_bytes(w, r, buf, (size_t)len, NULL, 0, true);
 }
 
@@ -391,33 +444,18 @@ static struct gw_conn *backend_conn(struct gw_backend_rt *be, bool need_idle)
 {
 	for (struct pool_link *l = be->idle.next; l != &be->idle; l = l->next) {
 		struct gw_conn *uc = pool_container_of(l, struct gw_conn, up.idle_link);
-		if (!uc->up.is_tx_locked)
+		if (gw_upstream_is_free(uc))
 			return uc;
 	}
 	if (need_idle)
 		return NULL;
+	/* an async needs no free connection, only one that is up and not taking a stream */
 	for (int s = 0; s < be->cfg->connections; s++) {
 		struct gw_conn *uc = be->slots[s].conn;
 		if (uc && !uc->is_closing && uc->up.state >= GW_UP_IDLE && !uc->up.is_tx_locked)
 			return uc;
 	}
 	return NULL;
-}
-
-/* Pipelined pools with no idle connection: the busy one with room and the fewest in flight. */
-static struct gw_conn *pipelined_conn(struct gw_pool_rt *p)
-{
-	struct gw_conn *best = NULL;
-
-	for (size_t b = 0; b < p->n_backends; b++) {
-		struct gw_backend_rt *be = p->backends[b];
-		for (int s = 0; s < be->cfg->connections; s++) {
-			struct gw_conn *uc = be->slots[s].conn;
-			if (uc && gw_upstream_has_room(uc) && (!best || uc->up.n_pipe < best->up.n_pipe))
-				best = uc;
-		}
-	}
-	return best;
 }
 
 /* The connection r may go to now, or NULL when it must wait. */
@@ -428,16 +466,12 @@ static struct gw_conn *choose_conn(struct gw_pool_rt *p, struct gw_req *r)
 	if (pc) {
 		if (pc->up.is_tx_locked)
 			return NULL;	/* another message is streaming into it */
-		if (!r->is_sync || gw_upstream_has_room(pc))
+		if (!r->is_sync || gw_upstream_is_free(pc))
 			return pc;
 		return NULL;
 	}
 	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, r->is_sync);
-	if (i >= 0)
-		return backend_conn(p->backends[i], r->is_sync);
-	if (r->is_sync && p->cfg->pipeline > 1)
-		return pipelined_conn(p);
-	return NULL;
+	return i >= 0 ? backend_conn(p->backends[i], r->is_sync) : NULL;
 }
 
 static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
@@ -454,7 +488,7 @@ static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
 	} else {
 		r->epoch = c->cl.pin_epoch;
 	}
-	gw_upstream_send(w, uc, r);	/* frees async requests, keeps sync ones in their slot */
+	gw_upstream_send(w, uc, r);	/* releases async requests, sync ones stay in their slot */
 }
 
 bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
@@ -464,12 +498,18 @@ bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
 	if (!p || !p->cfg->is_idempotent || !r->is_sync || !r->msg || r->has_resp_started ||
 	    r->retries >= GW_MAX_RETRIES || p->is_retired || !client_alive(r))
 		return false;
+	/* the part of an answer that came before the backend died is thrown away: the retry
+	 * starts from a clean response */
+	r->client->cl.buffered_bytes -= r->resp.bytes;
+	gw_chunkq_free(&r->resp);
+	r->resp_bytes = 0;
+	r->is_qerror = false;
+	r->is_compressing = false;
 	r->retries++;
 	r->state = GW_REQ_NEW;
 	r->epoch = 0;
-	/* first in line: it was sent before anything still waiting */
-	pool_queue_push_head(&p->queue, &r->waiter, w->now_ms, p->cfg->queue_timeout_ms);
-	r->state = GW_REQ_QUEUED;
+	/* first in line, in its pool and for its client: it was sent before all they hold */
+	enqueue(w, r, true);
 	gw_debug("pool=%s msg=\"request retried after its backend died\" retry=%u",
 		 p->cfg->name, r->retries);
 	gw_pool_dispatch(w, p);
@@ -481,30 +521,7 @@ static bool pool_has_room(struct gw_pool_rt *p)
 	for (size_t b = 0; b < p->n_backends; b++)
 		if (p->backends[b]->sel.n_idle)
 			return true;
-	return p->cfg->pipeline > 1 && pipelined_conn(p);
-}
-
-void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
-{
-	struct pool_waiter *wt = pool_queue_first(&p->queue);
-	/* whether any connection can take a sync; it changes only when something is sent */
-	bool has_room = pool_has_room(p);
-
-	while (wt) {
-		/* with no room no sync can go anywhere, pinned or not: unless an async is
-		 * waiting, the rest of the queue need not be looked at */
-		if (!has_room && p->queued_async == 0)
-			break;
-		struct pool_waiter *next = pool_queue_next(&p->queue, wt);
-		struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
-		struct gw_conn *uc = (r->is_sync && !has_room) ? NULL : choose_conn(p, r);
-		if (uc) {
-			unqueue(r);
-			send_req(w, r, uc);
-			has_room = pool_has_room(p);
-		}
-		wt = next;
-	}
+	return false;
 }
 
 static bool pool_has_hope(const struct gw_pool_rt *p)
@@ -519,6 +536,61 @@ static bool pool_has_hope(const struct gw_pool_rt *p)
 				return true;
 	}
 	return false;
+}
+
+static void submit_dedicated(struct gw_worker *w, struct gw_req *r);
+
+/* r is the oldest message its client has waiting: the only one of them that may go. */
+static bool is_clients_next(const struct gw_req *r)
+{
+	return !r->client || r->client->cl.queued.next == &r->client_link;
+}
+
+void gw_pool_dispatch_now(struct gw_worker *w, struct gw_pool_rt *p)
+{
+	struct pool_waiter *wt = pool_queue_first(&p->queue);
+
+	if (wt && p->is_started && !pool_has_hope(p)) {
+		/* reconnects exhausted everywhere: nothing queued would ever leave */
+		while ((wt = pool_queue_first(&p->queue)) != NULL)
+			gw_req_fail(w, pool_container_of(wt, struct gw_req, waiter),
+				    "qgate: no backend available");
+		return;
+	}
+	/* whether any connection can take a sync; it changes only when something is sent */
+	bool has_room = pool_has_room(p);
+	while (wt) {
+		/* with no room no sync can go anywhere, pinned or not: unless an async is
+		 * waiting, the rest of the queue need not be looked at */
+		if (!has_room && p->queued_async == 0)
+			break;
+		struct pool_waiter *next = pool_queue_next(&p->queue, wt);
+		struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
+		struct gw_conn *c = r->client;
+		wt = next;
+		if (!is_clients_next(r))
+			continue;
+		if (r->is_sync && r->is_dedicated) {
+			unqueue(r);
+			submit_dedicated(w, r);	/* a socket of its own: needs no room */
+		} else {
+			if (r->is_sync && (!has_room || output_blocked(w, c)))
+				continue;
+			struct gw_conn *uc = choose_conn(p, r);
+			if (!uc)
+				continue;
+			unqueue(r);
+			send_req(w, r, uc);
+			has_room = pool_has_room(p);
+		}
+		/* its client's next message may wait in another pool */
+		if (!pool_list_empty(&c->cl.queued)) {
+			struct gw_req *nr = pool_container_of(c->cl.queued.next, struct gw_req,
+							      client_link);
+			if (nr->pool != p)
+				gw_pool_dispatch(w, nr->pool);
+		}
+	}
 }
 
 /* A sync request on a socket of its own; closed after the answer, however late. */
@@ -552,28 +624,24 @@ static void submit_request(struct gw_worker *w, struct gw_conn *c, struct gw_req
 		gw_req_fail(w, r, "qgate: no backend available");
 		return;
 	}
-	if (r->is_dedicated && r->is_sync) {
+	/* FIFO: a new message overtakes nothing waiting in the pool, nor anything its own
+	 * client sent earlier (which may wait in another pool) */
+	bool may_go = pool_list_empty(&p->queue.head) && pool_list_empty(&c->cl.queued);
+	if (r->is_dedicated && r->is_sync && may_go) {
 		submit_dedicated(w, r);
 		return;
 	}
-	/* FIFO: a new request may overtake nothing already waiting in the pool */
-	if (pool_list_empty(&p->queue.head)) {
+	if (may_go && !(r->is_sync && output_blocked(w, c))) {
 		struct gw_conn *uc = choose_conn(p, r);
 		if (uc) {
 			send_req(w, r, uc);
 			return;
 		}
 	}
-	uint32_t tmo = p->cfg->queue_timeout_ms;
-	if (pool_queue_push(&p->queue, &r->waiter, w->now_ms, tmo) < 0) {
+	if (!enqueue(w, r, false)) {
 		p->queue_full++;
 		gw_req_fail(w, r, "qgate: queue full");
-		return;
 	}
-	r->state = GW_REQ_QUEUED;
-	if (!r->is_sync)
-		p->queued_async++;
-	(void)c;
 }
 
 /* ------------------------------------------------------------ messages */
@@ -602,7 +670,9 @@ static struct gw_req *new_request(struct gw_conn *c, struct gw_chunk *msg)
 	r->msg = msg;
 	r->t_start_us = gw_now_us();
 	pool_list_init(&r->waiter.link);
+	pool_list_init(&r->client_link);
 	if (r->is_sync) {
+		r->is_in_slots = true;
 		if (c->cl.slots_tail)
 			c->cl.slots_tail->next_slot = r;
 		else
@@ -627,9 +697,10 @@ static struct gw_chunk *undo_request(struct gw_conn *c, struct gw_req *r)
 		*pp = NULL;
 		c->cl.slots_tail = prev;
 		c->cl.n_slots--;
+		r->is_in_slots = false;
 	}
 	r->msg = NULL;
-	gw_req_free(r);
+	gw_req_release(r);
 	return msg;
 }
 
@@ -696,7 +767,7 @@ static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chu
 			r->state = GW_REQ_SENT;
 			gw_req_answer_bytes(w, r, ans, ans_len, NULL, 0, true);
 		} else {
-			gw_req_free(r);
+			gw_req_release(r);
 		}
 		free(ans);
 	} else if (route_request(w, c, r)) {
@@ -735,9 +806,14 @@ static bool try_stream(struct gw_worker *w, struct gw_conn *c)
 	}
 	struct gw_pool_rt *p = r->pool;
 	struct gw_conn *uc = NULL;
-	if (pool_list_empty(&p->queue.head) && pool_has_hope(p) && !r->is_dedicated &&
-	    p->is_started)
+	if (pool_list_empty(&p->queue.head) && pool_list_empty(&c->cl.queued) &&
+	    pool_has_hope(p) && !r->is_dedicated && p->is_started &&
+	    !(r->is_sync && output_blocked(w, c)))
 		uc = choose_conn(p, r);
+	/* only into a connection that carries nothing else: should the sender leave in the
+	 * middle, closing that connection fails nobody else's request */
+	if (uc && (!gw_upstream_is_free(uc) || gw_tx_pending(uc) > 0))
+		uc = NULL;
 	if (!uc) {
 		c->cl.rx_msg = undo_request(c, r);
 		c->cl.requests--;
@@ -764,6 +840,8 @@ static void stream_end(struct gw_worker *w, struct gw_conn *c)
 	if (uc) {
 		uc->up.is_tx_locked = false;
 		uc->up.lock_client = NULL;
+		if (uc->up.has_reply_pending)
+			gw_upstream_reply_refused_call(w, uc);	/* held back until the message end */
 		gw_pool_dispatch(w, uc->up.be->pool);
 	}
 }
@@ -854,19 +932,24 @@ static struct gw_pool_rt *session_pool_for(struct gw_worker *w, struct gw_conn *
 static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_rt *p,
 			 const struct qipc_hello *h)
 {
-	/* every backend of a session pool can take another client: least loaded wins */
+	/* a backend takes new sessions unless its last ones failed and its backoff runs;
+	 * among those, the strategy picks (least_outstanding: the fewest sessions) */
 	for (size_t b = 0; b < p->n_backends; b++) {
-		p->backends[b]->sel.n_up = 1;
-		p->backends[b]->sel.n_idle = 1;
+		struct gw_backend_rt *be = p->backends[b];
+		bool ok = be->session_retry_at_ms <= w->now_ms;
+		be->sel.n_up = be->sel.n_idle = ok ? 1 : 0;
 	}
 	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, true);
-	if (i < 0)
+	if (i < 0) {
+		gw_info("conn=%llu peer=%s pool=%s msg=\"no session backend reachable\"",
+			(unsigned long long)c->id, c->peer, p->cfg->name);
 		return -ENOENT;
+	}
 	c->cl.session_pool = p;
 	p->requests++;
 	bool passthrough = p->cfg->is_auth_passthrough;
 	int ret = gw_upstream_open_session(w, p->backends[i], c, passthrough ? h->cred : NULL,
-					   passthrough ? h->cred_len : 0);
+					   passthrough ? h->cred_len : 0, h->capability);
 	if (ret < 0)
 		gw_warn("conn=%llu peer=%s pool=%s msg=\"cannot open session connection\"",
 			(unsigned long long)c->id, c->peer, p->cfg->name);
@@ -888,12 +971,22 @@ void gw_session_ready(struct gw_worker *w, struct gw_conn *c, int capability)
 	client_ready(w, c, capability < GW_CAPABILITY ? capability : GW_CAPABILITY);
 }
 
-void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend)
+void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend,
+		     bool is_mid_message)
 {
 	char text[160];
 	uint8_t buf[200];
 
 	c->cl.session_up = NULL;
+	if (is_mid_message) {
+		/* part of a message already went to the client: nothing may follow it (q too
+		 * would just drop the connection) */
+		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend lost in the "
+			"middle of a message: closing client\"", (unsigned long long)c->id, c->peer,
+			c->cl.user, backend);
+		gw_conn_close(w, c, "session backend lost mid-message");
+		return;
+	}
 	if (c->cl.state != GW_CL_READY) {
 		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend refused or "
 			"unreachable: closing client\"", (unsigned long long)c->id, c->peer,
@@ -1002,6 +1095,18 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 	}
 	while (n > 0 && !c->is_closing) {
 		struct qipc_frame_step st;
+		if (qipc_framer_idle(&c->fr) && c->cl.n_slots >= w->cfg->limits.max_pipeline) {
+			/* at the limit in the middle of a read: the rest waits, unparsed, until
+			 * answers go out (its recv stays paused meanwhile) */
+			GW_ASSERT(!c->cl.backlog);
+			c->cl.backlog = malloc(n);
+			if (!c->cl.backlog)
+				abort();
+			memcpy(c->cl.backlog, p, n);
+			c->cl.backlog_len = n;
+			gw_client_update_recv(w, c);
+			return;
+		}
 		int ret = qipc_framer_feed(&c->fr, p, n, &st);
 		if (ret < 0) {
 			client_protocol_error(w, c, ret == -EMSGSIZE ? "message too large" :
@@ -1026,10 +1131,25 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 	}
 }
 
+void gw_client_run_backlog(struct gw_worker *w, struct gw_conn *c)
+{
+	uint8_t *p = c->cl.backlog;
+	size_t n = c->cl.backlog_len;
+
+	if (c->is_closing || !p)
+		return;
+	c->cl.backlog = NULL;
+	c->cl.backlog_len = 0;
+	gw_client_on_data(w, c, p, n);	/* may keep a new backlog of what is left */
+	free(p);
+	gw_client_update_recv(w, c);
+}
+
 void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 {
 	if (c->cl.state == GW_CL_HANDSHAKE)
 		pool_list_del(&c->cl.hs_link);
+	pool_list_del(&c->cl.backlog_link);
 	struct gw_conn *su = session_conn(c);
 	c->cl.session_up = NULL;
 	if (su)
@@ -1045,47 +1165,38 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 			gw_conn_close(w, uc, "client left mid-message");
 		}
 	}
-	/* queued messages of this client (sync and async) leave the pool queues */
-	for (size_t i = 0; i < w->n_pools; i++) {
-		struct gw_pool_rt *p = w->pools[i];
-		struct pool_waiter *wt = pool_queue_first(&p->queue);
-		while (wt) {
-			struct pool_waiter *next = pool_queue_next(&p->queue, wt);
-			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
-			if (r->client == c) {
-				unqueue(r);
-				if (!r->is_sync) {
-					/* q runs what a client wrote before it left: asyncs go now,
-					 * to the pinned connection when there is one, so in order */
-					struct gw_conn *uc = choose_conn(p, r);
-					if (uc) {
-						send_req(w, r, uc);
-					} else {
-						gw_warn("conn=%llu user=%s msg=\"async message of a "
-							"departed client dropped: no connection up\"",
-							(unsigned long long)c->id, c->cl.user);
-						gw_req_free(r);
-					}
-				}
-			}
-			wt = next;
+	/* its queued messages leave the pool queues, oldest first; q runs what a client wrote
+	 * before it left, so asyncs go now (to the pinned connection when there is one) */
+	while (!pool_list_empty(&c->cl.queued)) {
+		struct gw_req *r = pool_container_of(c->cl.queued.next, struct gw_req,
+						     client_link);
+		struct gw_pool_rt *p = r->pool;
+		unqueue(r);
+		if (r->is_sync)
+			continue;	/* in its slot: let go of below */
+		struct gw_conn *uc = choose_conn(p, r);
+		if (uc) {
+			send_req(w, r, uc);
+		} else {
+			gw_warn("conn=%llu user=%s msg=\"async message of a departed client "
+				"dropped: no connection up\"", (unsigned long long)c->id, c->cl.user);
+			gw_req_release(r);
 		}
 	}
 	struct gw_req *r = c->cl.slots_head;
 	while (r) {
 		struct gw_req *next = r->next_slot;
 		r->client = NULL;
-		if (r->state == GW_REQ_SENT && r->backend &&
-		    r->backend->up.kind == GW_UPK_DEDICATED) {
-			/* its own socket: closed at once, which also frees r */
+		r->is_in_slots = false;
+		r->next_slot = NULL;
+		if (r->backend && r->backend->up.kind == GW_UPK_DEDICATED) {
+			/* its own socket: closed, which fails and so frees r */
 			gw_conn_close(w, r->backend, "dedicated client left");
-		} else if (r->state == GW_REQ_SENT && r->backend) {
-			/* abandoned in flight: the backend owns it now and drops its answer */
-			if (r->backend->up.is_paused_for_client)
-				gw_upstream_resume(w, r->backend);
-		} else {
-			gw_req_free(r);
+		} else if (r->backend && r->backend->up.is_paused_for_client) {
+			/* abandoned in flight: the backend holds it and drops its answer */
+			gw_upstream_resume(w, r->backend);
 		}
+		gw_req_release(r);
 		r = next;
 	}
 	c->cl.slots_head = c->cl.slots_tail = NULL;
@@ -1095,6 +1206,41 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 		w->n_clients--;
 	if (c->cl.listener && c->cl.listener->clients > 0)
 		c->cl.listener->clients--;
+}
+
+void gw_client_fail_all(struct gw_worker *w, const char *text)
+{
+	uint8_t buf[200];
+
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct gw_conn *c = gw_conn_at(w, i);
+		if (c->kind != GW_CONN_CLIENT || c->is_closing)
+			continue;
+		if (c->cl.session_pool) {
+			struct gw_conn *su = session_conn(c);
+			if (c->cl.session_pending == 0 || !su)
+				continue;
+			if (!qipc_framer_idle(&su->fr) || su->pass_held_n > 0) {
+				gw_conn_close(w, c, "shutdown in the middle of an answer");
+				continue;
+			}
+			int n = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, text);
+			if (n > 0)
+				gw_tx_append(w, c, buf, (size_t)n);
+			c->cl.is_close_after_send = true;
+			gw_client_update_recv(w, c);
+			continue;
+		}
+		/* each failure may complete (and free) heads: look again from the start */
+		for (;;) {
+			struct gw_req *r = c->cl.slots_head;
+			while (r && r->state == GW_REQ_DONE)
+				r = r->next_slot;
+			if (!r || c->is_closing)
+				break;
+			gw_req_fail(w, r, text);
+		}
+	}
 }
 
 void gw_client_tick(struct gw_worker *w)

@@ -36,21 +36,82 @@ static const char *be_name(const struct gw_conn *c)
 	return c->up.be->cfg->name;
 }
 
-static void set_idle(struct gw_worker *w, struct gw_conn *c)
+static bool is_legal(enum gw_up_kind kind, enum gw_up_state from, enum gw_up_state to)
 {
-	struct gw_backend_rt *be = c->up.be;
-
-	c->up.state = GW_UP_IDLE;
-	c->up.query_deadline_ms = 0;
-	c->up.last_used_ms = w->now_ms;
-	be->sel.n_idle++;
-	pool_list_add_tail(&be->idle, &c->up.idle_link);
+	if (to == GW_UP_DOWN)
+		return from != GW_UP_DOWN;
+	switch (from) {
+	case GW_UP_CONNECTING:
+		return to == GW_UP_HANDSHAKE;
+	case GW_UP_HANDSHAKE:
+		return to == (kind == GW_UPK_POOLED ? GW_UP_IDLE : GW_UP_BUSY);
+	case GW_UP_IDLE:
+		return to == GW_UP_BUSY;
+	case GW_UP_BUSY:
+		return to == GW_UP_IDLE && kind == GW_UPK_POOLED;
+	default:
+		return false;
+	}
 }
 
-static void leave_idle(struct gw_conn *c)
+/*
+ * The one place a backend connection changes state. For a pooled connection it keeps the
+ * backend's idle list and the counts the selector reads: n_up (IDLE or BUSY), n_idle
+ * (IDLE) and outstanding (BUSY).
+ */
+void gw_upstream_set_state(struct gw_worker *w, struct gw_conn *c, enum gw_up_state to)
 {
-	c->up.be->sel.n_idle--;
-	pool_list_del(&c->up.idle_link);
+	struct gw_backend_rt *be = c->up.be;
+	enum gw_up_state from = c->up.state;
+
+	GW_ASSERT(is_legal(c->up.kind, from, to));
+	c->up.state = to;
+	if (c->up.kind != GW_UPK_POOLED)
+		return;
+	bool was_up = from == GW_UP_IDLE || from == GW_UP_BUSY;
+	bool is_up = to == GW_UP_IDLE || to == GW_UP_BUSY;
+	if (from == GW_UP_IDLE) {
+		GW_ASSERT(be->sel.n_idle > 0);
+		be->sel.n_idle--;
+		pool_list_del(&c->up.idle_link);
+	}
+	if (from == GW_UP_BUSY) {
+		GW_ASSERT(be->sel.outstanding > 0);
+		be->sel.outstanding--;
+	}
+	if (was_up && !is_up) {
+		GW_ASSERT(be->sel.n_up > 0);
+		be->sel.n_up--;
+	}
+	if (!was_up && is_up)
+		be->sel.n_up++;
+	if (to == GW_UP_IDLE) {
+		GW_ASSERT(c->up.owed == NULL);
+		c->up.query_deadline_ms = 0;
+		c->up.last_used_ms = w->now_ms;
+		be->sel.n_idle++;
+		pool_list_add_tail(&be->idle, &c->up.idle_link);
+	}
+	if (to == GW_UP_BUSY)
+		be->sel.outstanding++;
+}
+
+bool gw_upstream_is_free(const struct gw_conn *c)
+{
+	/* nothing owed, nothing streaming in, and no stray bytes half-read: the next answer
+	 * on it can only be for what is sent now */
+	return !c->is_closing && c->up.state == GW_UP_IDLE && !c->up.is_tx_locked &&
+	       qipc_framer_idle(&c->fr);
+}
+
+void gw_upstream_pause(struct gw_worker *w, struct gw_conn *c)
+{
+	if (c->up.is_paused_for_client || c->is_closing)
+		return;
+	c->up.is_paused_for_client = true;
+	c->up.paused_at_ms = w->now_ms;
+	c->is_recv_paused = true;
+	gw_conn_update_recv(w, c);
 }
 
 /* socket + connect linked to a timeout; the rest happens in gw_upstream_on_connect */
@@ -85,6 +146,7 @@ static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 	c->up.kind = kind;
 	c->up.slot = slot;
 	c->up.state = GW_UP_CONNECTING;
+	c->up.offer_capability = UP_CAPABILITY;
 	c->up.sa = ss;
 	c->up.sa_len = len;
 	pool_list_init(&c->up.idle_link);
@@ -143,7 +205,7 @@ int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, st
 	if (!c)
 		return -EAGAIN;
 	be->pool->n_dedicated++;
-	be->sel.outstanding++;
+	be->sel.outstanding++;	/* a dedicated request counts for its backend until closed */
 	r->backend_name = be->cfg->name;
 	be->requests++;
 	c->up.owed = r;
@@ -153,12 +215,14 @@ int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, st
 }
 
 int gw_upstream_open_session(struct gw_worker *w, struct gw_backend_rt *be, struct gw_conn *cl,
-			     const uint8_t *cred, size_t cred_len)
+			     const uint8_t *cred, size_t cred_len, int capability)
 {
 	struct gw_conn *c = up_open(w, be, GW_UPK_SESSION, -1);
 
 	if (!c)
 		return -EAGAIN;
+	/* bytes pass through unchanged: the backend may use no more than the client can read */
+	c->up.offer_capability = capability < UP_CAPABILITY ? capability : UP_CAPABILITY;
 	be->pool->n_sessions++;
 	be->sel.outstanding++;	/* for sessions, "outstanding" counts clients on it */
 	c->up.client = cl;
@@ -171,7 +235,7 @@ int gw_upstream_open_session(struct gw_worker *w, struct gw_backend_rt *be, stru
 		if (cred_len + 2 > sizeof(hello))
 			return -EINVAL;
 		memcpy(hello, cred, cred_len);
-		hello[cred_len] = UP_CAPABILITY;
+		hello[cred_len] = (uint8_t)c->up.offer_capability;
 		hello[cred_len + 1] = 0;
 		gw_chunkq_append(&c->txq, hello, cred_len + 2);
 		memset(hello, 0, sizeof(hello));
@@ -204,7 +268,7 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 		gw_conn_close(w, c, "connect failed");
 		return;
 	}
-	c->up.state = GW_UP_HANDSHAKE;
+	gw_upstream_set_state(w, c, GW_UP_HANDSHAKE);
 	if (be->ssl_ctx) {
 		/* TLS first; the q hello below waits in the tx queue until it is up */
 		const char *host = be->cfg->addr.host ? be->cfg->addr.host : "127.0.0.1";
@@ -219,8 +283,9 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 				   (w->cfg->gateway_user ? w->cfg->gateway_user : "qgate");
 		bool fallback = c->up.kind == GW_UPK_POOLED &&
 				be->slots[c->up.slot].is_cap_fallback;
+		int cap = c->up.offer_capability;
 		int n = qipc_hello_build(hello, sizeof(hello), user, be->cfg->password,
-					 fallback ? 3 : UP_CAPABILITY);
+					 fallback && cap > 3 ? 3 : cap);
 		if (n < 0) {
 			gw_err("backend=%s msg=\"credentials do not fit a q handshake\"",
 			       be->cfg->name);
@@ -244,7 +309,7 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	qipc_framer_init(&c->fr, capability, 0);
 	if (c->up.kind == GW_UPK_DEDICATED) {
 		struct gw_req *r = c->up.owed;
-		c->up.state = GW_UP_BUSY;
+		gw_upstream_set_state(w, c, GW_UP_BUSY);
 		c->up.query_deadline_ms = r && r->timeout_ms ? w->now_ms + r->timeout_ms : 0;
 		if (r && r->msg) {
 			struct gw_chunk *msg = r->msg;
@@ -256,8 +321,13 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	}
 	if (c->up.kind == GW_UPK_SESSION) {
 		struct gw_conn *cl = session_client(c);
-		c->up.state = GW_UP_BUSY;
+		gw_upstream_set_state(w, c, GW_UP_BUSY);
 		c->up.query_deadline_ms = 0;
+		if (be->session_failures > 0)
+			gw_info("backend=%s pool=%s msg=\"session backend reachable again\"",
+				be->cfg->name, be->pool->cfg->name);
+		be->session_failures = 0;
+		be->session_retry_at_ms = 0;
 		if (!cl) {
 			gw_conn_close(w, c, "session client gone");
 			return;
@@ -269,13 +339,12 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	if (sl->failures > 0)
 		be->reconnects++;
 	sl->failures = 0;
-	be->sel.n_up++;
 	if (!be->was_up) {
 		be->was_up = true;
 		gw_info("backend=%s pool=%s address=%s capability=%d msg=\"backend up\"",
 			be->cfg->name, be->pool->cfg->name, be->cfg->addr.text, capability);
 	}
-	set_idle(w, c);
+	gw_upstream_set_state(w, c, GW_UP_IDLE);
 	gw_pool_dispatch(w, be->pool);
 }
 
@@ -290,25 +359,12 @@ static void answer_done(struct gw_worker *w, struct gw_conn *c)
 		gw_conn_close(w, c, "dedicated request answered");
 		return;
 	}
-	c->up.be->sel.outstanding--;
-	if (c->up.n_pipe > 0) {
-		/* pipelined: the next answer on the socket belongs to the oldest request after */
-		struct gw_req *next = c->up.pipe[0];
-		memmove(c->up.pipe, c->up.pipe + 1, (size_t)(c->up.n_pipe - 1) * sizeof(c->up.pipe[0]));
-		c->up.n_pipe--;
-		c->up.owed = next;
-		c->up.query_deadline_ms = next && next->timeout_ms ? w->now_ms + next->timeout_ms : 0;
-		if (c->up.be->is_retired)
-			return;	/* it closes once the last answer is in */
-		gw_pool_dispatch(w, c->up.be->pool);
-		return;
-	}
-	c->up.state = GW_UP_IDLE;	/* set_idle below; no longer owes anything */
-	set_idle(w, c);
+	gw_upstream_set_state(w, c, GW_UP_IDLE);	/* no longer owes anything */
 	if (c->up.be->is_retired) {
 		gw_conn_close(w, c, "backend removed by reload");	/* its last answer is in */
 		return;
 	}
+	/* marked only: the loop hands it a waiter once this receive buffer is consumed */
 	gw_pool_dispatch(w, c->up.be->pool);
 }
 
@@ -319,8 +375,10 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 	c->up.is_skipping = false;
 	if (st->hdr.msg_type == QIPC_RESPONSE) {
 		if (c->up.state != GW_UP_BUSY) {
+			/* never paired with whatever request comes next (the one rule) */
 			gw_warn("backend=%s msg=\"response with no request outstanding: closing\"",
 				be_name(c));
+			p->unsolicited_closes++;
 			gw_conn_close(w, c, "unsolicited response");
 			return;
 		}
@@ -339,18 +397,28 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 	c->up.skip_type = st->hdr.msg_type;
 }
 
-static void skip_done(struct gw_worker *w, struct gw_conn *c)
+void gw_upstream_reply_refused_call(struct gw_worker *w, struct gw_conn *c)
 {
 	uint8_t buf[128];
+	int n = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE,
+				 "qgate: calls into the client are not supported in query mode");
 
+	c->up.has_reply_pending = false;
+	if (n > 0)
+		gw_tx_append(w, c, buf, (size_t)n);
+}
+
+static void skip_done(struct gw_worker *w, struct gw_conn *c)
+{
 	c->up.is_skipping = false;
-	if (c->up.skip_type == QIPC_SYNC) {
-		/* a q process blocks on its sync call until answered: answer with an error */
-		int n = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE,
-					 "qgate: calls into the client are not supported in query mode");
-		if (n > 0)
-			gw_tx_append(w, c, buf, (size_t)n);
-	}
+	if (c->up.skip_type != QIPC_SYNC)
+		return;
+	/* a q process blocks on its sync call until answered: answer with an error, but not
+	 * into the middle of a client message streaming in (it follows the message's end) */
+	if (c->up.is_tx_locked)
+		c->up.has_reply_pending = true;
+	else
+		gw_upstream_reply_refused_call(w, c);
 }
 
 /* SESSION: everything goes to the client unchanged; the framer only counts answers. */
@@ -380,12 +448,9 @@ static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		left -= (size_t)ret;
 	}
 	gw_tx_pass(w, cl, c, p, n);
-	if (gw_tx_pending(cl) > w->cfg->limits.client_buffer_bytes && !c->is_recv_paused) {
-		/* the client reads slower than its backend writes: stop reading the backend */
-		c->up.is_paused_for_client = true;
-		c->is_recv_paused = true;
-		gw_conn_update_recv(w, c);
-	}
+	/* the client reads slower than its backend writes: stop reading the backend */
+	if (gw_tx_pending(cl) > w->cfg->limits.client_buffer_bytes)
+		gw_upstream_pause(w, c);
 }
 
 void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
@@ -430,19 +495,24 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 				struct gw_req *r = c->up.owed;
 				size_t pre_n = c->up.has_hdr_pending ? QIPC_HDR_SIZE : 0;
 				c->up.has_hdr_pending = false;
-				if (st.is_msg_end) {
-					c->up.owed = NULL;
-					gw_req_answer_bytes(w, r, c->fr.hdr_bytes, pre_n, st.data,
-							    st.len, true);
+				if (st.is_msg_end)
+					c->up.owed = NULL;	/* r->backend goes with the answer */
+				gw_req_answer_bytes(w, r, c->fr.hdr_bytes, pre_n, st.data, st.len,
+						    st.is_msg_end);
+				if (st.is_msg_end)
 					answer_done(w, c);
-				} else {
-					gw_req_answer_bytes(w, r, c->fr.hdr_bytes, pre_n, st.data,
-							    st.len, false);
-				}
 			} else if (st.is_msg_end && c->up.state == GW_UP_BUSY) {
 				answer_done(w, c);	/* drained */
 			}
 		}
+	}
+	/* bytes of a message nobody asked for, cut off at the end of this read: the answer to
+	 * the next request could not be told from them */
+	if (!c->is_closing && c->up.state == GW_UP_IDLE && !qipc_framer_idle(&c->fr)) {
+		gw_warn("backend=%s msg=\"bytes with no request outstanding: closing\"",
+			be->cfg->name);
+		c->up.be->pool->unsolicited_closes++;
+		gw_conn_close(w, c, "unsolicited bytes");
 	}
 }
 
@@ -463,27 +533,19 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 	}
 	if (!r->is_sync && w->audit_fd >= 0)
 		gw_audit_req(w, r, "sent");
-	if (r->is_sync && c->up.state == GW_UP_BUSY) {
-		/* pipelined behind what it already owes (gw_upstream_has_room said so) */
-		c->up.pipe[c->up.n_pipe++] = r;
-		be->sel.outstanding++;
-		r->backend = c;
-		r->state = GW_REQ_SENT;
-		if (msg)
-			gw_tx_append_chunk(w, c, msg);
-	} else if (r->is_sync) {
-		leave_idle(c);
-		c->up.state = GW_UP_BUSY;
+	if (r->is_sync) {
+		GW_ASSERT(gw_upstream_is_free(c) && !c->up.owed);
+		gw_upstream_set_state(w, c, GW_UP_BUSY);
 		c->up.owed = r;
 		c->up.query_deadline_ms = r->timeout_ms ? w->now_ms + r->timeout_ms : 0;
-		be->sel.outstanding++;
 		r->backend = c;
 		r->state = GW_REQ_SENT;
 		if (msg)
 			gw_tx_append_chunk(w, c, msg);
 	} else {
 		gw_tx_append_chunk(w, c, msg);
-		gw_req_free(r);
+		r->state = GW_REQ_DONE;
+		gw_req_release(r);	/* written: nothing more to do for an async */
 	}
 }
 
@@ -494,14 +556,36 @@ void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c)
 	gw_conn_update_recv(w, c);
 }
 
+/* A session connection that never came up: its backend is tried again only after a backoff. */
+static void session_failed(struct gw_worker *w, struct gw_backend_rt *be)
+{
+	const struct gw_reconnect_cfg *rc = &be->pool->cfg->reconnect;
+	struct pool_backoff_cfg bc = {
+		.attempts = -1, .delay_ms = rc->delay_ms, .multiplier = rc->multiplier,
+		.max_delay_ms = rc->max_delay_ms, .jitter = rc->jitter,
+	};
+	int64_t delay = pool_backoff_ms(&bc, ++be->session_failures,
+					pool_rand01(&be->pool->selector));
+
+	be->session_retry_at_ms = w->now_ms + (uint64_t)(delay > 0 ? delay : 0);
+	be->sel.n_up = be->sel.n_idle = 0;
+	if (be->session_failures == 1)
+		gw_warn("backend=%s pool=%s msg=\"session backend unreachable: new sessions go to "
+			"other backends\" retry_ms=%lld", be->cfg->name, be->pool->cfg->name,
+			(long long)delay);
+}
+
 static void close_extra(struct gw_worker *w, struct gw_conn *c)
 {
 	struct gw_backend_rt *be = c->up.be;
 	struct gw_pool_rt *p = be->pool;
+	enum gw_up_state was = c->up.state;
 	char text[160];
 
 	pool_list_del(&c->up.extra_link);
+	GW_ASSERT(be->sel.outstanding > 0);
 	be->sel.outstanding--;
+	gw_upstream_set_state(w, c, GW_UP_DOWN);
 	if (c->up.kind == GW_UPK_DEDICATED) {
 		p->n_dedicated--;
 		if (c->up.owed) {
@@ -512,13 +596,16 @@ static void close_extra(struct gw_worker *w, struct gw_conn *c)
 			snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
 			gw_req_fail(w, r, text);
 		}
-	} else {
-		p->n_sessions--;
-		struct gw_conn *cl = session_client(c);
-		if (cl)
-			gw_session_lost(w, cl, be->cfg->name);
+		return;
 	}
-	c->up.state = GW_UP_DOWN;
+	p->n_sessions--;
+	/* unreachable, or (with the gateway's own credentials) refusing us: back off */
+	if (was == GW_UP_CONNECTING || (was == GW_UP_HANDSHAKE && !p->cfg->is_auth_passthrough))
+		session_failed(w, be);
+	struct gw_conn *cl = session_client(c);
+	if (cl)
+		gw_session_lost(w, cl, be->cfg->name,
+				!qipc_framer_idle(&c->fr) || c->pass_held_n > 0);
 }
 
 void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
@@ -534,25 +621,7 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	struct gw_up_slot *sl = &be->slots[c->up.slot];
 	if (sl->conn == c)
 		sl->conn = NULL;
-	if (was == GW_UP_IDLE)
-		leave_idle(c);
-	if (was == GW_UP_IDLE || was == GW_UP_BUSY)
-		be->sel.n_up--;
-	if (was == GW_UP_BUSY)
-		be->sel.outstanding -= 1u + c->up.n_pipe;
-	c->up.state = GW_UP_DOWN;
-	/* pipelined requests behind the owed one fail (or retry) the same way */
-	for (uint8_t i = 0; i < c->up.n_pipe; i++) {
-		struct gw_req *r = c->up.pipe[i];
-		if (!r)
-			continue;
-		r->backend = NULL;
-		be->errors++;
-		snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
-		if (!gw_req_retry(w, r))
-			gw_req_fail(w, r, text);
-	}
-	c->up.n_pipe = 0;
+	gw_upstream_set_state(w, c, GW_UP_DOWN);
 	if (c->up.owed) {
 		struct gw_req *r = c->up.owed;
 		c->up.owed = NULL;
@@ -564,12 +633,11 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 		if (r->is_health || !gw_req_retry(w, r))
 			gw_req_fail(w, r, text);
 	}
-	if (be->is_retired) {
-		/* closed on purpose by a reload: nothing lost, nothing to reopen; waiters pinned
-		 * to it may go elsewhere now */
-		gw_pool_dispatch(w, be->pool);
-		return;
-	}
+	/* waiters pinned to this connection may go elsewhere now; with no backend left to
+	 * hope for, dispatch fails what is queued */
+	gw_pool_dispatch(w, be->pool);
+	if (be->is_retired)
+		return;	/* closed on purpose by a reload: nothing lost, nothing to reopen */
 	if (was == GW_UP_IDLE || was == GW_UP_BUSY) {
 		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->name,
 			be->pool->cfg->name);
@@ -609,8 +677,6 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 		gw_warn("backend=%s pool=%s msg=\"backend down\"", be->cfg->name,
 			be->pool->cfg->name);
 	}
-	/* waiters pinned to this connection may now go anywhere */
-	gw_pool_dispatch(w, be->pool);
 }
 
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c)
@@ -640,6 +706,7 @@ static void health_check(struct gw_worker *w, struct gw_conn *c)
 	r->pool = c->up.be->pool;
 	r->timeout_ms = c->up.be->pool->cfg->health.timeout_ms;
 	pool_list_init(&r->waiter.link);
+	pool_list_init(&r->client_link);
 	r->msg = gw_chunk_new(QIPC_HDR_SIZE + 6 + qlen);
 	uint8_t *m = r->msg->data;
 	qipc_header_build(m, QIPC_SYNC, false, QIPC_HDR_SIZE + 6 + qlen);
@@ -655,6 +722,30 @@ static void health_check(struct gw_worker *w, struct gw_conn *c)
 	c->up.be->requests--;	/* not a client request */
 }
 
+/*
+ * A backend connection paused for a client that does not read its answers holds that
+ * connection: after limits.client_output_timeout_ms the client is disconnected (Redis's
+ * output buffer limits), which abandons the answer and frees the connection.
+ */
+static bool output_stalled(struct gw_worker *w, struct gw_conn *c)
+{
+	uint32_t tmo = w->cfg->limits.client_output_timeout_ms;
+
+	if (!tmo || !c->up.is_paused_for_client || c->up.paused_at_ms + tmo > w->now_ms)
+		return false;
+	struct gw_conn *cl = c->up.kind == GW_UPK_SESSION ? session_client(c) :
+			     c->up.owed ? c->up.owed->client : NULL;
+	if (!cl || cl->is_closing || cl->kind != GW_CONN_CLIENT ||
+	    (c->up.kind != GW_UPK_SESSION && cl->gen != c->up.owed->client_gen))
+		return false;
+	w->slow_clients++;
+	gw_warn("conn=%llu peer=%s user=%s backend=%s msg=\"closing client: it has not read its "
+		"answers for %u ms\"", (unsigned long long)cl->id, cl->peer, cl->cl.user,
+		be_name(c), tmo);
+	gw_conn_close(w, cl, "not reading its answers");
+	return true;
+}
+
 static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backend_rt *be,
 			int s)
 {
@@ -668,7 +759,7 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 			gw_upstream_start(w, be, s);
 		return;
 	}
-	if (c->is_closing)
+	if (c->is_closing || output_stalled(w, c))
 		return;
 	if (c->up.state == GW_UP_IDLE && hint && c->up.last_used_ms + hint <= w->now_ms &&
 	    !c->up.is_tx_locked && !w->is_stopping) {
@@ -721,7 +812,7 @@ void gw_upstream_tick(struct gw_worker *w)
 		struct pool_link *next = l->next;
 		struct gw_conn *c = pool_container_of(l, struct gw_conn, up.extra_link);
 		l = next;
-		if (c->is_closing || !c->up.query_deadline_ms ||
+		if (c->is_closing || output_stalled(w, c) || !c->up.query_deadline_ms ||
 		    c->up.query_deadline_ms > w->now_ms)
 			continue;
 		if (c->up.state < GW_UP_IDLE) {
@@ -739,27 +830,11 @@ void gw_upstream_tick(struct gw_worker *w)
 	}
 }
 
-bool gw_upstream_has_room(const struct gw_conn *c)
-{
-	if (c->is_closing || c->up.is_tx_locked)
-		return false;
-	if (c->up.state == GW_UP_IDLE)
-		return true;
-	/* only a pooled connection of a pipelined pool takes more than one sync at a time */
-	return c->up.state == GW_UP_BUSY && c->up.kind == GW_UPK_POOLED &&
-	       !c->up.be->is_retired && !(c->up.owed && c->up.owed->is_health) &&
-	       1u + c->up.n_pipe < c->up.be->pool->cfg->pipeline;
-}
-
 void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 {
-	if (c->up.owed == r) {
-		c->up.owed = NULL;	/* BUSY with nothing owed: the answer is drained */
-	} else {
-		for (uint8_t i = 0; i < c->up.n_pipe; i++)
-			if (c->up.pipe[i] == r)
-				c->up.pipe[i] = NULL;
-	}
+	GW_ASSERT(c->up.owed == r && r->backend == c);
+	c->up.owed = NULL;	/* BUSY with nothing owed: the answer is drained */
+	r->backend = NULL;
 	if (c->up.is_paused_for_client)
 		gw_upstream_resume(w, c);
 }

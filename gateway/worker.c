@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -108,12 +109,45 @@ void gw_chunkq_free(struct gw_chunkq *q)
 
 /* ------------------------------------------------------------------- ring */
 
+/* Take every completion off the ring into w->cqes, to be handled by the loop later. */
+static void stash_cqes(struct gw_worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, count = 0;
+
+	io_uring_for_each_cqe(&w->ring, head, cqe) {
+		if (w->n_cqes == w->cqe_cap) {
+			size_t cap = w->cqe_cap ? w->cqe_cap * 2 : 256;
+			struct io_uring_cqe *n = realloc(w->cqes, cap * sizeof(*n));
+			if (!n)
+				break;	/* left on the ring: the next turn takes them */
+			w->cqes = n;
+			w->cqe_cap = cap;
+		}
+		w->cqes[w->n_cqes++] = *cqe;
+		count++;
+	}
+	io_uring_cq_advance(&w->ring, count);
+}
+
+/*
+ * A submission entry. When the queue is full it is submitted; should the kernel refuse
+ * that (a full completion queue makes io_uring_enter fail with EBUSY), completions are
+ * moved off the ring into w->cqes, to be handled by the loop, and the submit retried:
+ * the queue cannot stay full, and no handler runs nested in here.
+ */
 struct io_uring_sqe *gw_sqe(struct gw_worker *w)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 
-	for (int i = 0; !sqe && i < 8; i++) {
-		io_uring_submit(&w->ring);
+	for (int i = 0; !sqe && i < 64; i++) {
+		if (i == 0)
+			w->sq_full++;
+		if (io_uring_submit(&w->ring) < 0 || i > 0) {
+			stash_cqes(w);
+			io_uring_get_events(&w->ring);
+			stash_cqes(w);
+		}
 		sqe = io_uring_get_sqe(&w->ring);
 	}
 	if (!sqe) {
@@ -131,13 +165,18 @@ static int setup_ring(struct gw_worker *w)
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
 		  IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
-	p.cq_entries = CQ_ENTRIES;
-	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	uint32_t sq = w->cfg->limits.ring_entries ? w->cfg->limits.ring_entries : RING_ENTRIES;
+	uint32_t cq = sq * 8 > CQ_ENTRIES ? sq * 8 : CQ_ENTRIES;
+
+	if (w->cfg->limits.ring_entries)
+		cq = sq * 2;	/* a small ring asked for (tests): keep its completions small too */
+	p.cq_entries = cq;
+	ret = io_uring_queue_init_params(sq, &w->ring, &p);
 	if (ret == -EINVAL) {
 		memset(&p, 0, sizeof(p));
 		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
-		p.cq_entries = CQ_ENTRIES;
-		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+		p.cq_entries = cq;
+		ret = io_uring_queue_init_params(sq, &w->ring, &p);
 	}
 	if (ret < 0) {
 		gw_err("msg=\"io_uring unavailable\" err=\"%s\" hint=\"kernel 6.1+ needed; "
@@ -205,12 +244,52 @@ static void buf_return(struct gw_worker *w, unsigned bid)
 
 /* ------------------------------------------------------------ connections */
 
+uint32_t gw_worker_slots_needed(const struct gw_config *cfg)
+{
+	uint64_t n = (uint64_t)cfg->limits.max_clients + cfg->n_listeners + 64;
+	bool has_session = false;
+
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		const struct gw_pool_cfg *p = &cfg->pools[i];
+		for (size_t b = 0; b < p->n_backends; b++)
+			n += (uint64_t)p->backends[b].connections;
+		n += p->dedicated_max;
+		has_session |= p->mode == GW_MODE_SESSION;
+	}
+	/* a session client holds one more slot: its own backend connection */
+	if (has_session)
+		n += cfg->limits.max_clients;
+	return n > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)n;
+}
+
+/* One more segment of slots, while under max_conns. */
+static bool slab_grow(struct gw_worker *w)
+{
+	if (w->n_conns >= w->max_conns)
+		return false;
+	struct gw_conn **segs = realloc(w->segs, (w->n_segs + 1) * sizeof(*segs));
+	if (!segs)
+		return false;
+	w->segs = segs;
+	struct gw_conn *seg = calloc(GW_SLAB_SEG, sizeof(*seg));
+	if (!seg)
+		return false;
+	w->segs[w->n_segs++] = seg;
+	for (uint32_t i = GW_SLAB_SEG; i-- > 0;) {
+		seg[i].idx = w->n_conns + i;
+		seg[i].fd = -1;
+		seg[i].next_free = w->free_list;
+		w->free_list = &seg[i];
+	}
+	w->n_conns += GW_SLAB_SEG;
+	return true;
+}
+
 struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int fd)
 {
-	struct gw_conn *c = w->free_list;
-
-	if (!c)
+	if (!w->free_list && !slab_grow(w))
 		return NULL;
+	struct gw_conn *c = w->free_list;
 	w->free_list = c->next_free;
 	uint32_t idx = c->idx, gen = c->gen;
 	memset(c, 0, sizeof(*c));
@@ -219,20 +298,29 @@ struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int f
 	c->kind = kind;
 	c->fd = fd;
 	c->id = ++w->next_conn_id;
+	if (kind == GW_CONN_CLIENT) {
+		pool_list_init(&c->cl.queued);
+		pool_list_init(&c->cl.backlog_link);
+	}
 	return c;
 }
 
 static void conn_free(struct gw_worker *w, struct gw_conn *c)
 {
+	GW_ASSERT(c->is_closed && c->inflight == 0);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 	gw_chunkq_free(&c->txq);
+	gw_chunkq_free(&c->ctq);
 	if (c->ssl)
 		gw_tls_free(c);
-	if (c->kind == GW_CONN_CLIENT && c->cl.rx_msg) {
+	if (c->kind == GW_CONN_CLIENT) {
+		GW_ASSERT(!c->cl.slots_head && pool_list_empty(&c->cl.queued));
 		free(c->cl.rx_msg);
 		c->cl.rx_msg = NULL;
+		free(c->cl.backlog);
+		c->cl.backlog = NULL;
 	}
 	c->kind = GW_CONN_FREE;
 	c->gen = (c->gen + 1) & 0xffffff;
@@ -242,7 +330,7 @@ static void conn_free(struct gw_worker *w, struct gw_conn *c)
 
 static void maybe_free(struct gw_worker *w, struct gw_conn *c)
 {
-	if (c->is_closing && c->inflight == 0)
+	if (c->is_closed && c->inflight == 0)
 		conn_free(w, c);
 }
 
@@ -251,13 +339,27 @@ void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason)
 	if (c->is_closing)
 		return;
 	c->is_closing = true;
-	if (reason)
+	c->close_reason = reason;
+	c->close_next = NULL;
+	if (w->close_tail)
+		w->close_tail->close_next = c;
+	else
+		w->close_head = c;
+	w->close_tail = c;
+}
+
+/* Carry out one queued close: its kind's on_close, then stop its socket's SQEs. */
+static void close_now(struct gw_worker *w, struct gw_conn *c)
+{
+	GW_ASSERT(c->is_closing && !c->is_closed);
+	if (c->close_reason)
 		gw_debug("conn=%llu peer=%s msg=\"closing\" reason=\"%s\"",
-			 (unsigned long long)c->id, c->peer, reason);
+			 (unsigned long long)c->id, c->peer, c->close_reason);
 	if (c->kind == GW_CONN_CLIENT)
 		gw_client_on_close(w, c);
 	else if (c->kind == GW_CONN_BACKEND)
 		gw_upstream_on_close(w, c);
+	c->is_closed = true;
 	if (c->fd >= 0) {
 		/* wakes a pending multishot recv (res 0) and fails pending sends */
 		shutdown(c->fd, SHUT_RDWR);
@@ -271,10 +373,54 @@ void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason)
 	maybe_free(w, c);
 }
 
+void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
+{
+	if (pool_list_empty(&p->dispatch_link))
+		pool_list_add_tail(&w->dispatches, &p->dispatch_link);
+}
+
+/*
+ * The work handlers only queue: closes first (so that what they fail or free is settled
+ * before anything is handed out), then pool dispatches, then clients' unparsed backlogs.
+ * Each step may queue more; the loop ends when nothing is left.
+ */
+static void run_deferred(struct gw_worker *w)
+{
+	for (;;) {
+		if (w->close_head) {
+			struct gw_conn *c = w->close_head;
+			w->close_head = c->close_next;
+			if (!w->close_head)
+				w->close_tail = NULL;
+			close_now(w, c);
+		} else if (!pool_list_empty(&w->dispatches)) {
+			struct pool_link *l = w->dispatches.next;
+			pool_list_del(l);
+			gw_pool_dispatch_now(w, pool_container_of(l, struct gw_pool_rt,
+								  dispatch_link));
+		} else if (!pool_list_empty(&w->backlogs)) {
+			struct pool_link *l = w->backlogs.next;
+			pool_list_del(l);
+			gw_client_run_backlog(w, pool_container_of(l, struct gw_conn,
+								   cl.backlog_link));
+		} else {
+			break;
+		}
+	}
+}
+
 void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c)
 {
 	if (c->is_closing)
 		return;
+	if (c->is_recv_paused && !c->is_poll_armed && c->fd >= 0) {
+		/* not read while paused, so its EOF would go unseen: watch for the peer leaving */
+		struct io_uring_sqe *sqe = gw_sqe(w);
+		io_uring_prep_poll_add(sqe, c->fd, POLLRDHUP | POLLHUP | POLLERR);
+		io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_POLL, c));
+		c->is_poll_armed = true;
+		c->inflight++;
+	}
 	if (!c->is_recv_paused && !c->recv_armed) {
 		struct io_uring_sqe *sqe = gw_sqe(w);
 		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
@@ -461,6 +607,17 @@ static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe 
 		gw_conn_update_recv(w, c);
 }
 
+/* The poll armed while c was paused: its peer has left (or the socket failed). */
+static void on_poll(struct gw_worker *w, struct gw_conn *c, int res)
+{
+	c->is_poll_armed = false;
+	if (c->is_closing || res < 0)
+		return;
+	if (c->is_recv_paused)
+		gw_conn_close(w, c, "peer left while not being read");
+	/* otherwise its recv is armed again and will see the end itself */
+}
+
 static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -470,7 +627,7 @@ static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 
 	if (op == GW_OP_NONE || idx >= w->n_conns)
 		return;
-	struct gw_conn *c = &w->conns[idx];
+	struct gw_conn *c = gw_conn_at(w, idx);
 	if (c->kind == GW_CONN_FREE || (c->gen & 0xffffff) != gen) {
 		/* a stale completion must not carry a buffer away from the ring */
 		if (cqe->flags & IORING_CQE_F_BUFFER)
@@ -491,6 +648,9 @@ static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 		break;
 	case GW_OP_CONNECT:
 		gw_upstream_on_connect(w, c, cqe->res);
+		break;
+	case GW_OP_POLL:
+		on_poll(w, c, cqe->res);
 		break;
 	case GW_OP_TIMEOUT:
 	case GW_OP_CANCEL:
@@ -522,7 +682,7 @@ static void tick(struct gw_worker *w)
 	if (idle_ms && w->now_ms >= w->next_idle_scan_ms) {
 		w->next_idle_scan_ms = w->now_ms + 1000;
 		for (uint32_t i = 0; i < w->n_conns; i++) {
-			struct gw_conn *c = &w->conns[i];
+			struct gw_conn *c = gw_conn_at(w, i);
 			if (c->kind == GW_CONN_CLIENT && !c->is_closing && !c->cl.n_slots &&
 			    c->cl.last_active_ms + idle_ms <= w->now_ms) {
 				gw_info("conn=%llu peer=%s user=%s msg=\"closing idle client\"",
@@ -557,29 +717,11 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	ret = setup_buffers(w);
 	if (ret < 0)
 		return ret;
-	size_t backend_conns = 0;
-	for (size_t i = 0; i < cfg->n_pools; i++)
-		for (size_t b = 0; b < cfg->pools[i].n_backends; b++)
-			backend_conns += (size_t)cfg->pools[i].backends[b].connections;
-	/* every client a slot; a session client one more for its own backend connection;
-	 * dedicated sockets up to each pool's limit; a few for stats requests */
-	size_t extra = 0;
-	for (size_t i = 0; i < cfg->n_pools; i++) {
-		if (cfg->pools[i].mode == GW_MODE_SESSION)
-			extra = cfg->limits.max_clients;
-		backend_conns += cfg->pools[i].dedicated_max;
-	}
-	w->n_conns = cfg->limits.max_clients + (uint32_t)extra + (uint32_t)cfg->n_listeners +
-		     (uint32_t)backend_conns + 64;
-	w->conns = calloc(w->n_conns, sizeof(*w->conns));
-	if (!w->conns)
+	pool_list_init(&w->dispatches);
+	pool_list_init(&w->backlogs);
+	w->max_conns = gw_worker_slots_needed(cfg);
+	if (!slab_grow(w))
 		return -ENOMEM;
-	for (uint32_t i = w->n_conns; i-- > 0;) {
-		w->conns[i].idx = i;
-		w->conns[i].fd = -1;
-		w->conns[i].next_free = w->free_list;
-		w->free_list = &w->conns[i];
-	}
 	ret = gw_runtime_init(w);
 	if (ret < 0)
 		return ret;
@@ -604,9 +746,20 @@ static bool drained(struct gw_worker *w)
 		if (w->pools[i]->queue.len)
 			return false;
 	for (uint32_t i = 0; i < w->n_conns; i++) {
-		struct gw_conn *c = &w->conns[i];
+		struct gw_conn *c = gw_conn_at(w, i);
 		if (c->kind == GW_CONN_CLIENT && !c->is_closing &&
 		    (c->cl.n_slots || gw_tx_pending(c) || c->cl.session_pending))
+			return false;
+	}
+	return true;
+}
+
+/* The final errors are out (or had their chance): every client's queue is empty. */
+static bool flushed(struct gw_worker *w)
+{
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct gw_conn *c = gw_conn_at(w, i);
+		if (c->kind == GW_CONN_CLIENT && !c->is_closing && gw_tx_pending(c))
 			return false;
 	}
 	return true;
@@ -624,13 +777,26 @@ static void begin_stop(struct gw_worker *w)
 		"grace_ms=%u", w->id, w->cfg->limits.shutdown_grace_ms);
 }
 
+/* How long the last "qgate: " errors may take to reach clients after the grace period. */
+#define FINAL_FLUSH_MS 1000
+
 int gw_worker_run(struct gw_worker *w)
 {
 	w->next_tick_ms = gw_now_ms() + TICK_MS;
 	for (;;) {
 		if (*w->stop_flag && !w->is_stopping)
 			begin_stop(w);
-		if (w->is_stopping && (drained(w) || w->now_ms >= w->stop_deadline_ms))
+		if (w->is_stopping && !w->is_final_flush &&
+		    (drained(w) || w->now_ms >= w->stop_deadline_ms)) {
+			if (drained(w))
+				break;
+			/* the grace period is over: what is still owed gets its q error */
+			gw_client_fail_all(w, "qgate: gateway shutting down");
+			run_deferred(w);
+			w->is_final_flush = true;
+			w->stop_deadline_ms = w->now_ms + FINAL_FLUSH_MS;
+		}
+		if (w->is_final_flush && (flushed(w) || w->now_ms >= w->stop_deadline_ms))
 			break;
 		struct io_uring_cqe *cqe;
 		struct __kernel_timespec ts;
@@ -639,23 +805,28 @@ int gw_worker_run(struct gw_worker *w)
 
 		ts.tv_sec = (long long)(wait_ms / 1000);
 		ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
-		int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+		/* completions stashed by gw_sqe are waiting already: do not sleep */
+		int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, w->n_cqes ? 0 : 1, &ts,
+							   NULL);
 		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
 			gw_err("worker=%d msg=\"ring wait failed\" err=\"%s\"", w->id,
 			       strerror(-ret));
 			return ret;
 		}
 		w->now_ms = gw_now_ms();
-		unsigned head, count = 0;
-		io_uring_for_each_cqe(&w->ring, head, cqe) {
-			handle_cqe(w, cqe);
-			count++;
+		/* handled from a copy: a handler may move more completions off the ring */
+		stash_cqes(w);
+		for (size_t i = 0; i < w->n_cqes; i++) {
+			struct io_uring_cqe one = w->cqes[i];
+			handle_cqe(w, &one);
 		}
-		io_uring_cq_advance(&w->ring, count);
+		w->n_cqes = 0;
 		if (io_uring_cq_has_overflow(&w->ring))
 			w->cq_overflows++;
+		run_deferred(w);
 		if (w->now_ms >= w->next_tick_ms) {
 			tick(w);
+			run_deferred(w);
 			w->next_tick_ms = w->now_ms + TICK_MS;
 		}
 	}
@@ -674,43 +845,56 @@ void gw_worker_destroy(struct gw_worker *w)
 		while ((wt = pool_queue_first(&p->queue)) != NULL) {
 			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
 			pool_queue_remove(&p->queue, wt);
-			if (!r->is_sync)
-				gw_req_free(r);
+			r->state = GW_REQ_NEW;
+			if (!pool_list_empty(&r->client_link))
+				pool_list_del(&r->client_link);
+			gw_req_release(r);
 		}
 	}
-	/* requests owned by a backend connection (abandoned, health checks) */
-	for (uint32_t i = 0; w->conns && i < w->n_conns; i++) {
-		struct gw_conn *c = &w->conns[i];
-		if (c->kind != GW_CONN_BACKEND)
+	/* requests held by a backend connection: its client's slot list lets go first */
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct gw_conn *c = gw_conn_at(w, i);
+		if (c->kind != GW_CONN_CLIENT)
 			continue;
-		for (int k = -1; k < (int)c->up.n_pipe; k++) {
-			struct gw_req *r = k < 0 ? c->up.owed : c->up.pipe[k];
-			if (r && (!r->client || r->client->gen != r->client_gen ||
-				  r->client->kind != GW_CONN_CLIENT))
-				gw_req_free(r);
+		struct gw_req *r = c->cl.slots_head;
+		while (r) {
+			struct gw_req *next = r->next_slot;
+			r->is_in_slots = false;
+			r->client = NULL;
+			gw_req_release(r);
+			r = next;
 		}
+		c->cl.slots_head = c->cl.slots_tail = NULL;
 	}
-	for (uint32_t i = 0; w->conns && i < w->n_conns; i++) {
-		struct gw_conn *c = &w->conns[i];
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct gw_conn *c = gw_conn_at(w, i);
 		if (c->kind == GW_CONN_FREE)
 			continue;
+		if (c->kind == GW_CONN_BACKEND && c->up.owed) {
+			struct gw_req *r = c->up.owed;
+			c->up.owed = NULL;
+			r->backend = NULL;
+			gw_req_release(r);
+		}
 		if (c->kind == GW_CONN_CLIENT) {
-			struct gw_req *r = c->cl.slots_head;
-			while (r) {
-				struct gw_req *next = r->next_slot;
-				gw_req_free(r);
-				r = next;
-			}
 			free(c->cl.rx_msg);
+			free(c->cl.backlog);
 		}
 		gw_chunkq_free(&c->txq);
+		gw_chunkq_free(&c->ctq);
 		if (c->ssl)
 			gw_tls_free(c);
 		if (c->fd >= 0)
 			close(c->fd);
 	}
 	gw_runtime_free(w);
-	free(w->conns);
+	for (uint32_t i = 0; i < w->n_segs; i++)
+		free(w->segs[i]);
+	free(w->segs);
+	w->segs = NULL;
+	w->n_segs = 0;
+	free(w->cqes);
+	w->cqes = NULL;
 	if (w->buf_mem && w->buf_mem != MAP_FAILED)
 		munmap(w->buf_mem, (size_t)w->buf_count * w->buf_size);
 	if (w->br && (void *)w->br != MAP_FAILED)
@@ -722,6 +906,5 @@ void gw_worker_destroy(struct gw_worker *w)
 	free(w->snap_json);
 	w->snap_json = NULL;
 	pthread_mutex_unlock(&w->snap_mu);
-	w->conns = NULL;
 	w->n_conns = 0;
 }

@@ -5,14 +5,22 @@
  *
  * Ownership rules (see docs/architecture.md):
  *  - a struct gw_conn is owned by the worker's slab; it is freed (slot reused, generation
- *    bumped) only once it is closing AND no SQE for it is in flight (inflight == 0);
+ *    bumped) only once its close has been carried out AND no SQE for it is in flight;
+ *  - gw_conn_close only marks a connection and queues it: the close itself (its kind's
+ *    on_close, failing what it owed, cancelling its SQEs) runs from the loop once every
+ *    completion handler of this turn has returned, never nested inside another
+ *    connection's handler (Redis freeClientAsync, PgBouncer's justfree lists);
+ *  - gw_pool_dispatch only marks a pool: queued requests are handed out from the loop too,
+ *    so a backend connection is never given a request while its receive buffer is being
+ *    parsed;
  *  - provided receive buffers are owned by the ring, lent to a recv completion, and given
  *    back before that completion's handler returns (bytes are copied out into chunks);
  *  - a struct gw_chunk belongs to exactly one queue at a time (a tx queue, or a request's
  *    buffered response); whoever unlinks it frees it or links it elsewhere;
- *  - a struct gw_req (one client message) is owned by its client's slot list while the
- *    client lives; a request abandoned by its client is owned by the backend connection
- *    that still owes its answer, which frees it when the answer has been drained.
+ *  - a struct gw_req (one client message) has its holders written in it: its client's slot
+ *    list (is_in_slots), a pool queue (state QUEUED) and the backend connection that owes
+ *    its answer (backend != NULL). Whoever lets go of it calls gw_req_release, the one
+ *    function that frees it, which does so only once nothing holds it any more.
  */
 #ifndef GW_GATEWAY_WORKER_H
 #define GW_GATEWAY_WORKER_H
@@ -30,7 +38,6 @@
 #include "pool/pool.h"
 
 #define GW_IOV_MAX 64
-#define GW_PIPE_MAX 16		/* most sync requests in flight on one backend connection */
 #define GW_CHUNK_BYTES (64 * 1024)
 
 /* ------------------------------------------------------------------ chunks */
@@ -63,12 +70,19 @@ enum gw_client_state {
 	GW_CL_READY,
 };
 
+/*
+ * A backend connection's states, changed only by gw_upstream_set_state (upstream.c), which
+ * asserts the transition and keeps the backend's idle list and counts:
+ *   CONNECTING -> HANDSHAKE -> IDLE <-> BUSY, and any state -> DOWN (closed, final).
+ * Dedicated and session connections go HANDSHAKE -> BUSY and stay BUSY until DOWN.
+ * BUSY with owed == NULL is draining: an abandoned answer is read and dropped.
+ */
 enum gw_up_state {
-	GW_UP_DOWN = 0,		/* closed, waiting for its reconnect time */
+	GW_UP_DOWN = 0,		/* closed */
 	GW_UP_CONNECTING,	/* connect SQE in flight */
 	GW_UP_HANDSHAKE,	/* hello sent, waiting for the capability byte */
 	GW_UP_IDLE,		/* ready for a sync request */
-	GW_UP_BUSY,		/* owes the answer to `owed` */
+	GW_UP_BUSY,		/* owes the answer to `owed` (or drains one) */
 };
 
 struct ssl_st;
@@ -100,6 +114,13 @@ struct gw_client {
 	struct gw_req *slots_head, *slots_tail;
 	uint32_t n_slots;
 	uint64_t buffered_bytes;	/* answer bytes held in non-head slots */
+	/* this client's messages waiting in pool queues, oldest first: only the oldest may
+	 * be sent, so its messages reach backends in the order it wrote them */
+	struct pool_link queued;
+	/* bytes read but not parsed yet: max_pipeline was reached in the middle of a read */
+	uint8_t *backlog;
+	size_t backlog_len;
+	struct pool_link backlog_link;	/* worker.backlogs while it may be parsed again */
 	/* session mode: the client's own backend connection */
 	struct gw_conn *session_up;
 	uint32_t session_up_gen;
@@ -132,13 +153,12 @@ struct gw_upstream {
 	uint64_t last_used_ms;		/* POOLED: last answer or health check */
 	struct gw_backend_rt *be;
 	struct gw_req *owed;		/* the request whose answer this connection owes */
-	/* pipelined pools: sync requests sent after owed, oldest first; a NULL entry is an
-	 * answer nobody will get (its request failed): it is read and dropped */
-	struct gw_req *pipe[GW_PIPE_MAX];
-	uint8_t n_pipe;
 	uint64_t query_deadline_ms;	/* 0: none */
 	int capability;
+	int offer_capability;		/* what the hello offers (a session: the client's) */
 	bool is_paused_for_client;	/* recv paused: the owning client is not reading */
+	uint64_t paused_at_ms;		/* since when (limits.client_output_timeout_ms) */
+	bool has_reply_pending;		/* an error reply waits for a streaming message's end */
 	int slot;			/* POOLED: index into be->slots; -1 otherwise */
 	struct __kernel_timespec connect_ts;
 	struct sockaddr_storage sa;
@@ -165,11 +185,15 @@ struct gw_conn {
 	enum gw_conn_kind kind;
 	int fd;
 	uint64_t id;			/* for logs */
-	bool is_closing;
+	bool is_closing;		/* gw_conn_close was called: nothing more is done for it */
+	bool is_closed;			/* ... and the loop has carried the close out */
+	struct gw_conn *close_next;	/* worker's close queue while closing && !closed */
+	const char *close_reason;
 	int inflight;			/* SQEs submitted and not yet completed for good */
 	bool recv_armed;
 	bool recv_cancel_sent;
 	bool is_recv_paused;
+	bool is_poll_armed;		/* paused: a poll watches for the peer leaving */
 	bool is_send_inflight;
 	struct gw_chunkq txq;		/* bytes to send (plaintext on a TLS connection) */
 	struct gw_chunkq ctq;		/* TLS: ciphertext to send */
@@ -199,8 +223,10 @@ enum gw_req_state {
 
 struct gw_req {
 	struct gw_req *next_slot;	/* client's slot list (sync only) */
+	bool is_in_slots;		/* held by its client's slot list */
 	struct gw_conn *client;		/* NULL once the client has gone */
 	uint32_t client_gen;
+	struct pool_link client_link;	/* client's queued list while QUEUED */
 	enum gw_req_state state;
 	bool is_sync;
 	bool is_dedicated;		/* runs on a connection of its own */
@@ -213,7 +239,7 @@ struct gw_req {
 	uint32_t timeout_ms;		/* query timeout (rule or pool), 0 none */
 	uint64_t epoch;			/* client's pin epoch when dispatched */
 	uint64_t t_start_us;
-	struct gw_conn *backend;	/* SENT: the connection carrying it */
+	struct gw_conn *backend;	/* SENT: the connection that owes its answer (a holder) */
 	/* for the audit log */
 	char user[32];
 	char what[48];			/* function name or query prefix */
@@ -255,6 +281,9 @@ struct gw_backend_rt {
 	struct gw_pool_rt *pool;
 	struct pool_backend sel;	/* what the selector sees */
 	struct gw_up_slot *slots;	/* cfg->connections entries */
+	/* session pools: connection failures in a row and when to try this backend again */
+	uint32_t session_failures;
+	uint64_t session_retry_at_ms;
 	struct ssl_ctx_st *ssl_ctx;	/* TLS to this backend, or NULL */
 	struct pool_link idle;		/* idle connections */
 	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
@@ -271,12 +300,15 @@ struct gw_pool_rt {
 	struct pool_selector selector;
 	struct pool_queue queue;
 	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
+	uint64_t unsolicited_closes;	/* connections closed for an answer nobody was owed */
 	uint64_t health_failures;
-	uint32_t queued_async;		/* async messages among the queued */
+	uint32_t queued_async;		/* queued messages that need no free connection:
+					 * async ones, and dedicated syncs */
 	uint32_t n_dedicated;		/* dedicated connections open now */
 	uint32_t n_sessions;		/* session connections open now */
 	bool is_started;		/* warm connections opened (lazy pools start on demand) */
 	struct gw_hist latency;		/* request in -> answer complete, answered requests */
+	struct pool_link dispatch_link;	/* worker.dispatches while marked for dispatch */
 };
 
 struct gw_listener_rt {
@@ -300,10 +332,20 @@ struct gw_worker {
 	uint8_t *buf_mem;
 	uint32_t buf_count, buf_size;
 	uint16_t bgid;
-	/* connection slab */
-	struct gw_conn *conns;
-	uint32_t n_conns;
+	/* connection slab: segments of GW_SLAB_SEG slots, added on demand up to max_conns
+	 * (recomputed by a reload), never moved, so connection pointers stay valid */
+	struct gw_conn **segs;
+	uint32_t n_segs;
+	uint32_t n_conns;		/* slots allocated */
+	uint32_t max_conns;
 	struct gw_conn *free_list;
+	/* work the loop carries out after this turn's completion handlers (see above) */
+	struct gw_conn *close_head, *close_tail;
+	struct pool_link dispatches;	/* pools marked for dispatch */
+	struct pool_link backlogs;	/* clients whose backlog may be parsed again */
+	/* completions taken off the ring and not handled yet (see gw_sqe) */
+	struct io_uring_cqe *cqes;
+	size_t n_cqes, cqe_cap;
 	uint64_t next_conn_id;
 	uint32_t n_clients;
 	/* pools and listeners; pools (and backends) are allocated one by one so that the
@@ -339,8 +381,16 @@ struct gw_worker {
 	uint64_t stop_deadline_ms;
 	uint64_t rng;
 	/* counters */
-	uint64_t cq_overflows, enobufs, protocol_errors;
+	uint64_t cq_overflows, enobufs, protocol_errors, slow_clients, sq_full;
+	bool is_final_flush;		/* shutdown: last errors are being written out */
 };
+
+#define GW_SLAB_SEG 256
+
+static inline struct gw_conn *gw_conn_at(const struct gw_worker *w, uint32_t idx)
+{
+	return &w->segs[idx / GW_SLAB_SEG][idx % GW_SLAB_SEG];
+}
 
 /* user_data: op in the top 8 bits, generation in the next 24, slot index in the low 32 */
 enum gw_op {
@@ -351,6 +401,7 @@ enum gw_op {
 	GW_OP_CONNECT,
 	GW_OP_TIMEOUT,
 	GW_OP_CANCEL,
+	GW_OP_POLL,
 };
 
 static inline uint64_t gw_ud(enum gw_op op, const struct gw_conn *c)
@@ -373,7 +424,11 @@ void gw_worker_destroy(struct gw_worker *w);
 uint64_t gw_now_ms(void);
 uint64_t gw_now_us(void);
 
+/* the most slots cfg needs: clients, backend, dedicated and session connections */
+uint32_t gw_worker_slots_needed(const struct gw_config *cfg);
 struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int fd);
+/* Mark c closing and queue its close for the loop (idempotent). Never frees or runs
+ * another connection's handlers from here: safe to call from any handler. */
 void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason);
 void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c);
 struct io_uring_sqe *gw_sqe(struct gw_worker *w);
@@ -416,21 +471,30 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c);
 void gw_client_tick(struct gw_worker *w);
 /* session mode: the client's backend connection is ready (capability) or gone */
 void gw_session_ready(struct gw_worker *w, struct gw_conn *c, int capability);
-void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend);
+/* is_mid_message: part of a backend message already went to the client (it is closed) */
+void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend,
+		     bool is_mid_message);
+/* parse the bytes a client had left over when it reached max_pipeline (loop only) */
+void gw_client_run_backlog(struct gw_worker *w, struct gw_conn *c);
+/* shutdown: every sync request still owed to a client gets a q error with text */
+void gw_client_fail_all(struct gw_worker *w, const char *text);
 /* re-evaluate whether the client may be read (pipeline, buffered answers, streaming) */
 void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c);
 /*
- * Answer bytes for req (from its backend): pre[0..pre_n) then p[0..n), queued together so a
- * header travels with the bytes after it; is_end marks the last byte of the answer.
- * May free r (when is_end and its client has gone).
+ * Answer bytes for req (from its backend, which has cleared up.owed when is_end): pre[0..pre_n)
+ * then p[0..n), queued together so a header travels with the bytes after it; is_end marks
+ * the last byte of the answer, which ends the backend's hold on r (so r may be freed).
  */
 void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *pre,
 			 size_t pre_n, const uint8_t *p, size_t n, bool is_end);
-/* complete req with a gateway error "qgate: ..." */
+/* complete req with a gateway error "qgate: ..."; whoever held it lets go first */
 void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text);
-void gw_req_free(struct gw_req *r);
-/* a pooled connection became free: hand it the first eligible waiter */
+/* the one function that frees a request: does so once nothing holds it (see above) */
+void gw_req_release(struct gw_req *r);
+/* something changed for p's queue: mark it; the loop calls gw_pool_dispatch_now later */
 void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p);
+/* hand queued requests to free connections, oldest first, each client in its order */
+void gw_pool_dispatch_now(struct gw_worker *w, struct gw_pool_rt *p);
 /* idempotent pools: put r (whose backend died) back at the head of its pool's queue.
  * Returns false when it cannot be retried (the caller fails it). */
 bool gw_req_retry(struct gw_worker *w, struct gw_req *r);
@@ -443,17 +507,23 @@ void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p);
 int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, struct gw_req *r);
 /* open the session connection of client c; gw_session_ready/-failed report back */
 int gw_upstream_open_session(struct gw_worker *w, struct gw_backend_rt *be, struct gw_conn *c,
-			     const uint8_t *cred, size_t cred_len);
+			     const uint8_t *cred, size_t cred_len, int capability);
+/* the one place a backend connection changes state (asserts the transition is legal) */
+void gw_upstream_set_state(struct gw_worker *w, struct gw_conn *c, enum gw_up_state to);
+/* c may take a sync request now: idle, nothing streaming in, no stray bytes read */
+bool gw_upstream_is_free(const struct gw_conn *c);
+/* stop reading c: its client is not reading the answer (limits.client_output_timeout_ms) */
+void gw_upstream_pause(struct gw_worker *w, struct gw_conn *c);
+/* answer a call the backend made into a shared connection with a q error */
+void gw_upstream_reply_refused_call(struct gw_worker *w, struct gw_conn *c);
 void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res);
 void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
 void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c);
 void gw_upstream_tick(struct gw_worker *w);
-/* send req on c (IDLE for sync); takes the request's bytes */
+/* send req on c (free, for a sync); takes the request's bytes */
 void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_resume(struct gw_worker *w, struct gw_conn *c);
-/* c can take one more sync request now (idle, or pipelined with room) */
-bool gw_upstream_has_room(const struct gw_conn *c);
-/* r (SENT on c) was failed by the gateway: its answer will be read and dropped */
+/* r (SENT on c) was failed by the gateway: c lets go of r, and drains the answer */
 void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *r);
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
 

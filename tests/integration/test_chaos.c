@@ -213,14 +213,6 @@ Test(chaos, every_answer_is_its_own_or_a_qgate_error_while_backends_die)
 	run_chaos("");
 }
 
-/* The same with several sync requests in flight per backend connection (no .mock.defer
- * there: a deferred answer may overtake on a pipelined socket, which is why pipelining is
- * opt-in and deferring calls go dedicated) */
-Test(chaos, pipelined_connections_keep_the_one_rule_too)
-{
-	run_chaos(",\"pipeline\":4");
-}
-
 static void run_chaos(const char *pool_extra)
 {
 	static const char *const work[] = { "--work-us", "100", NULL };

@@ -996,44 +996,6 @@ Test(modes, session_passes_byte_by_byte_messages_through_intact)
 	close(fd);
 }
 
-/* -------------------------------------------------------------- pipelining */
-
-Test(modes, pipelined_pool_keeps_several_requests_in_flight_on_one_connection)
-{
-	start_backend(0, NULL);
-	char members[512];
-	snprintf(members, sizeof(members),
-		 "\"pools\":[{\"name\":\"p\",\"pipeline\":4,\"backends\":[{\"name\":\"b1\","
-		 "\"address\":\"127.0.0.1:%d\",\"connections\":1}]}]", be[0]->port);
-	start_gate_json(members);
-	wait_clients(0, 1);
-	int fd[4];
-	for (int i = 0; i < 4; i++) {
-		fd[i] = T_OK(t_q_connect("127.0.0.1", gw_port, "pipe:x", NULL));
-		/* mockq answers a connection's deferred calls in order, as pipelining needs */
-		T_OK(t_send_free(fd[i], T_SYNC, t_call(".mock.defer", 2, t_long(300),
-						       t_long(10 + i))));
-	}
-	/* all four in flight at once on the pool's single connection */
-	int64_t deadline = t_now_ms() + 3000, outstanding = 0;
-	while (outstanding < 4 && t_now_ms() < deadline) {
-		json_t *j = stats();
-		json_t *b = json_array_get(json_object_get(json_array_get(
-			json_object_get(j, "pools"), 0), "backends"), 0);
-		outstanding = json_integer_value(json_object_get(b, "outstanding"));
-		json_decref(j);
-	}
-	cr_assert_eq(outstanding, 4, "only %" PRId64 " requests in flight", outstanding);
-	for (int i = 0; i < 4; i++) {
-		struct t_obj *r = NULL;
-		int type = -1;
-		T_OK(t_q_recv(fd[i], 5000, &r, &type));
-		T_EXPECT_EQ(r, t_long(10 + i));
-		t_free(r);
-		close(fd[i]);
-	}
-}
-
 Test(modes, tls_backend_is_verified_against_its_ca, .timeout = 60.0)
 {
 	char crt[300], key[300], other_crt[300], other_key[300];
