@@ -248,6 +248,10 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 		struct gw_conn *su = session_conn(c);
 		if (su && su->up.is_paused_for_client)
 			gw_upstream_resume(w, su);
+		/* its oldest waiting request may have been held back while it did not read */
+		if (!pool_list_empty(&c->cl.queued) && !output_blocked(w, c))
+			gw_pool_dispatch(w, pool_container_of(c->cl.queued.next, struct gw_req,
+							      client_link)->pool);
 	}
 	gw_client_update_recv(w, c);
 }

@@ -151,7 +151,7 @@ static json_t *stats_tree(struct gw_worker *w)
 				"bytes_out", (json_int_t)be->bytes_out, "weight", be->sel.weight));
 		}
 		json_array_append_new(ps, json_pack(
-			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
+			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
 			"name", p->cfg->name, "mode", p->cfg->mode == GW_MODE_SESSION ? "session" : "query",
 			"state", pool_is_up(p) ? "up" : "down",
 			"queued", (json_int_t)p->queue.len, "requests", (json_int_t)p->requests,
@@ -159,15 +159,18 @@ static json_t *stats_tree(struct gw_worker *w)
 			"queue_timeouts", (json_int_t)p->queue_timeouts,
 			"timeouts", (json_int_t)p->timeouts,
 			"dropped_unsolicited", (json_int_t)p->dropped_unsolicited,
+			"unsolicited_closes", (json_int_t)p->unsolicited_closes,
 			"health_failures", (json_int_t)p->health_failures,
 			"dedicated", (int)p->n_dedicated, "sessions", (int)p->n_sessions,
 			"latency", latency_json(&p->latency), "backends", bs));
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
-	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I}",
+	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I}",
 		"workers", 1, "clients", (json_int_t)w->n_clients,
 		"protocol_errors", (json_int_t)w->protocol_errors,
+		"slow_clients_closed", (json_int_t)w->slow_clients,
+		"sq_full", (json_int_t)w->sq_full,
 		"rx_enobufs", (json_int_t)w->enobufs, "cq_overflows", (json_int_t)w->cq_overflows));
 	return root;
 }
@@ -389,13 +392,15 @@ static char *metrics_text(json_t *root)
 	tb_printf(&t, "# TYPE qgate_clients gauge\nqgate_clients %lld\n", jint(gw, "clients"));
 	tb_printf(&t, "# TYPE qgate_protocol_errors_total counter\n"
 		  "qgate_protocol_errors_total %lld\n", jint(gw, "protocol_errors"));
+	tb_printf(&t, "# TYPE qgate_slow_clients_closed_total counter\n"
+		  "qgate_slow_clients_closed_total %lld\n", jint(gw, "slow_clients_closed"));
 	tb_printf(&t, "# TYPE qgate_listener_clients gauge\n");
 	json_array_foreach(ls, i, x)
 		tb_printf(&t, "qgate_listener_clients{listener=\"%s\"} %lld\n", jstr(x, "name"),
 			  jint(x, "clients"));
 	static const char *const pool_counters[] = {
 		"requests", "errors", "queue_full", "queue_timeouts", "timeouts",
-		"dropped_unsolicited",
+		"dropped_unsolicited", "unsolicited_closes",
 	};
 	for (size_t k = 0; k < sizeof(pool_counters) / sizeof(pool_counters[0]); k++) {
 		tb_printf(&t, "# TYPE qgate_pool_%s_total counter\n", pool_counters[k]);

@@ -780,6 +780,42 @@ static void begin_stop(struct gw_worker *w)
 /* How long the last "qgate: " errors may take to reach clients after the grace period. */
 #define FINAL_FLUSH_MS 1000
 
+int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms)
+{
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts;
+	uint64_t now = gw_now_ms();
+	uint64_t wait_ms = w->next_tick_ms > now ? w->next_tick_ms - now : 0;
+
+	if (wait_ms > max_wait_ms)
+		wait_ms = max_wait_ms;
+	ts.tv_sec = (long long)(wait_ms / 1000);
+	ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
+	/* completions stashed by gw_sqe are waiting already: do not sleep */
+	int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, w->n_cqes ? 0 : 1, &ts, NULL);
+	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
+		gw_err("worker=%d msg=\"ring wait failed\" err=\"%s\"", w->id, strerror(-ret));
+		return ret;
+	}
+	w->now_ms = gw_now_ms();
+	/* handled from a copy: a handler may move more completions off the ring */
+	stash_cqes(w);
+	for (size_t i = 0; i < w->n_cqes; i++) {
+		struct io_uring_cqe one = w->cqes[i];
+		handle_cqe(w, &one);
+	}
+	w->n_cqes = 0;
+	if (io_uring_cq_has_overflow(&w->ring))
+		w->cq_overflows++;
+	run_deferred(w);
+	if (w->now_ms >= w->next_tick_ms) {
+		tick(w);
+		run_deferred(w);
+		w->next_tick_ms = w->now_ms + TICK_MS;
+	}
+	return 0;
+}
+
 int gw_worker_run(struct gw_worker *w)
 {
 	w->next_tick_ms = gw_now_ms() + TICK_MS;
@@ -798,37 +834,9 @@ int gw_worker_run(struct gw_worker *w)
 		}
 		if (w->is_final_flush && (flushed(w) || w->now_ms >= w->stop_deadline_ms))
 			break;
-		struct io_uring_cqe *cqe;
-		struct __kernel_timespec ts;
-		uint64_t now = gw_now_ms();
-		uint64_t wait_ms = w->next_tick_ms > now ? w->next_tick_ms - now : 0;
-
-		ts.tv_sec = (long long)(wait_ms / 1000);
-		ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
-		/* completions stashed by gw_sqe are waiting already: do not sleep */
-		int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, w->n_cqes ? 0 : 1, &ts,
-							   NULL);
-		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
-			gw_err("worker=%d msg=\"ring wait failed\" err=\"%s\"", w->id,
-			       strerror(-ret));
+		int ret = gw_worker_turn(w, UINT64_MAX);
+		if (ret < 0)
 			return ret;
-		}
-		w->now_ms = gw_now_ms();
-		/* handled from a copy: a handler may move more completions off the ring */
-		stash_cqes(w);
-		for (size_t i = 0; i < w->n_cqes; i++) {
-			struct io_uring_cqe one = w->cqes[i];
-			handle_cqe(w, &one);
-		}
-		w->n_cqes = 0;
-		if (io_uring_cq_has_overflow(&w->ring))
-			w->cq_overflows++;
-		run_deferred(w);
-		if (w->now_ms >= w->next_tick_ms) {
-			tick(w);
-			run_deferred(w);
-			w->next_tick_ms = w->now_ms + TICK_MS;
-		}
 	}
 	return 0;
 }

@@ -420,6 +420,10 @@ void gw_runtime_reload(struct gw_worker *w, const struct gw_config *cfg);
 int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 		   volatile int *stop_flag, struct gw_worker *const *peers, int n_peers);
 int gw_worker_run(struct gw_worker *w);
+/* One turn of the loop: submit, wait at most max_wait_ms (less when a tick is due), handle
+ * completions, then the queued closes and dispatches, and the tick when due. 0 or -errno.
+ * gw_worker_run is these turns plus the SIGTERM sequence; fuzz targets drive them directly. */
+int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms);
 void gw_worker_destroy(struct gw_worker *w);
 uint64_t gw_now_ms(void);
 uint64_t gw_now_us(void);
