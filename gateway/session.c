@@ -192,11 +192,16 @@ static void flow_backend(struct gw_worker *w, struct gw_conn *c, struct gw_req *
 
 	if (!uc || uc->is_closing || r->is_compressing)
 		return;	/* an answer being compressed is bounded by the limit and comes whole */
-	uint64_t held = c->cl.slots_head == r ? gw_tx_pending(c) : c->cl.buffered_bytes;
+	bool is_head = c->cl.slots_head == r;
+	uint64_t held = is_head ? gw_tx_pending(c) : c->cl.buffered_bytes;
 	if (!uc->up.is_paused_for_client && held > limit)
 		gw_upstream_pause(w, uc);
 	else if (uc->up.is_paused_for_client && held <= limit / 2)
 		gw_upstream_resume(w, uc);
+	/* the head waits on the client's own socket: limits.client_output_timeout_ms counts
+	 * from now until its send queue falls to half */
+	if (is_head && uc->up.is_paused_for_client && !c->cl.output_stuck_since_ms)
+		c->cl.output_stuck_since_ms = w->now_ms;
 }
 
 static void flow_all(struct gw_worker *w, struct gw_conn *c)
@@ -244,6 +249,7 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 		return;
 	}
 	if (gw_tx_pending(c) <= w->cfg->limits.client_buffer_bytes / 2) {
+		c->cl.output_stuck_since_ms = 0;	/* it reads: the clock starts again */
 		flow_all(w, c);
 		struct gw_conn *su = session_conn(c);
 		if (su && su->up.is_paused_for_client)
@@ -268,7 +274,8 @@ static bool want_compression(struct gw_worker *w, const struct gw_conn *c, const
 
 	if (!c->cl.is_compress || c->cl.capability < 1 || hdr[2] != 0 || hdr[0] != 1)
 		return false;
-	return len > 2008 && len <= w->cfg->limits.client_buffer_bytes;
+	/* held whole and never paused: all of a client's such answers share one budget */
+	return len > 2008 && len + c->cl.buffered_bytes <= w->cfg->limits.client_buffer_bytes;
 }
 
 /* The whole answer is in r->resp: replace it with q's compressed form when that is smaller. */

@@ -109,7 +109,6 @@ void gw_upstream_pause(struct gw_worker *w, struct gw_conn *c)
 	if (c->up.is_paused_for_client || c->is_closing)
 		return;
 	c->up.is_paused_for_client = true;
-	c->up.paused_at_ms = w->now_ms;
 	c->is_recv_paused = true;
 	gw_conn_update_recv(w, c);
 }
@@ -449,8 +448,11 @@ static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	}
 	gw_tx_pass(w, cl, c, p, n);
 	/* the client reads slower than its backend writes: stop reading the backend */
-	if (gw_tx_pending(cl) > w->cfg->limits.client_buffer_bytes)
+	if (gw_tx_pending(cl) > w->cfg->limits.client_buffer_bytes && !c->up.is_paused_for_client) {
+		if (!cl->cl.output_stuck_since_ms)
+			cl->cl.output_stuck_since_ms = w->now_ms;
 		gw_upstream_pause(w, c);
+	}
 }
 
 void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
@@ -724,19 +726,24 @@ static void health_check(struct gw_worker *w, struct gw_conn *c)
 
 /*
  * A backend connection paused for a client that does not read its answers holds that
- * connection: after limits.client_output_timeout_ms the client is disconnected (Redis's
- * output buffer limits), which abandons the answer and frees the connection.
+ * connection. A client whose send queue has not fallen to half of client_buffer_bytes for
+ * limits.client_output_timeout_ms while it holds one is disconnected (Redis's output
+ * buffer limits), which abandons its answers and frees the connection. A client that
+ * keeps reading, even slowly, is not: only one that has stopped.
  */
 static bool output_stalled(struct gw_worker *w, struct gw_conn *c)
 {
 	uint32_t tmo = w->cfg->limits.client_output_timeout_ms;
 
-	if (!tmo || !c->up.is_paused_for_client || c->up.paused_at_ms + tmo > w->now_ms)
+	if (!tmo || !c->up.is_paused_for_client)
 		return false;
 	struct gw_conn *cl = c->up.kind == GW_UPK_SESSION ? session_client(c) :
 			     c->up.owed ? c->up.owed->client : NULL;
 	if (!cl || cl->is_closing || cl->kind != GW_CONN_CLIENT ||
 	    (c->up.kind != GW_UPK_SESSION && cl->gen != c->up.owed->client_gen))
+		return false;
+	uint64_t since = cl->cl.output_stuck_since_ms;
+	if (!since || since + tmo > w->now_ms)
 		return false;
 	w->slow_clients++;
 	gw_warn("conn=%llu peer=%s user=%s backend=%s msg=\"closing client: it has not read its "

@@ -168,8 +168,8 @@ static int setup_ring(struct gw_worker *w)
 	uint32_t sq = w->cfg->limits.ring_entries ? w->cfg->limits.ring_entries : RING_ENTRIES;
 	uint32_t cq = sq * 8 > CQ_ENTRIES ? sq * 8 : CQ_ENTRIES;
 
-	if (w->cfg->limits.ring_entries)
-		cq = sq * 2;	/* a small ring asked for (tests): keep its completions small too */
+	if (sq < 64)
+		cq = sq * 2;	/* a tiny ring asked for (tests): keep its completions small too */
 	p.cq_entries = cq;
 	ret = io_uring_queue_init_params(sq, &w->ring, &p);
 	if (ret == -EINVAL) {

@@ -135,6 +135,9 @@ struct gw_client {
 	uint64_t pin_epoch;
 	uint64_t requests;
 	uint64_t last_active_ms;
+	/* since when its unsent answers have stayed above half of client_buffer_bytes with a
+	 * backend paused for it (0: not stuck); limits.client_output_timeout_ms */
+	uint64_t output_stuck_since_ms;
 	bool is_compress;		/* large answers are compressed for this client */
 };
 
@@ -157,7 +160,6 @@ struct gw_upstream {
 	int capability;
 	int offer_capability;		/* what the hello offers (a session: the client's) */
 	bool is_paused_for_client;	/* recv paused: the owning client is not reading */
-	uint64_t paused_at_ms;		/* since when (limits.client_output_timeout_ms) */
 	bool has_reply_pending;		/* an error reply waits for a streaming message's end */
 	int slot;			/* POOLED: index into be->slots; -1 otherwise */
 	struct __kernel_timespec connect_ts;
@@ -516,7 +518,7 @@ int gw_upstream_open_session(struct gw_worker *w, struct gw_backend_rt *be, stru
 void gw_upstream_set_state(struct gw_worker *w, struct gw_conn *c, enum gw_up_state to);
 /* c may take a sync request now: idle, nothing streaming in, no stray bytes read */
 bool gw_upstream_is_free(const struct gw_conn *c);
-/* stop reading c: its client is not reading the answer (limits.client_output_timeout_ms) */
+/* stop reading c: its client is not reading the answer fast enough */
 void gw_upstream_pause(struct gw_worker *w, struct gw_conn *c);
 /* answer a call the backend made into a shared connection with a q error */
 void gw_upstream_reply_refused_call(struct gw_worker *w, struct gw_conn *c);

@@ -1060,6 +1060,7 @@ Test(modes, backend_passwords_from_file_and_env_log_in_and_are_never_logged)
 		 "\"password_env\":\"QGATE_TEST_BACKEND_PW\",\"connections\":1}]}]",
 		 be[0]->port, pwfile, be[1]->port);
 	start_gate_json(members);
+	wait_backends_up(2);	/* both logged in: the spread below needs both */
 	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "c:x", NULL));
 	int seen = 0;
 	for (int i = 0; i < 10; i++) {
