@@ -722,10 +722,11 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	w->max_conns = gw_worker_slots_needed(cfg);
 	if (!slab_grow(w))
 		return -ENOMEM;
-	ret = gw_runtime_init(w);
+	/* the stats endpoint first: once the q port accepts, /stats and /health answer too */
+	ret = gw_stats_open(w);
 	if (ret < 0)
 		return ret;
-	ret = gw_stats_open(w);
+	ret = gw_runtime_init(w);
 	if (ret < 0)
 		return ret;
 	ret = gw_audit_open(w);
