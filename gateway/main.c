@@ -16,6 +16,7 @@
 
 #include <openssl/crypto.h>
 
+#include "gateway/claim.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "gateway/worker.h"
@@ -92,10 +93,13 @@ struct cfg_list {
 	size_t n;
 };
 
+static struct gw_claims claims;	/* listening addresses this process holds (main thread) */
+
 static void reload(const char *path, struct cfg_list *cl, struct worker_thread *ts, int n)
 {
 	char *errs = NULL;
 	struct gw_config *cfg = gw_cfg_load(path, &errs);
+	char why[256];
 
 	if (!cfg) {
 		gw_err("msg=\"SIGHUP: new configuration refused; keeping the running one\" file=%s",
@@ -107,6 +111,13 @@ static void reload(const char *path, struct cfg_list *cl, struct worker_thread *
 			gw_err("config_error=\"%s\"", line);
 		}
 		free(errs);
+		return;
+	}
+	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
+		gw_err("msg=\"SIGHUP: new configuration refused; keeping the running one\" file=%s",
+		       path);
+		gw_err("%s", why);
+		gw_cfg_free(cfg);
 		return;
 	}
 	struct gw_config **v = realloc(cl->v, (cl->n + 1) * sizeof(*v));
@@ -134,8 +145,16 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	sigset_t set;
 
 	struct gw_worker **peers = calloc((size_t)n, sizeof(*peers));
+	char why[256];
 	if (!ts || !peers)
 		return 1;
+	/* before any worker binds: a port another process holds is refused, not shared */
+	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
+		gw_err("%s", why);
+		free(ts);
+		free(peers);
+		return 1;
+	}
 	for (int i = 0; i < n; i++) {
 		peers[i] = &ts[i].w;
 		pthread_mutex_init(&ts[i].w.snap_mu, NULL);
@@ -193,6 +212,7 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		pthread_mutex_destroy(&ts[i].w.snap_mu);
 	free(ts);
 	free(peers);
+	gw_claims_free(&claims);
 	return failed ? 1 : 0;
 }
 
