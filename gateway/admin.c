@@ -7,6 +7,7 @@
  */
 #include "gateway/worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,7 +204,7 @@ static struct qipc_obj *stats_table(struct gw_worker *w)
  * malloc'd) or with an error text in *err, and return true. Otherwise return false.
  */
 bool gw_admin_call(struct gw_worker *w, struct gw_conn *c, const uint8_t *msg, size_t len,
-		   uint8_t **out, size_t *out_len, const char **err)
+		   uint8_t **out, size_t *out_len, const char **err, char *what, size_t what_n)
 {
 	struct qipc_peek pk;
 	char name[64];
@@ -231,6 +232,7 @@ bool gw_admin_call(struct gw_worker *w, struct gw_conn *c, const uint8_t *msg, s
 			return false;
 		*e = '\0';
 	}
+	snprintf(what, what_n, "%s", name);	/* for the audit line */
 	if (!c->cl.ucfg || !c->cl.ucfg->is_admin) {
 		*err = "qgate: not allowed";
 		return true;

@@ -83,13 +83,15 @@ void gw_audit_req(struct gw_worker *w, const struct gw_req *r, const char *outco
 	struct tm tm;
 
 	safe_copy(what, sizeof(what), r->what);
+	char user[sizeof(r->user) * 4 + 3];
+	gw_log_value(user, sizeof(user), r->user[0] ? r->user : "-");
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	int n = snprintf(w->audit_buf + w->audit_len, w->audit_cap - w->audit_len,
 			 "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ user=%s pool=%s backend=%s "
 			 "type=%s what=\"%s\" bytes_in=%llu bytes_out=%llu us=%llu outcome=\"%s\"\n",
 			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, ts.tv_nsec / 1000, r->user[0] ? r->user : "-",
+			 tm.tm_sec, ts.tv_nsec / 1000, user,
 			 r->pool ? r->pool->cfg->name : "-",
 			 r->backend_name ? r->backend_name : "-", r->is_sync ? "sync" : "async", what,
 			 (unsigned long long)r->req_bytes, (unsigned long long)r->resp_bytes,

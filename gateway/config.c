@@ -921,6 +921,13 @@ static bool pw_parse(const char *s, struct pw_parsed *p)
 	return true;
 }
 
+uint32_t gw_pw_iterations(const char *stored_hash)
+{
+	struct pw_parsed p;
+
+	return pw_parse(stored_hash, &p) ? p.iter : 0;
+}
+
 bool gw_pw_hash_is_valid(const char *stored_hash)
 {
 	struct pw_parsed p;
@@ -1547,7 +1554,8 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		"max_clients", "max_message_bytes", "handshake_timeout_ms",
 		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes",
 		"shutdown_grace_ms", "drain_timeout_ms", "rx_buffers", "rx_buffer_bytes",
-		"stream_threshold_bytes", "client_output_timeout_ms", "ring_entries", NULL
+		"stream_threshold_bytes", "client_output_timeout_ms", "ring_entries",
+		"login_failures_max", "login_failure_window_ms", "login_threads", NULL
 	};
 	static const char *const log_keys[] = { "level", "audit_file", NULL };
 	json_t *o;
@@ -1581,6 +1589,9 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 			&l->stream_threshold_bytes);
 		get_ms(c, o, "client_output_timeout_ms", &l->client_output_timeout_ms);
 		get_u32(c, o, "ring_entries", 8, 32768, &l->ring_entries);
+		get_u32(c, o, "login_failures_max", 1, UINT32_MAX, &l->login_failures_max);
+		get_ms_min(c, o, "login_failure_window_ms", 1, &l->login_failure_window_ms);
+		get_u32(c, o, "login_threads", 1, 64, &l->login_threads);
 		path_pop(c, old);
 	}
 
@@ -1704,6 +1715,9 @@ static void set_defaults(struct ctx *c, struct gw_config *cfg)
 		.stream_threshold_bytes = 262144,
 		.client_output_timeout_ms = 10000,
 		.ring_entries = 1024,
+		.login_failures_max = 10,
+		.login_failure_window_ms = 60000,
+		.login_threads = 2,
 	};
 	cfg->log_level = GW_LOG_INFO;
 	cfg->workers = 1;

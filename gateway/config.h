@@ -141,6 +141,9 @@ struct gw_limits_cfg {
 	uint32_t rx_buffer_bytes;	/* size of each, 32768 */
 	uint64_t stream_threshold_bytes; /* client messages above this may stream through, 256 KiB */
 	uint32_t client_output_timeout_ms; /* a backend paused for a client this long: 10000 */
+	uint32_t login_failures_max;	/* failed logins from one address per window: 10 */
+	uint32_t login_failure_window_ms; /* 60000 */
+	uint32_t login_threads;		/* password verification threads per worker: 2 */
 	uint32_t ring_entries;		/* submission queue entries per worker; 0: 1024 */
 };
 
@@ -200,6 +203,12 @@ bool gw_pw_verify(const char *stored_hash, const char *password, size_t password
 
 /* Iteration count gw_pw_hash uses; each hash carries its own, so this may rise later. */
 #define GW_PW_ITER_DEFAULT 60000
+
+/* The longest password qgate hashes or accepts at login, in bytes. */
+#define GW_PW_MAX_BYTES 512
+
+/* The iteration count a stored hash carries, or 0 when it is not a valid hash. */
+uint32_t gw_pw_iterations(const char *stored_hash);
 
 /* gw_pw_hash with an explicit length and iteration count (1000..10000000); NULL if out of range. */
 char *gw_pw_hash_iter(const char *password, size_t password_len, uint32_t iter);

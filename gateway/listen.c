@@ -156,6 +156,12 @@ static void describe_peer(struct gw_conn *c, enum gw_compress mode)
 	}
 	c->cl.is_compress = mode == GW_COMPRESS_ALWAYS ||
 			    (mode == GW_COMPRESS_REMOTE && is_remote(&ss));
+	/* the address failed logins are counted against (auth.c) */
+	c->cl.peer_family = (uint8_t)ss.ss_family;
+	if (ss.ss_family == AF_INET)
+		memcpy(c->cl.peer_ip, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	else if (ss.ss_family == AF_INET6)
+		memcpy(c->cl.peer_ip, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
 		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));

@@ -2,8 +2,10 @@
 #include "gateway/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 enum gw_log_level gw_log_threshold = GW_LOG_INFO;
@@ -41,4 +43,53 @@ void gw_assert_fail(const char *what, const char *file, int line)
 	gw_log_emit(GW_LOG_ERROR, "msg=\"assertion failed\" what=\"%s\" at=%s:%d", what, file,
 		    line);
 	abort();
+}
+
+static bool is_plain(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      strchr("._-:/@+", ch)))
+			return false;
+	}
+	return true;
+}
+
+void gw_log_value(char *dst, size_t n, const char *src)
+{
+	size_t k = 0;
+
+	if (n < 3) {
+		if (n)
+			dst[0] = '\0';
+		return;
+	}
+	if (is_plain(src)) {
+		snprintf(dst, n, "%s", src);
+		return;
+	}
+	dst[k++] = '"';
+	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+		char esc[5];
+		int m;
+		if (*p == '"' || *p == '\\')
+			m = snprintf(esc, sizeof(esc), "\\%c", *p);
+		else if (*p == '\n')
+			m = snprintf(esc, sizeof(esc), "\\n");
+		else if (*p == '\t')
+			m = snprintf(esc, sizeof(esc), "\\t");
+		else if (*p < 0x20 || *p >= 0x7f)
+			m = snprintf(esc, sizeof(esc), "\\x%02x", *p);
+		else
+			m = snprintf(esc, sizeof(esc), "%c", *p);
+		if (k + (size_t)m + 2 > n)
+			break;	/* room is kept for the closing quote */
+		memcpy(dst + k, esc, (size_t)m);
+		k += (size_t)m;
+	}
+	dst[k++] = '"';
+	dst[k] = '\0';
 }

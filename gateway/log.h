@@ -7,6 +7,8 @@
 #ifndef GW_GATEWAY_LOG_H
 #define GW_GATEWAY_LOG_H
 
+#include <stddef.h>
+
 #include "gateway/config.h"
 
 extern enum gw_log_level gw_log_threshold;	/* written once before threads start */
@@ -25,6 +27,14 @@ void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
 #define gw_warn(...) gw_log(GW_LOG_WARN, __VA_ARGS__)
 #define gw_info(...) gw_log(GW_LOG_INFO, __VA_ARGS__)
 #define gw_debug(...) gw_log(GW_LOG_DEBUG, __VA_ARGS__)
+
+/*
+ * src as one logfmt value in dst (n bytes, always terminated): as is when it is a plain
+ * token (letters, digits, and ._-:/@+), otherwise in double quotes with backslash, quote and
+ * every control or non-ASCII byte escaped (\n, \t, \xNN), so no value can end a line or
+ * forge a key. Truncated (still well-formed) when it does not fit.
+ */
+void gw_log_value(char *dst, size_t n, const char *src);
 
 void gw_assert_fail(const char *what, const char *file, int line) __attribute__((noreturn));
 

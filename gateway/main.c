@@ -65,26 +65,37 @@ static void *worker_main(void *arg)
 
 static int hash_password(void)
 {
-	char line[1024];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, stdin);
 
-	if (!fgets(line, sizeof(line), stdin)) {
+	if (n <= 0) {
 		fprintf(stderr, "qgate: no password on stdin\n");
+		free(line);
 		return 1;
 	}
-	line[strcspn(line, "\r\n")] = '\0';
-	if (!line[0]) {
+	size_t len = strcspn(line, "\r\n");
+	line[len] = '\0';
+	int rc = 1;
+	if (len == 0) {
 		fprintf(stderr, "qgate: empty password\n");
-		return 1;
+	} else if (len > GW_PW_MAX_BYTES) {
+		/* the same maximum as at login: a longer one could never log in */
+		fprintf(stderr, "qgate: password longer than %d bytes (the maximum)\n",
+			GW_PW_MAX_BYTES);
+	} else {
+		char *h = gw_pw_hash_iter(line, len, GW_PW_ITER_DEFAULT);
+		if (!h) {
+			fprintf(stderr, "qgate: hashing failed\n");
+		} else {
+			printf("%s\n", h);
+			free(h);
+			rc = 0;
+		}
 	}
-	char *h = gw_pw_hash(line);
-	OPENSSL_cleanse(line, sizeof(line));
-	if (!h) {
-		fprintf(stderr, "qgate: hashing failed\n");
-		return 1;
-	}
-	printf("%s\n", h);
-	free(h);
-	return 0;
+	OPENSSL_cleanse(line, cap);
+	free(line);
+	return rc;
 }
 
 /* Every configuration loaded stays alive until exit: retired pools and backends point in. */

@@ -439,7 +439,7 @@ static void reload_clients(struct gw_worker *w, const struct gw_config *cfg)
 		c->cl.ucfg = cfg->has_auth ? gw_cfg_user(cfg, c->cl.user) : NULL;
 		if (cfg->has_auth && !c->cl.ucfg) {
 			gw_info("conn=%llu user=%s msg=\"user removed by reload: closing client\"",
-				(unsigned long long)c->id, c->cl.user);
+				(unsigned long long)c->id, c->cl.user_log);
 			gw_conn_close(w, c, "user removed");
 		}
 	}

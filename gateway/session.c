@@ -18,12 +18,13 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
+#include "gateway/auth.h"
 #include "gateway/log.h"
 
 #define GW_CAPABILITY 6
+/* the most a client may send after its hello before it gets the reply */
+#define GW_EARLY_BYTES (64 * 1024)
 /* how much of a large message (above limits.stream_threshold_bytes) is held before it is
  * routed and streams through to a free backend connection */
 #define GW_STREAM_HEAD (64 * 1024)
@@ -32,92 +33,14 @@
 
 /* ------------------------------------------------------------------ auth */
 
-/*
- * Password checks use a slow salted hash. To keep a reconnect storm from stalling the loop,
- * successful logins are remembered as SHA-256(per-process key || user || NUL || password):
- * the same credentials succeed again without another slow hash. Failures are never cached.
- */
-struct auth_cache_entry {
-	uint8_t digest[32];
-	bool is_used;
-};
-
-struct auth_cache {
-	uint8_t key[32];
-	bool has_key;
-	struct auth_cache_entry e[64];
-	unsigned next;
-};
-
-static void auth_digest(struct auth_cache *ac, const char *user, const uint8_t *pw,
-			size_t pw_len, uint8_t out[32])
+/* The user name of the hello, as it is matched and as it is logged. */
+static void set_user(struct gw_conn *c, const struct qipc_hello *h)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned int len = 32;
-
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	EVP_DigestUpdate(md, ac->key, sizeof(ac->key));
-	EVP_DigestUpdate(md, user, strlen(user) + 1);
-	EVP_DigestUpdate(md, pw, pw_len);
-	EVP_DigestFinal_ex(md, out, &len);
-	EVP_MD_CTX_free(md);
-}
-
-static struct auth_cache *worker_auth_cache(struct gw_worker *w)
-{
-	/* lazily allocated, owned by the worker (freed in gw_worker_destroy) */
-	if (!w->auth_cache) {
-		struct auth_cache *cache = calloc(1, sizeof(*cache));
-		if (cache && RAND_bytes(cache->key, sizeof(cache->key)) == 1)
-			cache->has_key = true;
-		w->auth_cache = cache;
-	}
-	return w->auth_cache;
-}
-
-static bool authenticate(struct gw_worker *w, struct gw_conn *c, const struct qipc_hello *h)
-{
-	const struct gw_config *cfg = w->cfg;
 	size_t ulen = h->user_len < sizeof(c->cl.user) - 1 ? h->user_len : sizeof(c->cl.user) - 1;
 
 	memcpy(c->cl.user, h->cred, ulen);
 	c->cl.user[ulen] = '\0';
-	if (!cfg->has_auth)
-		return true;
-	if (h->user_len != ulen)
-		return false;	/* longer than any name we store: never a configured user */
-	const struct gw_user_cfg *u = gw_cfg_user(cfg, c->cl.user);
-	if (!u || !u->password_hash)
-		return false;
-	const uint8_t *pw = h->user_len < h->cred_len ? h->cred + h->user_len + 1 : h->cred;
-	size_t pw_len = h->user_len < h->cred_len ? h->cred_len - h->user_len - 1 : 0;
-	struct auth_cache *ac = worker_auth_cache(w);
-	uint8_t dg[32];
-
-	if (ac && ac->has_key) {
-		auth_digest(ac, c->cl.user, pw, pw_len, dg);
-		for (unsigned i = 0; i < 64; i++)
-			if (ac->e[i].is_used && CRYPTO_memcmp(ac->e[i].digest, dg, 32) == 0) {
-				c->cl.ucfg = u;
-				return true;
-			}
-	}
-	char pwbuf[512];
-	if (pw_len >= sizeof(pwbuf))
-		return false;
-	memcpy(pwbuf, pw, pw_len);
-	pwbuf[pw_len] = '\0';
-	bool ok = gw_pw_verify(u->password_hash, pwbuf, pw_len);
-	OPENSSL_cleanse(pwbuf, sizeof(pwbuf));
-	if (!ok)
-		return false;
-	if (ac && ac->has_key) {
-		memcpy(ac->e[ac->next].digest, dg, 32);
-		ac->e[ac->next].is_used = true;
-		ac->next = (ac->next + 1) % 64;
-	}
-	c->cl.ucfg = u;
-	return true;
+	gw_log_value(c->cl.user_log, sizeof(c->cl.user_log), c->cl.user);
 }
 
 static bool user_may_use(const struct gw_conn *c, const struct gw_pool_rt *p)
@@ -167,11 +90,13 @@ void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 	/* not read further while: too many requests outstanding (or bytes of a read left over
 	 * from reaching that), answers piling up unread, or a message streaming to a backend
 	 * that does not take it fast enough */
-	bool pause = is_full || c->cl.backlog || output_blocked(w, c) ||
+	bool is_ready = c->cl.state == GW_CL_READY;
+	bool pause = !is_ready ? c->cl.is_verifying || c->cl.session_up || c->cl.backlog :
+		     is_full || c->cl.backlog || output_blocked(w, c) ||
 		     (uc && gw_tx_pending(uc) > limit) || (su && gw_tx_pending(su) > limit) ||
 		     c->cl.is_close_after_send;
 
-	if (c->cl.backlog && !is_full && pool_list_empty(&c->cl.backlog_link))
+	if (c->cl.backlog && is_ready && !is_full && pool_list_empty(&c->cl.backlog_link))
 		pool_list_add_tail(&w->backlogs, &c->cl.backlog_link);	/* parsed by the loop */
 	if (pause != c->is_recv_paused) {
 		c->is_recv_paused = pause;
@@ -408,7 +333,7 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 	r->gw_error = true;
 	if (!r->is_sync) {
 		gw_warn("user=%s pool=%s msg=\"async message dropped\" reason=\"%s\"",
-			client_alive(r) ? r->client->cl.user : "-", r->pool ? r->pool->cfg->name : "-",
+			client_alive(r) ? r->client->cl.user_log : "-", r->pool ? r->pool->cfg->name : "-",
 			text);
 		r->state = GW_REQ_DONE;
 		gw_req_release(r);
@@ -662,7 +587,7 @@ static void client_protocol_error(struct gw_worker *w, struct gw_conn *c, const 
 {
 	w->protocol_errors++;
 	gw_warn("conn=%llu peer=%s user=%s msg=\"closing client: protocol error\" "
-		"detail=\"%s\" err=\"%s\"", (unsigned long long)c->id, c->peer, c->cl.user, what,
+		"detail=\"%s\" err=\"%s\"", (unsigned long long)c->id, c->peer, c->cl.user_log, what,
 		strerror(-err));
 	gw_conn_close(w, c, what);
 }
@@ -677,6 +602,10 @@ static struct gw_req *new_request(struct gw_conn *c, struct gw_chunk *msg)
 	c->cl.requests++;
 	r->client = c;
 	r->client_gen = c->gen;
+	/* every audit line names its user: admin calls and denials too */
+	size_t ul = strnlen(c->cl.user, sizeof(r->user) - 1);
+	memcpy(r->user, c->cl.user, ul);
+	r->user[ul] = '\0';
 	r->is_sync = msg->data[1] == QIPC_SYNC;
 	r->msg = msg;
 	r->t_start_us = gw_now_us();
@@ -722,9 +651,6 @@ static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req 
 
 	gw_route(w, c, r->msg->data, r->msg->len, &rt);
 	memcpy(r->what, rt.what, sizeof(r->what));
-	size_t ul = strnlen(c->cl.user, sizeof(r->user) - 1);
-	memcpy(r->user, c->cl.user, ul);
-	r->user[ul] = '\0';
 	r->req_bytes = c->cl.rx_hdr.length;
 	r->pool = rt.pool;
 	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms :
@@ -756,7 +682,7 @@ static bool unexpected_response(struct gw_conn *c, const struct gw_chunk *msg)
 		return false;
 	/* nothing in query mode sends a client a sync request, so nothing is owed */
 	gw_warn("conn=%llu peer=%s user=%s msg=\"unexpected response from client dropped\"",
-		(unsigned long long)c->id, c->peer, c->cl.user);
+		(unsigned long long)c->id, c->peer, c->cl.user_log);
 	return true;
 }
 
@@ -770,7 +696,8 @@ static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chu
 	uint8_t *ans;
 	size_t ans_len;
 	const char *err;
-	if (gw_admin_call(w, c, msg->data, msg->len, &ans, &ans_len, &err)) {
+	if (gw_admin_call(w, c, msg->data, msg->len, &ans, &ans_len, &err, r->what,
+			  sizeof(r->what))) {
 		/* answered by the gateway itself, in its place among the client's answers */
 		if (err) {
 			gw_req_fail(w, r, err);
@@ -915,7 +842,8 @@ static void client_ready(struct gw_worker *w, struct gw_conn *c, int server_cap)
 	qipc_framer_init(&c->fr, c->cl.capability, w->cfg->limits.max_message_bytes);
 	gw_tx_append(w, c, &reply, 1);	/* the reply is a write of its own */
 	gw_debug("conn=%llu peer=%s user=%s capability=%d msg=\"client ready\"",
-		 (unsigned long long)c->id, c->peer, c->cl.user, c->cl.capability);
+		 (unsigned long long)c->id, c->peer, c->cl.user_log, c->cl.capability);
+	gw_client_update_recv(w, c);	/* what it sent early is parsed now */
 }
 
 /* The pool a client's whole session belongs to: user rules, user pool, listener pool. */
@@ -994,14 +922,14 @@ void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend
 		 * would just drop the connection) */
 		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend lost in the "
 			"middle of a message: closing client\"", (unsigned long long)c->id, c->peer,
-			c->cl.user, backend);
+			c->cl.user_log, backend);
 		gw_conn_close(w, c, "session backend lost mid-message");
 		return;
 	}
 	if (c->cl.state != GW_CL_READY) {
 		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend refused or "
 			"unreachable: closing client\"", (unsigned long long)c->id, c->peer,
-			c->cl.user, backend);
+			c->cl.user_log, backend);
 		gw_conn_close(w, c, "session backend refused");
 		return;
 	}
@@ -1048,6 +976,63 @@ static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	gw_client_update_recv(w, c);
 }
 
+/* Bytes a client sent before its handshake is over, parsed once it is (its backlog). */
+static bool keep_early(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return true;
+	if (c->cl.backlog_len + n > GW_EARLY_BYTES) {
+		client_protocol_error(w, c, "too much sent before the handshake reply", -EMSGSIZE);
+		return false;
+	}
+	uint8_t *b = realloc(c->cl.backlog, c->cl.backlog_len + n);
+	if (!b)
+		abort();
+	memcpy(b + c->cl.backlog_len, p, n);
+	c->cl.backlog = b;
+	c->cl.backlog_len += n;
+	return true;
+}
+
+static void refuse_login(struct gw_worker *w, struct gw_conn *c)
+{
+	/* as q: refuse by closing without a byte */
+	gw_info("conn=%llu peer=%s user=%s msg=\"authentication failed\"",
+		(unsigned long long)c->id, c->peer, c->cl.user_log);
+	gw_conn_close(w, c, "auth failed");
+}
+
+/* The credentials are good: open its session, or reply to the hello. */
+static void login(struct gw_worker *w, struct gw_conn *c)
+{
+	struct qipc_hello h;
+	int ret = qipc_hello_parse(c->cl.hello, c->cl.hello_len, sizeof(c->cl.hello), &h);
+
+	GW_ASSERT(ret > 0);
+	struct gw_pool_rt *sp = session_pool_for(w, c);
+	if (sp && sp->cfg->mode == GW_MODE_SESSION) {
+		/* the reply waits until the client's own backend connection is up */
+		if (!user_may_use(c, sp) || start_session(w, c, sp, &h) < 0)
+			gw_conn_close(w, c, "no session backend");
+	} else {
+		client_ready(w, c, GW_CAPABILITY);
+	}
+	/* the password is not kept (a passthrough hello was copied out already) */
+	OPENSSL_cleanse(c->cl.hello, sizeof(c->cl.hello));
+	c->cl.hello_len = 0;
+}
+
+void gw_client_auth_done(struct gw_worker *w, struct gw_conn *c, bool is_ok)
+{
+	c->cl.is_verifying = false;
+	if (!is_ok) {
+		refuse_login(w, c);
+		return;
+	}
+	login(w, c);
+	gw_client_update_recv(w, c);
+}
+
 static void on_handshake(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
 {
 	size_t room = sizeof(c->cl.hello) - c->cl.hello_len;
@@ -1065,39 +1050,34 @@ static void on_handshake(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		gw_conn_close(w, c, "bad handshake");
 		return;
 	}
-	if (!authenticate(w, c, &h)) {
-		/* as q: refuse by closing without a byte */
-		gw_info("conn=%llu peer=%s user=%s msg=\"authentication failed\"",
-			(unsigned long long)c->id, c->peer, c->cl.user);
-		gw_conn_close(w, c, "auth failed");
-		return;
-	}
+	set_user(c, &h);
 	c->cl.client_capability = h.capability;
-	struct gw_pool_rt *sp = session_pool_for(w, c);
-	if (sp && sp->cfg->mode == GW_MODE_SESSION) {
-		/* the reply waits until the client's own backend connection is up */
-		if (!user_may_use(c, sp) || start_session(w, c, sp, &h) < 0) {
-			gw_conn_close(w, c, "no session backend");
-			return;
-		}
-		if ((size_t)ret < c->cl.hello_len)
-			gw_warn("conn=%llu peer=%s msg=\"bytes before the handshake reply dropped\"",
-				(unsigned long long)c->id, c->peer);
+	/* bytes after the hello: a client that did not wait for the reply; kept for later */
+	if (!keep_early(w, c, c->cl.hello + ret, c->cl.hello_len - (size_t)ret) ||
+	    !keep_early(w, c, p + k, n - k))
 		return;
+	c->cl.hello_len = (size_t)ret;
+	switch (gw_auth_start(w, c, &h)) {
+	case GW_AUTH_REFUSED:
+		refuse_login(w, c);
+		return;
+	case GW_AUTH_PENDING:
+		c->cl.is_verifying = true;	/* a login thread checks it; not read meanwhile */
+		break;
+	case GW_AUTH_OK:
+		login(w, c);
+		break;
 	}
-	client_ready(w, c, GW_CAPABILITY);
-	/* bytes after the hello: a client that did not wait for the reply */
-	size_t used_from_p = (size_t)ret > c->cl.hello_len - k ? (size_t)ret - (c->cl.hello_len - k) : 0;
-	if (used_from_p < n)
-		gw_client_on_data(w, c, p + used_from_p, n - used_from_p);
+	gw_client_update_recv(w, c);
 }
 
 void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
 {
 	if (c->cl.state == GW_CL_HANDSHAKE) {
-		if (c->cl.session_up)
-			return;	/* waiting for the session backend: nothing is read meanwhile */
-		on_handshake(w, c, p, n);
+		if (c->cl.is_verifying || c->cl.session_up)
+			keep_early(w, c, p, n);	/* its login is under way */
+		else
+			on_handshake(w, c, p, n);
 		return;
 	}
 	if (c->cl.session_pool) {
@@ -1147,7 +1127,7 @@ void gw_client_run_backlog(struct gw_worker *w, struct gw_conn *c)
 	uint8_t *p = c->cl.backlog;
 	size_t n = c->cl.backlog_len;
 
-	if (c->is_closing || !p)
+	if (c->is_closing || !p || c->cl.state != GW_CL_READY)
 		return;
 	c->cl.backlog = NULL;
 	c->cl.backlog_len = 0;
@@ -1190,7 +1170,7 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 			send_req(w, r, uc);
 		} else {
 			gw_warn("conn=%llu user=%s msg=\"async message of a departed client "
-				"dropped: no connection up\"", (unsigned long long)c->id, c->cl.user);
+				"dropped: no connection up\"", (unsigned long long)c->id, c->cl.user_log);
 			gw_req_release(r);
 		}
 	}

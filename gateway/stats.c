@@ -166,8 +166,9 @@ static json_t *stats_tree(struct gw_worker *w)
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
-	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		"workers", 1, "clients", (json_int_t)w->n_clients,
+		"login_throttled", (json_int_t)w->login_throttled,
 		"protocol_errors", (json_int_t)w->protocol_errors,
 		"slow_clients_closed", (json_int_t)w->slow_clients,
 		"sq_full", (json_int_t)w->sq_full,
@@ -392,6 +393,8 @@ static char *metrics_text(json_t *root)
 	tb_printf(&t, "# TYPE qgate_clients gauge\nqgate_clients %lld\n", jint(gw, "clients"));
 	tb_printf(&t, "# TYPE qgate_protocol_errors_total counter\n"
 		  "qgate_protocol_errors_total %lld\n", jint(gw, "protocol_errors"));
+	tb_printf(&t, "# TYPE qgate_login_throttled_total counter\n"
+		  "qgate_login_throttled_total %lld\n", jint(gw, "login_throttled"));
 	tb_printf(&t, "# TYPE qgate_slow_clients_closed_total counter\n"
 		  "qgate_slow_clients_closed_total %lld\n", jint(gw, "slow_clients_closed"));
 	tb_printf(&t, "# TYPE qgate_listener_clients gauge\n");

@@ -747,7 +747,7 @@ static bool output_stalled(struct gw_worker *w, struct gw_conn *c)
 		return false;
 	w->slow_clients++;
 	gw_warn("conn=%llu peer=%s user=%s backend=%s msg=\"closing client: it has not read its "
-		"answers for %u ms\"", (unsigned long long)cl->id, cl->peer, cl->cl.user,
+		"answers for %u ms\"", (unsigned long long)cl->id, cl->peer, cl->cl.user_log,
 		be_name(c), tmo);
 	gw_conn_close(w, cl, "not reading its answers");
 	return true;

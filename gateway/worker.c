@@ -22,6 +22,7 @@
 
 #include <liburing.h>
 
+#include "gateway/auth.h"
 #include "gateway/log.h"
 
 #define RING_ENTRIES 1024
@@ -652,6 +653,9 @@ static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 	case GW_OP_POLL:
 		on_poll(w, c, cqe->res);
 		break;
+	case GW_OP_READ:
+		gw_auth_on_event(w, c, cqe->res);
+		break;
 	case GW_OP_TIMEOUT:
 	case GW_OP_CANCEL:
 	default:
@@ -686,7 +690,7 @@ static void tick(struct gw_worker *w)
 			if (c->kind == GW_CONN_CLIENT && !c->is_closing && !c->cl.n_slots &&
 			    c->cl.last_active_ms + idle_ms <= w->now_ms) {
 				gw_info("conn=%llu peer=%s user=%s msg=\"closing idle client\"",
-					(unsigned long long)c->id, c->peer, c->cl.user);
+					(unsigned long long)c->id, c->peer, c->cl.user_log);
 				gw_conn_close(w, c, "idle timeout");
 			}
 		}
@@ -722,6 +726,9 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	w->max_conns = gw_worker_slots_needed(cfg);
 	if (!slab_grow(w))
 		return -ENOMEM;
+	ret = gw_auth_init(w);
+	if (ret < 0)
+		return ret;
 	/* the stats endpoint first: once the q port accepts, /stats and /health answer too */
 	ret = gw_stats_open(w);
 	if (ret < 0)
@@ -908,8 +915,7 @@ void gw_worker_destroy(struct gw_worker *w)
 		munmap(w->buf_mem, (size_t)w->buf_count * w->buf_size);
 	if (w->br && (void *)w->br != MAP_FAILED)
 		munmap(w->br, (size_t)w->buf_count * sizeof(struct io_uring_buf));
-	free(w->auth_cache);
-	w->auth_cache = NULL;
+	gw_auth_free(w);
 	gw_audit_close(w);
 	pthread_mutex_lock(&w->snap_mu);
 	free(w->snap_json);

@@ -63,6 +63,7 @@ enum gw_conn_kind {
 	GW_CONN_CLIENT,
 	GW_CONN_BACKEND,
 	GW_CONN_HTTP,		/* a stats endpoint request */
+	GW_CONN_EVENT,		/* the login threads' eventfd (auth.c) */
 };
 
 enum gw_client_state {
@@ -91,6 +92,7 @@ struct gw_pool_rt;
 struct gw_backend_rt;
 struct gw_listener_rt;
 struct gw_req;
+struct gw_auth;
 
 struct gw_client {
 	enum gw_client_state state;
@@ -99,6 +101,10 @@ struct gw_client {
 	uint64_t handshake_deadline_ms;
 	struct pool_link hs_link;	/* worker.handshaking while in HANDSHAKE */
 	char user[128];
+	char user_log[280];		/* user as a log value: escaped, quoted if need be */
+	bool is_verifying;		/* its password is being checked on a login thread */
+	uint8_t peer_family;		/* AF_INET / AF_INET6 / AF_UNIX: login failure limits */
+	uint8_t peer_ip[16];
 	const struct gw_user_cfg *ucfg;	/* NULL without auth */
 	struct gw_listener_rt *listener;
 	int capability;
@@ -362,7 +368,7 @@ struct gw_worker {
 	 * freed when the worker exits */
 	struct pool_link retired_pools, retired_backends, retired_listeners;
 	const struct gw_config *pending_cfg;	/* posted by main on SIGHUP (__atomic) */
-	void *auth_cache;		/* session.c's login cache, owned by the worker */
+	struct gw_auth *auth;		/* logins (auth.c), owned by the worker */
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
 	/* the stats endpoint (worker 0) sums every worker's figures: each publishes a JSON
 	 * snapshot of its own under snap_mu a few times a second */
@@ -383,7 +389,7 @@ struct gw_worker {
 	uint64_t stop_deadline_ms;
 	uint64_t rng;
 	/* counters */
-	uint64_t cq_overflows, enobufs, protocol_errors, slow_clients, sq_full;
+	uint64_t cq_overflows, enobufs, protocol_errors, slow_clients, sq_full, login_throttled;
 	bool is_final_flush;		/* shutdown: last errors are being written out */
 };
 
@@ -404,6 +410,7 @@ enum gw_op {
 	GW_OP_TIMEOUT,
 	GW_OP_CANCEL,
 	GW_OP_POLL,
+	GW_OP_READ,
 };
 
 static inline uint64_t gw_ud(enum gw_op op, const struct gw_conn *c)
@@ -482,6 +489,8 @@ void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend
 		     bool is_mid_message);
 /* parse the bytes a client had left over when it reached max_pipeline (loop only) */
 void gw_client_run_backlog(struct gw_worker *w, struct gw_conn *c);
+/* the password check of c (auth.c) ended: carry its login on, or refuse it */
+void gw_client_auth_done(struct gw_worker *w, struct gw_conn *c, bool is_ok);
 /* shutdown: every sync request still owed to a client gets a q error with text */
 void gw_client_fail_all(struct gw_worker *w, const char *text);
 /* re-evaluate whether the client may be read (pipeline, buffered answers, streaming) */
@@ -547,7 +556,7 @@ void gw_tls_free(struct gw_conn *c);
 
 /* admin.c: .qgate.* answered by the gateway for admin users (see admin.c) */
 bool gw_admin_call(struct gw_worker *w, struct gw_conn *c, const uint8_t *msg, size_t len,
-		   uint8_t **out, size_t *out_len, const char **err);
+		   uint8_t **out, size_t *out_len, const char **err, char *what, size_t what_n);
 
 /* audit.c */
 int gw_audit_open(struct gw_worker *w);

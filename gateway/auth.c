@@ -1,0 +1,409 @@
+/* auth.c — client logins off the event loop (see auth.h). */
+#include "gateway/auth.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "gateway/log.h"
+#include "gateway/worker.h"
+
+#define CACHE_SLOTS 64
+#define THROTTLE_SLOTS 1024
+/* checks waiting for a login thread; beyond it new logins are refused at once */
+#define MAX_PENDING 1024
+
+struct auth_job {
+	struct auth_job *next;
+	uint32_t idx, gen;		/* the client, as a slot and its generation */
+	char *hash;			/* the stored hash checked against (a copy) */
+	uint8_t pw[GW_PW_MAX_BYTES + 1];
+	size_t pw_len;
+	uint8_t digest[32];		/* its cache key */
+	bool is_dummy;			/* unknown user: the answer is no, at the usual cost */
+	bool is_ok;
+};
+
+struct gw_auth {
+	uint8_t key[32];
+	uint8_t cache[CACHE_SLOTS][32];
+	bool cache_used[CACHE_SLOTS];
+	unsigned cache_next;
+	char *dummy_hash;
+	/* threads take jobs from todo and put them on done, then wake the loop */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct auth_job *todo_head, *todo_tail, *done;
+	unsigned n_pending;		/* queued or being checked (loop side count) */
+	uint64_t next_full_log_ms;
+	bool is_stopping;
+	pthread_t *threads;
+	unsigned n_threads;
+	int efd;
+	struct gw_conn *ec;		/* the eventfd's connection slot */
+	uint64_t ev_buf;
+};
+
+/* ------------------------------------------------------------ failures per address */
+
+struct throttle_slot {
+	uint8_t addr[17];		/* family byte + up to 16 address bytes */
+	uint32_t failures;
+	uint64_t window_start_ms;
+	bool is_used;
+	bool is_logged;
+};
+
+static pthread_mutex_t throttle_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct throttle_slot throttle[THROTTLE_SLOTS];
+
+static void addr_key(const struct gw_conn *c, uint8_t key[17])
+{
+	memset(key, 0, 17);
+	key[0] = c->cl.peer_family;
+	memcpy(key + 1, c->cl.peer_ip, 16);
+}
+
+/* The slot for key (a free or the stalest one when absent and want_new). Lock held. */
+static struct throttle_slot *throttle_find(const uint8_t key[17], uint64_t now, uint32_t win,
+					   bool want_new)
+{
+	struct throttle_slot *free_slot = NULL;
+
+	for (size_t i = 0; i < THROTTLE_SLOTS; i++) {
+		struct throttle_slot *s = &throttle[i];
+		if (s->is_used && memcmp(s->addr, key, 17) == 0)
+			return s;
+		if (!s->is_used || s->window_start_ms + win <= now) {
+			if (!free_slot)
+				free_slot = s;
+		} else if (free_slot && free_slot->is_used &&
+			   s->window_start_ms < free_slot->window_start_ms) {
+			free_slot = s;
+		} else if (!free_slot) {
+			free_slot = s;
+		}
+	}
+	if (!want_new || !free_slot)
+		return NULL;
+	memset(free_slot, 0, sizeof(*free_slot));
+	memcpy(free_slot->addr, key, 17);
+	free_slot->is_used = true;
+	free_slot->window_start_ms = now;
+	return free_slot;
+}
+
+void gw_auth_failed(struct gw_worker *w, const struct gw_conn *c)
+{
+	uint8_t key[17];
+	uint32_t win = w->cfg->limits.login_failure_window_ms;
+
+	addr_key(c, key);
+	pthread_mutex_lock(&throttle_mu);
+	struct throttle_slot *s = throttle_find(key, w->now_ms, win, true);
+	if (s) {
+		if (s->window_start_ms + win <= w->now_ms) {
+			s->window_start_ms = w->now_ms;	/* a new window */
+			s->failures = 0;
+			s->is_logged = false;
+		}
+		s->failures++;
+	}
+	pthread_mutex_unlock(&throttle_mu);
+}
+
+/* Whether c's address has used up its failures; logs once per window. */
+static bool is_throttled(struct gw_worker *w, const struct gw_conn *c)
+{
+	uint8_t key[17];
+	uint32_t win = w->cfg->limits.login_failure_window_ms;
+	bool is_over = false, is_first = false;
+	uint32_t failures = 0;
+
+	addr_key(c, key);
+	pthread_mutex_lock(&throttle_mu);
+	struct throttle_slot *s = throttle_find(key, w->now_ms, win, false);
+	if (s && s->window_start_ms + win > w->now_ms &&
+	    s->failures >= w->cfg->limits.login_failures_max) {
+		is_over = true;
+		is_first = !s->is_logged;
+		s->is_logged = true;
+		failures = s->failures;
+	}
+	pthread_mutex_unlock(&throttle_mu);
+	if (is_first)
+		gw_warn("peer=%s msg=\"too many failed logins: refusing this address until its "
+			"window passes\" failures=%u window_ms=%u", c->peer, failures, win);
+	return is_over;
+}
+
+/* ------------------------------------------------------------------------- cache */
+
+static void cache_key(struct gw_auth *a, const char *user, const char *hash, const uint8_t *pw,
+		      size_t pw_len, uint8_t out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int len = 32;
+
+	if (!md)
+		abort();
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestUpdate(md, a->key, sizeof(a->key));
+	EVP_DigestUpdate(md, user, strlen(user) + 1);
+	EVP_DigestUpdate(md, hash, strlen(hash) + 1);
+	EVP_DigestUpdate(md, pw, pw_len);
+	EVP_DigestFinal_ex(md, out, &len);
+	EVP_MD_CTX_free(md);
+}
+
+static bool cache_has(const struct gw_auth *a, const uint8_t dg[32])
+{
+	bool hit = false;
+
+	for (unsigned i = 0; i < CACHE_SLOTS; i++)
+		hit |= a->cache_used[i] && CRYPTO_memcmp(a->cache[i], dg, 32) == 0;
+	return hit;
+}
+
+static void cache_add(struct gw_auth *a, const uint8_t dg[32])
+{
+	memcpy(a->cache[a->cache_next], dg, 32);
+	a->cache_used[a->cache_next] = true;
+	a->cache_next = (a->cache_next + 1) % CACHE_SLOTS;
+}
+
+/* ------------------------------------------------------------------------ threads */
+
+static void *login_thread(void *arg)
+{
+	struct gw_auth *a = arg;
+
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		while (!a->todo_head && !a->is_stopping)
+			pthread_cond_wait(&a->cv, &a->mu);
+		if (a->is_stopping)
+			break;
+		struct auth_job *j = a->todo_head;
+		a->todo_head = j->next;
+		if (!a->todo_head)
+			a->todo_tail = NULL;
+		pthread_mutex_unlock(&a->mu);
+		bool ok = gw_pw_verify(j->hash, (const char *)j->pw, j->pw_len);
+		j->is_ok = ok && !j->is_dummy;
+		OPENSSL_cleanse(j->pw, sizeof(j->pw));
+		pthread_mutex_lock(&a->mu);
+		j->next = a->done;
+		a->done = j;
+		uint64_t one = 1;
+		if (write(a->efd, &one, sizeof(one)) < 0) {
+			/* the counter cannot overflow at this rate: nothing to do */
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+static void job_free(struct auth_job *j)
+{
+	OPENSSL_cleanse(j->pw, sizeof(j->pw));
+	free(j->hash);
+	free(j);
+}
+
+static void arm_event(struct gw_worker *w)
+{
+	struct gw_auth *a = w->auth;
+	struct io_uring_sqe *sqe = gw_sqe(w);
+
+	io_uring_prep_read(sqe, a->efd, &a->ev_buf, sizeof(a->ev_buf), 0);
+	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_READ, a->ec));
+	a->ec->inflight++;
+}
+
+int gw_auth_init(struct gw_worker *w)
+{
+	struct gw_auth *a = calloc(1, sizeof(*a));
+	uint8_t rnd[32];
+
+	if (!a)
+		return -ENOMEM;
+	w->auth = a;
+	a->efd = -1;
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	if (RAND_bytes(a->key, sizeof(a->key)) != 1 || RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return -EIO;
+	/* unknown users cost what the costliest configured hash costs */
+	uint32_t iter = 0;
+	for (size_t i = 0; i < w->cfg->n_users; i++) {
+		uint32_t k = gw_pw_iterations(w->cfg->users[i].password_hash);
+		if (k > iter)
+			iter = k;
+	}
+	if (!iter)
+		iter = GW_PW_ITER_DEFAULT;
+	a->dummy_hash = gw_pw_hash_iter((const char *)rnd, sizeof(rnd), iter);
+	if (!a->dummy_hash)
+		return -ENOMEM;
+	if (!w->cfg->has_auth)
+		return 0;	/* no logins to check: no threads */
+	a->efd = eventfd(0, EFD_CLOEXEC);
+	if (a->efd < 0)
+		return -errno;
+	a->ec = gw_conn_alloc(w, GW_CONN_EVENT, -1);
+	if (!a->ec)
+		return -ENOMEM;
+	snprintf(a->ec->peer, sizeof(a->ec->peer), "login-threads");
+	a->n_threads = w->cfg->limits.login_threads ? w->cfg->limits.login_threads : 2;
+	a->threads = calloc(a->n_threads, sizeof(*a->threads));
+	if (!a->threads)
+		return -ENOMEM;
+	for (unsigned i = 0; i < a->n_threads; i++) {
+		if (pthread_create(&a->threads[i], NULL, login_thread, a) != 0) {
+			a->n_threads = i;
+			return -EAGAIN;
+		}
+	}
+	arm_event(w);
+	return 0;
+}
+
+void gw_auth_free(struct gw_worker *w)
+{
+	struct gw_auth *a = w->auth;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->is_stopping = true;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	for (unsigned i = 0; i < a->n_threads; i++)
+		pthread_join(a->threads[i], NULL);
+	free(a->threads);
+	for (struct auth_job *j = a->todo_head, *nx; j; j = nx) {
+		nx = j->next;
+		job_free(j);
+	}
+	for (struct auth_job *j = a->done, *nx; j; j = nx) {
+		nx = j->next;
+		job_free(j);
+	}
+	if (a->efd >= 0)
+		close(a->efd);
+	free(a->dummy_hash);
+	pthread_mutex_destroy(&a->mu);
+	pthread_cond_destroy(&a->cv);
+	OPENSSL_cleanse(a->key, sizeof(a->key));
+	free(a);
+	w->auth = NULL;
+}
+
+enum gw_auth_result gw_auth_start(struct gw_worker *w, struct gw_conn *c,
+				  const struct qipc_hello *h)
+{
+	const struct gw_config *cfg = w->cfg;
+	struct gw_auth *a = w->auth;
+
+	if (!cfg->has_auth)
+		return GW_AUTH_OK;
+	if (is_throttled(w, c)) {
+		w->login_throttled++;
+		return GW_AUTH_REFUSED;
+	}
+	const uint8_t *pw = h->user_len < h->cred_len ? h->cred + h->user_len + 1 : h->cred;
+	size_t pw_len = h->user_len < h->cred_len ? h->cred_len - h->user_len - 1 : 0;
+	if (pw_len > GW_PW_MAX_BYTES) {
+		gw_info("conn=%llu peer=%s user=%s msg=\"authentication failed: password longer "
+			"than %d bytes\"", (unsigned long long)c->id, c->peer, c->cl.user_log,
+			GW_PW_MAX_BYTES);
+		gw_auth_failed(w, c);
+		return GW_AUTH_REFUSED;
+	}
+	if (a->n_pending >= MAX_PENDING) {
+		if (w->now_ms >= a->next_full_log_ms) {
+			a->next_full_log_ms = w->now_ms + 1000;
+			gw_warn("msg=\"login queue full: refusing logins until it drains\" pending=%u",
+				a->n_pending);
+		}
+		return GW_AUTH_REFUSED;
+	}
+	/* a name longer than any we store, or unknown, or without a password: a dummy check */
+	const struct gw_user_cfg *u = h->user_len < sizeof(c->cl.user) ?
+				      gw_cfg_user(cfg, c->cl.user) : NULL;
+	bool is_dummy = !u || !u->password_hash;
+	struct auth_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		abort();
+	j->idx = c->idx;
+	j->gen = c->gen;
+	j->is_dummy = is_dummy;
+	j->hash = strdup(is_dummy ? a->dummy_hash : u->password_hash);
+	if (!j->hash)
+		abort();
+	memcpy(j->pw, pw, pw_len);
+	j->pw_len = pw_len;
+	if (!is_dummy) {
+		cache_key(a, c->cl.user, u->password_hash, pw, pw_len, j->digest);
+		if (cache_has(a, j->digest)) {
+			c->cl.ucfg = u;
+			job_free(j);
+			return GW_AUTH_OK;
+		}
+	}
+	a->n_pending++;
+	pthread_mutex_lock(&a->mu);
+	if (a->todo_tail)
+		a->todo_tail->next = j;
+	else
+		a->todo_head = j;
+	a->todo_tail = j;
+	pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	return GW_AUTH_PENDING;
+}
+
+void gw_auth_on_event(struct gw_worker *w, struct gw_conn *ec, int res)
+{
+	struct gw_auth *a = w->auth;
+
+	(void)ec;
+	(void)res;
+	pthread_mutex_lock(&a->mu);
+	struct auth_job *done = a->done;
+	a->done = NULL;
+	pthread_mutex_unlock(&a->mu);
+	while (done) {
+		struct auth_job *j = done;
+		done = j->next;
+		a->n_pending--;
+		struct gw_conn *c = j->idx < w->n_conns ? gw_conn_at(w, j->idx) : NULL;
+		if (c && c->gen == j->gen && c->kind == GW_CONN_CLIENT && !c->is_closing &&
+		    c->cl.is_verifying) {
+			/* a reload may have changed the entry meanwhile: the check must be current */
+			const struct gw_user_cfg *u = gw_cfg_user(w->cfg, c->cl.user);
+			bool ok = j->is_ok && u && u->password_hash &&
+				  strcmp(u->password_hash, j->hash) == 0;
+			if (ok) {
+				cache_add(a, j->digest);
+				c->cl.ucfg = u;
+			} else {
+				gw_auth_failed(w, c);
+			}
+			gw_client_auth_done(w, c, ok);
+		}
+		job_free(j);
+	}
+	arm_event(w);
+}
