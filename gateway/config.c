@@ -577,6 +577,28 @@ static bool get_file(struct ctx *c, json_t *obj, const char *key, int flags, boo
 	return true;
 }
 
+/* A file qgate will create: its directory must exist (and be a directory) now. */
+static void check_parent_dir(struct ctx *c, const char *key, const char *path)
+{
+	char dir[4096];
+	struct stat st;
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+
+	if (!slash) {
+		snprintf(dir, sizeof(dir), ".");
+	} else {
+		if (n >= sizeof(dir))
+			n = sizeof(dir) - 1;
+		memcpy(dir, path, n ? n : 1);	/* "/file": the root */
+		dir[n ? n : 1] = '\0';
+	}
+	if (stat(dir, &st) < 0)
+		err_key(c, key, "directory \"%s\" of \"%s\": %s", dir, path, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		err_key(c, key, "\"%s\" is not a directory", dir);
+}
+
 /* Read a secret file: at most CFG_MAX_SECRET_BYTES, one trailing "\n" or "\r\n" stripped. */
 static int read_secret(const char *path, char **out)
 {
@@ -995,9 +1017,24 @@ static const char *const strategy_names[] = {
 static const char *const connect_names[] = { "start", "lazy", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", "trace", NULL };
 
+static const char *const tls_version_names[] = { "1.2", "1.3", NULL };
+
+/* "ciphers" and "min_version", on either side */
+static void parse_tls_policy(struct ctx *c, json_t *j, struct gw_tls_cfg *t)
+{
+	int v = 0;
+
+	t->min_version = 12;
+	if (get_enum(c, j, "min_version", tls_version_names, &v))
+		t->min_version = 12 + v;
+	get_str(c, j, "ciphers", 0, &t->ciphers);
+}
+
 static struct gw_tls_cfg *parse_listener_tls(struct ctx *c, json_t *obj)
 {
-	static const char *const keys[] = { "cert_file", "key_file", "client_ca_file", NULL };
+	static const char *const keys[] = {
+		"cert_file", "key_file", "client_ca_file", "ciphers", "min_version", NULL
+	};
 	json_t *j = get_obj(c, obj, "tls");
 	struct gw_tls_cfg *t;
 	size_t old;
@@ -1012,13 +1049,16 @@ static struct gw_tls_cfg *parse_listener_tls(struct ctx *c, json_t *obj)
 	get_file(c, j, "cert_file", F_REQ, true, &t->cert_file);
 	get_file(c, j, "key_file", F_REQ, true, &t->key_file);
 	get_file(c, j, "client_ca_file", 0, true, &t->client_ca_file);
+	parse_tls_policy(c, j, t);
 	path_pop(c, old);
 	return t;
 }
 
 static struct gw_tls_cfg *parse_backend_tls(struct ctx *c, json_t *obj)
 {
-	static const char *const keys[] = { "ca_file", "verify", "cert_file", "key_file", NULL };
+	static const char *const keys[] = {
+		"ca_file", "verify", "cert_file", "key_file", "ciphers", "min_version", NULL
+	};
 	json_t *j = get(obj, "tls");
 	struct gw_tls_cfg *t;
 	size_t old;
@@ -1033,6 +1073,7 @@ static struct gw_tls_cfg *parse_backend_tls(struct ctx *c, json_t *obj)
 	if (!t)
 		return NULL;
 	t->is_verify = true;
+	t->min_version = 12;
 	if (json_is_true(j))	/* "tls": true = verify against the system CAs */
 		return t;
 	old = path_push_key(c, "tls");
@@ -1043,6 +1084,7 @@ static struct gw_tls_cfg *parse_backend_tls(struct ctx *c, json_t *obj)
 	get_file(c, j, "key_file", 0, true, &t->key_file);
 	if (!get(j, "cert_file") != !get(j, "key_file"))
 		err_at(c, "cert_file and key_file go together (client certificate)");
+	parse_tls_policy(c, j, t);
 	path_pop(c, old);
 	return t;
 }
@@ -1602,7 +1644,8 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		check_keys(c, o, log_keys);
 		if (get_enum(c, o, "level", level_names, &level))
 			cfg->log_level = (enum gw_log_level)level;
-		get_file(c, o, "audit_file", 0, false, &cfg->audit_file);
+		if (get_file(c, o, "audit_file", 0, false, &cfg->audit_file))
+			check_parent_dir(c, "audit_file", cfg->audit_file);
 		path_pop(c, old);
 	}
 
@@ -1863,6 +1906,7 @@ static void tls_free(struct gw_tls_cfg *t)
 	free(t->key_file);
 	free(t->client_ca_file);
 	free(t->ca_file);
+	free(t->ciphers);
 	free(t);
 }
 

@@ -37,6 +37,8 @@ struct gw_tls_cfg {
 	char *ca_file;		/* backend side: CA to verify the backend; NULL = system */
 	/* backend side, cert_file/key_file (optional, together) are the gateway's client cert */
 	bool is_verify;		/* backend side: verify the backend's certificate (default true) */
+	char *ciphers;		/* TLS 1.2 cipher list; NULL: forward-secret AEAD suites only */
+	int min_version;	/* 12 (TLS 1.2, default) or 13 */
 };
 
 enum gw_compress {

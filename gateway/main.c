@@ -98,6 +98,38 @@ static int hash_password(void)
 	return rc;
 }
 
+/* --check: load every TLS context as the workers will; each failure named by its path. */
+static int check_tls(const struct gw_config *cfg)
+{
+	int bad = 0;
+
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		if (!cfg->listeners[i].tls)
+			continue;
+		void *ctx = gw_tls_server_ctx(&cfg->listeners[i]);
+		if (!ctx) {
+			fprintf(stderr, "listeners[%zu].tls: cannot load cert_file, key_file (or they "
+				"do not match), client_ca_file or ciphers; see above\n", i);
+			bad = 1;
+		}
+		gw_tls_ctx_free(ctx);
+	}
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		for (size_t b = 0; b < cfg->pools[i].n_backends; b++) {
+			if (!cfg->pools[i].backends[b].tls)
+				continue;
+			void *ctx = gw_tls_client_ctx(&cfg->pools[i].backends[b]);
+			if (!ctx) {
+				fprintf(stderr, "pools[%zu].backends[%zu].tls: cannot load ca_file, "
+					"cert_file, key_file or ciphers; see above\n", i, b);
+				bad = 1;
+			}
+			gw_tls_ctx_free(ctx);
+		}
+	}
+	return bad;
+}
+
 /* Every configuration loaded stays alive until exit: retired pools and backends point in. */
 struct cfg_list {
 	struct gw_config **v;
@@ -264,9 +296,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (is_check) {
-		printf("config OK\n");
+		/* what only loading can tell: certificates, keys and cipher lists */
+		int bad = check_tls(cfg);
+		if (!bad)
+			printf("config OK\n");
 		gw_cfg_free(cfg);
-		return 0;
+		return bad ? 1 : 0;
 	}
 	struct cfg_list cl = { .v = NULL, .n = 0 };
 	signal(SIGPIPE, SIG_IGN);

@@ -37,11 +37,29 @@ static void log_ssl_errors(const char *what, const char *name)
 	}
 }
 
-static void common_ctx_options(SSL_CTX *ctx)
+/*
+ * Mozilla's "intermediate" TLS 1.2 suites: forward-secret key exchange and AEAD ciphers
+ * only (no RSA key exchange, no CBC, no SHA-1). TLS 1.3 suites are OpenSSL's defaults.
+ */
+#define TLS12_DEFAULT_CIPHERS                                                          \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                   \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                   \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                   \
+	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+
+/* Protocol floor and suites from the tls object; false (logged) when OpenSSL refuses them. */
+static bool common_ctx_options(SSL_CTX *ctx, const struct gw_tls_cfg *t, const char *name)
 {
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_min_proto_version(ctx, t->min_version == 13 ? TLS1_3_VERSION :
+						       TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : TLS12_DEFAULT_CIPHERS) != 1) {
+		gw_err("tls=%s msg=\"no usable cipher in tls.ciphers\"", name);
+		log_ssl_errors("ciphers", name);
+		return false;
+	}
+	return true;
 }
 
 static SSL_CTX *server_ctx(const struct gw_listener_cfg *l)
@@ -50,7 +68,10 @@ static SSL_CTX *server_ctx(const struct gw_listener_cfg *l)
 
 	if (!ctx)
 		return NULL;
-	common_ctx_options(ctx);
+	if (!common_ctx_options(ctx, l->tls, l->name)) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, l->tls->cert_file) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(ctx, l->tls->key_file, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
@@ -80,7 +101,10 @@ static SSL_CTX *client_ctx(const struct gw_backend_cfg *b)
 
 	if (!ctx)
 		return NULL;
-	common_ctx_options(ctx);
+	if (!common_ctx_options(ctx, b->tls, b->name)) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (b->tls->is_verify) {
 		int ok = b->tls->ca_file ? SSL_CTX_load_verify_locations(ctx, b->tls->ca_file, NULL) :
 					  SSL_CTX_set_default_verify_paths(ctx);
@@ -94,7 +118,8 @@ static SSL_CTX *client_ctx(const struct gw_backend_cfg *b)
 	}
 	if (b->tls->cert_file &&
 	    (SSL_CTX_use_certificate_chain_file(ctx, b->tls->cert_file) != 1 ||
-	     SSL_CTX_use_PrivateKey_file(ctx, b->tls->key_file, SSL_FILETYPE_PEM) != 1)) {
+	     SSL_CTX_use_PrivateKey_file(ctx, b->tls->key_file, SSL_FILETYPE_PEM) != 1 ||
+	     SSL_CTX_check_private_key(ctx) != 1)) {
 		gw_err("backend=%s msg=\"cannot load the gateway's client certificate\"", b->name);
 		log_ssl_errors("load", b->name);
 		SSL_CTX_free(ctx);
