@@ -116,6 +116,54 @@ void gw_listen_arm(struct gw_worker *w, struct gw_conn *c)
 	io_uring_prep_multishot_accept(sqe, c->fd, NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_ACCEPT, c));
 	c->inflight++;
+	c->lis.is_armed = true;
+	c->lis.is_cancel_sent = false;
+}
+
+/* Stop accepting on c for now: connections wait in the kernel's backlog meanwhile. */
+static void listen_pause(struct gw_worker *w, struct gw_conn *c)
+{
+	if (!c->lis.is_armed || c->lis.is_cancel_sent || c->is_closing)
+		return;
+	struct io_uring_sqe *sqe = gw_sqe(w);
+	io_uring_prep_cancel64(sqe, gw_ud(GW_OP_ACCEPT, c), 0);
+	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_CANCEL, c));
+	c->inflight++;
+	c->lis.is_cancel_sent = true;
+}
+
+static bool is_full(const struct gw_worker *w)
+{
+	return w->n_clients >= w->cfg->limits.max_clients;
+}
+
+void gw_listen_tick(struct gw_worker *w)
+{
+	if (w->is_stopping)
+		return;
+	for (size_t i = 0; i <= w->n_listeners; i++) {
+		struct gw_conn *c = i < w->n_listeners ? w->listeners[i]->conn : w->stats_conn;
+		if (!c || c->is_closing || c->lis.is_armed || c->lis.retry_at_ms > w->now_ms)
+			continue;
+		if (c != w->stats_conn && is_full(w))
+			continue;	/* re-armed once a client leaves */
+		gw_listen_arm(w, c);
+	}
+}
+
+/* An accept error, logged once a second at most with how many were not. */
+static void accept_error(struct gw_worker *w, struct gw_conn *lc, struct gw_listener_rt *l,
+			 int err)
+{
+	if (w->now_ms < lc->lis.next_log_ms) {
+		lc->lis.suppressed++;
+		return;
+	}
+	lc->lis.next_log_ms = w->now_ms + 1000;
+	gw_warn("listener=%s msg=\"accept failed\" err=\"%s\" retry_ms=%u suppressed=%llu",
+		l ? l->cfg->name : "stats", strerror(-err), lc->lis.backoff_ms,
+		(unsigned long long)lc->lis.suppressed);
+	lc->lis.suppressed = 0;
 }
 
 static struct gw_listener_rt *listener_of(struct gw_worker *w, struct gw_conn *lc)
@@ -187,15 +235,28 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 		return;
 	}
 
-	if (!(cqe->flags & IORING_CQE_F_MORE) && !lc->is_closing && !w->is_stopping) {
-		/* the multishot ended (error or kernel decision): arm a new one */
-		gw_listen_arm(w, lc);
-	}
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	if (!more)
+		lc->lis.is_armed = false;	/* the tick arms a new one, when it should */
+	if (fd == -ECANCELED)
+		return;	/* paused at max_clients */
 	if (fd < 0) {
-		gw_warn("listener=%s msg=\"accept failed\" err=\"%s\"",
-			l ? l->cfg->name : "stats", strerror(-fd));
+		/* out of descriptors or memory: every retry would fail at once, so wait first
+		 * (it used to re-arm at once: a core spent and a log line per attempt) */
+		bool is_resource = fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
+				   fd == -ENOMEM;
+		uint32_t b = lc->lis.backoff_ms;
+		lc->lis.backoff_ms = is_resource ? (b ? (b * 2 > 1000 ? 1000 : b * 2) : 50) : 10;
+		lc->lis.retry_at_ms = w->now_ms + lc->lis.backoff_ms;
+		accept_error(w, lc, l, fd);
+		if (more)
+			listen_pause(w, lc);
 		return;
 	}
+	lc->lis.backoff_ms = 0;
+	lc->lis.retry_at_ms = 0;
+	if (!more && !w->is_stopping && (lc == w->stats_conn || !is_full(w)))
+		gw_listen_arm(w, lc);	/* the multishot ended (kernel decision): go on */
 	if (lc == w->stats_conn) {
 		struct gw_conn *hc = gw_conn_alloc(w, GW_CONN_HTTP, fd);
 		if (!hc) {
@@ -206,10 +267,14 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 		gw_conn_update_recv(w, hc);
 		return;
 	}
-	if (!l || w->is_stopping || w->n_clients >= w->cfg->limits.max_clients) {
-		gw_warn("listener=%s msg=\"refusing client\" reason=\"%s\"",
-			l ? l->cfg->name : "?",
-			w->is_stopping ? "stopping" : "max_clients reached");
+	if (!l || w->is_stopping || is_full(w)) {
+		/* only what the kernel had queued before the pause took effect */
+		if (w->now_ms >= lc->lis.next_log_ms) {
+			lc->lis.next_log_ms = w->now_ms + 1000;
+			gw_warn("listener=%s msg=\"refusing client\" reason=\"%s\"",
+				l ? l->cfg->name : "?",
+				w->is_stopping ? "stopping" : "max_clients reached");
+		}
 		close(fd);
 		return;
 	}
@@ -231,6 +296,13 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	w->n_clients++;
 	l->clients++;
 	l->accepted++;
+	if (is_full(w)) {
+		/* at max_clients: stop accepting rather than accept and close; new clients wait
+		 * in the backlog until one leaves (gw_listen_tick) */
+		for (size_t i = 0; i < w->n_listeners; i++)
+			if (w->listeners[i]->conn)
+				listen_pause(w, w->listeners[i]->conn);
+	}
 	gw_debug("conn=%llu peer=%s listener=%s msg=\"accepted\"", (unsigned long long)c->id,
 		 c->peer, l->cfg->name);
 	if (l->ssl_ctx && gw_tls_accept(c, l->ssl_ctx) < 0) {

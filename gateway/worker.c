@@ -675,6 +675,7 @@ static void tick(struct gw_worker *w)
 		gw_runtime_reload(w, next);
 	gw_client_tick(w);
 	gw_upstream_tick(w);
+	gw_listen_tick(w);
 	if (w->audit_len)
 		gw_audit_flush(w);
 	if (w->n_peers > 1 && w->now_ms >= w->next_snap_ms) {

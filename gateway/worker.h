@@ -181,6 +181,16 @@ struct gw_upstream {
 	struct pool_link idle_link;	/* backend's idle list while IDLE */
 };
 
+/* a listening socket's accept state (listen.c) */
+struct gw_lis {
+	bool is_armed;			/* a multishot accept is in flight */
+	bool is_cancel_sent;		/* ... and being cancelled (paused) */
+	uint32_t backoff_ms;		/* after EMFILE and the like: doubles up to 1 s */
+	uint64_t retry_at_ms;		/* not re-armed before this */
+	uint64_t next_log_ms;		/* accept errors are logged once a second at most */
+	uint64_t suppressed;		/* errors not logged since the last line */
+};
+
 struct gw_http {
 	char req[2048];
 	size_t len;
@@ -216,6 +226,7 @@ struct gw_conn {
 		struct gw_client cl;
 		struct gw_upstream up;
 		struct gw_http http;
+		struct gw_lis lis;
 	};
 	struct gw_conn *next_free;
 };
@@ -475,6 +486,8 @@ int gw_listen_bind(struct gw_worker *w, const struct gw_addr *a, int backlog,
 int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l);
 void gw_listen_arm(struct gw_worker *w, struct gw_conn *c);
 void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_uring_cqe *cqe);
+/* re-arm listeners whose backoff ended, or (below max_clients) that were paused */
+void gw_listen_tick(struct gw_worker *w);
 int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 
 /* session.c — client side */
