@@ -1591,7 +1591,9 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		"listeners", "auth", "pools", "rules", "stats", "limits", "log", "workers",
 		"gateway_user", NULL
 	};
-	static const char *const stats_keys[] = { "listen", NULL };
+	static const char *const stats_keys[] = {
+		"listen", "max_connections", "timeout_ms", "token", "token_file", NULL
+	};
 	static const char *const limits_keys[] = {
 		"max_clients", "max_message_bytes", "handshake_timeout_ms",
 		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes",
@@ -1660,6 +1662,26 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 			free(cfg->stats_listen);
 			cfg->stats_listen = NULL;
 		}
+		get_u32(c, o, "max_connections", 1, 4096, &cfg->stats_max_connections);
+		get_ms_min(c, o, "timeout_ms", 1, &cfg->stats_timeout_ms);
+		if (get(o, "token") && get(o, "token_file")) {
+			err_at(c, "give only one of token, token_file");
+		} else if (get(o, "token")) {
+			get_str(c, o, "token", 0, &cfg->stats_token);
+		} else if (get(o, "token_file")) {
+			char *file = NULL;
+			if (get_file(c, o, "token_file", 0, false, &file)) {
+				int rc = read_secret(file, &cfg->stats_token);
+				if (rc == -ENOMEM)
+					c->is_oom = true;
+				else if (rc < 0)
+					err_key(c, "token_file", "cannot read \"%s\": %s", file,
+						strerror(-rc));
+			}
+			free(file);
+		}
+		if (cfg->stats_token && !cfg->stats_token[0])
+			err_key(c, "token", "must not be empty");
 		path_pop(c, old);
 	}
 
@@ -1762,6 +1784,8 @@ static void set_defaults(struct ctx *c, struct gw_config *cfg)
 		.login_failure_window_ms = 60000,
 		.login_threads = 2,
 	};
+	cfg->stats_max_connections = 32;
+	cfg->stats_timeout_ms = 5000;
 	cfg->log_level = GW_LOG_INFO;
 	cfg->workers = 1;
 	cfg->gateway_user = xstrdup(c, "qgate");
@@ -1964,6 +1988,9 @@ void gw_cfg_free(struct gw_config *cfg)
 		free(cfg->stats_listen);
 	}
 	free(cfg->audit_file);
+	if (cfg->stats_token)
+		OPENSSL_cleanse(cfg->stats_token, strlen(cfg->stats_token));
+	free(cfg->stats_token);
 	free(cfg->gateway_user);
 	free(cfg);
 }

@@ -168,6 +168,9 @@ struct gw_config {
 	struct gw_rule_cfg *rules;
 	size_t n_rules;
 	struct gw_addr *stats_listen;	/* NULL: no stats endpoint */
+	uint32_t stats_max_connections;	/* HTTP connections at once (32); the oldest gives way */
+	uint32_t stats_timeout_ms;	/* a stats connection's whole life (5000) */
+	char *stats_token;		/* NULL: /stats and /metrics are open; else a bearer token */
 	struct gw_limits_cfg limits;
 	enum gw_log_level log_level;
 	char *audit_file;

@@ -258,13 +258,7 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	if (!more && !w->is_stopping && (lc == w->stats_conn || !is_full(w)))
 		gw_listen_arm(w, lc);	/* the multishot ended (kernel decision): go on */
 	if (lc == w->stats_conn) {
-		struct gw_conn *hc = gw_conn_alloc(w, GW_CONN_HTTP, fd);
-		if (!hc) {
-			close(fd);
-			return;
-		}
-		snprintf(hc->peer, sizeof(hc->peer), "stats");
-		gw_conn_update_recv(w, hc);
+		gw_stats_accept(w, fd);
 		return;
 	}
 	if (!l || w->is_stopping || is_full(w)) {

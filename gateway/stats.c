@@ -16,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "gateway/log.h"
 
@@ -456,17 +458,85 @@ static char *metrics_text(json_t *root)
 
 /* ------------------------------------------------------------------ HTTP */
 
+void gw_stats_accept(struct gw_worker *w, int fd)
+{
+	if (w->n_http >= w->cfg->stats_max_connections && !pool_list_empty(&w->http_conns)) {
+		/* full: the oldest gives way, so idle connections cannot lock /health out */
+		struct gw_conn *old = pool_container_of(w->http_conns.next, struct gw_conn,
+							http.link);
+		pool_list_del(&old->http.link);
+		w->n_http--;
+		gw_conn_close(w, old, "stats connections full: oldest closed");
+	}
+	struct gw_conn *hc = gw_conn_alloc(w, GW_CONN_HTTP, fd);
+	if (!hc) {
+		close(fd);
+		return;
+	}
+	snprintf(hc->peer, sizeof(hc->peer), "stats");
+	hc->http.deadline_ms = w->now_ms + w->cfg->stats_timeout_ms;
+	pool_list_add_tail(&w->http_conns, &hc->http.link);
+	w->n_http++;
+	gw_conn_update_recv(w, hc);
+}
+
+void gw_stats_on_close(struct gw_worker *w, struct gw_conn *c)
+{
+	if (!pool_list_empty(&c->http.link)) {
+		pool_list_del(&c->http.link);
+		w->n_http--;
+	}
+}
+
+void gw_stats_tick(struct gw_worker *w)
+{
+	/* oldest first: the first one not yet due ends the scan */
+	while (!pool_list_empty(&w->http_conns)) {
+		struct gw_conn *c = pool_container_of(w->http_conns.next, struct gw_conn, http.link);
+		if (c->http.deadline_ms > w->now_ms)
+			break;
+		pool_list_del(&c->http.link);
+		w->n_http--;
+		gw_conn_close(w, c, "stats request timeout");
+	}
+}
+
+/* The request's Authorization header carries the configured bearer token. */
+static bool is_authorized(const struct gw_worker *w, const char *req)
+{
+	const char *tok = w->cfg->stats_token;
+
+	if (!tok)
+		return true;
+	for (const char *l = strchr(req, '\n'); l && l[1]; l = strchr(l + 1, '\n')) {
+		const char *h = l + 1;
+		if (strncasecmp(h, "Authorization:", 14) != 0)
+			continue;
+		h += 14;
+		h += strspn(h, " \t");
+		if (strncasecmp(h, "Bearer ", 7) != 0)
+			return false;
+		h += 7;
+		size_t n = strcspn(h, "\r\n"), tn = strlen(tok);
+		/* constant time in the token's content */
+		return n == tn && CRYPTO_memcmp(h, tok, tn) == 0;
+	}
+	return false;
+}
+
 static void respond(struct gw_worker *w, struct gw_conn *c, int status, const char *ctype,
 		    const char *body)
 {
-	char head[256];
+	char head[320];
 	const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found" :
+			     status == 401 ? "Unauthorized" :
 			     status == 503 ? "Service Unavailable" : "Bad Request";
 	size_t blen = strlen(body);
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "Connection: close\r\nCache-Control: no-store\r\n\r\n",
-			 status, reason, ctype, blen);
+			 "%sConnection: close\r\nCache-Control: no-store\r\n\r\n",
+			 status, reason, ctype, blen,
+			 status == 401 ? "WWW-Authenticate: Bearer realm=\"qgate\"\r\n" : "");
 	gw_chunkq_append(&c->txq, head, (size_t)n);
 	gw_chunkq_append(&c->txq, body, blen);
 	c->http.is_done = true;
@@ -496,6 +566,12 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 	char *q = strchr(path, '?');
 	if (q)
 		*q = '\0';
+	if ((strcmp(path, "/stats") == 0 || strcmp(path, "/metrics") == 0) &&
+	    !is_authorized(w, c->http.req)) {
+		respond(w, c, 401, "text/plain", "a bearer token is needed: Authorization: Bearer "
+			"<stats.token>\n");
+		return;
+	}
 	json_t *tree = gathered_tree(w);
 	if (strcmp(path, "/stats") == 0) {
 		char *js = json_dumps(tree, JSON_INDENT(2));

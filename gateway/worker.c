@@ -360,6 +360,8 @@ static void close_now(struct gw_worker *w, struct gw_conn *c)
 		gw_client_on_close(w, c);
 	else if (c->kind == GW_CONN_BACKEND)
 		gw_upstream_on_close(w, c);
+	else if (c->kind == GW_CONN_HTTP)
+		gw_stats_on_close(w, c);
 	c->is_closed = true;
 	if (c->fd >= 0) {
 		/* wakes a pending multishot recv (res 0) and fails pending sends */
@@ -676,6 +678,7 @@ static void tick(struct gw_worker *w)
 	gw_client_tick(w);
 	gw_upstream_tick(w);
 	gw_listen_tick(w);
+	gw_stats_tick(w);
 	if (w->audit_len)
 		gw_audit_flush(w);
 	if (w->n_peers > 1 && w->now_ms >= w->next_snap_ms) {
@@ -722,6 +725,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	ret = setup_buffers(w);
 	if (ret < 0)
 		return ret;
+	pool_list_init(&w->http_conns);
 	pool_list_init(&w->dispatches);
 	pool_list_init(&w->backlogs);
 	w->max_conns = gw_worker_slots_needed(cfg);

@@ -195,6 +195,8 @@ struct gw_http {
 	char req[2048];
 	size_t len;
 	bool is_done;		/* answered: close once sent */
+	uint64_t deadline_ms;	/* closed then, answered or not (stats.timeout_ms) */
+	struct pool_link link;	/* worker.http_conns, oldest first */
 };
 
 struct gw_conn {
@@ -381,6 +383,8 @@ struct gw_worker {
 	const struct gw_config *pending_cfg;	/* posted by main on SIGHUP (__atomic) */
 	struct gw_auth *auth;		/* logins (auth.c), owned by the worker */
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
+	struct pool_link http_conns;	/* its open connections, oldest first */
+	uint32_t n_http;
 	/* the stats endpoint (worker 0) sums every worker's figures: each publishes a JSON
 	 * snapshot of its own under snap_mu a few times a second */
 	struct gw_worker *const *peers;
@@ -588,6 +592,11 @@ int gw_stats_open(struct gw_worker *w);
 /* publish this worker's figures for worker 0's stats endpoint (worker thread) */
 void gw_stats_publish(struct gw_worker *w);
 void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
+/* a stats connection accepted on fd (the oldest gives way at stats.max_connections) */
+void gw_stats_accept(struct gw_worker *w, int fd);
+void gw_stats_on_close(struct gw_worker *w, struct gw_conn *c);
+/* stats connections past stats.timeout_ms are closed */
+void gw_stats_tick(struct gw_worker *w);
 
 /* router.c */
 struct gw_route {
