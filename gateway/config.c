@@ -1599,7 +1599,8 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes",
 		"shutdown_grace_ms", "drain_timeout_ms", "rx_buffers", "rx_buffer_bytes",
 		"stream_threshold_bytes", "client_output_timeout_ms", "ring_entries",
-		"login_failures_max", "login_failure_window_ms", "login_threads", NULL
+		"login_failures_max", "login_failure_window_ms", "login_threads",
+		"message_timeout_ms", "max_buffered_bytes", NULL
 	};
 	static const char *const log_keys[] = { "level", "audit_file", NULL };
 	json_t *o;
@@ -1636,6 +1637,13 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		get_u32(c, o, "login_failures_max", 1, UINT32_MAX, &l->login_failures_max);
 		get_ms_min(c, o, "login_failure_window_ms", 1, &l->login_failure_window_ms);
 		get_u32(c, o, "login_threads", 1, 64, &l->login_threads);
+		get_ms(c, o, "message_timeout_ms", &l->message_timeout_ms);
+		get_u64(c, o, "max_buffered_bytes", CFG_MIN_MSG_BYTES, UINT64_MAX / 2,
+			&l->max_buffered_bytes);
+		if (l->max_buffered_bytes < l->max_message_bytes)
+			err_key(c, "max_buffered_bytes", "must be at least max_message_bytes (%llu): "
+				"one message is held whole while it waits",
+				(unsigned long long)l->max_message_bytes);
 		path_pop(c, old);
 	}
 
@@ -1783,6 +1791,8 @@ static void set_defaults(struct ctx *c, struct gw_config *cfg)
 		.login_failures_max = 10,
 		.login_failure_window_ms = 60000,
 		.login_threads = 2,
+		.message_timeout_ms = 60000,
+		.max_buffered_bytes = 1ull << 30,
 	};
 	cfg->stats_max_connections = 32;
 	cfg->stats_timeout_ms = 5000;

@@ -67,7 +67,7 @@ void gw_req_release(struct gw_req *r)
 	if (r->is_in_slots || r->backend || r->state == GW_REQ_QUEUED)
 		return;	/* still held */
 	GW_ASSERT(pool_list_empty(&r->client_link));
-	free(r->msg);
+	gw_chunk_free(r->msg);
 	gw_chunkq_free(&r->resp);
 	free(r);
 }
@@ -81,6 +81,39 @@ static bool output_blocked(struct gw_worker *w, const struct gw_conn *c)
 	return gw_tx_pending(c) + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes;
 }
 
+static bool queues_empty(const struct gw_worker *w)
+{
+	for (size_t i = 0; i < w->n_pools; i++)
+		if (w->pools[i]->queue.len)
+			return false;
+	return true;
+}
+
+/*
+ * Whether limits.max_buffered_bytes stops c being read. While it is spent, only the
+ * finisher is read: one client half-way through a message when nothing is queued that
+ * could free memory, so that partial messages cannot hold the budget for good.
+ */
+static bool budget_stops(struct gw_worker *w, struct gw_conn *c)
+{
+	if (gw_held_bytes() <= w->cfg->limits.max_buffered_bytes)
+		return false;
+	struct gw_conn *f = w->budget_finisher;
+	bool has_finisher = f && f->gen == w->budget_finisher_gen && f->kind == GW_CONN_CLIENT &&
+			    !f->is_closing && !pool_list_empty(&f->cl.rx_link);
+	if (has_finisher && f == c)
+		return false;
+	if (!has_finisher && !pool_list_empty(&c->cl.rx_link) && queues_empty(w)) {
+		w->budget_finisher = c;
+		w->budget_finisher_gen = c->gen;
+		return false;
+	}
+	if (!w->is_budget_paused)
+		w->budget_pauses++;
+	w->is_budget_paused = true;
+	return true;
+}
+
 void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 {
 	uint64_t limit = w->cfg->limits.client_buffer_bytes;
@@ -92,7 +125,7 @@ void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 	 * that does not take it fast enough */
 	bool is_ready = c->cl.state == GW_CL_READY;
 	bool pause = !is_ready ? c->cl.is_verifying || c->cl.session_up || c->cl.backlog :
-		     is_full || c->cl.backlog || output_blocked(w, c) ||
+		     is_full || c->cl.backlog || output_blocked(w, c) || budget_stops(w, c) ||
 		     (uc && gw_tx_pending(uc) > limit) || (su && gw_tx_pending(su) > limit) ||
 		     c->cl.is_close_after_send;
 
@@ -219,7 +252,7 @@ static void compress_answer(struct gw_conn *c, struct gw_req *r)
 	int64_t cn = qipc_compress(flat, n, out->data, out->cap);
 	free(flat);
 	if (cn <= 0) {
-		free(out);	/* q would send it plain: so do we */
+		gw_chunk_free(out);	/* q would send it plain: so do we */
 		return;
 	}
 	out->len = (size_t)cn;
@@ -689,7 +722,7 @@ static bool unexpected_response(struct gw_conn *c, const struct gw_chunk *msg)
 static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *msg)
 {
 	if (unexpected_response(c, msg)) {
-		free(msg);
+		gw_chunk_free(msg);
 		return;
 	}
 	struct gw_req *r = new_request(c, msg);
@@ -805,10 +838,7 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 			m = c->cl.rx_msg;
 		}
 		/* nothing free: hold the whole message (bounded by max_message_bytes) */
-		m = realloc(m, sizeof(*m) + (size_t)c->cl.rx_hdr.length);
-		if (!m)
-			abort();
-		m->cap = (size_t)c->cl.rx_hdr.length;
+		m = gw_chunk_grow(m, (size_t)c->cl.rx_hdr.length);
 		c->cl.rx_msg = m;
 	}
 	memcpy(m->data + m->len, st->data, st->len);
@@ -817,6 +847,7 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 
 static void on_msg_end(struct gw_worker *w, struct gw_conn *c)
 {
+	pool_list_del(&c->cl.rx_link);
 	c->cl.has_tried_stream = false;
 	if (c->cl.is_rx_discard) {
 		c->cl.is_rx_discard = false;
@@ -1109,6 +1140,9 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 		if (st.kind == QIPC_FRAME_HEADER) {
 			uint64_t len = st.hdr.length;
 			c->cl.rx_hdr = st.hdr;
+			/* in transit from now: limits.message_timeout_ms bounds its body */
+			c->cl.msg_started_ms = w->now_ms;
+			pool_list_add_tail(&w->receiving, &c->cl.rx_link);
 			/* a large message starts with its head only: it may stream through */
 			bool big = len > w->cfg->limits.stream_threshold_bytes;
 			c->cl.rx_msg = gw_chunk_new(big ? GW_STREAM_HEAD : (size_t)len);
@@ -1141,6 +1175,7 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 	if (c->cl.state == GW_CL_HANDSHAKE)
 		pool_list_del(&c->cl.hs_link);
 	pool_list_del(&c->cl.backlog_link);
+	pool_list_del(&c->cl.rx_link);
 	struct gw_conn *su = session_conn(c);
 	c->cl.session_up = NULL;
 	if (su)
@@ -1247,6 +1282,42 @@ void gw_client_tick(struct gw_worker *w)
 			gw_conn_close(w, c, "handshake timeout");
 		}
 		l = next;
+	}
+	/* messages whose body is still coming after limits.message_timeout_ms (a slow sender
+	 * would otherwise hold the backend connection it streams into for good); oldest
+	 * first, so the first one not due ends the scan */
+	uint32_t mt = w->cfg->limits.message_timeout_ms;
+	while (mt && !pool_list_empty(&w->receiving)) {
+		struct gw_conn *c = pool_container_of(w->receiving.next, struct gw_conn, cl.rx_link);
+		if (c->cl.msg_started_ms + mt > w->now_ms)
+			break;
+		pool_list_del(&c->cl.rx_link);
+		gw_warn("conn=%llu peer=%s user=%s msg=\"closing client: message not complete "
+			"after %u ms\" streaming=%d", (unsigned long long)c->id, c->peer,
+			c->cl.user_log, mt, c->cl.is_rx_streaming);
+		gw_conn_close(w, c, "message timeout");
+	}
+	/* the buffer budget has room again (with some slack): read every client again; if it
+	 * is still spent with nothing queued, let the oldest half-received message finish */
+	if (w->is_budget_paused) {
+		uint64_t budget = w->cfg->limits.max_buffered_bytes;
+		bool has_room = gw_held_bytes() <= budget - budget / 8;
+		struct gw_conn *f = w->budget_finisher;
+		bool has_finisher = f && f->gen == w->budget_finisher_gen &&
+				    f->kind == GW_CONN_CLIENT && !f->is_closing &&
+				    !pool_list_empty(&f->cl.rx_link);
+		if (has_room) {
+			w->is_budget_paused = false;
+			for (uint32_t i = 0; i < w->n_conns; i++) {
+				struct gw_conn *k = gw_conn_at(w, i);
+				if (k->kind == GW_CONN_CLIENT && !k->is_closing &&
+				    k->cl.state == GW_CL_READY)
+					gw_client_update_recv(w, k);
+			}
+		} else if (!has_finisher && !pool_list_empty(&w->receiving) && queues_empty(w)) {
+			gw_client_update_recv(w, pool_container_of(w->receiving.next, struct gw_conn,
+								   cl.rx_link));
+		}
 	}
 	/* requests that waited too long in a pool queue */
 	for (size_t i = 0; i < w->n_pools; i++) {

@@ -168,9 +168,11 @@ static json_t *stats_tree(struct gw_worker *w)
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
-	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		"workers", 1, "clients", (json_int_t)w->n_clients,
 		"login_throttled", (json_int_t)w->login_throttled,
+		"held_bytes", (json_int_t)(w->id == 0 ? gw_held_bytes() : 0),
+		"budget_pauses", (json_int_t)w->budget_pauses,
 		"protocol_errors", (json_int_t)w->protocol_errors,
 		"slow_clients_closed", (json_int_t)w->slow_clients,
 		"sq_full", (json_int_t)w->sq_full,

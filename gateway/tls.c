@@ -229,7 +229,7 @@ void gw_tls_encrypt(struct gw_conn *c)
 		c->txq.head = ch->next;
 		if (!c->txq.head)
 			c->txq.tail = NULL;
-		free(ch);
+		gw_chunk_free(ch);
 	}
 	drain_wbio(c);
 }

@@ -50,6 +50,14 @@ uint64_t gw_now_us(void)
 
 /* ------------------------------------------------------------------ chunks */
 
+/* bytes held in chunks by every worker of the process (limits.max_buffered_bytes) */
+static uint64_t held_bytes;
+
+uint64_t gw_held_bytes(void)
+{
+	return __atomic_load_n(&held_bytes, __ATOMIC_RELAXED);
+}
+
 struct gw_chunk *gw_chunk_new(size_t cap)
 {
 	struct gw_chunk *ch = malloc(sizeof(*ch) + cap);
@@ -60,7 +68,31 @@ struct gw_chunk *gw_chunk_new(size_t cap)
 	ch->len = 0;
 	ch->off = 0;
 	ch->cap = cap;
+	__atomic_add_fetch(&held_bytes, cap, __ATOMIC_RELAXED);
 	return ch;
+}
+
+struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap)
+{
+	size_t old = ch->cap;
+	struct gw_chunk *n = realloc(ch, sizeof(*n) + cap);
+
+	if (!n)
+		abort();
+	n->cap = cap;
+	if (cap > old)
+		__atomic_add_fetch(&held_bytes, cap - old, __ATOMIC_RELAXED);
+	else
+		__atomic_sub_fetch(&held_bytes, old - cap, __ATOMIC_RELAXED);
+	return n;
+}
+
+void gw_chunk_free(struct gw_chunk *ch)
+{
+	if (!ch)
+		return;
+	__atomic_sub_fetch(&held_bytes, ch->cap, __ATOMIC_RELAXED);
+	free(ch);
 }
 
 static void chunkq_push(struct gw_chunkq *q, struct gw_chunk *ch)
@@ -101,7 +133,7 @@ void gw_chunkq_free(struct gw_chunkq *q)
 
 	while (ch) {
 		struct gw_chunk *nx = ch->next;
-		free(ch);
+		gw_chunk_free(ch);
 		ch = nx;
 	}
 	q->head = q->tail = NULL;
@@ -302,6 +334,7 @@ struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int f
 	if (kind == GW_CONN_CLIENT) {
 		pool_list_init(&c->cl.queued);
 		pool_list_init(&c->cl.backlog_link);
+		pool_list_init(&c->cl.rx_link);
 	}
 	return c;
 }
@@ -318,7 +351,7 @@ static void conn_free(struct gw_worker *w, struct gw_conn *c)
 		gw_tls_free(c);
 	if (c->kind == GW_CONN_CLIENT) {
 		GW_ASSERT(!c->cl.slots_head && pool_list_empty(&c->cl.queued));
-		free(c->cl.rx_msg);
+		gw_chunk_free(c->cl.rx_msg);
 		c->cl.rx_msg = NULL;
 		free(c->cl.backlog);
 		c->cl.backlog = NULL;
@@ -520,7 +553,7 @@ int gw_tx_append(struct gw_worker *w, struct gw_conn *c, const void *p, size_t n
 void gw_tx_append_chunk(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *ch)
 {
 	if (c->is_closing) {
-		free(ch);
+		gw_chunk_free(ch);
 		return;
 	}
 	chunkq_push(&c->txq, ch);
@@ -549,7 +582,7 @@ static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
 			q->head = ch->next;
 			if (!q->head)
 				q->tail = NULL;
-			free(ch);
+			gw_chunk_free(ch);
 		}
 	}
 	if (c->kind == GW_CONN_CLIENT) {
@@ -726,6 +759,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	if (ret < 0)
 		return ret;
 	pool_list_init(&w->http_conns);
+	pool_list_init(&w->receiving);
 	pool_list_init(&w->dispatches);
 	pool_list_init(&w->backlogs);
 	w->max_conns = gw_worker_slots_needed(cfg);
@@ -898,7 +932,7 @@ void gw_worker_destroy(struct gw_worker *w)
 			gw_req_release(r);
 		}
 		if (c->kind == GW_CONN_CLIENT) {
-			free(c->cl.rx_msg);
+			gw_chunk_free(c->cl.rx_msg);
 			free(c->cl.backlog);
 		}
 		gw_chunkq_free(&c->txq);

@@ -116,6 +116,8 @@ struct gw_client {
 	bool is_rx_discard;		/* refused while streaming: drop the rest */
 	struct gw_conn *stream_to;
 	uint32_t stream_gen;
+	uint64_t msg_started_ms;	/* when the message being received began */
+	struct pool_link rx_link;	/* worker.receiving while a message is incomplete */
 	/* sync requests in arrival order; the head's answer is the next one to send */
 	struct gw_req *slots_head, *slots_tail;
 	uint32_t n_slots;
@@ -364,6 +366,13 @@ struct gw_worker {
 	struct gw_conn *close_head, *close_tail;
 	struct pool_link dispatches;	/* pools marked for dispatch */
 	struct pool_link backlogs;	/* clients whose backlog may be parsed again */
+	struct pool_link receiving;	/* clients in the middle of a message, oldest first */
+	/* limits.max_buffered_bytes spent: clients are not read, except the one finisher (a
+	 * message half in, with nothing queued that could free memory, must be able to end) */
+	bool is_budget_paused;
+	struct gw_conn *budget_finisher;
+	uint32_t budget_finisher_gen;
+	uint64_t budget_pauses;
 	/* completions taken off the ring and not handled yet (see gw_sqe) */
 	struct io_uring_cqe *cqes;
 	size_t n_cqes, cqe_cap;
@@ -479,7 +488,12 @@ void gw_tx_kick(struct gw_worker *w, struct gw_conn *c);
  */
 void gw_tx_pass(struct gw_worker *w, struct gw_conn *dst, struct gw_conn *src,
 		const uint8_t *p, size_t n);
+/* Chunks are made, grown and freed only here, so the bytes they hold are counted
+ * (process-wide, for limits.max_buffered_bytes). */
 struct gw_chunk *gw_chunk_new(size_t cap);
+struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap);
+void gw_chunk_free(struct gw_chunk *ch);
+uint64_t gw_held_bytes(void);
 void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n);
 void gw_chunkq_free(struct gw_chunkq *q);
 
