@@ -1638,8 +1638,12 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		get_ms_min(c, o, "login_failure_window_ms", 1, &l->login_failure_window_ms);
 		get_u32(c, o, "login_threads", 1, 64, &l->login_threads);
 		get_ms(c, o, "message_timeout_ms", &l->message_timeout_ms);
+		bool has_budget = get(o, "max_buffered_bytes") != NULL;
 		get_u64(c, o, "max_buffered_bytes", CFG_MIN_MSG_BYTES, UINT64_MAX / 2,
 			&l->max_buffered_bytes);
+		/* not given: at least one message, whatever max_message_bytes says */
+		if (!has_budget && l->max_buffered_bytes < l->max_message_bytes)
+			l->max_buffered_bytes = l->max_message_bytes;
 		if (l->max_buffered_bytes < l->max_message_bytes)
 			err_key(c, "max_buffered_bytes", "must be at least max_message_bytes (%llu): "
 				"one message is held whole while it waits",

@@ -98,33 +98,29 @@ static int hash_password(void)
 	return rc;
 }
 
-/* --check: load every TLS context as the workers will; each failure named by its path. */
+/* --check: load every TLS file and cipher list as the workers will, each failure named by
+ * its path in the file. */
 static int check_tls(const struct gw_config *cfg)
 {
+	char why[320];
 	int bad = 0;
 
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		if (!cfg->listeners[i].tls)
-			continue;
-		void *ctx = gw_tls_server_ctx(&cfg->listeners[i]);
-		if (!ctx) {
-			fprintf(stderr, "listeners[%zu].tls: cannot load cert_file, key_file (or they "
-				"do not match), client_ca_file or ciphers; see above\n", i);
+		const struct gw_tls_cfg *t = cfg->listeners[i].tls;
+		const char *f = t ? gw_tls_check(t, true, why, sizeof(why)) : NULL;
+		if (f) {
+			fprintf(stderr, "listeners[%zu].tls.%s: %s\n", i, f, why);
 			bad = 1;
 		}
-		gw_tls_ctx_free(ctx);
 	}
 	for (size_t i = 0; i < cfg->n_pools; i++) {
 		for (size_t b = 0; b < cfg->pools[i].n_backends; b++) {
-			if (!cfg->pools[i].backends[b].tls)
-				continue;
-			void *ctx = gw_tls_client_ctx(&cfg->pools[i].backends[b]);
-			if (!ctx) {
-				fprintf(stderr, "pools[%zu].backends[%zu].tls: cannot load ca_file, "
-					"cert_file, key_file or ciphers; see above\n", i, b);
+			const struct gw_tls_cfg *t = cfg->pools[i].backends[b].tls;
+			const char *f = t ? gw_tls_check(t, false, why, sizeof(why)) : NULL;
+			if (f) {
+				fprintf(stderr, "pools[%zu].backends[%zu].tls.%s: %s\n", i, b, f, why);
 				bad = 1;
 			}
-			gw_tls_ctx_free(ctx);
 		}
 	}
 	return bad;
@@ -305,10 +301,13 @@ int main(int argc, char **argv)
 	}
 	struct cfg_list cl = { .v = NULL, .n = 0 };
 	signal(SIGPIPE, SIG_IGN);
-	/* Chunks of 64 KiB and request buffers come and go at a high rate: keep freed memory
-	 * in the process instead of returning it to the kernel and faulting it in again. */
-	mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	/* Chunks of 64 KiB and small requests come and go at a high rate: keep freed memory in
+	 * the process instead of returning it to the kernel and faulting it in again. Messages
+	 * of a megabyte or more are mapped alone: they grow in place (mremap) as they arrive
+	 * and their memory goes back when they go, so the process's size follows
+	 * limits.max_buffered_bytes instead of its high-water mark. */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	gw_log_set_level(cfg->log_level);
 	int rc = run(cfg, path, &cl);
 	gw_cfg_free(cfg);

@@ -59,7 +59,31 @@ static bool user_may_use(const struct gw_conn *c, const struct gw_pool_rt *p)
 
 static bool client_alive(const struct gw_req *r)
 {
-	return r->client && r->client->gen == r->client_gen && !r->client->is_closing;
+	return r->client && r->client->gen == r->client_gen && !r->client->is_closing &&
+	       !r->client->cl.is_cut;
+}
+
+/* How long a client being closed may take to read the bytes already queued for it. */
+#define GW_LINGER_MS 2000
+
+/*
+ * Close c once what is queued for it has been sent (a final error, or the part of an
+ * answer that was already on its way), within GW_LINGER_MS; it is not read meanwhile.
+ */
+static void close_after_send(struct gw_worker *w, struct gw_conn *c, const char *reason)
+{
+	if (c->is_closing)
+		return;
+	if (gw_tx_pending(c) == 0) {
+		gw_conn_close(w, c, reason);
+		return;
+	}
+	c->cl.is_close_after_send = true;
+	if (pool_list_empty(&c->cl.linger_link)) {
+		c->cl.linger_deadline_ms = w->now_ms + GW_LINGER_MS;
+		pool_list_add_tail(&w->lingering, &c->cl.linger_link);
+	}
+	gw_client_update_recv(w, c);
 }
 
 void gw_req_release(struct gw_req *r)
@@ -78,7 +102,9 @@ static struct gw_conn *session_conn(struct gw_conn *c);
 /* A client's unread answers have reached the high watermark: it gets no new connection. */
 static bool output_blocked(struct gw_worker *w, const struct gw_conn *c)
 {
-	return gw_tx_pending(c) + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes;
+	/* (a client being closed takes nothing new either) */
+	return gw_tx_pending(c) + c->cl.buffered_bytes > w->cfg->limits.client_buffer_bytes ||
+	       c->cl.is_close_after_send;
 }
 
 static bool queues_empty(const struct gw_worker *w)
@@ -124,10 +150,16 @@ void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
 	 * from reaching that), answers piling up unread, or a message streaming to a backend
 	 * that does not take it fast enough */
 	bool is_ready = c->cl.state == GW_CL_READY;
-	bool pause = !is_ready ? c->cl.is_verifying || c->cl.session_up || c->cl.backlog :
-		     is_full || c->cl.backlog || output_blocked(w, c) || budget_stops(w, c) ||
-		     (uc && gw_tx_pending(uc) > limit) || (su && gw_tx_pending(su) > limit) ||
-		     c->cl.is_close_after_send;
+	bool pause;
+	if (!is_ready)
+		pause = c->cl.is_verifying || c->cl.session_up || c->cl.backlog;
+	else if (c->cl.is_rx_streaming)
+		/* the message holds its backend connection until it ends: only that connection
+		 * may slow it (other reasons would stop the queue behind it for good) */
+		pause = (uc && gw_tx_pending(uc) > limit) || c->cl.is_close_after_send;
+	else
+		pause = is_full || c->cl.backlog || output_blocked(w, c) || budget_stops(w, c) ||
+			(su && gw_tx_pending(su) > limit) || c->cl.is_close_after_send;
 
 	if (c->cl.backlog && is_ready && !is_full && pool_list_empty(&c->cl.backlog_link))
 		pool_list_add_tail(&w->backlogs, &c->cl.backlog_link);	/* parsed by the loop */
@@ -378,9 +410,12 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 		return;
 	}
 	if (r->has_resp_started) {
-		/* part of the real answer is already on the wire: an error cannot follow it */
+		/* part of the real answer is on its way: an error cannot follow it. What is queued
+		 * still goes out (the client sees the cut, as from a q that died), then the
+		 * client is closed; no other answer follows it. */
 		r->state = GW_REQ_DONE;
-		gw_conn_close(w, r->client, "answer cut short");
+		r->client->cl.is_cut = true;
+		close_after_send(w, r->client, "answer cut short");
 		return;
 	}
 	r->client->cl.buffered_bytes -= r->resp.bytes;
@@ -427,11 +462,27 @@ static struct gw_conn *backend_conn(struct gw_backend_rt *be, bool need_idle)
 	return NULL;
 }
 
+/* The pooled connection carrying c's newest sync request still in flight in pool p. */
+static struct gw_conn *newest_sync_conn(const struct gw_conn *c, const struct gw_pool_rt *p)
+{
+	struct gw_conn *found = NULL;
+
+	for (const struct gw_req *r = c->cl.slots_head; r; r = r->next_slot)
+		if (r->state == GW_REQ_SENT && r->backend && r->pool == p &&
+		    r->backend->up.kind == GW_UPK_POOLED && !r->backend->is_closing)
+			found = r->backend;
+	return found;
+}
+
 /* The connection r may go to now, or NULL when it must wait. */
 static struct gw_conn *choose_conn(struct gw_pool_rt *p, struct gw_req *r)
 {
 	struct gw_conn *pc = pinned_conn(r->client, p);
 
+	/* an async goes behind its client's sync still in flight, on the same connection: a
+	 * q process reads one connection in order, but two connections in any order */
+	if (!pc && !r->is_sync)
+		pc = newest_sync_conn(r->client, p);
 	if (pc) {
 		if (pc->up.is_tx_locked)
 			return NULL;	/* another message is streaming into it */
@@ -837,9 +888,16 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 			}
 			m = c->cl.rx_msg;
 		}
-		/* nothing free: hold the whole message (bounded by max_message_bytes) */
-		m = gw_chunk_grow(m, (size_t)c->cl.rx_hdr.length);
+		/* nothing free: hold the whole message (bounded by max_message_bytes), grown as
+		 * it arrives so that what a client holds is what it has sent; a client paused by
+		 * the buffer budget then holds no more than that */
+		size_t want = m->cap * 2 > m->len + st->len ? m->cap * 2 : m->len + st->len;
+		if (want > c->cl.rx_hdr.length)
+			want = (size_t)c->cl.rx_hdr.length;
+		m = gw_chunk_grow(m, want);
 		c->cl.rx_msg = m;
+		if (gw_held_bytes() > w->cfg->limits.max_buffered_bytes)
+			gw_client_update_recv(w, c);
 	}
 	memcpy(m->data + m->len, st->data, st->len);
 	m->len += st->len;
@@ -848,6 +906,8 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 static void on_msg_end(struct gw_worker *w, struct gw_conn *c)
 {
 	pool_list_del(&c->cl.rx_link);
+	if (w->budget_finisher == c)
+		w->budget_finisher = NULL;	/* one message only: its next one waits its turn */
 	c->cl.has_tried_stream = false;
 	if (c->cl.is_rx_discard) {
 		c->cl.is_rx_discard = false;
@@ -973,11 +1033,7 @@ void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend
 	int n = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, text);
 	if (n > 0)
 		gw_tx_append(w, c, buf, (size_t)n);
-	c->cl.is_close_after_send = true;
-	c->is_recv_paused = true;
-	gw_conn_update_recv(w, c);
-	if (gw_tx_pending(c) == 0)
-		gw_conn_close(w, c, "session backend lost");
+	close_after_send(w, c, "session backend lost");
 }
 
 /* SESSION: validate and count, then pass the bytes on unchanged. */
@@ -1176,6 +1232,7 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 		pool_list_del(&c->cl.hs_link);
 	pool_list_del(&c->cl.backlog_link);
 	pool_list_del(&c->cl.rx_link);
+	pool_list_del(&c->cl.linger_link);
 	struct gw_conn *su = session_conn(c);
 	c->cl.session_up = NULL;
 	if (su)
@@ -1253,8 +1310,7 @@ void gw_client_fail_all(struct gw_worker *w, const char *text)
 			int n = qipc_error_build(buf, sizeof(buf), QIPC_RESPONSE, text);
 			if (n > 0)
 				gw_tx_append(w, c, buf, (size_t)n);
-			c->cl.is_close_after_send = true;
-			gw_client_update_recv(w, c);
+			close_after_send(w, c, "gateway shutting down");
 			continue;
 		}
 		/* each failure may complete (and free) heads: look again from the start */
@@ -1318,6 +1374,15 @@ void gw_client_tick(struct gw_worker *w)
 			gw_client_update_recv(w, pool_container_of(w->receiving.next, struct gw_conn,
 								   cl.rx_link));
 		}
+	}
+	/* clients being closed whose last bytes are not out in time: closed now */
+	while (!pool_list_empty(&w->lingering)) {
+		struct gw_conn *c = pool_container_of(w->lingering.next, struct gw_conn,
+						      cl.linger_link);
+		if (c->cl.linger_deadline_ms > w->now_ms)
+			break;
+		pool_list_del(&c->cl.linger_link);
+		gw_conn_close(w, c, "closing: last bytes not read in time");
 	}
 	/* requests that waited too long in a pool queue */
 	for (size_t i = 0; i < w->n_pools; i++) {

@@ -128,6 +128,47 @@ static SSL_CTX *client_ctx(const struct gw_backend_cfg *b)
 	return ctx;
 }
 
+const char *gw_tls_check(const struct gw_tls_cfg *t, bool is_server, char *why, size_t n)
+{
+	SSL_CTX *ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
+	const char *field = NULL;
+	unsigned long e;
+
+	if (!ctx) {
+		snprintf(why, n, "OpenSSL could not make a context");
+		return "tls";
+	}
+	ERR_clear_error();
+	if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : TLS12_DEFAULT_CIPHERS) != 1)
+		field = "ciphers";
+	else if (t->cert_file && SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1)
+		field = "cert_file";
+	else if (t->key_file &&
+		 SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1)
+		field = "key_file";
+	else if (t->cert_file && t->key_file && SSL_CTX_check_private_key(ctx) != 1)
+		field = "key_file";
+	else if (t->client_ca_file &&
+		 SSL_CTX_load_verify_locations(ctx, t->client_ca_file, NULL) != 1)
+		field = "client_ca_file";
+	else if (t->ca_file && SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1)
+		field = "ca_file";
+	if (field) {
+		e = ERR_peek_last_error();
+		char buf[256] = "";
+		if (e)
+			ERR_error_string_n(e, buf, sizeof(buf));
+		if (strcmp(field, "key_file") == 0 && t->cert_file && e &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+			snprintf(why, n, "the key does not match cert_file (%s)", buf);
+		else
+			snprintf(why, n, "cannot be loaded: %s", e ? buf : "unknown OpenSSL error");
+	}
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return field;
+}
+
 void *gw_tls_server_ctx(const struct gw_listener_cfg *l)
 {
 	return server_ctx(l);

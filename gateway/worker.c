@@ -335,6 +335,7 @@ struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int f
 		pool_list_init(&c->cl.queued);
 		pool_list_init(&c->cl.backlog_link);
 		pool_list_init(&c->cl.rx_link);
+		pool_list_init(&c->cl.linger_link);
 	}
 	return c;
 }
@@ -760,6 +761,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 		return ret;
 	pool_list_init(&w->http_conns);
 	pool_list_init(&w->receiving);
+	pool_list_init(&w->lingering);
 	pool_list_init(&w->dispatches);
 	pool_list_init(&w->backlogs);
 	w->max_conns = gw_worker_slots_needed(cfg);

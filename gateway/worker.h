@@ -135,6 +135,9 @@ struct gw_client {
 	struct gw_pool_rt *session_pool;
 	uint64_t session_pending;	/* sync requests sent up and not answered yet */
 	bool is_close_after_send;	/* a final error is queued: close once it is out */
+	bool is_cut;			/* an answer was cut short: nothing more goes to it */
+	uint64_t linger_deadline_ms;	/* closed then even if its last bytes are not out */
+	struct pool_link linger_link;	/* worker.lingering while is_close_after_send */
 	int client_capability;		/* what the client offered */
 	/* async pinning: the backend connection that carried this client's last async */
 	struct gw_conn *pin;
@@ -367,6 +370,7 @@ struct gw_worker {
 	struct pool_link dispatches;	/* pools marked for dispatch */
 	struct pool_link backlogs;	/* clients whose backlog may be parsed again */
 	struct pool_link receiving;	/* clients in the middle of a message, oldest first */
+	struct pool_link lingering;	/* clients flushing their last bytes before a close */
 	/* limits.max_buffered_bytes spent: clients are not read, except the one finisher (a
 	 * message half in, with nothing queued that could free memory, must be able to end) */
 	bool is_budget_paused;
@@ -577,6 +581,9 @@ void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c);
 /* a listener's server context / a backend's client context (NULL on error, logged) */
 void *gw_tls_server_ctx(const struct gw_listener_cfg *l);
 void *gw_tls_client_ctx(const struct gw_backend_cfg *b);
+/* --check: load what t names as a context would; the failing field ("cert_file", "key_file",
+ * "ciphers", ...) with a reason in why, or NULL when all is well (main thread) */
+const char *gw_tls_check(const struct gw_tls_cfg *t, bool is_server, char *why, size_t n);
 void gw_tls_ctx_free(void *ctx);
 int gw_tls_accept(struct gw_conn *c, void *ssl_ctx);
 int gw_tls_connect(struct gw_worker *w, struct gw_conn *c, void *ssl_ctx, const char *host,
