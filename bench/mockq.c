@@ -10,6 +10,9 @@
  * answers, .mock.pub publishers) live in a small list scanned by the loop.
  *
  * A connection that breaks the protocol is closed (as q's 'badmsg); nothing else is disturbed.
+ * On command (.mock.twice, .mock.unsolicited, .mock.pushsync, .mock.partdie, .mock.refuse) it
+ * misbehaves on purpose, for the gateway's torture test: answers twice, sends what nobody asked
+ * for, dies half-way through an answer, refuses handshakes.
  * See docs/mockq.md for options and the supported q.
  */
 #include <sys/epoll.h>
@@ -45,6 +48,10 @@
 /* Stop reading a parked (deferred) connection once this much input is buffered. */
 #define IN_HIGH (16u << 20)
 #define TRACE_MAX 65536
+/* .mock.partdie: the longest the dying process waits for its half answer to leave */
+#define DIE_FLUSH_NS (2000ULL * 1000000ULL)
+/* .mock.partdie: the exit status, so a harness can tell a death on command from a crash */
+#define DIE_STATUS 3
 
 enum ep_kind {
 	EP_LISTEN = 1,
@@ -123,6 +130,9 @@ static struct {
 	struct timer *timers;
 	uint8_t *rbuf;
 	bool is_stopping;
+	uint64_t refuse_left;	/* .mock.refuse: handshakes still to refuse */
+	struct conn *die_conn;	/* .mock.partdie: exit once its half answer is written */
+	uint64_t die_deadline_ns;	/* ... or at this time, whichever comes first */
 } g = {
 	.name = "mockq",
 	.port = -1,
@@ -418,6 +428,18 @@ static void send_error(struct conn *c, const char *text)
 		conn_close_rc(c, "write failed", n);
 }
 
+/* Encode o (taken) as one whole message of type into *buf (malloc'd). 0 or -errno. */
+static int encode_obj(struct conn *c, struct qipc_obj *o, enum qipc_msg_type type, uint8_t **buf,
+		      size_t *len)
+{
+	int rc = mq_sanitize(o);
+
+	if (rc == 0)
+		rc = qipc_encode_msg(o, type, g.compress && !c->is_unix, buf, len);
+	qipc_obj_free(o);
+	return rc;
+}
+
 /* Encode and queue one message carrying o (taken). */
 static void send_obj(struct conn *c, struct qipc_obj *o, enum qipc_msg_type type)
 {
@@ -425,10 +447,7 @@ static void send_obj(struct conn *c, struct qipc_obj *o, enum qipc_msg_type type
 	size_t len = 0;
 	int rc;
 
-	rc = mq_sanitize(o);
-	if (rc == 0)
-		rc = qipc_encode_msg(o, type, g.compress && !c->is_unix, &buf, &len);
-	qipc_obj_free(o);
+	rc = encode_obj(c, o, type, &buf, &len);
 	if (rc < 0) {
 		if (type == QIPC_RESPONSE)
 			send_error(c, rc == -ENOMEM ? "wsfull" : "nyi");
@@ -453,6 +472,95 @@ static void send_upd(struct conn *c, int64_t i)
 		return;
 	}
 	send_obj(c, l, QIPC_ASYNC);
+}
+
+/* (`tag;x) as one message of type: what .mock.unsolicited and .mock.pushsync send first. */
+static int encode_tagged(struct conn *c, const char *tag, const struct qipc_obj *x,
+			 enum qipc_msg_type type, uint8_t **buf, size_t *len)
+{
+	struct qipc_obj *l = qipc_obj_list(2);
+
+	if (!l)
+		return -ENOMEM;
+	l->items[0] = qipc_obj_sym(tag);
+	l->items[1] = mq_obj_copy(x);
+	if (!l->items[0] || !l->items[1]) {
+		qipc_obj_free(l);
+		return -ENOMEM;
+	}
+	return encode_obj(c, l, type, buf, len);
+}
+
+/*
+ * The misbehaving answers: a response nobody asked for and/or a sync call into the client
+ * first, then the answer (twice with .mock.twice). All of it goes in ONE write, so a peer on
+ * loopback usually gets it in one read: that is the case a gateway must not pair with the
+ * next request it sends. In an async message only the extra messages are sent.
+ */
+static void send_misbehaving(struct conn *c, struct qipc_obj *res, const struct mq_eval *ev,
+			     bool is_sync)
+{
+	uint8_t *part[3] = { NULL, NULL, NULL }, *all = NULL;
+	size_t plen[3] = { 0, 0, 0 }, total = 0;
+	int rc = 0, reps = is_sync && ev->is_twice ? 2 : 1;
+
+	if (ev->is_unsolicited)
+		rc = encode_tagged(c, "unsolicited", res, QIPC_RESPONSE, &part[0], &plen[0]);
+	if (rc == 0 && ev->is_pushsync)
+		rc = encode_tagged(c, "callback", res, QIPC_SYNC, &part[1], &plen[1]);
+	if (rc == 0 && is_sync) {
+		rc = encode_obj(c, res, QIPC_RESPONSE, &part[2], &plen[2]);
+		res = NULL;
+	}
+	qipc_obj_free(res);
+	total = plen[0] + plen[1] + plen[2] * (size_t)reps;
+	if (rc == 0 && total)
+		all = malloc(total);
+	if (rc < 0 || (total && !all)) {
+		if (is_sync)
+			send_error(c, "wsfull");
+	} else if (total) {
+		size_t off = 0;
+
+		for (int k = 0; k < 3; k++) {
+			for (int r = 0; r < (k == 2 ? reps : 1) && plen[k]; r++) {
+				memcpy(all + off, part[k], plen[k]);
+				off += plen[k];
+			}
+		}
+		rc = conn_write(c, all, total);
+		if (rc < 0)
+			conn_close_rc(c, "write failed", rc);
+	}
+	free(all);
+	for (int k = 0; k < 3; k++)
+		free(part[k]);
+}
+
+/*
+ * .mock.partdie: write the first half of the answer, then the whole process exits (from the
+ * main loop, once those bytes have left or after DIE_FLUSH_NS), like a q process dying in the
+ * middle of a large answer. Nothing more is read from any connection meanwhile.
+ */
+static void send_part_and_die(struct conn *c, struct qipc_obj *res)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = encode_obj(c, res, QIPC_RESPONSE, &buf, &len);
+
+	if (rc < 0) {
+		send_error(c, "wsfull");
+		return;
+	}
+	logf_("conn %llu: .mock.partdie: writing %zu of a %zu-byte answer, then exiting",
+	      (unsigned long long)c->id, len / 2, len);
+	rc = conn_write(c, buf, len / 2);
+	free(buf);
+	c->is_parked = true;
+	g.die_conn = c;
+	g.die_deadline_ns = now_ns() + DIE_FLUSH_NS;
+	if (rc < 0)
+		conn_close_rc(c, "write failed", rc);
 }
 
 static int timer_add(struct timer *t)
@@ -514,6 +622,8 @@ static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
 	mq_eval_reset(&ev);
 	res = mq_eval_msg(&ev, obj);
 	qipc_obj_free(obj);
+	if (ev.refuse_n >= 0)
+		g.refuse_left = (uint64_t)ev.refuse_n;
 	if (ev.is_drop) {
 		qipc_obj_free(res);
 		conn_close(c, g.is_trace ? ".mock.drop" : NULL);
@@ -522,6 +632,9 @@ static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
 	if (is_sync) {
 		if (!res) {
 			send_error(c, ev.err[0] ? ev.err : "error");
+		} else if (ev.is_partdie) {
+			send_part_and_die(c, res);
+			return;
 		} else if (ev.defer_ms >= 0) {
 			struct timer *t = calloc(1, sizeof(*t));
 
@@ -536,9 +649,13 @@ static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
 				timer_add(t);
 				c->is_parked = true;
 			}
+		} else if (ev.is_twice || ev.is_unsolicited || ev.is_pushsync) {
+			send_misbehaving(c, res, &ev, true);
 		} else {
 			send_obj(c, res, QIPC_RESPONSE);
 		}
+	} else if (res && (ev.is_unsolicited || ev.is_pushsync)) {
+		send_misbehaving(c, res, &ev, false);
 	} else {
 		qipc_obj_free(res);
 	}
@@ -568,7 +685,8 @@ static size_t process_bytes(struct conn *c, const uint8_t *p, size_t n)
 {
 	size_t off = 0;
 
-	while (off < n && !c->is_dead && !c->is_parked && out_pending(c) < OUT_HIGH) {
+	while (off < n && !c->is_dead && !c->is_parked && out_pending(c) < OUT_HIGH &&
+	       !g.die_conn) {
 		const uint8_t *msg = NULL;
 		size_t mlen = 0;
 		int rc = qipc_assembler_feed(&c->as, p + off, n - off, &msg, &mlen);
@@ -636,6 +754,11 @@ static void on_hello_bytes(struct conn *c)
 	}
 	if (g.is_trace)
 		trace_bytes(c, "hello", c->hello, (size_t)rc);
+	if (g.refuse_left > 0) {	/* .mock.refuse: refused as q refuses credentials */
+		g.refuse_left--;
+		conn_close(c, "handshake refused (.mock.refuse)");
+		return;
+	}
 	if (!creds_ok(&h)) {	/* q refuses by closing without a reply */
 		conn_close(c, "access");
 		return;
@@ -839,7 +962,7 @@ static void run_timers(void)
 
 static int next_timeout_ms(void)
 {
-	uint64_t now = now_ns(), best = UINT64_MAX;
+	uint64_t now = now_ns(), best = g.die_conn ? g.die_deadline_ns : UINT64_MAX;
 
 	for (struct timer *t = g.timers; t; t = t->link)
 		if (t->due_ns < best)
@@ -1109,6 +1232,12 @@ int main(int argc, char **argv)
 			}
 		}
 		run_timers();
+		/* .mock.partdie: go once the half answer has left (or could not) */
+		if (g.die_conn && (g.die_conn->is_dead || !out_pending(g.die_conn) ||
+				   now_ns() >= g.die_deadline_ns)) {
+			logf_("exiting with status %d on .mock.partdie", DIE_STATUS);
+			_exit(DIE_STATUS);
+		}
 		free_dead();
 	}
 	shutdown_all();

@@ -5,7 +5,9 @@
  * The evaluator is pure with respect to sockets: a message goes in, a value (or a q error
  * text) comes out, plus "actions" the server must carry out for the connection (defer the
  * answer, drop the connection, start publishing). Globals live in one process-wide table,
- * as in a single-threaded q.
+ * as in a single-threaded q. Some actions make the server misbehave on purpose (answer
+ * twice, die half-way through an answer, refuse handshakes): they exist so that the gateway's
+ * torture test can make backends misbehave on command.
  */
 #ifndef GW_BENCH_MOCKQ_H
 #define GW_BENCH_MOCKQ_H
@@ -30,6 +32,12 @@ struct mq_eval {
 	int64_t defer_ms;	/* .mock.defer: >= 0 answer after that many ms */
 	int64_t pub_n;		/* .mock.pub: > 0 publish pub_n messages ... */
 	int64_t pub_ms;		/* ... one every pub_ms */
+	/* misbehaviour on command, for the gateway's torture test (docs/mockq.md) */
+	bool is_twice;		/* .mock.twice: the response is written twice, in one write */
+	bool is_unsolicited;	/* .mock.unsolicited: a response nobody asked for goes first */
+	bool is_pushsync;	/* .mock.pushsync: a sync call into the client goes first */
+	bool is_partdie;	/* .mock.partdie: write half of the response, then exit */
+	int64_t refuse_n;	/* .mock.refuse: >= 0 refuse that many further handshakes */
 	char err[MQ_ERR_MAX];	/* q error text when the result is NULL */
 	/* private */
 	int depth;

@@ -2818,6 +2818,83 @@ static struct qipc_obj *m_pub(struct mq_eval *ev, struct qipc_obj **a, int n)
 	return chk(ev, mq_obj_copy(a[0]));
 }
 
+/*
+ * Misbehaviour on command. These verbs exist for the gateway's torture test: each returns its
+ * argument and sets an action that makes the server break the usual one-answer-per-request
+ * rule in a controlled way (mockq.c carries the actions out).
+ */
+static struct qipc_obj *m_twice(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	(void)n;
+	ev->is_twice = true;
+	return chk(ev, mq_obj_copy(a[0]));
+}
+
+static struct qipc_obj *m_unsolicited(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	(void)n;
+	ev->is_unsolicited = true;
+	return chk(ev, mq_obj_copy(a[0]));
+}
+
+static struct qipc_obj *m_pushsync(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	(void)n;
+	ev->is_pushsync = true;
+	return chk(ev, mq_obj_copy(a[0]));
+}
+
+/*
+ * .mock.partdie[x;n] / [x;n;name]: the answer is a char vector, x's text padded with '.' so
+ * that the whole message is n bytes (never shorter than x itself). The server writes half of
+ * it and exits. With name, only the process whose --name is name dies; any other answers the
+ * whole message, so a request retried elsewhere can succeed.
+ */
+static struct qipc_obj *m_partdie(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	/* header (8) + type, attribute and count of a char vector (6) */
+	const int64_t overhead = 8 + 6;
+	char *t = text_of(a[0]), *who = n > 2 ? text_of(a[2]) : NULL;
+	struct qipc_obj *r;
+	int64_t len;
+	size_t tl, chars;
+
+	if (!t || (n > 2 && !who) || !long_arg(a[1], &len)) {
+		free(t);
+		free(who);
+		return fail(ev, "type");
+	}
+	if (len < 0 || len > (1LL << 30)) {
+		free(t);
+		free(who);
+		return fail(ev, len < 0 ? "domain" : "limit");
+	}
+	tl = strlen(t);
+	chars = len - overhead > (int64_t)tl ? (size_t)(len - overhead) : tl;
+	r = qipc_obj_vec(QT_CHAR, chars);
+	if (r) {
+		memcpy(r->data, t, tl);
+		memset((char *)r->data + tl, '.', chars - tl);
+		ev->is_partdie = !who || !strcmp(who, ev->name ? ev->name : "mockq");
+	}
+	free(t);
+	free(who);
+	return chk(ev, r);
+}
+
+static struct qipc_obj *m_refuse(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	int64_t cnt;
+
+	(void)n;
+	if (!long_arg(a[0], &cnt))
+		return fail(ev, "type");
+	if (cnt < 0 || cnt > 1000000)
+		return fail(ev, "domain");
+	ev->refuse_n = cnt;
+	return chk(ev, mq_obj_copy(a[0]));
+}
+
 static struct qipc_obj *m_id(struct mq_eval *ev, struct qipc_obj **a, int n)
 {
 	(void)a;
@@ -2868,6 +2945,11 @@ static const struct builtin BUILTINS[] = {
 	{ ".mock.error", 1, 1, m_error, false, false },
 	{ ".mock.drop", 0, 1, m_drop, false, false },
 	{ ".mock.pub", 2, 2, m_pub, false, false },
+	{ ".mock.twice", 1, 1, m_twice, false, false },
+	{ ".mock.unsolicited", 1, 1, m_unsolicited, false, false },
+	{ ".mock.pushsync", 1, 1, m_pushsync, false, false },
+	{ ".mock.partdie", 2, 3, m_partdie, false, false },
+	{ ".mock.refuse", 1, 1, m_refuse, false, false },
 	{ ".mock.id", 0, 1, m_id, false, false },
 	{ ".mock.count", 0, 1, m_count, false, false },
 	{ ".mock.clients", 0, 1, m_clients, false, false },
@@ -3059,6 +3141,11 @@ void mq_eval_reset(struct mq_eval *ev)
 	ev->defer_ms = -1;
 	ev->pub_n = -1;
 	ev->pub_ms = 0;
+	ev->is_twice = false;
+	ev->is_unsolicited = false;
+	ev->is_pushsync = false;
+	ev->is_partdie = false;
+	ev->refuse_n = -1;
 	ev->err[0] = 0;
 	ev->depth = 0;
 	ev->frame = NULL;

@@ -2,10 +2,15 @@
  * test_mockq — acceptance tests for the backend emulator (issue #2): a real mockq process on
  * loopback answers q expressions and its .mock.* verbs, refuses bad credentials by closing,
  * serves other connections while an answer is deferred, closes only a connection that breaks
- * the protocol, and holds up under qbench with zero mismatches.
+ * the protocol, and holds up under qbench with zero mismatches; and misbehaves on command
+ * (answers twice, sends what nobody asked for, dies half-way through an answer, refuses
+ * handshakes) for the gateway's torture test.
  */
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -366,6 +371,150 @@ Test(mockq, compress_sends_large_answers_compressed)
 	free(msg);
 	t_free(req);
 	free(text);
+	close(fd);
+}
+
+/* ------------------------------------------------------------------ misbehaviour on command */
+
+/* Receive one message, assert its type and that it equals want (consumed). */
+static void expect_msg(int fd, int want_type, struct t_obj *want, int timeout_ms)
+{
+	struct t_obj *m = NULL;
+	int type = -1;
+
+	cr_assert(want != NULL, "out of memory building the expected value");
+	T_OK(t_q_recv(fd, timeout_ms, &m, &type));
+	cr_assert_eq(type, want_type, "message type %d, want %d (%s)", type, want_type, t_show(m));
+	T_EXPECT_EQ(m, want);
+	t_free(m);
+}
+
+/* Nothing more arrives within ms. */
+static void expect_quiet(int fd, int ms)
+{
+	struct t_obj *m = NULL;
+	int type = -1;
+
+	cr_assert_eq(t_q_recv(fd, ms, &m, &type), -ETIMEDOUT, "unexpected message %s", t_show(m));
+}
+
+Test(mockq, twice_answers_one_request_twice)
+{
+	int fd = connect_mq();
+
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.twice", 1, t_str("tw-1"))));
+	expect_msg(fd, T_RESPONSE, t_str("tw-1"), 2000);
+	/* written with the first in one write: it is there already */
+	expect_msg(fd, T_RESPONSE, t_str("tw-1"), 200);
+	expect_quiet(fd, 200);
+	t_call_expect(fd, t_str("1+1"), t_long(2), 2000);
+	close(fd);
+}
+
+Test(mockq, unsolicited_sends_a_response_nobody_asked_for_first)
+{
+	int fd = connect_mq();
+
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.unsolicited", 1, t_str("un-1"))));
+	expect_msg(fd, T_RESPONSE, t_list(2, t_sym("unsolicited"), t_str("un-1")), 2000);
+	expect_msg(fd, T_RESPONSE, t_str("un-1"), 200);
+	expect_quiet(fd, 200);
+	close(fd);
+}
+
+Test(mockq, pushsync_calls_into_the_client_before_answering)
+{
+	int fd = connect_mq();
+
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.pushsync", 1, t_str("ps-1"))));
+	expect_msg(fd, T_SYNC, t_list(2, t_sym("callback"), t_str("ps-1")), 2000);
+	expect_msg(fd, T_RESPONSE, t_str("ps-1"), 200);
+	/* the client answers the call as q would; mockq reads and ignores that answer */
+	T_OK(t_send_free(fd, T_RESPONSE, t_str("called back")));
+	t_call_expect(fd, t_str("1+1"), t_long(2), 2000);
+	close(fd);
+}
+
+/* Read raw bytes until the peer closes (bounded); returns how many, the first in buf. */
+static size_t read_until_closed(int fd, uint8_t *buf, size_t cap, int timeout_ms)
+{
+	int64_t deadline = t_now_ms() + timeout_ms;
+	uint8_t sink[65536];
+	size_t got = 0;
+
+	/* bounded by the deadline */
+	while (t_now_ms() < deadline) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		r = recv(fd, got < cap ? buf + got : sink, got < cap ? cap - got : sizeof(sink), 0);
+		if (r <= 0)
+			return got;
+		got += (size_t)r;
+	}
+	cr_assert_fail("connection still open after %d ms (%zu bytes read)", timeout_ms, got);
+	return got;
+}
+
+Test(mockq, partdie_writes_half_an_answer_then_exits)
+{
+	struct t_proc *pd = T_PTR(t_mockq_start("pd", NULL));
+	int fd = T_OK(t_q_connect("127.0.0.1", pd->port, "t:t", NULL));
+	uint8_t *buf = T_PTR(malloc(100000));
+	size_t got;
+	uint32_t announced;
+
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.partdie", 2, t_str("pd-tok"), t_long(100000))));
+	got = read_until_closed(fd, buf, 100000, 5000);
+	cr_assert_eq(got, 50000, "%zu bytes before the close, want half of 100000", got);
+	memcpy(&announced, buf + 4, 4);
+	cr_assert(buf[1] == T_RESPONSE && announced == 100000, "header: type %d, length %u",
+		  buf[1], announced);
+	cr_assert(buf[8] == T_CHAR && !memcmp(buf + 14, "pd-tok....", 10),
+		  "the answer is not pd-tok padded with dots");
+	T_OK(t_proc_wait(pd, 5000));
+	cr_assert(WIFEXITED(pd->status) && WEXITSTATUS(pd->status) == 3,
+		  "mockq ended with wait status %d, want exit status 3", pd->status);
+	free(buf);
+	close(fd);
+}
+
+Test(mockq, partdie_with_another_name_answers_whole)
+{
+	int fd = connect_mq();
+	struct t_obj *r;
+	char want[987];
+
+	/* the message is 1000 bytes: 14 of header and vector prefix, then 986 chars */
+	memset(want, '.', sizeof(want) - 1);
+	want[sizeof(want) - 1] = 0;
+	memcpy(want, "pd-2", 4);
+	r = t_call_ok(fd, t_call(".mock.partdie", 3, t_str("pd-2"), t_long(1000), t_sym("other")),
+		      2000);
+	cr_assert(t_is_str(r, want), "got %s", t_show(r));
+	t_free(r);
+	cr_assert(t_proc_alive(mq), "mockq m1 exited on a partdie meant for another name");
+	close(fd);
+}
+
+Test(mockq, refuse_closes_the_next_n_handshakes)
+{
+	int fd = connect_mq(), other;
+
+	t_call_expect(fd, t_str(".mock.refuse[2]"), t_long(2), 2000);
+	for (int k = 0; k < 2; k++) {
+		other = T_OK(t_tcp_connect("127.0.0.1", mq->port, 2000));
+		cr_assert_eq(t_q_handshake(other, "t:t", 3, 2000), -EACCES,
+			     "handshake %d after .mock.refuse[2] was not refused", k);
+		close(other);
+	}
+	other = connect_mq();
+	t_call_expect(other, t_str("1+1"), t_long(2), 2000);
+	/* connections already open were not disturbed */
+	t_call_expect(fd, t_str("1+1"), t_long(2), 2000);
+	close(other);
 	close(fd);
 }
 
