@@ -303,9 +303,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* Chunks of 64 KiB and small requests come and go at a high rate: keep freed memory in
 	 * the process instead of returning it to the kernel and faulting it in again. Messages
-	 * of a megabyte or more are mapped alone: they grow in place (mremap) as they arrive
-	 * and their memory goes back when they go, so the process's size follows
-	 * limits.max_buffered_bytes instead of its high-water mark. */
+	 * of a megabyte or more are mapped alone: only the pages that arrive take memory, and
+	 * it goes back when they go, so the process's size follows limits.max_buffered_bytes
+	 * instead of its high-water mark. */
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	gw_log_set_level(cfg->log_level);

@@ -888,13 +888,10 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 			}
 			m = c->cl.rx_msg;
 		}
-		/* nothing free: hold the whole message (bounded by max_message_bytes), grown as
-		 * it arrives so that what a client holds is what it has sent; a client paused by
-		 * the buffer budget then holds no more than that */
-		size_t want = m->cap * 2 > m->len + st->len ? m->cap * 2 : m->len + st->len;
-		if (want > c->cl.rx_hdr.length)
-			want = (size_t)c->cl.rx_hdr.length;
-		m = gw_chunk_grow(m, want);
+		/* nothing free: hold the whole message (bounded by max_message_bytes). Its full
+		 * size counts against the buffer budget at once; a large one is mapped alone,
+		 * so only the pages that arrive take memory. Over budget, the client pauses. */
+		m = gw_chunk_grow(m, (size_t)c->cl.rx_hdr.length);
 		c->cl.rx_msg = m;
 		if (gw_held_bytes() > w->cfg->limits.max_buffered_bytes)
 			gw_client_update_recv(w, c);
