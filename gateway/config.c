@@ -652,6 +652,27 @@ static int read_secret(const char *path, char **out)
 	return 0;
 }
 
+/* A secret (a password, a token) read from the file that obj's key names. */
+static void get_secret_file(struct ctx *c, json_t *obj, const char *key, char **out)
+{
+	char *file = NULL;
+
+	if (get_file(c, obj, key, 0, false, &file)) {
+		int rc = read_secret(file, out);
+
+		if (rc == -ENOMEM)
+			c->is_oom = true;
+		else if (rc == -EFBIG)
+			err_key(c, key, "\"%s\" is larger than %d bytes", file, CFG_MAX_SECRET_BYTES);
+		else if (rc == -EINVAL)
+			err_key(c, key, "\"%s\" is not a regular text file (or holds a NUL byte)",
+				file);
+		else if (rc < 0)
+			err_key(c, key, "cannot read \"%s\": %s", file, strerror(-rc));
+	}
+	free(file);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Addresses                                                                                */
 
@@ -1130,25 +1151,7 @@ static void parse_backend(struct ctx *c, json_t *j, struct gw_backend_cfg *b)
 		}
 		free(var);
 	} else if (get(j, "password_file")) {
-		char *file = NULL;
-
-		if (get_file(c, j, "password_file", 0, false, &file)) {
-			int rc = read_secret(file, &b->password);
-
-			if (rc == -ENOMEM)
-				c->is_oom = true;
-			else if (rc == -EFBIG)
-				err_key(c, "password_file", "\"%s\" is larger than %d bytes", file,
-					CFG_MAX_SECRET_BYTES);
-			else if (rc == -EINVAL)
-				err_key(c, "password_file",
-					"\"%s\" is not a regular text file (or holds a NUL byte)",
-					file);
-			else if (rc < 0)
-				err_key(c, "password_file", "cannot read \"%s\": %s", file,
-					strerror(-rc));
-		}
-		free(file);
+		get_secret_file(c, j, "password_file", &b->password);
 	}
 }
 
@@ -1681,16 +1684,7 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 		} else if (get(o, "token")) {
 			get_str(c, o, "token", 0, &cfg->stats_token);
 		} else if (get(o, "token_file")) {
-			char *file = NULL;
-			if (get_file(c, o, "token_file", 0, false, &file)) {
-				int rc = read_secret(file, &cfg->stats_token);
-				if (rc == -ENOMEM)
-					c->is_oom = true;
-				else if (rc < 0)
-					err_key(c, "token_file", "cannot read \"%s\": %s", file,
-						strerror(-rc));
-			}
-			free(file);
+			get_secret_file(c, o, "token_file", &cfg->stats_token);
 		}
 		if (cfg->stats_token && !cfg->stats_token[0])
 			err_key(c, "token", "must not be empty");
