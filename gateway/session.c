@@ -1061,20 +1061,26 @@ static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 }
 
 /* Bytes a client sent before its handshake is over, parsed once it is (its backlog). */
-static bool keep_early(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+/* Append p[0..n) to c's unparsed bytes, which are parsed in order later. */
+static void backlog_add(struct gw_conn *c, const uint8_t *p, size_t n)
 {
 	if (n == 0)
-		return true;
-	if (c->cl.backlog_len + n > GW_EARLY_BYTES) {
-		client_protocol_error(w, c, "too much sent before the handshake reply", -EMSGSIZE);
-		return false;
-	}
+		return;
 	uint8_t *b = realloc(c->cl.backlog, c->cl.backlog_len + n);
 	if (!b)
 		abort();
 	memcpy(b + c->cl.backlog_len, p, n);
 	c->cl.backlog = b;
 	c->cl.backlog_len += n;
+}
+
+static bool keep_early(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->cl.backlog_len + n > GW_EARLY_BYTES) {
+		client_protocol_error(w, c, "too much sent before the handshake reply", -EMSGSIZE);
+		return false;
+	}
+	backlog_add(c, p, n);
 	return true;
 }
 
@@ -1164,6 +1170,13 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 			on_handshake(w, c, p, n);
 		return;
 	}
+	if (c->cl.backlog) {
+		/* bytes wait unparsed already: these go behind them. (A receive completes a few
+		 * more times after it is paused, until its cancellation lands.) */
+		backlog_add(c, p, n);
+		gw_client_update_recv(w, c);
+		return;
+	}
 	if (c->cl.session_pool) {
 		session_data(w, c, p, n);
 		return;
@@ -1173,12 +1186,7 @@ void gw_client_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p,
 		if (qipc_framer_idle(&c->fr) && c->cl.n_slots >= w->cfg->limits.max_pipeline) {
 			/* at the limit in the middle of a read: the rest waits, unparsed, until
 			 * answers go out (its recv stays paused meanwhile) */
-			GW_ASSERT(!c->cl.backlog);
-			c->cl.backlog = malloc(n);
-			if (!c->cl.backlog)
-				abort();
-			memcpy(c->cl.backlog, p, n);
-			c->cl.backlog_len = n;
+			backlog_add(c, p, n);
 			gw_client_update_recv(w, c);
 			return;
 		}
