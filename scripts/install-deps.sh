@@ -4,7 +4,8 @@
 #
 #   scripts/install-deps.sh [build] [python] [node] [java] [tools] [all]
 #
-#   build   Debian packages to build qgate, mockq and qbench (+ criterion for the tests)
+#   build   Debian packages to build qgate, mockq and qbench (+ criterion for the tests, and
+#           clang's libFuzzer runtime for the fuzz targets)
 #   python  Debian python3-venv, then <repo>/.venv with tests/interop/requirements.txt
 #           (PyKX, qPython, pytest, and a NumPy/pandas pair qPython works with)
 #   node    nodejs + npm if missing, then npm ci in tests/interop/node (node-q)
@@ -40,7 +41,7 @@ fail() {
 # ---------------------------------------------------------------- Debian packages
 PKGS=(ca-certificates)
 [ $want_build = 1 ] && PKGS+=(meson ninja-build pkg-config gcc clang liburing-dev libssl-dev
-	libjansson-dev libcriterion-dev openssl)
+	libjansson-dev libcriterion-dev openssl libclang-rt-14-dev)
 [ $want_python = 1 ] && PKGS+=(python3 python3-venv)
 [ $want_java = 1 ] && PKGS+=(maven)
 [ $want_haproxy = 1 ] && PKGS+=(haproxy)

@@ -9,13 +9,16 @@
 # 3. installs the third-party q clients: <repo>/.venv (PyKX, qPython, pytest), node-q
 #    (npm ci in tests/interop/node) and the Java driver's Maven dependencies;
 # 4. builds build-test (warnings are errors) and runs every suite: unit, integration, interop;
-# 5. builds build-asan (AddressSanitizer + UBSan) and runs the unit and integration suites.
+# 5. builds build-asan (AddressSanitizer + UBSan) and runs the unit and integration suites,
+#    then the torture suite (about 60 s of randomized abuse with fixed seeds; tests/torture);
+# 6. builds build-fuzz (clang, libFuzzer + ASan/UBSan) and runs each fuzz target for 20 s
+#    (tests/fuzz; fuzz_client with its seed corpus tests/fuzz/corpus_client).
 #
 # Each stage prints a banner. The script stops at a stage that leaves nothing to test (source
 # check, install, build); test failures are collected and it exits non-zero at the end. The
 # last line is "tests: N passed, N failed, N skipped" over every meson test it ran. Safe to
 # rerun: build dirs are reconfigured (or recreated if that fails), installs are no-ops when
-# already done. Only build-test/ and build-asan/ are touched among build dirs.
+# already done. Only build-test/, build-asan/ and build-fuzz/ are touched among build dirs.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -119,7 +122,8 @@ meson compile -C build-test || die "build-test does not build"
 done_stage
 
 stage "meson test build-test: unit, integration, interop"
-if meson test -C build-test --print-errorlogs --num-processes $JOBS; then
+# the torture suite runs once, against the sanitizer build (stage 5), where it finds the most
+if meson test -C build-test --print-errorlogs --num-processes $JOBS --no-suite torture; then
 	done_stage
 else
 	FAILED_STAGES+=("build-test suites")
@@ -142,6 +146,53 @@ if meson test -C build-asan --print-errorlogs --num-processes $JOBS \
 	done_stage
 else
 	FAILED_STAGES+=("build-asan suites")
+fi
+
+stage "meson test build-asan: torture (about 60 s, fixed seeds)"
+# a seeded, randomized stress run of the real gateway; a failure prints its seed and a
+# replay command (docs/testing.md, "The torture test")
+if meson test -C build-asan --print-errorlogs --suite torture; then
+	done_stage
+else
+	FAILED_STAGES+=("build-asan torture")
+fi
+
+# ---------------------------------------------------------------- 6. fuzz targets
+# libFuzzer needs clang; every target runs briefly (a smoke test: docs/testing.md says how to
+# fuzz for longer). New inputs go to a scratch directory, never into tests/fuzz/corpus_*.
+FUZZ_SECONDS=20
+stage "build build-fuzz (clang, libFuzzer, -Db_sanitize=address,undefined)"
+CC=clang setup build-fuzz -Dwerror=true -Dfuzz=true -Dtests=false \
+	-Db_sanitize=address,undefined -Db_lundef=false || die "meson setup build-fuzz"
+meson compile -C build-fuzz fuzz_decode fuzz_hello fuzz_client || die "build-fuzz does not build"
+done_stage
+
+stage "fuzz: fuzz_decode, fuzz_hello, fuzz_client (${FUZZ_SECONDS} s each)"
+FUZZ_WORK=$(mktemp -d /tmp/qgate-fuzz.XXXXXX)
+FUZZ_FAILED=()
+for t in fuzz_decode fuzz_hello fuzz_client; do
+	seeds=()
+	[ -d "tests/fuzz/corpus_${t#fuzz_}" ] && seeds=("tests/fuzz/corpus_${t#fuzz_}")
+	mkdir -p "$FUZZ_WORK/$t/corpus"
+	# -timeout: one input running 30 s is a hang; the outer timeout bounds the whole run
+	if timeout $((FUZZ_SECONDS + 120)) "build-fuzz/tests/fuzz/$t" \
+		-max_total_time=$FUZZ_SECONDS -timeout=30 \
+		-artifact_prefix="$FUZZ_WORK/$t/" "$FUZZ_WORK/$t/corpus" "${seeds[@]}" \
+		>"$FUZZ_WORK/$t.log" 2>&1; then
+		# libFuzzer's last line: "#RUNS DONE cov: ... exec/s: ... rss: ..."
+		echo "$t: $(grep -E '^#[0-9]+[[:space:]]+DONE' "$FUZZ_WORK/$t.log" | tail -n 1)"
+	else
+		tail -n 60 "$FUZZ_WORK/$t.log"
+		echo "$t FAILED: log and reproducer (crash-*) in $FUZZ_WORK/$t*;" \
+			"replay with build-fuzz/tests/fuzz/$t FILE"
+		FUZZ_FAILED+=("$t")
+	fi
+done
+if [ ${#FUZZ_FAILED[@]} -eq 0 ]; then
+	rm -rf "$FUZZ_WORK"
+	done_stage
+else
+	FAILED_STAGES+=("fuzz: ${FUZZ_FAILED[*]}")
 fi
 
 # ---------------------------------------------------------------- result
