@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -187,6 +189,12 @@ static void cache_add(struct gw_auth *a, const uint8_t dg[32])
 static void *login_thread(void *arg)
 {
 	struct gw_auth *a = arg;
+
+	/* below the event loop: a flood of logins takes spare CPU, not the loop's (Linux
+	 * applies a nice value to one thread when given its id) */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0) {
+		/* not permitted or not supported: logins then share the CPU evenly */
+	}
 
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
