@@ -120,9 +120,9 @@ static bool queues_empty(const struct gw_worker *w)
  * finisher is read: one client half-way through a message when nothing is queued that
  * could free memory, so that partial messages cannot hold the budget for good.
  */
-static bool budget_stops(struct gw_worker *w, struct gw_conn *c)
+static bool budget_stops_with(struct gw_worker *w, struct gw_conn *c, uint64_t extra)
 {
-	if (gw_held_bytes() <= w->cfg->limits.max_buffered_bytes)
+	if (gw_held_bytes() + extra <= w->cfg->limits.max_buffered_bytes)
 		return false;
 	struct gw_conn *f = w->budget_finisher;
 	bool has_finisher = f && f->gen == w->budget_finisher_gen && f->kind == GW_CONN_CLIENT &&
@@ -138,6 +138,11 @@ static bool budget_stops(struct gw_worker *w, struct gw_conn *c)
 		w->budget_pauses++;
 	w->is_budget_paused = true;
 	return true;
+}
+
+static bool budget_stops(struct gw_worker *w, struct gw_conn *c)
+{
+	return budget_stops_with(w, c, 0);
 }
 
 void gw_client_update_recv(struct gw_worker *w, struct gw_conn *c)
@@ -888,13 +893,19 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 			}
 			m = c->cl.rx_msg;
 		}
-		/* nothing free: hold the whole message (bounded by max_message_bytes). Its full
-		 * size counts against the buffer budget at once; a large one is mapped alone,
-		 * so only the pages that arrive take memory. Over budget, the client pauses. */
-		m = gw_chunk_grow(m, (size_t)c->cl.rx_hdr.length);
+		/* nothing free: hold the whole message (bounded by max_message_bytes), at its
+		 * full size when the buffer budget has room for it (a large one is mapped alone),
+		 * else only what has arrived, and the client pauses until the budget has room:
+		 * what a paused client holds is what it sent before the pause took effect */
+		size_t want = (size_t)c->cl.rx_hdr.length;
+		if (budget_stops_with(w, c, want - m->cap)) {
+			want = m->len + st->len;
+			if (want < m->cap * 2 && m->cap * 2 < c->cl.rx_hdr.length)
+				want = m->cap * 2;
+		}
+		m = gw_chunk_grow(m, want);
 		c->cl.rx_msg = m;
-		if (gw_held_bytes() > w->cfg->limits.max_buffered_bytes)
-			gw_client_update_recv(w, c);
+		gw_client_update_recv(w, c);
 	}
 	memcpy(m->data + m->len, st->data, st->len);
 	m->len += st->len;
