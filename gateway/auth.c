@@ -34,6 +34,7 @@ struct auth_job {
 	uint8_t digest[32];		/* its cache key */
 	bool is_dummy;			/* unknown user: the answer is no, at the usual cost */
 	bool is_ok;
+	uint8_t addr[17];		/* the address its check counts against */
 };
 
 struct gw_auth {
@@ -61,6 +62,7 @@ struct gw_auth {
 struct throttle_slot {
 	uint8_t addr[17];		/* family byte + up to 16 address bytes */
 	uint32_t failures;
+	uint32_t pending;		/* checks of this address not finished yet */
 	uint64_t window_start_ms;
 	bool is_used;
 	bool is_logged;
@@ -105,48 +107,72 @@ static struct throttle_slot *throttle_find(const uint8_t key[17], uint64_t now, 
 	return free_slot;
 }
 
+/* A finished (or refused) check of key: it no longer counts as pending; a failure counts. */
+static void throttle_done(struct gw_worker *w, const uint8_t key[17], bool is_failure,
+			  bool was_pending)
+{
+	uint32_t win = w->cfg->limits.login_failure_window_ms;
+
+	pthread_mutex_lock(&throttle_mu);
+	struct throttle_slot *s = throttle_find(key, w->now_ms, win, is_failure);
+	if (s) {
+		if (was_pending && s->pending)
+			s->pending--;
+		if (is_failure) {
+			if (s->window_start_ms + win <= w->now_ms) {
+				s->window_start_ms = w->now_ms;	/* a new window */
+				s->failures = 0;
+				s->is_logged = false;
+			}
+			s->failures++;
+		}
+	}
+	pthread_mutex_unlock(&throttle_mu);
+}
+
 void gw_auth_failed(struct gw_worker *w, const struct gw_conn *c)
 {
 	uint8_t key[17];
+
+	addr_key(c, key);
+	throttle_done(w, key, true, false);
+}
+
+/*
+ * Whether c's address may have one more check: its failures and the checks it has in
+ * flight together stay within the limit, so logging in in parallel cannot outrun it. A
+ * yes reserves the check (throttle_done releases it). Logs once per window.
+ */
+static bool throttle_reserve(struct gw_worker *w, const struct gw_conn *c)
+{
+	uint8_t key[17];
 	uint32_t win = w->cfg->limits.login_failure_window_ms;
+	bool is_ok = true, is_first = false;
+	uint32_t failures = 0;
 
 	addr_key(c, key);
 	pthread_mutex_lock(&throttle_mu);
 	struct throttle_slot *s = throttle_find(key, w->now_ms, win, true);
 	if (s) {
 		if (s->window_start_ms + win <= w->now_ms) {
-			s->window_start_ms = w->now_ms;	/* a new window */
+			s->window_start_ms = w->now_ms;
 			s->failures = 0;
 			s->is_logged = false;
 		}
-		s->failures++;
-	}
-	pthread_mutex_unlock(&throttle_mu);
-}
-
-/* Whether c's address has used up its failures; logs once per window. */
-static bool is_throttled(struct gw_worker *w, const struct gw_conn *c)
-{
-	uint8_t key[17];
-	uint32_t win = w->cfg->limits.login_failure_window_ms;
-	bool is_over = false, is_first = false;
-	uint32_t failures = 0;
-
-	addr_key(c, key);
-	pthread_mutex_lock(&throttle_mu);
-	struct throttle_slot *s = throttle_find(key, w->now_ms, win, false);
-	if (s && s->window_start_ms + win > w->now_ms &&
-	    s->failures >= w->cfg->limits.login_failures_max) {
-		is_over = true;
-		is_first = !s->is_logged;
-		s->is_logged = true;
-		failures = s->failures;
+		if (s->failures + s->pending >= w->cfg->limits.login_failures_max) {
+			is_ok = false;
+			is_first = !s->is_logged && s->failures >= w->cfg->limits.login_failures_max;
+			s->is_logged |= is_first;
+			failures = s->failures;
+		} else {
+			s->pending++;
+		}
 	}
 	pthread_mutex_unlock(&throttle_mu);
 	if (is_first)
 		gw_warn("peer=%s msg=\"too many failed logins: refusing this address until its "
 			"window passes\" failures=%u window_ms=%u", c->peer, failures, win);
-	return is_over;
+	return is_ok;
 }
 
 /* ------------------------------------------------------------------------- cache */
@@ -239,6 +265,35 @@ static void arm_event(struct gw_worker *w)
 	a->ec->inflight++;
 }
 
+/* Unknown users cost what the costliest configured hash costs. */
+static uint32_t dummy_iterations(const struct gw_config *cfg)
+{
+	uint32_t iter = 0;
+
+	for (size_t i = 0; i < cfg->n_users; i++) {
+		uint32_t k = gw_pw_iterations(cfg->users[i].password_hash);
+		if (k > iter)
+			iter = k;
+	}
+	return iter ? iter : GW_PW_ITER_DEFAULT;
+}
+
+void gw_auth_reload(struct gw_worker *w)
+{
+	struct gw_auth *a = w->auth;
+	uint8_t rnd[32];
+
+	if (!a || gw_pw_iterations(a->dummy_hash) == dummy_iterations(w->cfg) ||
+	    RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return;
+	/* one slow hash, once per reload that changes the cost */
+	char *h = gw_pw_hash_iter((const char *)rnd, sizeof(rnd), dummy_iterations(w->cfg));
+	if (h) {
+		free(a->dummy_hash);
+		a->dummy_hash = h;
+	}
+}
+
 int gw_auth_init(struct gw_worker *w)
 {
 	struct gw_auth *a = calloc(1, sizeof(*a));
@@ -252,20 +307,10 @@ int gw_auth_init(struct gw_worker *w)
 	pthread_cond_init(&a->cv, NULL);
 	if (RAND_bytes(a->key, sizeof(a->key)) != 1 || RAND_bytes(rnd, sizeof(rnd)) != 1)
 		return -EIO;
-	/* unknown users cost what the costliest configured hash costs */
-	uint32_t iter = 0;
-	for (size_t i = 0; i < w->cfg->n_users; i++) {
-		uint32_t k = gw_pw_iterations(w->cfg->users[i].password_hash);
-		if (k > iter)
-			iter = k;
-	}
-	if (!iter)
-		iter = GW_PW_ITER_DEFAULT;
-	a->dummy_hash = gw_pw_hash_iter((const char *)rnd, sizeof(rnd), iter);
+	a->dummy_hash = gw_pw_hash_iter((const char *)rnd, sizeof(rnd), dummy_iterations(w->cfg));
 	if (!a->dummy_hash)
 		return -ENOMEM;
-	if (!w->cfg->has_auth)
-		return 0;	/* no logins to check: no threads */
+	/* threads even without auth: a reload may turn it on */
 	a->efd = eventfd(0, EFD_CLOEXEC);
 	if (a->efd < 0)
 		return -errno;
@@ -326,10 +371,6 @@ enum gw_auth_result gw_auth_start(struct gw_worker *w, struct gw_conn *c,
 
 	if (!cfg->has_auth)
 		return GW_AUTH_OK;
-	if (is_throttled(w, c)) {
-		w->login_throttled++;
-		return GW_AUTH_REFUSED;
-	}
 	const uint8_t *pw = h->user_len < h->cred_len ? h->cred + h->user_len + 1 : h->cred;
 	size_t pw_len = h->user_len < h->cred_len ? h->cred_len - h->user_len - 1 : 0;
 	if (pw_len > GW_PW_MAX_BYTES) {
@@ -362,13 +403,20 @@ enum gw_auth_result gw_auth_start(struct gw_worker *w, struct gw_conn *c,
 		abort();
 	memcpy(j->pw, pw, pw_len);
 	j->pw_len = pw_len;
-	if (!is_dummy) {
+	if (!is_dummy)
 		cache_key(a, c->cl.user, u->password_hash, pw, pw_len, j->digest);
-		if (cache_has(a, j->digest)) {
-			c->cl.ucfg = u;
-			job_free(j);
-			return GW_AUTH_OK;
-		}
+	/* throttled even with the right password: the limit would mean nothing otherwise */
+	if (!throttle_reserve(w, c)) {
+		w->login_throttled++;
+		job_free(j);
+		return GW_AUTH_REFUSED;
+	}
+	addr_key(c, j->addr);
+	if (!is_dummy && cache_has(a, j->digest)) {
+		throttle_done(w, j->addr, false, true);
+		c->cl.ucfg = u;
+		job_free(j);
+		return GW_AUTH_OK;
 	}
 	a->n_pending++;
 	pthread_mutex_lock(&a->mu);
@@ -396,6 +444,7 @@ void gw_auth_on_event(struct gw_worker *w, struct gw_conn *ec, int res)
 		struct auth_job *j = done;
 		done = j->next;
 		a->n_pending--;
+		throttle_done(w, j->addr, !j->is_ok, true);
 		struct gw_conn *c = j->idx < w->n_conns ? gw_conn_at(w, j->idx) : NULL;
 		if (c && c->gen == j->gen && c->kind == GW_CONN_CLIENT && !c->is_closing &&
 		    c->cl.is_verifying) {
@@ -406,8 +455,6 @@ void gw_auth_on_event(struct gw_worker *w, struct gw_conn *ec, int res)
 			if (ok) {
 				cache_add(a, j->digest);
 				c->cl.ucfg = u;
-			} else {
-				gw_auth_failed(w, c);
 			}
 			gw_client_auth_done(w, c, ok);
 		}

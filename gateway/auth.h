@@ -34,6 +34,8 @@ enum gw_auth_result {
 
 /* Login threads, the eventfd and the dummy hash. 0 or -errno. */
 int gw_auth_init(struct gw_worker *w);
+/* A reload: the dummy hash follows the new users' cost. */
+void gw_auth_reload(struct gw_worker *w);
 /* Stop and join the threads, drop pending jobs. */
 void gw_auth_free(struct gw_worker *w);
 /* Start checking the credentials of c's hello h (c->cl.user already set). */

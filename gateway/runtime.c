@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/auth.h"
 #include "gateway/log.h"
 
 static bool same_str(const char *a, const char *b)
@@ -432,9 +433,20 @@ static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
 /* Clients keep their sessions; their user entry is looked up again in the new file. */
 static void reload_clients(struct gw_worker *w, const struct gw_config *cfg)
 {
+	bool had_auth = w->cfg_prev_has_auth;
+
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct gw_conn *c = gw_conn_at(w, i);
-		if (c->kind != GW_CONN_CLIENT || c->is_closing || !c->cl.ucfg)
+		if (c->kind != GW_CONN_CLIENT || c->is_closing)
+			continue;
+		if (!c->cl.ucfg && cfg->has_auth && !had_auth && c->cl.state == GW_CL_READY) {
+			/* auth turned on: nobody logged in before may stay without a password */
+			gw_info("conn=%llu user=%s msg=\"authentication turned on by reload: closing "
+				"client\"", (unsigned long long)c->id, c->cl.user_log);
+			gw_conn_close(w, c, "auth turned on");
+			continue;
+		}
+		if (!c->cl.ucfg)
 			continue;
 		c->cl.ucfg = cfg->has_auth ? gw_cfg_user(cfg, c->cl.user) : NULL;
 		if (cfg->has_auth && !c->cl.ucfg) {
@@ -456,7 +468,9 @@ void gw_runtime_reload(struct gw_worker *w, const struct gw_config *cfg)
 		gw_warn("msg=\"reload: a new stats address takes effect at restart\"");
 	if (!same_str(cfg->audit_file, old->audit_file))
 		gw_warn("msg=\"reload: a new audit_file takes effect at restart\"");
+	w->cfg_prev_has_auth = old->has_auth;
 	w->cfg = cfg;
+	gw_auth_reload(w);
 	/* room for the connections the new file adds (the slab grows on demand) */
 	uint32_t need = gw_worker_slots_needed(cfg);
 	if (need > w->max_conns)

@@ -353,14 +353,20 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 }
 
 /* Take r out of its pool's queue and its client's. */
-static void unqueue(struct gw_req *r)
+static void unqueue(struct gw_worker *w, struct gw_req *r)
 {
 	GW_ASSERT(r->state == GW_REQ_QUEUED);
 	pool_queue_remove(&r->pool->queue, &r->waiter);
+	bool was_next = r->client && r->client->cl.queued.next == &r->client_link;
 	pool_list_del(&r->client_link);
 	if (!r->is_sync || r->is_dedicated)
 		r->pool->queued_async--;
 	r->state = GW_REQ_NEW;
+	/* its client's next message may wait in another pool that nothing else will look at
+	 * (this one left unsent: timed out, failed) */
+	if (was_next && !pool_list_empty(&r->client->cl.queued))
+		gw_pool_dispatch(w, pool_container_of(r->client->cl.queued.next, struct gw_req,
+						      client_link)->pool);
 }
 
 /* Queue r in its pool and behind its client's earlier messages; false when the pool's
@@ -393,7 +399,7 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 	int len;
 
 	if (r->state == GW_REQ_QUEUED)
-		unqueue(r);
+		unqueue(w, r);
 	if (r->state == GW_REQ_SENT && r->backend)
 		gw_upstream_abandon(w, r->backend, r);	/* it reads and drops the answer */
 	if (r->pool)
@@ -596,7 +602,7 @@ void gw_pool_dispatch_now(struct gw_worker *w, struct gw_pool_rt *p)
 		if (!is_clients_next(r))
 			continue;
 		if (r->is_sync && r->is_dedicated) {
-			unqueue(r);
+			unqueue(w, r);
 			submit_dedicated(w, r);	/* a socket of its own: needs no room */
 		} else {
 			if (r->is_sync && (!has_room || output_blocked(w, c)))
@@ -604,7 +610,7 @@ void gw_pool_dispatch_now(struct gw_worker *w, struct gw_pool_rt *p)
 			struct gw_conn *uc = choose_conn(p, r);
 			if (!uc)
 				continue;
-			unqueue(r);
+			unqueue(w, r);
 			send_req(w, r, uc);
 			has_room = pool_has_room(p);
 		}
@@ -1270,7 +1276,7 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 		struct gw_req *r = pool_container_of(c->cl.queued.next, struct gw_req,
 						     client_link);
 		struct gw_pool_rt *p = r->pool;
-		unqueue(r);
+		unqueue(w, r);
 		if (r->is_sync)
 			continue;	/* in its slot: let go of below */
 		struct gw_conn *uc = choose_conn(p, r);

@@ -309,6 +309,11 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	if (c->up.kind == GW_UPK_DEDICATED) {
 		struct gw_req *r = c->up.owed;
 		gw_upstream_set_state(w, c, GW_UP_BUSY);
+		if (!r) {
+			/* its request was failed while it connected: nothing to send, ever */
+			gw_conn_close(w, c, "dedicated request gone");
+			return;
+		}
 		c->up.query_deadline_ms = r && r->timeout_ms ? w->now_ms + r->timeout_ms : 0;
 		if (r && r->msg) {
 			struct gw_chunk *msg = r->msg;

@@ -450,8 +450,10 @@ void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c)
 {
 	if (c->is_closing)
 		return;
-	if (c->is_recv_paused && !c->is_poll_armed && c->fd >= 0) {
-		/* not read while paused, so its EOF would go unseen: watch for the peer leaving */
+	if (c->is_recv_paused && !c->is_poll_armed && c->fd >= 0 && c->kind == GW_CONN_CLIENT) {
+		/* not read while paused, so its EOF would go unseen: watch for the peer leaving.
+		 * (Clients only: a backend that answers and then closes must be read to the end,
+		 * and it is resumed whenever its client goes.) */
 		struct io_uring_sqe *sqe = gw_sqe(w);
 		io_uring_prep_poll_add(sqe, c->fd, POLLRDHUP | POLLHUP | POLLERR);
 		io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_POLL, c));
