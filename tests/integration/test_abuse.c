@@ -1697,3 +1697,61 @@ Test(abuse, a_second_instance_cannot_share_the_ports)
 	int st = raw_status(stats_port, "/health", NULL);
 	cr_assert_eq(st, 200, "GET /health: %d", st);
 }
+
+/* ====================================================== found by review */
+
+/* Before: a gateway started without auth had no login threads, so after a reload that turned
+ * auth on every login waited until its handshake timeout. */
+Test(abuse, a_reload_that_turns_auth_on_lets_users_log_in)
+{
+	char members[2048];
+
+	start_backend(0, NULL);
+	b1_pool(members, sizeof(members), 2, "");
+	start_gate(members);
+	int old = T_OK(t_q_connect("127.0.0.1", gw_port, "anyone:x", NULL));
+	query_ok(old, 1);
+
+	auth_cfg(members, sizeof(members), "gamma-pw", "");
+	rewrite_cfg(members, "");
+	size_t from = t_file_size(gate->err_path);
+	T_OK(t_proc_signal(gate, SIGHUP));
+	T_OK(t_wait_file_contains(gate->err_path, from, "configuration reloaded", 5000));
+
+	int fd = login_from("127.0.0.1", "u:gamma-pw");
+	cr_assert_geq(fd, 0, "the right password does not log in after auth was turned on");
+	query_ok(fd, 2);
+	close(fd);
+	cr_assert_eq(login_from("127.0.0.1", "u:wrong"), -EACCES, "a wrong password logs in");
+	/* the client that came in without a password is let go */
+	T_OK(t_wait_closed(old, 5000, NULL));
+	close(old);
+}
+
+/* Before: failures were counted only when checks came back, so logins sent in parallel all
+ * got checked: 40 guesses from one address against a limit of 2, the last one right, got in. */
+Test(abuse, parallel_logins_cannot_outrun_the_failure_limit)
+{
+	char members[2048];
+	enum { N = 12 };
+	int fds[N];
+
+	start_backend(0, NULL);
+	auth_cfg(members, sizeof(members), "delta-pw",
+		 "\"limits\":{\"login_failures_max\":2,\"login_failure_window_ms\":60000},");
+	start_gate(members);
+	/* all hellos out before any check can finish: N-1 wrong, the last one right */
+	for (int i = 0; i < N; i++) {
+		fds[i] = connect_from("127.0.0.9", gw_port, 3000);
+		cr_assert(fds[i] >= 0, "%s", t_errmsg());
+		const char *cred = i == N - 1 ? "u:delta-pw" : "u:guess";
+		T_OK(send_hello(fds[i], cred, strlen(cred)));
+	}
+	int in = 0;
+	for (int i = 0; i < N; i++) {
+		in += hello_reply(fds[i], 5000) >= 0;
+		close(fds[i]);
+	}
+	cr_assert_eq(in, 0, "%d of %d parallel logins from one address got in past a limit of 2 "
+		     "failures (the last one had the right password)", in, N);
+}

@@ -1392,3 +1392,44 @@ Test(onerule, check_refuses_the_removed_pipeline_option)
 	free(err);
 }
 
+
+/* ====================================================== found by review */
+
+/*
+ * A client's oldest message waits in a pool with no backend up; its next one is for a healthy,
+ * idle pool. When the first leaves its queue unsent (queue timeout), the second must go at
+ * once. Before, nothing looked at the second pool again: with health checks off, the client's
+ * next sync got 'qgate: queue timeout' from an idle pool.
+ */
+Test(onerule, a_message_behind_an_expired_one_in_another_pool_goes_at_once)
+{
+	char members[1024];
+	int dead_port = T_OK(t_free_port());
+
+	start_backend(0, NULL);
+	snprintf(members, sizeof(members),
+		 "\"rules\":[{\"prefix\":\"dead\",\"pool\":\"dead\"}],"
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}],\"health\":{\"interval_ms\":0},"
+		 "\"queue\":{\"timeout_ms\":3000}},"
+		 "{\"name\":\"dead\",\"backends\":[{\"name\":\"nobody\",\"address\":"
+		 "\"127.0.0.1:%d\",\"connections\":1}],\"health\":{\"interval_ms\":0},"
+		 "\"queue\":{\"timeout_ms\":300},\"reconnect\":{\"delay_ms\":5000}}]",
+		 be[0]->port, dead_port);
+	start_gate(members);
+	need_idle("b1", 1);
+	int fd = connect_gw();
+	T_OK(t_send_free(fd, T_ASYNC, t_str("dead;1")));	/* waits in "dead", then expires */
+	T_OK(t_send_free(fd, T_SYNC, t_str("2+2")));		/* behind it, for the idle pool */
+	int64_t t0 = t_now_ms();
+	struct t_obj *r = NULL;
+	int type = -1;
+	T_OK(t_q_recv(fd, 5000, &r, &type));
+	int64_t took = t_now_ms() - t0;
+	cr_assert(r->type == -T_LONG && r->a.j == 4, "the sync behind the expired async got %s",
+		  t_show(r));
+	cr_assert_lt(took, 2000, "the sync waited %" PRId64 " ms behind an async that expired "
+		     "after 300 ms in another pool", took);
+	t_free(r);
+	close(fd);
+}
