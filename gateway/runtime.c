@@ -431,9 +431,10 @@ static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
 }
 
 /* Clients keep their sessions; their user entry is looked up again in the new file. */
-static void reload_clients(struct gw_worker *w, const struct gw_config *cfg)
+static void reload_clients(struct gw_worker *w, const struct gw_config *old,
+			   const struct gw_config *cfg)
 {
-	bool had_auth = w->cfg_prev_has_auth;
+	bool had_auth = old->has_auth;
 
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct gw_conn *c = gw_conn_at(w, i);
@@ -468,7 +469,6 @@ void gw_runtime_reload(struct gw_worker *w, const struct gw_config *cfg)
 		gw_warn("msg=\"reload: a new stats address takes effect at restart\"");
 	if (!same_str(cfg->audit_file, old->audit_file))
 		gw_warn("msg=\"reload: a new audit_file takes effect at restart\"");
-	w->cfg_prev_has_auth = old->has_auth;
 	w->cfg = cfg;
 	gw_auth_reload(w);
 	/* room for the connections the new file adds (the slab grows on demand) */
@@ -477,7 +477,7 @@ void gw_runtime_reload(struct gw_worker *w, const struct gw_config *cfg)
 		w->max_conns = need;
 	reload_pools(w, cfg);
 	reload_listeners(w, cfg);
-	reload_clients(w, cfg);
+	reload_clients(w, old, cfg);
 	gw_info("worker=%d msg=\"configuration reloaded\" pools=%zu listeners=%zu", w->id,
 		w->n_pools, w->n_listeners);
 }

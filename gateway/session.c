@@ -115,6 +115,17 @@ static bool queues_empty(const struct gw_worker *w)
 	return true;
 }
 
+/* The client allowed past a spent budget, while it is still in the middle of its message. */
+static struct gw_conn *budget_finisher(const struct gw_worker *w)
+{
+	struct gw_conn *f = w->budget_finisher;
+
+	if (f && f->gen == w->budget_finisher_gen && f->kind == GW_CONN_CLIENT && !f->is_closing &&
+	    !pool_list_empty(&f->cl.rx_link))
+		return f;
+	return NULL;
+}
+
 /*
  * Whether limits.max_buffered_bytes stops c being read. While it is spent, only the
  * finisher is read: one client half-way through a message when nothing is queued that
@@ -124,9 +135,8 @@ static bool budget_stops_with(struct gw_worker *w, struct gw_conn *c, uint64_t e
 {
 	if (gw_held_bytes() + extra <= w->cfg->limits.max_buffered_bytes)
 		return false;
-	struct gw_conn *f = w->budget_finisher;
-	bool has_finisher = f && f->gen == w->budget_finisher_gen && f->kind == GW_CONN_CLIENT &&
-			    !f->is_closing && !pool_list_empty(&f->cl.rx_link);
+	struct gw_conn *f = budget_finisher(w);
+	bool has_finisher = f != NULL;
 	if (has_finisher && f == c)
 		return false;
 	if (!has_finisher && !pool_list_empty(&c->cl.rx_link) && queues_empty(w)) {
@@ -1380,10 +1390,7 @@ void gw_client_tick(struct gw_worker *w)
 	if (w->is_budget_paused) {
 		uint64_t budget = w->cfg->limits.max_buffered_bytes;
 		bool has_room = gw_held_bytes() <= budget - budget / 8;
-		struct gw_conn *f = w->budget_finisher;
-		bool has_finisher = f && f->gen == w->budget_finisher_gen &&
-				    f->kind == GW_CONN_CLIENT && !f->is_closing &&
-				    !pool_list_empty(&f->cl.rx_link);
+		bool has_finisher = budget_finisher(w) != NULL;
 		if (has_room) {
 			w->is_budget_paused = false;
 			for (uint32_t i = 0; i < w->n_conns; i++) {

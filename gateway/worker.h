@@ -394,7 +394,6 @@ struct gw_worker {
 	 * freed when the worker exits */
 	struct pool_link retired_pools, retired_backends, retired_listeners;
 	const struct gw_config *pending_cfg;	/* posted by main on SIGHUP (__atomic) */
-	bool cfg_prev_has_auth;		/* during a reload: whether the old config had auth */
 	struct gw_auth *auth;		/* logins (auth.c), owned by the worker */
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
 	struct pool_link http_conns;	/* its open connections, oldest first */
