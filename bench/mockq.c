@@ -9,6 +9,12 @@
  * messages on it wait, in order, while other connections are served. Timers (deferred
  * answers, .mock.pub publishers) live in a small list scanned by the loop.
  *
+ * In flight: a sync request counts from the moment its last byte is read (a per-connection
+ * framer sees it arrive, even behind a deferred answer) until its response is queued or its
+ * connection closes. Counter verbs (.mock.inflight, .mock.maxinflight, .mock.served,
+ * .mock.reset) are probes: once evaluated they leave the count and never raise the maximum,
+ * so a test can ask a backend how busy it was without being counted itself.
+ *
  * A connection that breaks the protocol is closed (as q's 'badmsg); nothing else is disturbed.
  * On command (.mock.twice, .mock.unsolicited, .mock.pushsync, .mock.partdie, .mock.refuse) it
  * misbehaves on purpose, for the gateway's torture test: answers twice, sends what nobody asked
@@ -83,6 +89,9 @@ struct conn {
 	uint8_t hello[HELLO_MAX];
 	size_t hello_len;
 	struct qipc_assembler as;
+	struct qipc_framer arrive;	/* counts sync requests as they arrive, held or not */
+	bool is_arrive_bad;	/* the framer failed: the assembler closes us when it gets there */
+	uint64_t owed;		/* sync requests arrived and not answered (nor probes) */
 	uint8_t *in;		/* bytes read but not processed yet */
 	size_t in_len, in_off, in_cap;
 	uint8_t *out;		/* bytes queued for the peer */
@@ -102,6 +111,7 @@ struct timer {
 	struct conn *c;
 	struct qipc_obj *val;	/* TM_DEFER: the answer */
 	int64_t next, n, every_ms;	/* TM_PUB */
+	bool is_counted;	/* TM_DEFER: answering it ends a counted request */
 	struct timer *link;
 };
 
@@ -127,6 +137,9 @@ static struct {
 	uint64_t next_id;
 	uint64_t msg_count;
 	uint64_t clients;
+	uint64_t inflight;	/* sum of every connection's owed */
+	uint64_t max_inflight;	/* the most inflight reached, probes aside (.mock.maxinflight) */
+	uint64_t served;	/* counted sync requests answered (.mock.served) */
 	struct timer *timers;
 	uint8_t *rbuf;
 	bool is_stopping;
@@ -206,6 +219,50 @@ static int fifo_append(uint8_t **buf, size_t *len, size_t *off, size_t *cap, con
 static size_t out_pending(const struct conn *c)
 {
 	return c->out_len - c->out_off;
+}
+
+/* ------------------------------------------------------------------ in flight */
+
+/* Count the sync requests completed by bytes p[0..n) of c's stream (after the handshake). */
+static void arrive_bytes(struct conn *c, const uint8_t *p, size_t n)
+{
+	while (n && !c->is_arrive_bad) {
+		struct qipc_frame_step st;
+		int rc = qipc_framer_feed(&c->arrive, p, n, &st);
+
+		if (rc <= 0) {
+			c->is_arrive_bad = true;
+			break;
+		}
+		p += rc;
+		n -= (size_t)rc;
+		if (st.kind == QIPC_FRAME_BODY && st.is_msg_end && st.hdr.msg_type == QIPC_SYNC) {
+			c->owed++;
+			g.inflight++;
+		}
+	}
+}
+
+/*
+ * Raise the maximum to the count now. Called only where no probe can be in the count unless it
+ * waits behind other messages on its connection: after a counted request is evaluated, and
+ * after a read (the probes it carried have been evaluated by then).
+ */
+static void note_inflight(void)
+{
+	if (g.inflight > g.max_inflight)
+		g.max_inflight = g.inflight;
+}
+
+/* One request owed on c leaves the count: answered (served) or a probe (not served). */
+static void owed_done(struct conn *c, bool is_served)
+{
+	if (!c->owed)	/* the framer gave up on this stream: nothing was counted */
+		return;
+	c->owed--;
+	g.inflight--;
+	if (is_served)
+		g.served++;
 }
 
 /* ------------------------------------------------------------------ connections */
@@ -338,6 +395,9 @@ static void conn_close(struct conn *c, const char *why)
 	c->is_dead = true;
 	if (c->is_open)
 		g.clients--;
+	/* what it owed will never be answered: no longer in flight, not served */
+	g.inflight -= c->owed;
+	c->owed = 0;
 	timers_drop_conn(c);
 	/* unlink from the live list, park on the dead list until the loop iteration ends */
 	if (c->prev)
@@ -586,7 +646,7 @@ static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
 	struct qipc_obj *obj, *res;
 	uint8_t type = 0;
 	int err = 0;
-	bool is_sync;
+	bool is_sync, is_counted;
 
 	g.msg_count++;
 	if (g.is_trace)
@@ -598,11 +658,15 @@ static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
 	if (!obj) {
 		/* a type we do not model: fail the request as q would fail on it */
 		if (err == -EPROTO && is_sync) {
+			note_inflight();
 			send_error(c, "nyi");
+			owed_done(c, true);
 			return;
 		}
 		if (err == -ENOMEM && is_sync) {
+			note_inflight();
 			send_error(c, "wsfull");
+			owed_done(c, true);
 			return;
 		}
 		if (err == -EPROTO || err == -ENOMEM)
@@ -619,11 +683,24 @@ static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
 	ev.msg_count = g.msg_count;
 	ev.clients = g.clients;
 	ev.is_sync = is_sync;
+	/* a sync message is in the count since it arrived: what a probe reports leaves it out */
+	ev.inflight = g.inflight - (is_sync && c->owed ? 1 : 0);
+	ev.max_inflight = g.max_inflight;
+	ev.served = g.served;
 	mq_eval_reset(&ev);
 	res = mq_eval_msg(&ev, obj);
 	qipc_obj_free(obj);
 	if (ev.refuse_n >= 0)
 		g.refuse_left = (uint64_t)ev.refuse_n;
+	is_counted = is_sync && !ev.is_probe;
+	if (is_sync && ev.is_probe)
+		owed_done(c, false);
+	if (ev.is_stats_reset) {
+		g.max_inflight = g.inflight;
+		g.served = 0;
+	}
+	if (is_counted)
+		note_inflight();
 	if (ev.is_drop) {
 		qipc_obj_free(res);
 		conn_close(c, g.is_trace ? ".mock.drop" : NULL);
@@ -646,14 +723,19 @@ static void handle_msg(struct conn *c, const uint8_t *msg, size_t len)
 				t->due_ns = now_ns() + (uint64_t)ev.defer_ms * 1000000ULL;
 				t->c = c;
 				t->val = res;
+				t->is_counted = is_counted;
 				timer_add(t);
 				c->is_parked = true;
+				/* still owed: the timer ends it */
+				is_counted = false;
 			}
 		} else if (ev.is_twice || ev.is_unsolicited || ev.is_pushsync) {
 			send_misbehaving(c, res, &ev, true);
 		} else {
 			send_obj(c, res, QIPC_RESPONSE);
 		}
+		if (is_counted)
+			owed_done(c, true);
 	} else if (res && (ev.is_unsolicited || ev.is_pushsync)) {
 		send_misbehaving(c, res, &ev, false);
 	} else {
@@ -773,9 +855,13 @@ static void on_hello_bytes(struct conn *c)
 	c->is_open = true;
 	g.clients++;
 	qipc_assembler_init(&c->as, c->cap, g.max_msg);
+	qipc_framer_init(&c->arrive, c->cap, g.max_msg);
 	/* bytes that followed the hello are the first messages */
-	if ((size_t)rc < c->hello_len && in_append(c, c->hello + rc, c->hello_len - (size_t)rc) < 0)
-		conn_close(c, "out of memory");
+	if ((size_t)rc < c->hello_len) {
+		arrive_bytes(c, c->hello + rc, c->hello_len - (size_t)rc);
+		if (in_append(c, c->hello + rc, c->hello_len - (size_t)rc) < 0)
+			conn_close(c, "out of memory");
+	}
 	c->hello_len = 0;
 }
 
@@ -816,6 +902,7 @@ static void on_readable(struct conn *c)
 				conn_pump(c);
 			continue;
 		}
+		arrive_bytes(c, g.rbuf, (size_t)r);
 		if (c->in_len > c->in_off || c->is_parked || out_pending(c) >= OUT_HIGH) {
 			if (in_append(c, g.rbuf, (size_t)r) < 0) {
 				conn_close(c, "out of memory");
@@ -833,6 +920,8 @@ static void on_readable(struct conn *c)
 		if ((size_t)r < READ_CHUNK && !(c->ssl && SSL_pending(c->ssl) > 0))
 			break;
 	}
+	/* requests read but held (behind a deferred answer, or output back-pressure) count too */
+	note_inflight();
 	if (c->is_dead)
 		return;
 	rc = conn_flush(c);
@@ -937,6 +1026,8 @@ static void run_timers(void)
 		if (t->kind == TM_DEFER) {
 			c->is_parked = false;
 			send_obj(c, t->val, QIPC_RESPONSE);
+			if (t->is_counted)
+				owed_done(c, true);
 			free(t);
 			/* the connection's later messages run now, in order */
 			conn_pump(c);

@@ -27,6 +27,9 @@ struct mq_eval {
 	uint64_t msg_count;	/* messages received so far, this one included */
 	uint64_t clients;	/* open connections */
 	bool is_sync;		/* the message owes a response */
+	uint64_t inflight;	/* sync requests in flight, this message excluded */
+	uint64_t max_inflight;	/* the most inflight ever reached (since .mock.reset) */
+	uint64_t served;	/* sync requests answered (since .mock.reset) */
 	/* out */
 	bool is_drop;		/* .mock.drop[]: close without answering */
 	int64_t defer_ms;	/* .mock.defer: >= 0 answer after that many ms */
@@ -38,6 +41,9 @@ struct mq_eval {
 	bool is_pushsync;	/* .mock.pushsync: a sync call into the client goes first */
 	bool is_partdie;	/* .mock.partdie: write half of the response, then exit */
 	int64_t refuse_n;	/* .mock.refuse: >= 0 refuse that many further handshakes */
+	/* request counters, read without being counted (see mockq.c "in flight") */
+	bool is_probe;		/* a counter verb ran: this message is not counted */
+	bool is_stats_reset;	/* .mock.reset: zero served, max_inflight := inflight */
 	char err[MQ_ERR_MAX];	/* q error text when the result is NULL */
 	/* private */
 	int depth;

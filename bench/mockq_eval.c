@@ -2916,6 +2916,47 @@ static struct qipc_obj *m_clients(struct mq_eval *ev, struct qipc_obj **a, int n
 	return chk(ev, qipc_obj_long((int64_t)ev->clients));
 }
 
+/*
+ * The request counters (.mock.inflight, .mock.maxinflight, .mock.served, .mock.reset) mark the
+ * message a probe, so that reading them does not change them: a test asks a backend how busy
+ * it was without being part of the answer.
+ */
+static struct qipc_obj *m_inflight(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	(void)a;
+	(void)n;
+	ev->is_probe = true;
+	return chk(ev, qipc_obj_long((int64_t)ev->inflight));
+}
+
+static struct qipc_obj *m_maxinflight(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	(void)a;
+	(void)n;
+	ev->is_probe = true;
+	return chk(ev, qipc_obj_long((int64_t)ev->max_inflight));
+}
+
+static struct qipc_obj *m_served(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	(void)a;
+	(void)n;
+	ev->is_probe = true;
+	return chk(ev, qipc_obj_long((int64_t)ev->served));
+}
+
+static struct qipc_obj *m_reset(struct mq_eval *ev, struct qipc_obj **a, int n)
+{
+	(void)a;
+	(void)n;
+	ev->is_probe = true;
+	ev->is_stats_reset = true;
+	/* later statements of the same message see the reset values */
+	ev->max_inflight = ev->inflight;
+	ev->served = 0;
+	return chk(ev, qipc_obj_long((int64_t)ev->inflight));
+}
+
 static const struct builtin BUILTINS[] = {
 	{ "til", 1, 1, b_til, false, true },
 	{ "count", 1, 1, b_count, false, true },
@@ -2953,6 +2994,10 @@ static const struct builtin BUILTINS[] = {
 	{ ".mock.id", 0, 1, m_id, false, false },
 	{ ".mock.count", 0, 1, m_count, false, false },
 	{ ".mock.clients", 0, 1, m_clients, false, false },
+	{ ".mock.inflight", 0, 1, m_inflight, false, false },
+	{ ".mock.maxinflight", 0, 1, m_maxinflight, false, false },
+	{ ".mock.served", 0, 1, m_served, false, false },
+	{ ".mock.reset", 0, 1, m_reset, false, false },
 	{ NULL, 0, 0, NULL, false, false },
 };
 
@@ -3146,6 +3191,8 @@ void mq_eval_reset(struct mq_eval *ev)
 	ev->is_pushsync = false;
 	ev->is_partdie = false;
 	ev->refuse_n = -1;
+	ev->is_probe = false;
+	ev->is_stats_reset = false;
 	ev->err[0] = 0;
 	ev->depth = 0;
 	ev->frame = NULL;

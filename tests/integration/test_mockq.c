@@ -284,6 +284,84 @@ Test(mockq, defer_answers_later_while_serving_others)
 	close(fast);
 }
 
+/* A counter verb asked over a fresh connection (a probe: it does not count itself). */
+static int64_t probe(const char *verb)
+{
+	int fd = connect_mq();
+	struct t_obj *r = t_call_ok(fd, t_call0(verb), 2000);
+	int64_t v;
+
+	cr_assert(r->type == -T_LONG, "%s gave %s", verb, t_show(r));
+	v = r->a.j;
+	t_free(r);
+	close(fd);
+	return v;
+}
+
+/* Poll (bounded) until .mock.inflight[] reports want. */
+static void wait_inflight(int64_t want)
+{
+	int64_t deadline = t_now_ms() + 3000, got = -1;
+
+	while (t_now_ms() < deadline) {
+		got = probe(".mock.inflight");
+		if (got == want)
+			return;
+		poll(NULL, 0, 10);
+	}
+	cr_assert_fail(".mock.inflight[] is %" PRId64 ", want %" PRId64, got, want);
+}
+
+Test(mockq, inflight_counts_pending_requests_not_probes)
+{
+	int a = connect_mq(), b = connect_mq(), c = connect_mq(), type = -1;
+	struct t_obj *r = NULL;
+
+	/* probes over fresh connections, nothing pending: they do not count themselves */
+	cr_assert_eq(probe(".mock.inflight"), 0);
+	cr_assert_eq(probe(".mock.maxinflight"), 0);
+	cr_assert_eq(probe(".mock.served"), 0);
+
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.defer", 2, t_long(2000), t_sym("a"))));
+	T_OK(t_send_free(b, T_SYNC, t_call(".mock.defer", 2, t_long(2000), t_sym("b"))));
+	wait_inflight(2);
+	/* a request held behind a's deferred answer waits inside the backend: it counts */
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.echo", 1, t_sym("a2"))));
+	wait_inflight(3);
+	/* one answered at once counts itself while it runs */
+	t_call_expect(c, t_call(".mock.echo", 1, t_long(1)), t_long(1), 2000);
+	cr_assert_eq(probe(".mock.maxinflight"), 4);
+	cr_assert_eq(probe(".mock.served"), 1);
+
+	T_OK(t_q_recv(a, 5000, &r, &type));
+	T_EXPECT_EQ(r, t_sym("a"));
+	t_free(r);
+	T_OK(t_q_recv(a, 2000, &r, &type));
+	T_EXPECT_EQ(r, t_sym("a2"));
+	t_free(r);
+	T_OK(t_q_recv(b, 5000, &r, &type));
+	T_EXPECT_EQ(r, t_sym("b"));
+	t_free(r);
+	wait_inflight(0);
+	cr_assert_eq(probe(".mock.served"), 4);
+	cr_assert_eq(probe(".mock.maxinflight"), 4);
+
+	/* reset: served 0, the maximum down to what is in flight now (0), the count returned */
+	t_call_expect(c, t_call0(".mock.reset"), t_long(0), 2000);
+	cr_assert_eq(probe(".mock.maxinflight"), 0);
+	cr_assert_eq(probe(".mock.served"), 0);
+
+	/* a connection that closes takes its pending request out of the count, unserved */
+	T_OK(t_send_free(b, T_SYNC, t_call(".mock.defer", 2, t_long(5000), t_sym("never"))));
+	wait_inflight(1);
+	close(b);
+	wait_inflight(0);
+	cr_assert_eq(probe(".mock.served"), 0);
+	cr_assert_eq(probe(".mock.maxinflight"), 1);
+	close(a);
+	close(c);
+}
+
 /* Send raw bytes after the handshake; the connection must close and another stay served. */
 static void check_garbage_closes_only_sender(const uint8_t *bytes, size_t n)
 {
