@@ -462,3 +462,7 @@ void gw_auth_on_event(struct gw_worker *w, struct gw_conn *ec, int res)
 	}
 	arm_event(w);
 }
+
+const struct gw_conn_ops gw_auth_conn_ops = {
+	.on_read = gw_auth_on_event,
+};

@@ -307,3 +307,7 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	}
 	gw_conn_update_recv(w, c);
 }
+
+const struct gw_conn_ops gw_listen_conn_ops = {
+	.on_accept = gw_listen_on_accept,
+};

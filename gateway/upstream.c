@@ -850,3 +850,19 @@ void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *
 	if (c->up.is_paused_for_client)
 		gw_upstream_resume(w, c);
 }
+
+/* ------------------------------------------------------------ connection ops */
+
+/* the queue waits until the connection is up: the hello goes first */
+static bool up_is_tx_held(const struct gw_conn *c)
+{
+	return c->up.state < GW_UP_HANDSHAKE;
+}
+
+const struct gw_conn_ops gw_upstream_conn_ops = {
+	.is_tx_held = up_is_tx_held,
+	.on_connect = gw_upstream_on_connect,
+	.on_data = gw_upstream_on_data,
+	.on_sent_kicked = gw_upstream_on_sent,
+	.on_close = gw_upstream_on_close,
+};

@@ -34,26 +34,11 @@
 #include <liburing.h>
 
 #include "codec/qipc.h"
+#include "gateway/chunk.h"
 #include "gateway/config.h"
 #include "pool/pool.h"
 
 #define GW_IOV_MAX 64
-#define GW_CHUNK_BYTES (64 * 1024)
-
-/* ------------------------------------------------------------------ chunks */
-
-struct gw_chunk {
-	struct gw_chunk *next;
-	size_t len;	/* bytes written into data */
-	size_t off;	/* bytes already sent / consumed */
-	size_t cap;
-	uint8_t data[];
-};
-
-struct gw_chunkq {
-	struct gw_chunk *head, *tail;
-	uint64_t bytes;	/* unsent bytes in the queue */
-};
 
 /* ----------------------------------------------------------- connections */
 
@@ -65,6 +50,7 @@ enum gw_conn_kind {
 	GW_CONN_HTTP,		/* a stats endpoint request */
 	GW_CONN_EVENT,		/* the login threads' eventfd (auth.c) */
 };
+#define GW_CONN_N_KINDS (GW_CONN_EVENT + 1)
 
 enum gw_client_state {
 	GW_CL_HANDSHAKE = 0,
@@ -204,10 +190,45 @@ struct gw_http {
 	struct pool_link link;	/* worker.http_conns, oldest first */
 };
 
+struct gw_conn;
+struct gw_worker;
+struct io_uring_cqe;
+
+/*
+ * What a kind of connection does with its bytes and events: registered per kind
+ * (gw_conn_set_ops), so the connection layer calls no protocol code by name. Every hook
+ * may be NULL. All run on the worker thread, never nested in another connection's handler.
+ */
+struct gw_conn_ops {
+	/* recv: keep a paused connection watched for its peer leaving (poll) */
+	bool is_eof_watched;
+	/* send: hold the queue back (a backend not connected yet) */
+	bool (*is_tx_held)(const struct gw_conn *c);
+	/* a slot was just taken for this kind (fields zeroed) */
+	void (*on_alloc)(struct gw_worker *w, struct gw_conn *c);
+	/* bytes arrived on the socket (before TLS) */
+	void (*on_recv)(struct gw_worker *w, struct gw_conn *c);
+	/* plaintext received, p[0..n) valid only during the call */
+	void (*on_data)(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
+	/* part of the tx queue went out, before the next send starts: may queue or close */
+	void (*on_sent)(struct gw_worker *w, struct gw_conn *c);
+	/* ... after the next send was started (or nothing was left to send) */
+	void (*on_sent_kicked)(struct gw_worker *w, struct gw_conn *c);
+	/* the loop carries out the close: let go of what it holds, fail what it owes */
+	void (*on_close)(struct gw_worker *w, struct gw_conn *c);
+	/* the slot is being freed: closed, nothing in flight */
+	void (*on_free)(struct gw_worker *w, struct gw_conn *c);
+	/* completions of the kind's own SQEs: accept, connect, eventfd read */
+	void (*on_accept)(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe *cqe);
+	void (*on_connect)(struct gw_worker *w, struct gw_conn *c, int res);
+	void (*on_read)(struct gw_worker *w, struct gw_conn *c, int res);
+};
+
 struct gw_conn {
 	uint32_t idx;
 	uint32_t gen;
 	enum gw_conn_kind kind;
+	const struct gw_conn_ops *ops;	/* its kind's (never NULL while allocated) */
 	int fd;
 	uint64_t id;			/* for logs */
 	bool is_closing;		/* gw_conn_close was called: nothing more is done for it */
@@ -365,6 +386,7 @@ struct gw_worker {
 	uint32_t n_conns;		/* slots allocated */
 	uint32_t max_conns;
 	struct gw_conn *free_list;
+	const struct gw_conn_ops *conn_ops[GW_CONN_N_KINDS];
 	/* work the loop carries out after this turn's completion handlers (see above) */
 	struct gw_conn *close_head, *close_tail;
 	struct pool_link dispatches;	/* pools marked for dispatch */
@@ -467,12 +489,27 @@ uint64_t gw_now_us(void);
 
 /* the most slots cfg needs: clients, backend, dedicated and session connections */
 uint32_t gw_worker_slots_needed(const struct gw_config *cfg);
+struct io_uring_sqe *gw_sqe(struct gw_worker *w);
+/* give provided buffer bid back to the ring (published at once) */
+void gw_buf_return(struct gw_worker *w, unsigned bid);
+
+/* conn.c — the connection object */
+void gw_conn_set_ops(struct gw_worker *w, enum gw_conn_kind kind, const struct gw_conn_ops *ops);
+/* one more segment of slots, while under max_conns */
+bool gw_conn_slab_grow(struct gw_worker *w);
 struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int fd);
 /* Mark c closing and queue its close for the loop (idempotent). Never frees or runs
  * another connection's handlers from here: safe to call from any handler. */
 void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason);
+/* loop only: carry out the oldest queued close; false when none was queued */
+bool gw_conn_close_one(struct gw_worker *w);
 void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c);
-struct io_uring_sqe *gw_sqe(struct gw_worker *w);
+/* completions (loop only) */
+void gw_conn_on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe *cqe);
+void gw_conn_on_send(struct gw_worker *w, struct gw_conn *c, int res);
+void gw_conn_on_poll(struct gw_worker *w, struct gw_conn *c, int res);
+/* the last completion of one of c's SQEs was handled: frees the slot when it may */
+void gw_conn_sqe_done(struct gw_worker *w, struct gw_conn *c);
 /* bytes queued on c and not yet sent (both queues on a TLS connection) */
 static inline uint64_t gw_tx_pending(const struct gw_conn *c)
 {
@@ -492,14 +529,12 @@ void gw_tx_kick(struct gw_worker *w, struct gw_conn *c);
  */
 void gw_tx_pass(struct gw_worker *w, struct gw_conn *dst, struct gw_conn *src,
 		const uint8_t *p, size_t n);
-/* Chunks are made, grown and freed only here, so the bytes they hold are counted
- * (process-wide, for limits.max_buffered_bytes). */
-struct gw_chunk *gw_chunk_new(size_t cap);
-struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap);
-void gw_chunk_free(struct gw_chunk *ch);
-uint64_t gw_held_bytes(void);
-void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n);
-void gw_chunkq_free(struct gw_chunkq *q);
+
+extern const struct gw_conn_ops gw_listen_conn_ops;
+extern const struct gw_conn_ops gw_client_conn_ops;
+extern const struct gw_conn_ops gw_upstream_conn_ops;
+extern const struct gw_conn_ops gw_stats_conn_ops;
+extern const struct gw_conn_ops gw_auth_conn_ops;
 
 /* listen.c */
 /* bind and listen on a, arm a multishot accept; *out is the listener connection */
