@@ -17,7 +17,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "gateway/config.h"
+#include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/session.h"
 #include "gateway/worker.h"
 
 #define CACHE_SLOTS 64

@@ -12,7 +12,7 @@
  *  - gw_conn_close only queues: the close is carried out by the loop (gw_conn_close_one);
  *  - a connection slot is recycled only when is_closed && inflight == 0.
  */
-#include "gateway/worker.h"
+#include "gateway/conn.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -23,7 +23,11 @@
 
 #include <liburing.h>
 
+#include "codec/qipc.h"
+#include "gateway/chunk.h"
 #include "gateway/log.h"
+#include "gateway/tls.h"
+#include "gateway/worker.h"
 
 #define SEND_MAX_BYTES (256 * 1024)	/* fairness: cap one sendmsg */
 

@@ -10,7 +10,7 @@
  *    so the next response on it can only be that request's answer.
  *  - A request whose client has gone is abandoned: its backend reads and drops the answer.
  */
-#include "gateway/worker.h"
+#include "gateway/session.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,8 +19,22 @@
 
 #include <openssl/crypto.h>
 
+#include "codec/qipc.h"
+#include "gateway/admin.h"
+#include "gateway/audit.h"
 #include "gateway/auth.h"
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/reply.h"
+#include "gateway/req.h"
+#include "gateway/router.h"
+#include "gateway/runtime.h"
+#include "gateway/stats.h"
+#include "gateway/upstream.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 #define GW_CAPABILITY 6
 /* the most a client may send after its hello before it gets the reply */

@@ -7,7 +7,7 @@
  * figures are that worker's (see docs/operations.md). Also the latency histogram that
  * session.c feeds for every answered request.
  */
-#include "gateway/worker.h"
+#include "gateway/stats.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -23,7 +23,14 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/runtime.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 /* ------------------------------------------------------------ histogram */
 

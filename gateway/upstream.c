@@ -14,7 +14,7 @@
  * A pooled or dedicated connection that gets a response when none is owed is closed:
  * pairing the answers after it would be a guess.
  */
-#include "gateway/worker.h"
+#include "gateway/upstream.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -27,7 +27,19 @@
 
 #include <liburing.h>
 
+#include "codec/qipc.h"
+#include "gateway/audit.h"
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/reply.h"
+#include "gateway/req.h"
+#include "gateway/runtime.h"
+#include "gateway/tls.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 #define UP_CAPABILITY 6
 

@@ -20,8 +20,19 @@
 
 #include <liburing.h>
 
+#include "gateway/audit.h"
 #include "gateway/auth.h"
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/req.h"
+#include "gateway/runtime.h"
+#include "gateway/session.h"
+#include "gateway/stats.h"
+#include "gateway/tls.h"
+#include "gateway/upstream.h"
 
 #define RING_ENTRIES 1024
 #define CQ_ENTRIES 8192
