@@ -134,11 +134,15 @@ int gw_worker_run(struct gw_worker *w);
  * gw_worker_run is these turns plus the SIGTERM sequence; fuzz targets drive them directly. */
 int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms);
 void gw_worker_destroy(struct gw_worker *w);
+/* CLOCK_MONOTONIC in ms / µs; any thread */
 uint64_t gw_now_ms(void);
 uint64_t gw_now_us(void);
 
 /* the most slots cfg needs: clients, backend, dedicated and session connections */
 uint32_t gw_worker_slots_needed(const struct gw_config *cfg);
+/* A submission entry, never NULL (aborts if the queue stays full). When the queue is full
+ * it submits, and may move completions off the ring into w->cqes for the loop to handle
+ * later; it never runs a completion handler. Worker thread only. */
 struct io_uring_sqe *gw_sqe(struct gw_worker *w);
 /* give provided buffer bid back to the ring (published at once) */
 void gw_buf_return(struct gw_worker *w, unsigned bid);
