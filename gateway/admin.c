@@ -5,11 +5,18 @@
  * named `.qgate.*` gets `qgate: unknown admin function`; a non-admin user gets
  * `qgate: not allowed`. The gateway evaluates nothing else.
  */
-#include "gateway/worker.h"
+#include "gateway/admin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "codec/qipc.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/runtime.h"
+#include "gateway/stats.h"
+#include "gateway/worker.h"
 
 #define MAX_COLS 16
 

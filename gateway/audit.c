@@ -4,7 +4,7 @@
  * Each worker buffers its lines and appends them with one write(2) per tick (O_APPEND),
  * so the request path never waits on the disk.
  */
-#include "gateway/worker.h"
+#include "gateway/audit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/req.h"
+#include "gateway/runtime.h"
+#include "gateway/worker.h"
 
 #define AUDIT_FLUSH_BYTES (256 * 1024)
 

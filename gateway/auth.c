@@ -17,7 +17,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "gateway/config.h"
+#include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/session.h"
 #include "gateway/worker.h"
 
 #define CACHE_SLOTS 64
@@ -462,3 +465,7 @@ void gw_auth_on_event(struct gw_worker *w, struct gw_conn *ec, int res)
 	}
 	arm_event(w);
 }
+
+const struct gw_conn_ops gw_auth_conn_ops = {
+	.on_read = gw_auth_on_event,
+};

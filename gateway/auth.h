@@ -24,7 +24,11 @@
 
 struct gw_worker;
 struct gw_conn;
+struct gw_conn_ops;
 struct qipc_hello;
+
+/* the login threads' eventfd hooks (registered for GW_CONN_EVENT) */
+extern const struct gw_conn_ops gw_auth_conn_ops;
 
 enum gw_auth_result {
 	GW_AUTH_OK = 0,		/* logged in now (no auth configured, or a cached success) */

@@ -11,7 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "gateway/worker.h"
+#include "gateway/config.h"
+#include "gateway/listen.h"
 
 /* "ip:port" of the address as the kernel sees it, so two spellings of one address agree. */
 static int address_key(const struct gw_addr *a, char *key, size_t n,

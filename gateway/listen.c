@@ -4,7 +4,7 @@
  * `hopen `:unix://PORT` and PyKX's unix=True connect to. Accepts with one multishot
  * accept per listener; a new client starts in the handshake state.
  */
-#include "gateway/worker.h"
+#include "gateway/listen.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,7 +19,14 @@
 
 #include <liburing.h>
 
+#include "gateway/config.h"
+#include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/runtime.h"
+#include "gateway/stats.h"
+#include "gateway/tls.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -307,3 +314,7 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	}
 	gw_conn_update_recv(w, c);
 }
+
+const struct gw_conn_ops gw_listen_conn_ops = {
+	.on_accept = gw_listen_on_accept,
+};

@@ -5,10 +5,17 @@
  * the user; a rule may also set a timeout, mark the message dedicated, or deny it.
  * The message is only peeked at (codec's qipc_peek), never decoded whole.
  */
-#include "gateway/worker.h"
+#include "gateway/router.h"
 
 #include <fnmatch.h>
 #include <string.h>
+
+#include "codec/qipc.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/runtime.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 #define PEEK_TEXT_MAX 256
 

@@ -10,14 +10,23 @@
  * clients carry on. Retired objects are freed when the worker exits. The configurations they
  * point into are kept alive by main for the same reason.
  */
-#include "gateway/worker.h"
+#include "gateway/runtime.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gateway/auth.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/reply.h"
+#include "gateway/req.h"
+#include "gateway/tls.h"
+#include "gateway/upstream.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 static bool same_str(const char *a, const char *b)
 {

@@ -10,7 +10,7 @@
  *    so the next response on it can only be that request's answer.
  *  - A request whose client has gone is abandoned: its backend reads and drops the answer.
  */
-#include "gateway/worker.h"
+#include "gateway/session.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,8 +19,22 @@
 
 #include <openssl/crypto.h>
 
+#include "codec/qipc.h"
+#include "gateway/admin.h"
+#include "gateway/audit.h"
 #include "gateway/auth.h"
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/reply.h"
+#include "gateway/req.h"
+#include "gateway/router.h"
+#include "gateway/runtime.h"
+#include "gateway/stats.h"
+#include "gateway/upstream.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 #define GW_CAPABILITY 6
 /* the most a client may send after its hello before it gets the reply */
@@ -585,6 +599,12 @@ static void submit_dedicated(struct gw_worker *w, struct gw_req *r);
 static bool is_clients_next(const struct gw_req *r)
 {
 	return !r->client || r->client->cl.queued.next == &r->client_link;
+}
+
+void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
+{
+	if (pool_list_empty(&p->dispatch_link))
+		pool_list_add_tail(&w->dispatches, &p->dispatch_link);
 }
 
 void gw_pool_dispatch_now(struct gw_worker *w, struct gw_pool_rt *p)
@@ -1424,3 +1444,40 @@ void gw_client_tick(struct gw_worker *w)
 		}
 	}
 }
+
+/* ------------------------------------------------------------ connection ops */
+
+static void client_on_alloc(struct gw_worker *w, struct gw_conn *c)
+{
+	(void)w;
+	pool_list_init(&c->cl.queued);
+	pool_list_init(&c->cl.backlog_link);
+	pool_list_init(&c->cl.rx_link);
+	pool_list_init(&c->cl.linger_link);
+}
+
+/* bytes came in (TLS records too): the idle clock starts again */
+static void client_on_recv(struct gw_worker *w, struct gw_conn *c)
+{
+	c->cl.last_active_ms = w->now_ms;
+}
+
+static void client_on_free(struct gw_worker *w, struct gw_conn *c)
+{
+	(void)w;
+	GW_ASSERT(!c->cl.slots_head && pool_list_empty(&c->cl.queued));
+	gw_chunk_free(c->cl.rx_msg);
+	c->cl.rx_msg = NULL;
+	free(c->cl.backlog);
+	c->cl.backlog = NULL;
+}
+
+const struct gw_conn_ops gw_client_conn_ops = {
+	.is_eof_watched = true,
+	.on_alloc = client_on_alloc,
+	.on_recv = client_on_recv,
+	.on_data = gw_client_on_data,
+	.on_sent = gw_client_on_sent,
+	.on_close = gw_client_on_close,
+	.on_free = client_on_free,
+};

@@ -7,7 +7,7 @@
  * figures are that worker's (see docs/operations.md). Also the latency histogram that
  * session.c feeds for every answered request.
  */
-#include "gateway/worker.h"
+#include "gateway/stats.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -23,7 +23,14 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/runtime.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 /* ------------------------------------------------------------ histogram */
 
@@ -609,3 +616,16 @@ int gw_stats_open(struct gw_worker *w)
 		"paths=\"/stats /metrics /health\"", a->text);
 	return 0;
 }
+
+/* answered and every byte out: done */
+static void http_on_sent_kicked(struct gw_worker *w, struct gw_conn *c)
+{
+	if (c->http.is_done && gw_tx_pending(c) == 0)
+		gw_conn_close(w, c, "answered");
+}
+
+const struct gw_conn_ops gw_stats_conn_ops = {
+	.on_data = gw_stats_on_data,
+	.on_sent_kicked = http_on_sent_kicked,
+	.on_close = gw_stats_on_close,
+};

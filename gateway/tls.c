@@ -11,7 +11,7 @@
  * made by each worker at start (read-only afterwards). An SSL object lives on its
  * connection and is freed with it.
  */
-#include "gateway/worker.h"
+#include "gateway/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,7 +22,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/worker.h"
 
 #define TLS_READ_CHUNK (16 * 1024)
 

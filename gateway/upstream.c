@@ -14,7 +14,7 @@
  * A pooled or dedicated connection that gets a response when none is owed is closed:
  * pairing the answers after it would be a guess.
  */
-#include "gateway/worker.h"
+#include "gateway/upstream.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -27,7 +27,19 @@
 
 #include <liburing.h>
 
+#include "codec/qipc.h"
+#include "gateway/audit.h"
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/reply.h"
+#include "gateway/req.h"
+#include "gateway/runtime.h"
+#include "gateway/tls.h"
+#include "gateway/worker.h"
+#include "pool/pool.h"
 
 #define UP_CAPABILITY 6
 
@@ -850,3 +862,19 @@ void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *
 	if (c->up.is_paused_for_client)
 		gw_upstream_resume(w, c);
 }
+
+/* ------------------------------------------------------------ connection ops */
+
+/* the queue waits until the connection is up: the hello goes first */
+static bool up_is_tx_held(const struct gw_conn *c)
+{
+	return c->up.state < GW_UP_HANDSHAKE;
+}
+
+const struct gw_conn_ops gw_upstream_conn_ops = {
+	.is_tx_held = up_is_tx_held,
+	.on_connect = gw_upstream_on_connect,
+	.on_data = gw_upstream_on_data,
+	.on_sent_kicked = gw_upstream_on_sent,
+	.on_close = gw_upstream_on_close,
+};

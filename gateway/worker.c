@@ -1,20 +1,18 @@
 /*
  * worker.c — the io_uring event loop of one worker: ring and provided-buffer setup,
- * the connection slab, completion dispatch, the per-socket tx queue (one sendmsg in
- * flight at a time), receive arming/pausing, and the close sequence.
+ * submit and wait, completion dispatch by op to the connection layer (conn.c), the
+ * deferred work run after each turn's handlers (closes, pool dispatches, backlogs), the
+ * tick, and the stop sequence.
  *
  * Invariants:
- *  - at most one send SQE in flight per socket (io_uring(7): sends on a stream socket may
- *    be reordered otherwise);
- *  - a provided buffer is returned to the ring before its completion handler returns;
- *  - a connection slot is recycled only when is_closing && inflight == 0.
+ *  - no completion handler runs nested inside another (gw_sqe stashes completions);
+ *  - a stale completion (slot freed or reused) is dropped, its buffer given back.
  */
 #include "gateway/worker.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,14 +20,24 @@
 
 #include <liburing.h>
 
+#include "gateway/audit.h"
 #include "gateway/auth.h"
+#include "gateway/chunk.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/req.h"
+#include "gateway/runtime.h"
+#include "gateway/session.h"
+#include "gateway/stats.h"
+#include "gateway/tls.h"
+#include "gateway/upstream.h"
 
 #define RING_ENTRIES 1024
 #define CQ_ENTRIES 8192
 #define BUF_COUNT 1024		/* power of two */
 #define BUF_SIZE (32 * 1024)
-#define SEND_MAX_BYTES (256 * 1024)	/* fairness: cap one sendmsg */
 #define TICK_MS 10
 
 uint64_t gw_now_ms(void)
@@ -46,98 +54,6 @@ uint64_t gw_now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* ------------------------------------------------------------------ chunks */
-
-/* bytes held in chunks by every worker of the process (limits.max_buffered_bytes) */
-static uint64_t held_bytes;
-
-uint64_t gw_held_bytes(void)
-{
-	return __atomic_load_n(&held_bytes, __ATOMIC_RELAXED);
-}
-
-struct gw_chunk *gw_chunk_new(size_t cap)
-{
-	struct gw_chunk *ch = malloc(sizeof(*ch) + cap);
-
-	if (!ch)
-		abort();	/* out of memory on the data path: nothing sane to do */
-	ch->next = NULL;
-	ch->len = 0;
-	ch->off = 0;
-	ch->cap = cap;
-	__atomic_add_fetch(&held_bytes, cap, __ATOMIC_RELAXED);
-	return ch;
-}
-
-struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap)
-{
-	size_t old = ch->cap;
-	struct gw_chunk *n = realloc(ch, sizeof(*n) + cap);
-
-	if (!n)
-		abort();
-	n->cap = cap;
-	if (cap > old)
-		__atomic_add_fetch(&held_bytes, cap - old, __ATOMIC_RELAXED);
-	else
-		__atomic_sub_fetch(&held_bytes, old - cap, __ATOMIC_RELAXED);
-	return n;
-}
-
-void gw_chunk_free(struct gw_chunk *ch)
-{
-	if (!ch)
-		return;
-	__atomic_sub_fetch(&held_bytes, ch->cap, __ATOMIC_RELAXED);
-	free(ch);
-}
-
-static void chunkq_push(struct gw_chunkq *q, struct gw_chunk *ch)
-{
-	ch->next = NULL;
-	if (q->tail)
-		q->tail->next = ch;
-	else
-		q->head = ch;
-	q->tail = ch;
-	q->bytes += ch->len - ch->off;
-}
-
-void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n)
-{
-	const uint8_t *src = p;
-
-	while (n > 0) {
-		struct gw_chunk *t = q->tail;
-		if (!t || t->len == t->cap) {
-			t = gw_chunk_new(n > GW_CHUNK_BYTES ? GW_CHUNK_BYTES :
-					 (n < 4096 ? 4096 : n));
-			chunkq_push(q, t);
-		}
-		size_t room = t->cap - t->len;
-		size_t k = n < room ? n : room;
-		memcpy(t->data + t->len, src, k);
-		t->len += k;
-		q->bytes += k;
-		src += k;
-		n -= k;
-	}
-}
-
-void gw_chunkq_free(struct gw_chunkq *q)
-{
-	struct gw_chunk *ch = q->head;
-
-	while (ch) {
-		struct gw_chunk *nx = ch->next;
-		gw_chunk_free(ch);
-		ch = nx;
-	}
-	q->head = q->tail = NULL;
-	q->bytes = 0;
 }
 
 /* ------------------------------------------------------------------- ring */
@@ -266,7 +182,7 @@ static int setup_buffers(struct gw_worker *w)
 	return 0;
 }
 
-static void buf_return(struct gw_worker *w, unsigned bid)
+void gw_buf_return(struct gw_worker *w, unsigned bid)
 {
 	io_uring_buf_ring_add(w->br, w->buf_mem + (size_t)bid * w->buf_size, w->buf_size,
 			      (unsigned short)bid, io_uring_buf_ring_mask(w->buf_count),
@@ -295,127 +211,6 @@ uint32_t gw_worker_slots_needed(const struct gw_config *cfg)
 	return n > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)n;
 }
 
-/* One more segment of slots, while under max_conns. */
-static bool slab_grow(struct gw_worker *w)
-{
-	if (w->n_conns >= w->max_conns)
-		return false;
-	struct gw_conn **segs = realloc(w->segs, (w->n_segs + 1) * sizeof(*segs));
-	if (!segs)
-		return false;
-	w->segs = segs;
-	struct gw_conn *seg = calloc(GW_SLAB_SEG, sizeof(*seg));
-	if (!seg)
-		return false;
-	w->segs[w->n_segs++] = seg;
-	for (uint32_t i = GW_SLAB_SEG; i-- > 0;) {
-		seg[i].idx = w->n_conns + i;
-		seg[i].fd = -1;
-		seg[i].next_free = w->free_list;
-		w->free_list = &seg[i];
-	}
-	w->n_conns += GW_SLAB_SEG;
-	return true;
-}
-
-struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int fd)
-{
-	if (!w->free_list && !slab_grow(w))
-		return NULL;
-	struct gw_conn *c = w->free_list;
-	w->free_list = c->next_free;
-	uint32_t idx = c->idx, gen = c->gen;
-	memset(c, 0, sizeof(*c));
-	c->idx = idx;
-	c->gen = gen;
-	c->kind = kind;
-	c->fd = fd;
-	c->id = ++w->next_conn_id;
-	if (kind == GW_CONN_CLIENT) {
-		pool_list_init(&c->cl.queued);
-		pool_list_init(&c->cl.backlog_link);
-		pool_list_init(&c->cl.rx_link);
-		pool_list_init(&c->cl.linger_link);
-	}
-	return c;
-}
-
-static void conn_free(struct gw_worker *w, struct gw_conn *c)
-{
-	GW_ASSERT(c->is_closed && c->inflight == 0);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	gw_chunkq_free(&c->txq);
-	gw_chunkq_free(&c->ctq);
-	if (c->ssl)
-		gw_tls_free(c);
-	if (c->kind == GW_CONN_CLIENT) {
-		GW_ASSERT(!c->cl.slots_head && pool_list_empty(&c->cl.queued));
-		gw_chunk_free(c->cl.rx_msg);
-		c->cl.rx_msg = NULL;
-		free(c->cl.backlog);
-		c->cl.backlog = NULL;
-	}
-	c->kind = GW_CONN_FREE;
-	c->gen = (c->gen + 1) & 0xffffff;
-	c->next_free = w->free_list;
-	w->free_list = c;
-}
-
-static void maybe_free(struct gw_worker *w, struct gw_conn *c)
-{
-	if (c->is_closed && c->inflight == 0)
-		conn_free(w, c);
-}
-
-void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason)
-{
-	if (c->is_closing)
-		return;
-	c->is_closing = true;
-	c->close_reason = reason;
-	c->close_next = NULL;
-	if (w->close_tail)
-		w->close_tail->close_next = c;
-	else
-		w->close_head = c;
-	w->close_tail = c;
-}
-
-/* Carry out one queued close: its kind's on_close, then stop its socket's SQEs. */
-static void close_now(struct gw_worker *w, struct gw_conn *c)
-{
-	GW_ASSERT(c->is_closing && !c->is_closed);
-	if (c->close_reason)
-		gw_debug("conn=%llu peer=%s msg=\"closing\" reason=\"%s\"",
-			 (unsigned long long)c->id, c->peer, c->close_reason);
-	if (c->kind == GW_CONN_CLIENT)
-		gw_client_on_close(w, c);
-	else if (c->kind == GW_CONN_BACKEND)
-		gw_upstream_on_close(w, c);
-	else if (c->kind == GW_CONN_HTTP)
-		gw_stats_on_close(w, c);
-	c->is_closed = true;
-	if (c->fd >= 0) {
-		/* wakes a pending multishot recv (res 0) and fails pending sends */
-		shutdown(c->fd, SHUT_RDWR);
-		if (c->inflight > 0) {
-			struct io_uring_sqe *sqe = gw_sqe(w);
-			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
-			io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_CANCEL, c));
-			c->inflight++;
-		}
-	}
-	maybe_free(w, c);
-}
-
-void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
-{
-	if (pool_list_empty(&p->dispatch_link))
-		pool_list_add_tail(&w->dispatches, &p->dispatch_link);
-}
-
 /*
  * The work handlers only queue: closes first (so that what they fail or free is settled
  * before anything is handed out), then pool dispatches, then clients' unparsed backlogs.
@@ -424,13 +219,9 @@ void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
 static void run_deferred(struct gw_worker *w)
 {
 	for (;;) {
-		if (w->close_head) {
-			struct gw_conn *c = w->close_head;
-			w->close_head = c->close_next;
-			if (!w->close_head)
-				w->close_tail = NULL;
-			close_now(w, c);
-		} else if (!pool_list_empty(&w->dispatches)) {
+		if (gw_conn_close_one(w))
+			continue;
+		if (!pool_list_empty(&w->dispatches)) {
 			struct pool_link *l = w->dispatches.next;
 			pool_list_del(l);
 			gw_pool_dispatch_now(w, pool_container_of(l, struct gw_pool_rt,
@@ -446,217 +237,6 @@ static void run_deferred(struct gw_worker *w)
 	}
 }
 
-void gw_conn_update_recv(struct gw_worker *w, struct gw_conn *c)
-{
-	if (c->is_closing)
-		return;
-	if (c->is_recv_paused && !c->is_poll_armed && c->fd >= 0 && c->kind == GW_CONN_CLIENT) {
-		/* not read while paused, so its EOF would go unseen: watch for the peer leaving.
-		 * (Clients only: a backend that answers and then closes must be read to the end,
-		 * and it is resumed whenever its client goes.) */
-		struct io_uring_sqe *sqe = gw_sqe(w);
-		io_uring_prep_poll_add(sqe, c->fd, POLLRDHUP | POLLHUP | POLLERR);
-		io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_POLL, c));
-		c->is_poll_armed = true;
-		c->inflight++;
-	}
-	if (!c->is_recv_paused && !c->recv_armed) {
-		struct io_uring_sqe *sqe = gw_sqe(w);
-		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-		sqe->flags |= IOSQE_BUFFER_SELECT;
-		sqe->buf_group = w->bgid;
-		io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_RECV, c));
-		c->recv_armed = true;
-		c->recv_cancel_sent = false;
-		c->inflight++;
-	} else if (c->is_recv_paused && c->recv_armed && !c->recv_cancel_sent) {
-		struct io_uring_sqe *sqe = gw_sqe(w);
-		io_uring_prep_cancel64(sqe, gw_ud(GW_OP_RECV, c), 0);
-		io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_CANCEL, c));
-		c->recv_cancel_sent = true;
-		c->inflight++;
-	}
-}
-
-/* ------------------------------------------------------------------- send */
-
-/* the queue the socket sends from: ciphertext on a TLS connection */
-static struct gw_chunkq *sendq(struct gw_conn *c)
-{
-	return c->ssl ? &c->ctq : &c->txq;
-}
-
-void gw_tx_kick(struct gw_worker *w, struct gw_conn *c)
-{
-	if (c->is_send_inflight || c->is_closing)
-		return;
-	if (c->kind == GW_CONN_BACKEND && c->up.state < GW_UP_HANDSHAKE)
-		return;	/* not connected yet: the queue waits */
-	if (c->ssl)
-		gw_tls_encrypt(c);
-	struct gw_chunkq *q = sendq(c);
-	if (q->bytes == 0)
-		return;
-	size_t n = 0, bytes = 0;
-	for (struct gw_chunk *ch = q->head; ch && n < GW_IOV_MAX && bytes < SEND_MAX_BYTES;
-	     ch = ch->next) {
-		if (ch->len == ch->off)
-			continue;
-		c->iov[n].iov_base = ch->data + ch->off;
-		c->iov[n].iov_len = ch->len - ch->off;
-		bytes += c->iov[n].iov_len;
-		n++;
-	}
-	if (n == 0)
-		return;
-	memset(&c->msg, 0, sizeof(c->msg));
-	c->msg.msg_iov = c->iov;
-	c->msg.msg_iovlen = n;
-	struct io_uring_sqe *sqe = gw_sqe(w);
-	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL | MSG_WAITALL);
-	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_SEND, c));
-	c->is_send_inflight = true;
-	c->inflight++;
-}
-
-void gw_tx_pass(struct gw_worker *w, struct gw_conn *dst, struct gw_conn *src,
-		const uint8_t *p, size_t n)
-{
-	const struct qipc_framer *fr = &src->fr;
-	size_t held = src->pass_held_n, total = held + n;
-	/* the framer sits inside a header it has not finished: those bytes wait */
-	size_t tail = (fr->body_left == 0 && fr->hdr_have < QIPC_HDR_SIZE) ? fr->hdr_have : 0;
-	size_t fwd = total - tail;
-	uint8_t keep[QIPC_HDR_SIZE];
-
-	for (size_t i = 0; i < tail; i++) {
-		size_t at = fwd + i;
-		keep[i] = at < held ? src->pass_held[at] : p[at - held];
-	}
-	if (dst && !dst->is_closing && fwd > 0) {
-		size_t from_held = held < fwd ? held : fwd;
-		gw_chunkq_append(&dst->txq, src->pass_held, from_held);
-		if (fwd > held)
-			gw_chunkq_append(&dst->txq, p, fwd - held);
-		gw_tx_kick(w, dst);
-	}
-	memcpy(src->pass_held, keep, tail);
-	src->pass_held_n = tail;
-}
-
-int gw_tx_append(struct gw_worker *w, struct gw_conn *c, const void *p, size_t n)
-{
-	if (c->is_closing)
-		return -EPIPE;
-	gw_chunkq_append(&c->txq, p, n);
-	gw_tx_kick(w, c);
-	return 0;
-}
-
-void gw_tx_append_chunk(struct gw_worker *w, struct gw_conn *c, struct gw_chunk *ch)
-{
-	if (c->is_closing) {
-		gw_chunk_free(ch);
-		return;
-	}
-	chunkq_push(&c->txq, ch);
-	gw_tx_kick(w, c);
-}
-
-static void on_send(struct gw_worker *w, struct gw_conn *c, int res)
-{
-	c->is_send_inflight = false;
-	if (c->is_closing)
-		return;
-	if (res <= 0) {
-		gw_conn_close(w, c, res == 0 ? "send returned 0" : strerror(-res));
-		return;
-	}
-	size_t left = (size_t)res;
-	struct gw_chunkq *q = sendq(c);
-	q->bytes -= left;
-	while (left > 0 && q->head) {
-		struct gw_chunk *ch = q->head;
-		size_t avail = ch->len - ch->off;
-		size_t k = left < avail ? left : avail;
-		ch->off += k;
-		left -= k;
-		if (ch->off == ch->len) {
-			q->head = ch->next;
-			if (!q->head)
-				q->tail = NULL;
-			gw_chunk_free(ch);
-		}
-	}
-	if (c->kind == GW_CONN_CLIENT) {
-		gw_client_on_sent(w, c);
-		if (c->is_closing)
-			return;
-	}
-	gw_tx_kick(w, c);
-	if (c->kind == GW_CONN_BACKEND)
-		gw_upstream_on_sent(w, c);
-	if (c->kind == GW_CONN_HTTP && c->http.is_done && gw_tx_pending(c) == 0)
-		gw_conn_close(w, c, "answered");
-}
-
-/* -------------------------------------------------------------- completions */
-
-void gw_conn_deliver(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
-{
-	if (c->kind == GW_CONN_CLIENT)
-		gw_client_on_data(w, c, p, n);
-	else if (c->kind == GW_CONN_BACKEND)
-		gw_upstream_on_data(w, c, p, n);
-	else if (c->kind == GW_CONN_HTTP)
-		gw_stats_on_data(w, c, p, n);
-}
-
-static void on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe *cqe)
-{
-	bool more = cqe->flags & IORING_CQE_F_MORE;
-	int res = cqe->res;
-
-	if (!more)
-		c->recv_armed = false;
-	if (res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
-		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		const uint8_t *data = w->buf_mem + (size_t)bid * w->buf_size;
-		if (!c->is_closing) {
-			if (c->kind == GW_CONN_CLIENT)
-				c->cl.last_active_ms = w->now_ms;
-			if (c->ssl)
-				gw_tls_on_recv(w, c, data, (size_t)res);
-			else
-				gw_conn_deliver(w, c, data, (size_t)res);
-		}
-		buf_return(w, bid);
-	} else if (res == 0) {
-		if (!c->is_closing)
-			gw_conn_close(w, c, "peer closed");
-		return;
-	} else if (res == -ENOBUFS) {
-		w->enobufs++;	/* flow control: re-armed below once buffers are back */
-	} else if (res < 0 && res != -ECANCELED) {
-		if (!c->is_closing)
-			gw_conn_close(w, c, strerror(-res));
-		return;
-	}
-	if (!more)
-		gw_conn_update_recv(w, c);
-}
-
-/* The poll armed while c was paused: its peer has left (or the socket failed). */
-static void on_poll(struct gw_worker *w, struct gw_conn *c, int res)
-{
-	c->is_poll_armed = false;
-	if (c->is_closing || res < 0)
-		return;
-	if (c->is_recv_paused)
-		gw_conn_close(w, c, "peer left while not being read");
-	/* otherwise its recv is armed again and will see the end itself */
-}
-
 static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -670,39 +250,40 @@ static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 	if (c->kind == GW_CONN_FREE || (c->gen & 0xffffff) != gen) {
 		/* a stale completion must not carry a buffer away from the ring */
 		if (cqe->flags & IORING_CQE_F_BUFFER)
-			buf_return(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+			gw_buf_return(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 		return;
 	}
 	bool final = !(cqe->flags & IORING_CQE_F_MORE);
 
 	switch (op) {
 	case GW_OP_ACCEPT:
-		gw_listen_on_accept(w, c, cqe);
+		if (c->ops->on_accept)
+			c->ops->on_accept(w, c, cqe);
 		break;
 	case GW_OP_RECV:
-		on_recv(w, c, cqe);
+		gw_conn_on_recv(w, c, cqe);
 		break;
 	case GW_OP_SEND:
-		on_send(w, c, cqe->res);
+		gw_conn_on_send(w, c, cqe->res);
 		break;
 	case GW_OP_CONNECT:
-		gw_upstream_on_connect(w, c, cqe->res);
+		if (c->ops->on_connect)
+			c->ops->on_connect(w, c, cqe->res);
 		break;
 	case GW_OP_POLL:
-		on_poll(w, c, cqe->res);
+		gw_conn_on_poll(w, c, cqe->res);
 		break;
 	case GW_OP_READ:
-		gw_auth_on_event(w, c, cqe->res);
+		if (c->ops->on_read)
+			c->ops->on_read(w, c, cqe->res);
 		break;
 	case GW_OP_TIMEOUT:
 	case GW_OP_CANCEL:
 	default:
 		break;
 	}
-	if (final) {
-		c->inflight--;
-		maybe_free(w, c);
-	}
+	if (final)
+		gw_conn_sqe_done(w, c);
 }
 
 static void tick(struct gw_worker *w)
@@ -755,6 +336,12 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	w->rng = (uint64_t)gw_now_us() * 2654435761u + (uint64_t)getpid();
 	pool_list_init(&w->handshaking);
 	pool_list_init(&w->extra_ups);
+	/* what each kind of connection does with its bytes and events (see conn.h) */
+	gw_conn_set_ops(w, GW_CONN_LISTENER, &gw_listen_conn_ops);
+	gw_conn_set_ops(w, GW_CONN_CLIENT, &gw_client_conn_ops);
+	gw_conn_set_ops(w, GW_CONN_BACKEND, &gw_upstream_conn_ops);
+	gw_conn_set_ops(w, GW_CONN_HTTP, &gw_stats_conn_ops);
+	gw_conn_set_ops(w, GW_CONN_EVENT, &gw_auth_conn_ops);
 	ret = setup_ring(w);
 	if (ret < 0)
 		return ret;
@@ -767,7 +354,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	pool_list_init(&w->dispatches);
 	pool_list_init(&w->backlogs);
 	w->max_conns = gw_worker_slots_needed(cfg);
-	if (!slab_grow(w))
+	if (!gw_conn_slab_grow(w))
 		return -ENOMEM;
 	ret = gw_auth_init(w);
 	if (ret < 0)

@@ -3,7 +3,9 @@
 #
 #   ./tests/run.sh
 #
-# 1. refuses C sources that call strcpy/strcat/sprintf/strtok/gets (style.md);
+# 1. refuses C sources that call strcpy/strcat/sprintf/strtok/gets (style.md), or that break
+#    the include rules (scripts/check-includes.sh: no gateway/ in pool/ or codec/, no pool/
+#    in codec/, no include cycle among gateway/ headers);
 # 2. installs the Debian packages the build and the test clients need (apt only when one is
 #    missing, so a rerun stays fast);
 # 3. installs the third-party q clients: <repo>/.venv (PyKX, qPython, pytest), node-q
@@ -78,7 +80,7 @@ RUN_MARK=$(mktemp /tmp/qgate-run-mark.XXXXXX)
 trap 'rm -f "$RUN_MARK"' EXIT
 
 # ---------------------------------------------------------------- 1. source rules
-stage "source check: no strcpy/strcat/sprintf/strtok/gets in C sources"
+stage "source check: no strcpy/strcat/sprintf/strtok/gets, include rules"
 if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 	mapfile -t CFILES < <(git -C "$REPO" ls-files -- '*.c' '*.h')
 else
@@ -93,6 +95,9 @@ if [ -n "$BANNED" ]; then
 	die "banned C library calls (use snprintf, memcpy, strtok_r: the project's style guide)"
 fi
 echo "${#CFILES[@]} C files clean"
+# the dependency direction: pool/ and codec/ stay pure, gateway/ headers form no cycle
+bash scripts/check-includes.sh ||
+	die "include rules broken (scripts/check-includes.sh; style.md, header discipline)"
 done_stage
 
 # ---------------------------------------------------------------- 2-3. packages and clients

@@ -48,7 +48,9 @@
 
 #include "codec/qipc.h"
 #include "gateway/config.h"
+#include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/runtime.h"
 #include "gateway/worker.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

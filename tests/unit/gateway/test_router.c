@@ -11,6 +11,9 @@
 
 #include "codec/qipc.h"
 #include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/router.h"
+#include "gateway/runtime.h"
 #include "gateway/worker.h"
 
 static const char *const cfg_text =

@@ -1,0 +1,98 @@
+/*
+ * chunk.c — heap byte chunks and FIFO queues of them: the copies a worker holds (tx
+ * queues, requests, buffered answers), counted process-wide for limits.max_buffered_bytes.
+ */
+#include "gateway/chunk.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* bytes held in chunks by every worker of the process (limits.max_buffered_bytes) */
+static uint64_t held_bytes;
+
+uint64_t gw_held_bytes(void)
+{
+	return __atomic_load_n(&held_bytes, __ATOMIC_RELAXED);
+}
+
+struct gw_chunk *gw_chunk_new(size_t cap)
+{
+	struct gw_chunk *ch = malloc(sizeof(*ch) + cap);
+
+	if (!ch)
+		abort();	/* out of memory on the data path: nothing sane to do */
+	ch->next = NULL;
+	ch->len = 0;
+	ch->off = 0;
+	ch->cap = cap;
+	__atomic_add_fetch(&held_bytes, cap, __ATOMIC_RELAXED);
+	return ch;
+}
+
+struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap)
+{
+	size_t old = ch->cap;
+	struct gw_chunk *n = realloc(ch, sizeof(*n) + cap);
+
+	if (!n)
+		abort();
+	n->cap = cap;
+	if (cap > old)
+		__atomic_add_fetch(&held_bytes, cap - old, __ATOMIC_RELAXED);
+	else
+		__atomic_sub_fetch(&held_bytes, old - cap, __ATOMIC_RELAXED);
+	return n;
+}
+
+void gw_chunk_free(struct gw_chunk *ch)
+{
+	if (!ch)
+		return;
+	__atomic_sub_fetch(&held_bytes, ch->cap, __ATOMIC_RELAXED);
+	free(ch);
+}
+
+void gw_chunkq_push(struct gw_chunkq *q, struct gw_chunk *ch)
+{
+	ch->next = NULL;
+	if (q->tail)
+		q->tail->next = ch;
+	else
+		q->head = ch;
+	q->tail = ch;
+	q->bytes += ch->len - ch->off;
+}
+
+void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n)
+{
+	const uint8_t *src = p;
+
+	while (n > 0) {
+		struct gw_chunk *t = q->tail;
+		if (!t || t->len == t->cap) {
+			t = gw_chunk_new(n > GW_CHUNK_BYTES ? GW_CHUNK_BYTES :
+					 (n < 4096 ? 4096 : n));
+			gw_chunkq_push(q, t);
+		}
+		size_t room = t->cap - t->len;
+		size_t k = n < room ? n : room;
+		memcpy(t->data + t->len, src, k);
+		t->len += k;
+		q->bytes += k;
+		src += k;
+		n -= k;
+	}
+}
+
+void gw_chunkq_free(struct gw_chunkq *q)
+{
+	struct gw_chunk *ch = q->head;
+
+	while (ch) {
+		struct gw_chunk *nx = ch->next;
+		gw_chunk_free(ch);
+		ch = nx;
+	}
+	q->head = q->tail = NULL;
+	q->bytes = 0;
+}

@@ -1,0 +1,44 @@
+/*
+ * chunk — heap byte chunks and FIFO queues of them. A chunk belongs to exactly one queue at
+ * a time (a tx queue, or a request's buffered answer); whoever unlinks it frees it or links
+ * it elsewhere. Chunks are made, grown and freed only here, so the bytes they hold are
+ * counted process-wide (limits.max_buffered_bytes). Any thread; a chunk or queue is used
+ * by one worker thread only.
+ */
+#ifndef GW_GATEWAY_CHUNK_H
+#define GW_GATEWAY_CHUNK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_CHUNK_BYTES (64 * 1024)
+
+struct gw_chunk {
+	struct gw_chunk *next;
+	size_t len;	/* bytes written into data */
+	size_t off;	/* bytes already sent / consumed */
+	size_t cap;
+	uint8_t data[];
+};
+
+struct gw_chunkq {
+	struct gw_chunk *head, *tail;
+	uint64_t bytes;	/* unsent bytes in the queue */
+};
+
+/* a chunk of cap bytes, empty; aborts when out of memory (nothing sane to do) */
+struct gw_chunk *gw_chunk_new(size_t cap);
+/* ch resized to cap (it may move); aborts when out of memory */
+struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap);
+/* NULL is fine */
+void gw_chunk_free(struct gw_chunk *ch);
+/* bytes held in chunks by every worker of the process */
+uint64_t gw_held_bytes(void);
+/* link ch (ownership moves to q) at the tail; its unsent bytes count in q->bytes */
+void gw_chunkq_push(struct gw_chunkq *q, struct gw_chunk *ch);
+/* copy p[0..n) to the tail of q, in chunks of at most GW_CHUNK_BYTES */
+void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n);
+/* free every chunk of q; q is empty after */
+void gw_chunkq_free(struct gw_chunkq *q);
+
+#endif /* GW_GATEWAY_CHUNK_H */

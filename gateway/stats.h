@@ -1,0 +1,41 @@
+/*
+ * stats — the stats endpoint (stats.c): /stats and /health over HTTP on worker 0, summing
+ * every worker's JSON snapshot (each publishes its own under snap_mu), and the latency
+ * histogram. The loop reaches its connections through gw_stats_conn_ops. Worker thread
+ * only (snapshots: under snap_mu).
+ */
+#ifndef GW_GATEWAY_STATS_H
+#define GW_GATEWAY_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gw_backend_rt;
+struct gw_conn;
+struct gw_conn_ops;
+struct gw_hist;
+struct gw_worker;
+
+/* a stats connection's hooks (registered for GW_CONN_HTTP) */
+extern const struct gw_conn_ops gw_stats_conn_ops;
+
+void gw_hist_add(struct gw_hist *h, uint64_t us);
+uint64_t gw_hist_quantile(const struct gw_hist *h, double q);
+
+struct gw_conn_counts {
+	unsigned idle, busy, connecting;
+};
+/* a pooled backend's connections by state, and its state as /stats names it */
+struct gw_conn_counts gw_backend_counts(const struct gw_backend_rt *be);
+const char *gw_backend_state(const struct gw_backend_rt *be);
+int gw_stats_open(struct gw_worker *w);
+/* publish this worker's figures for worker 0's stats endpoint (worker thread) */
+void gw_stats_publish(struct gw_worker *w);
+void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
+/* a stats connection accepted on fd (the oldest gives way at stats.max_connections) */
+void gw_stats_accept(struct gw_worker *w, int fd);
+void gw_stats_on_close(struct gw_worker *w, struct gw_conn *c);
+/* stats connections past stats.timeout_ms are closed */
+void gw_stats_tick(struct gw_worker *w);
+
+#endif /* GW_GATEWAY_STATS_H */
