@@ -96,11 +96,11 @@ static struct qipc_obj *pools_table(struct gw_worker *w)
 		const struct gw_pool_rt *p = w->pools[i];
 		uint64_t up = 0;
 		for (size_t b = 0; b < p->n_backends; b++)
-			up += p->backends[b]->sel.n_up > 0;
+			up += pool_be_up(&p->backends[b]->pb) > 0;
 		put_sym(&t, 0, i, p->cfg->name);
 		put_sym(&t, 1, i, p->cfg->mode == GW_MODE_SESSION ? "session" : "query");
 		put_long(&t, 2, i, up);
-		put_long(&t, 3, i, p->queue.len);
+		put_long(&t, 3, i, p->pl.queue_len);
 		put_long(&t, 4, i, p->requests);
 		put_long(&t, 5, i, p->errors);
 		put_long(&t, 6, i, p->queue_full);
@@ -139,7 +139,7 @@ static struct qipc_obj *backends_table(struct gw_worker *w)
 			put_long(&t, 4, row, cc.idle);
 			put_long(&t, 5, row, cc.busy);
 			put_long(&t, 6, row, cc.connecting);
-			put_long(&t, 7, row, be->sel.outstanding);
+			put_long(&t, 7, row, pool_be_outstanding(&be->pb));
 			put_long(&t, 8, row, be->requests);
 			put_long(&t, 9, row, be->errors);
 			put_long(&t, 10, row, be->reconnects);
@@ -187,7 +187,7 @@ static struct qipc_obj *stats_table(struct gw_worker *w)
 	for (size_t i = 0; i < w->n_pools; i++) {
 		req += w->pools[i]->requests;
 		err += w->pools[i]->errors;
-		queued += w->pools[i]->queue.len;
+		queued += w->pools[i]->pl.queue_len;
 	}
 	if (table_init(&t, 1, "worker:j clients:j pools:j requests:j errors:j queued:j "
 			      "protocol_errors:j rx_enobufs:j cq_overflows:j") < 0) {

@@ -1114,7 +1114,7 @@ static void parse_backend(struct ctx *c, json_t *j, struct gw_backend_cfg *b)
 {
 	static const char *const keys[] = {
 		"name", "address", "user", "password", "password_env", "password_file",
-		"connections", "weight", "tls", NULL
+		"connections", "weight", "max_inflight", "tls", NULL
 	};
 	int n_src = !!get(j, "password") + !!get(j, "password_env") + !!get(j, "password_file");
 
@@ -1131,6 +1131,11 @@ static void parse_backend(struct ctx *c, json_t *j, struct gw_backend_cfg *b)
 	get_name(c, j, "user", 0, &b->user);
 	get_i(c, j, "connections", 1, CFG_MAX_CONNECTIONS, &b->connections);
 	get_i(c, j, "weight", 1, CFG_MAX_WEIGHT, &b->weight);
+	{
+		int mi = 1;
+		get_i(c, j, "max_inflight", 1, 65535, &mi);
+		b->max_inflight = (uint32_t)mi;
+	}
 	b->tls = parse_backend_tls(c, j);
 
 	if (n_src > 1) {

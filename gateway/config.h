@@ -84,6 +84,7 @@ struct gw_backend_cfg {
 	char *password;		/* resolved from password / password_env / password_file */
 	int connections;	/* default 2 */
 	int weight;		/* default 1, >= 1 */
+	uint32_t max_inflight;	/* sync requests at once, all workers; 0 read as 1 */
 	struct gw_tls_cfg *tls;	/* NULL: plain */
 };
 

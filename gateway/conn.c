@@ -122,6 +122,8 @@ void gw_conn_close(struct gw_worker *w, struct gw_conn *c, const char *reason)
 		return;
 	c->is_closing = true;
 	c->close_reason = reason;
+	if (c->ops->on_closing)
+		c->ops->on_closing(c);
 	c->close_next = NULL;
 	if (w->close_tail)
 		w->close_tail->close_next = c;

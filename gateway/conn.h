@@ -67,6 +67,8 @@ struct gw_conn_ops {
 	void (*on_sent)(struct gw_worker *w, struct gw_conn *c);
 	/* ... after the next send was started (or nothing was left to send) */
 	void (*on_sent_kicked)(struct gw_worker *w, struct gw_conn *c);
+	/* gw_conn_close was just called (the close is queued): nothing may be handed to it */
+	void (*on_closing)(struct gw_conn *c);
 	/* the loop carries out the close: let go of what it holds, fail what it owes */
 	void (*on_close)(struct gw_worker *w, struct gw_conn *c);
 	/* the slot is being freed: closed, nothing in flight */

@@ -20,6 +20,7 @@
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "gateway/tls.h"
+#include "gateway/shared.h"
 #include "gateway/worker.h"
 
 #define QGATE_VERSION "0.1.0"
@@ -252,6 +253,7 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		pthread_mutex_destroy(&ts[i].w.snap_mu);
 	free(ts);
 	free(peers);
+	gw_shared_free_all();
 	gw_claims_free(&claims);
 	return failed ? 1 : 0;
 }

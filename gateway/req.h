@@ -1,7 +1,7 @@
 /*
  * req — struct gw_req, one client message on its way to a backend and its answer back.
- * Its holders are written in it: its client's slot list (is_in_slots), a pool queue (state
- * QUEUED) and the backend connection that owes its answer (backend != NULL). Whoever lets
+ * Its holders are written in it: its client's slot list (is_in_slots), a pool queue
+ * (pq.is_queued) and the backend connection that owes its answer (backend != NULL). Whoever lets
  * go of it calls gw_req_release, the one function that frees it (session.c), which does so
  * only once nothing holds it any more. Worker thread only.
  */
@@ -17,9 +17,9 @@
 struct gw_conn;
 struct gw_pool_rt;
 
+/* queued or not is the pool's to say: pq.is_queued */
 enum gw_req_state {
 	GW_REQ_NEW = 0,
-	GW_REQ_QUEUED,
 	GW_REQ_SENT,
 	GW_REQ_DONE,
 };
@@ -29,7 +29,7 @@ struct gw_req {
 	bool is_in_slots;		/* held by its client's slot list */
 	struct gw_conn *client;		/* NULL once the client has gone */
 	uint32_t client_gen;
-	struct pool_link client_link;	/* client's queued list while QUEUED */
+	struct pool_req pq;		/* what the pool sees: queues, pins, its connection */
 	enum gw_req_state state;
 	bool is_sync;
 	bool is_dedicated;		/* runs on a connection of its own */
@@ -37,10 +37,8 @@ struct gw_req {
 	bool has_resp_started;		/* answer bytes already went to the client */
 	struct gw_chunk *msg;		/* the request bytes until handed to a backend */
 	struct gw_pool_rt *pool;
-	struct pool_waiter waiter;	/* pool queue link while QUEUED */
 	struct gw_chunkq resp;		/* buffered answer while not at the head */
 	uint32_t timeout_ms;		/* query timeout (rule or pool), 0 none */
-	uint64_t epoch;			/* client's pin epoch when dispatched */
 	uint64_t t_start_us;
 	struct gw_conn *backend;	/* SENT: the connection that owes its answer (a holder) */
 	/* for the audit log */
@@ -57,5 +55,10 @@ struct gw_req {
 
 /* the one function that frees a request: does so once nothing holds it (see above) */
 void gw_req_release(struct gw_req *r);
+
+static inline struct gw_req *gw_req_of(struct pool_req *pq)
+{
+	return pool_container_of(pq, struct gw_req, pq);
+}
 
 #endif /* GW_GATEWAY_REQ_H */

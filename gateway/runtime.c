@@ -27,6 +27,7 @@
 #include "gateway/upstream.h"
 #include "gateway/worker.h"
 #include "pool/pool.h"
+#include "gateway/shared.h"
 
 static bool same_str(const char *a, const char *b)
 {
@@ -58,18 +59,20 @@ static struct gw_backend_rt *backend_new(struct gw_pool_rt *p, const struct gw_b
 		return NULL;
 	be->cfg = bc;
 	be->pool = p;
-	be->sel.weight = bc->weight > 0 ? bc->weight : 1;
-	be->slots = calloc((size_t)bc->connections, sizeof(*be->slots));
-	pool_list_init(&be->idle);
+	struct pool_slot *slots = calloc((size_t)bc->connections, sizeof(*slots));
 	pool_list_init(&be->retired_link);
-	if (!be->slots) {
+	if (!slots) {
 		free(be);
 		return NULL;
 	}
+	/* one count of requests in flight per backend across all workers (max_inflight) */
+	pool_be_init(&be->pb, &p->pl, bc->weight,
+		     gw_shared_backend(p->cfg->name, bc->name, bc->addr.text, bc->max_inflight),
+		     bc->max_inflight, slots, (uint32_t)bc->connections);
 	if (bc->tls) {
 		be->ssl_ctx = gw_tls_client_ctx(bc);
 		if (!be->ssl_ctx) {
-			free(be->slots);
+			free(slots);
 			free(be);
 			return NULL;
 		}
@@ -81,33 +84,34 @@ static void backend_free(struct gw_backend_rt *be)
 {
 	if (be->ssl_ctx)
 		gw_tls_ctx_free(be->ssl_ctx);
-	free(be->slots);
+	free(be->pb.slots);
 	free(be);
 }
 
-/* Point the selector at the pool's current backends. */
-static int pool_set_backends(struct gw_pool_rt *p, struct gw_backend_rt **bes, size_t n)
+/* Give the pool its current backends. */
+static int set_backends(struct gw_pool_rt *p, struct gw_backend_rt **bes, size_t n)
 {
-	struct pool_backend **view = calloc(n ? n : 1, sizeof(*view));
+	struct pool_be **view = calloc(n ? n : 1, sizeof(*view));
 
 	if (!view)
 		return -ENOMEM;
 	for (size_t b = 0; b < n; b++)
-		view[b] = &bes[b]->sel;
+		view[b] = &bes[b]->pb;
 	free(p->backends);
-	free(p->sel_view);
+	free(p->pb_view);
 	p->backends = bes;
-	p->sel_view = view;
+	p->pb_view = view;
 	p->n_backends = n;
+	pool_set_backends(&p->pl, view, n);
 	return 0;
 }
 
-static void pool_apply_cfg(struct gw_worker *w, struct gw_pool_rt *p, const struct gw_pool_cfg *pc)
+static void pool_apply_cfg(struct gw_pool_rt *p, const struct gw_pool_cfg *pc)
 {
 	p->cfg = pc;
-	p->queue.max = pc->queue_max;
-	p->selector.strategy = (enum pool_strategy)pc->strategy;
-	(void)w;
+	p->pl.queue_max = pc->queue_max;
+	p->pl.queue_timeout_ms = pc->queue_timeout_ms;
+	p->pl.selector.strategy = (enum pool_strategy)pc->strategy;
 }
 
 static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg *pc)
@@ -118,17 +122,17 @@ static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg
 	if (!p || !bes)
 		goto fail;
 	pool_list_init(&p->retired_link);
-	pool_selector_init(&p->selector, (enum pool_strategy)pc->strategy,
-			   w->rng ^ (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL);
-	pool_queue_init(&p->queue, pc->queue_max);
+	p->cfg = pc;
+	pool_init(&p->pl, (enum pool_strategy)pc->strategy,
+		  w->rng ^ (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL, pc->queue_max,
+		  pc->queue_timeout_ms, w->id);
 	pool_list_init(&p->dispatch_link);
-	pool_apply_cfg(w, p, pc);
 	for (size_t b = 0; b < pc->n_backends; b++) {
 		bes[b] = backend_new(p, &pc->backends[b]);
 		if (!bes[b])
 			goto fail;
 	}
-	if (pool_set_backends(p, bes, pc->n_backends) < 0)
+	if (set_backends(p, bes, pc->n_backends) < 0)
 		goto fail;
 	return p;
 fail:
@@ -145,7 +149,7 @@ static void pool_free(struct gw_pool_rt *p)
 	for (size_t b = 0; b < p->n_backends; b++)
 		backend_free(p->backends[b]);
 	free(p->backends);
-	free(p->sel_view);
+	free(p->pb_view);
 	free(p);
 }
 
@@ -252,10 +256,10 @@ static void retire_backend(struct gw_worker *w, struct gw_backend_rt *be)
 	be->is_retired = true;
 	pool_list_add_tail(&w->retired_backends, &be->retired_link);
 	for (int s = 0; s < be->cfg->connections; s++) {
-		struct gw_up_slot *sl = &be->slots[s];
-		sl->is_given_up = true;	/* nothing reconnects */
-		struct gw_conn *c = sl->conn;
-		if (c && !c->is_closing && c->up.state != GW_UP_BUSY)
+		be->pb.slots[s].is_given_up = true;	/* nothing reconnects */
+		struct gw_conn *c = gw_slot_conn(be, s);
+		if (c && !c->is_closing && gw_up_state(c) != POOL_BUSY &&
+		    gw_up_state(c) != POOL_DRAINING)
 			gw_conn_close(w, c, "backend removed by reload");
 		/* a busy one closes once its answer is through (answer_done) */
 	}
@@ -265,11 +269,10 @@ static void retire_backend(struct gw_worker *w, struct gw_backend_rt *be)
 
 static void retire_pool(struct gw_worker *w, struct gw_pool_rt *p)
 {
-	struct pool_waiter *wt;
-
 	p->is_retired = true;
-	while ((wt = pool_queue_first(&p->queue)) != NULL)
-		gw_req_fail(w, pool_container_of(wt, struct gw_req, waiter), "qgate: pool removed");
+	while (!pool_list_empty(&p->pl.queue))
+		gw_req_fail(w, gw_req_of(pool_container_of(p->pl.queue.next, struct pool_req, qlink)),
+			    "qgate: pool removed");
 	for (size_t b = 0; b < p->n_backends; b++)
 		retire_backend(w, p->backends[b]);
 	/* the backends now live on the retired list; the pool keeps none */
@@ -299,7 +302,8 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 			kept[o] = true;
 			bes[b] = p->backends[o];
 			bes[b]->cfg = bc;
-			bes[b]->sel.weight = bc->weight > 0 ? bc->weight : 1;
+			bes[b]->pb.weight = bc->weight > 0 ? bc->weight : 1;
+			pool_shared_set_max(bes[b]->pb.shared, bc->max_inflight);
 		}
 		if (!bes[b]) {
 			bes[b] = backend_new(p, bc);
@@ -309,7 +313,7 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 			}
 			gw_info("backend=%s pool=%s address=%s msg=\"backend added by reload\"",
 				bc->name, pc->name, bc->addr.text);
-			if (p->is_started)
+			if (p->pl.is_started)
 				for (int s = 0; s < bc->connections; s++)
 					gw_upstream_start(w, bes[b], s);
 		}
@@ -323,8 +327,8 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 		if (bes[b])
 			bes[n++] = bes[b];
 	free(kept);
-	pool_apply_cfg(w, p, pc);
-	if (pool_set_backends(p, bes, n) < 0)
+	pool_apply_cfg(p, pc);
+	if (set_backends(p, bes, n) < 0)
 		gw_err("pool=%s msg=\"reload: out of memory\"", pc->name);
 	gw_pool_dispatch(w, p);
 }

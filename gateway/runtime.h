@@ -22,27 +22,15 @@ struct gw_pool_cfg;
 struct gw_worker;
 struct ssl_ctx_st;
 
-/* One configured connection of a backend; the gw_conn behind it changes on reconnect. */
-struct gw_up_slot {
-	struct gw_conn *conn;		/* NULL while down */
-	uint32_t failures;		/* consecutive failed attempts (backoff) */
-	uint64_t retry_at_ms;		/* next attempt while down; 0 = now */
-	bool is_given_up;		/* reconnect.attempts exhausted */
-	bool is_cap_fallback;		/* the last hello offering 6 was closed: offer 3 next */
-};
-
 struct gw_backend_rt {
 	const struct gw_backend_cfg *cfg;
 	bool is_retired;		/* removed or changed by a reload: closes as it frees */
 	struct pool_link retired_link;	/* worker.retired (kept until the worker exits) */
 	struct gw_pool_rt *pool;
-	struct pool_backend sel;	/* what the selector sees */
-	struct gw_up_slot *slots;	/* cfg->connections entries */
-	/* session pools: connection failures in a row and when to try this backend again */
-	uint32_t session_failures;
-	uint64_t session_retry_at_ms;
+	/* what the pool sees: connections by state, reconnect slots (cfg->connections, each
+	 * slot's is_alt_hello: the last hello offering 6 was closed, offer 3 next) */
+	struct pool_be pb;
 	struct ssl_ctx_st *ssl_ctx;	/* TLS to this backend, or NULL */
-	struct pool_link idle;		/* idle connections */
 	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
 	bool was_up;
 };
@@ -52,21 +40,34 @@ struct gw_pool_rt {
 	bool is_retired;
 	struct pool_link retired_link;
 	struct gw_backend_rt **backends;	/* each allocated alone: connections point at them */
-	struct pool_backend **sel_view;	/* pointers into backends[].sel for pool_pick */
+	struct pool_be **pb_view;	/* &backends[i]->pb, for the pool */
 	size_t n_backends;
-	struct pool_selector selector;
-	struct pool_queue queue;
+	struct pool pl;			/* the checkout authority: queue, selection */
 	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
 	uint64_t unsolicited_closes;	/* connections closed for an answer nobody was owed */
 	uint64_t health_failures;
-	uint32_t queued_async;		/* queued messages that need no free connection:
-					 * async ones, and dedicated syncs */
 	uint32_t n_dedicated;		/* dedicated connections open now */
 	uint32_t n_sessions;		/* session connections open now */
-	bool is_started;		/* warm connections opened (lazy pools start on demand) */
 	struct gw_hist latency;		/* request in -> answer complete, answered requests */
 	struct pool_link dispatch_link;	/* worker.dispatches while marked for dispatch */
 };
+
+static inline struct gw_pool_rt *gw_pool_of(struct pool *pl)
+{
+	return pool_container_of(pl, struct gw_pool_rt, pl);
+}
+
+static inline struct gw_backend_rt *gw_backend_of(struct pool_be *pb)
+{
+	return pool_container_of(pb, struct gw_backend_rt, pb);
+}
+
+/* the connection open in slot s of be, or NULL */
+static inline struct gw_conn *gw_slot_conn(const struct gw_backend_rt *be, int s)
+{
+	const struct pool_conn *rec = &be->pb.slots[s].rec;
+	return rec->state == POOL_DOWN ? NULL : (struct gw_conn *)rec->owner;
+}
 
 struct gw_listener_rt {
 	const struct gw_listener_cfg *cfg;

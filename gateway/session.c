@@ -102,9 +102,9 @@ static void close_after_send(struct gw_worker *w, struct gw_conn *c, const char 
 
 void gw_req_release(struct gw_req *r)
 {
-	if (r->is_in_slots || r->backend || r->state == GW_REQ_QUEUED)
+	if (r->is_in_slots || r->backend || r->pq.is_queued)
 		return;	/* still held */
-	GW_ASSERT(pool_list_empty(&r->client_link));
+	GW_ASSERT(pool_list_empty(&r->pq.clink));
 	gw_chunk_free(r->msg);
 	gw_chunkq_free(&r->resp);
 	free(r);
@@ -124,7 +124,7 @@ static bool output_blocked(struct gw_worker *w, const struct gw_conn *c)
 static bool queues_empty(const struct gw_worker *w)
 {
 	for (size_t i = 0; i < w->n_pools; i++)
-		if (w->pools[i]->queue.len)
+		if (w->pools[i]->pl.queue_len)
 			return false;
 	return true;
 }
@@ -274,9 +274,9 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 		if (su && su->up.is_paused_for_client)
 			gw_upstream_resume(w, su);
 		/* its oldest waiting request may have been held back while it did not read */
-		if (!pool_list_empty(&c->cl.queued) && !output_blocked(w, c))
-			gw_pool_dispatch(w, pool_container_of(c->cl.queued.next, struct gw_req,
-							      client_link)->pool);
+		struct pool *np = pool_client_next(&c->cl.pc);
+		if (np && !output_blocked(w, c))
+			gw_pool_dispatch(w, gw_pool_of(np));
 	}
 	gw_client_update_recv(w, c);
 }
@@ -367,9 +367,7 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		gw_hist_add(&r->pool->latency, gw_now_us() - r->t_start_us);
 	if (w->audit_fd >= 0 && !r->gw_error)
 		gw_audit_req(w, r, r->is_qerror ? "q error" : "ok");
-	/* the sync answer proves every earlier async on that connection ran */
-	if (c->cl.pin && r->epoch == c->cl.pin_epoch && c->cl.pin == r->backend)
-		c->cl.pin = NULL;
+	pool_req_done(&r->pq);	/* the answer may prove its client's asyncs ran */
 	r->backend = NULL;
 	advance_slots(w, c);
 	flow_all(w, c);
@@ -379,42 +377,19 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 /* Take r out of its pool's queue and its client's. */
 static void unqueue(struct gw_worker *w, struct gw_req *r)
 {
-	GW_ASSERT(r->state == GW_REQ_QUEUED);
-	pool_queue_remove(&r->pool->queue, &r->waiter);
-	bool was_next = r->client && r->client->cl.queued.next == &r->client_link;
-	pool_list_del(&r->client_link);
-	if (!r->is_sync || r->is_dedicated)
-		r->pool->queued_async--;
-	r->state = GW_REQ_NEW;
+	struct pool *next = pool_unqueue(&r->pq);
+
 	/* its client's next message may wait in another pool that nothing else will look at
 	 * (this one left unsent: timed out, failed) */
-	if (was_next && !pool_list_empty(&r->client->cl.queued))
-		gw_pool_dispatch(w, pool_container_of(r->client->cl.queued.next, struct gw_req,
-						      client_link)->pool);
+	if (next)
+		gw_pool_dispatch(w, gw_pool_of(next));
 }
 
-/* Queue r in its pool and behind its client's earlier messages; false when the pool's
- * queue is full. */
+/* Queue r in its pool and behind its client's earlier messages (a retry: before them);
+ * false when the pool's queue is full. */
 static bool enqueue(struct gw_worker *w, struct gw_req *r, bool is_first)
 {
-	struct gw_pool_rt *p = r->pool;
-	uint32_t tmo = p->cfg->queue_timeout_ms;
-
-	if (is_first) {
-		pool_queue_push_head(&p->queue, &r->waiter, w->now_ms, tmo);
-	} else if (pool_queue_push(&p->queue, &r->waiter, w->now_ms, tmo) < 0) {
-		return false;
-	}
-	if (r->client) {
-		if (is_first)
-			pool_list_add_tail(r->client->cl.queued.next, &r->client_link);
-		else
-			pool_list_add_tail(&r->client->cl.queued, &r->client_link);
-	}
-	if (!r->is_sync || r->is_dedicated)
-		p->queued_async++;
-	r->state = GW_REQ_QUEUED;
-	return true;
+	return pool_enqueue(&r->pool->pl, &r->pq, w->now_ms, is_first);
 }
 
 void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
@@ -422,7 +397,7 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 	uint8_t buf[256];
 	int len;
 
-	if (r->state == GW_REQ_QUEUED)
+	if (r->pq.is_queued)
 		unqueue(w, r);
 	if (r->state == GW_REQ_SENT && r->backend)
 		gw_upstream_abandon(w, r->backend, r);	/* it reads and drops the answer */
@@ -465,87 +440,6 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 
 /* ---------------------------------------------------------------- dispatch */
 
-static struct gw_conn *pinned_conn(struct gw_conn *c, struct gw_pool_rt *p)
-{
-	struct gw_conn *pc = c->cl.pin;
-
-	if (!pc || c->cl.pin_pool != p)
-		return NULL;
-	if (pc->gen != c->cl.pin_gen || pc->kind != GW_CONN_BACKEND || pc->is_closing ||
-	    pc->up.state < GW_UP_IDLE) {
-		c->cl.pin = NULL;	/* the pinned connection is gone: ordering is moot */
-		return NULL;
-	}
-	return pc;
-}
-
-static struct gw_conn *backend_conn(struct gw_backend_rt *be, bool need_idle)
-{
-	for (struct pool_link *l = be->idle.next; l != &be->idle; l = l->next) {
-		struct gw_conn *uc = pool_container_of(l, struct gw_conn, up.idle_link);
-		if (gw_upstream_is_free(uc))
-			return uc;
-	}
-	if (need_idle)
-		return NULL;
-	/* an async needs no free connection, only one that is up and not taking a stream */
-	for (int s = 0; s < be->cfg->connections; s++) {
-		struct gw_conn *uc = be->slots[s].conn;
-		if (uc && !uc->is_closing && uc->up.state >= GW_UP_IDLE && !uc->up.is_tx_locked)
-			return uc;
-	}
-	return NULL;
-}
-
-/* The pooled connection carrying c's newest sync request still in flight in pool p. */
-static struct gw_conn *newest_sync_conn(const struct gw_conn *c, const struct gw_pool_rt *p)
-{
-	struct gw_conn *found = NULL;
-
-	for (const struct gw_req *r = c->cl.slots_head; r; r = r->next_slot)
-		if (r->state == GW_REQ_SENT && r->backend && r->pool == p &&
-		    r->backend->up.kind == GW_UPK_POOLED && !r->backend->is_closing)
-			found = r->backend;
-	return found;
-}
-
-/* The connection r may go to now, or NULL when it must wait. */
-static struct gw_conn *choose_conn(struct gw_pool_rt *p, struct gw_req *r)
-{
-	struct gw_conn *pc = pinned_conn(r->client, p);
-
-	/* an async goes behind its client's sync still in flight, on the same connection: a
-	 * q process reads one connection in order, but two connections in any order */
-	if (!pc && !r->is_sync)
-		pc = newest_sync_conn(r->client, p);
-	if (pc) {
-		if (pc->up.is_tx_locked)
-			return NULL;	/* another message is streaming into it */
-		if (!r->is_sync || gw_upstream_is_free(pc))
-			return pc;
-		return NULL;
-	}
-	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, r->is_sync);
-	return i >= 0 ? backend_conn(p->backends[i], r->is_sync) : NULL;
-}
-
-static void send_req(struct gw_worker *w, struct gw_req *r, struct gw_conn *uc)
-{
-	struct gw_conn *c = r->client;
-
-	if (!r->is_sync) {
-		if (c->cl.pin != uc) {
-			c->cl.pin = uc;
-			c->cl.pin_gen = uc->gen;
-			c->cl.pin_pool = r->pool;
-		}
-		c->cl.pin_epoch++;
-	} else {
-		r->epoch = c->cl.pin_epoch;
-	}
-	gw_upstream_send(w, uc, r);	/* releases async requests, sync ones stay in their slot */
-}
-
 bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
 {
 	struct gw_pool_rt *p = r->pool;
@@ -562,7 +456,6 @@ bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
 	r->is_compressing = false;
 	r->retries++;
 	r->state = GW_REQ_NEW;
-	r->epoch = 0;
 	/* first in line, in its pool and for its client: it was sent before all they hold */
 	enqueue(w, r, true);
 	gw_debug("pool=%s msg=\"request retried after its backend died\" retry=%u",
@@ -571,34 +464,26 @@ bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
 	return true;
 }
 
-static bool pool_has_room(struct gw_pool_rt *p)
+/* A sync request on a socket of its own to be; closed after the answer, however late. */
+static void submit_dedicated(struct gw_worker *w, struct gw_req *r, struct gw_backend_rt *be)
 {
-	for (size_t b = 0; b < p->n_backends; b++)
-		if (p->backends[b]->sel.n_idle)
-			return true;
-	return false;
-}
+	struct gw_pool_rt *p = r->pool;
 
-static bool pool_has_hope(const struct gw_pool_rt *p)
-{
-	/* a backend is up, connecting, or will be retried: worth queueing for */
-	for (size_t b = 0; b < p->n_backends; b++) {
-		const struct gw_backend_rt *be = p->backends[b];
-		if (be->sel.n_up > 0)
-			return true;
-		for (int s = 0; s < be->cfg->connections; s++)
-			if (be->slots[s].conn || !be->slots[s].is_given_up)
-				return true;
+	if (p->n_dedicated >= p->cfg->dedicated_max) {
+		gw_req_fail(w, r, "qgate: dedicated connection limit reached");
+		return;
 	}
-	return false;
+	if (gw_upstream_open_dedicated(w, be, r) < 0)
+		gw_req_fail(w, r, "qgate: no backend available");
 }
 
-static void submit_dedicated(struct gw_worker *w, struct gw_req *r);
-
-/* r is the oldest message its client has waiting: the only one of them that may go. */
-static bool is_clients_next(const struct gw_req *r)
+/* Carry out a committed decision of the pool for r. */
+static void carry_out(struct gw_worker *w, struct gw_req *r, const struct pool_decision *d)
 {
-	return !r->client || r->client->cl.queued.next == &r->client_link;
+	if (d->verdict == POOL_OPEN)
+		submit_dedicated(w, r, gw_backend_of(d->be));
+	else
+		gw_upstream_send(w, d->conn->owner, r);	/* asyncs are released once written */
 }
 
 void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
@@ -607,102 +492,70 @@ void gw_pool_dispatch(struct gw_worker *w, struct gw_pool_rt *p)
 		pool_list_add_tail(&w->dispatches, &p->dispatch_link);
 }
 
-void gw_pool_dispatch_now(struct gw_worker *w, struct gw_pool_rt *p)
+/* One pass over p's queue: the pool pairs waiters with connections, oldest first. */
+static void dispatch_pass(struct gw_worker *w, struct gw_pool_rt *p)
 {
-	struct pool_waiter *wt = pool_queue_first(&p->queue);
+	struct pool_link *cur = NULL;
+	struct pool_decision d;
 
-	if (wt && p->is_started && !pool_has_hope(p)) {
-		/* reconnects exhausted everywhere: nothing queued would ever leave */
-		while ((wt = pool_queue_first(&p->queue)) != NULL)
-			gw_req_fail(w, pool_container_of(wt, struct gw_req, waiter),
-				    "qgate: no backend available");
-		return;
-	}
-	/* whether any connection can take a sync; it changes only when something is sent */
-	bool has_room = pool_has_room(p);
-	while (wt) {
-		/* with no room no sync can go anywhere, pinned or not: unless an async is
-		 * waiting, the rest of the queue need not be looked at */
-		if (!has_room && p->queued_async == 0)
-			break;
-		struct pool_waiter *next = pool_queue_next(&p->queue, wt);
-		struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
-		struct gw_conn *c = r->client;
-		wt = next;
-		if (!is_clients_next(r))
+	while (pool_next(&p->pl, &cur, &d)) {
+		struct gw_req *r = gw_req_of(d.req);
+		struct pool_client *pc = r->pq.client;
+		if (d.verdict == POOL_NONE) {
+			/* reconnects exhausted everywhere: nothing queued would ever leave */
+			gw_req_fail(w, r, "qgate: no backend available");
 			continue;
-		if (r->is_sync && r->is_dedicated) {
-			unqueue(w, r);
-			submit_dedicated(w, r);	/* a socket of its own: needs no room */
-		} else {
-			if (r->is_sync && (!has_room || output_blocked(w, c)))
-				continue;
-			struct gw_conn *uc = choose_conn(p, r);
-			if (!uc)
-				continue;
-			unqueue(w, r);
-			send_req(w, r, uc);
-			has_room = pool_has_room(p);
 		}
+		/* a client not reading its answers takes no connection for another */
+		if (d.verdict == POOL_SEND && r->is_sync && r->client && output_blocked(w, r->client))
+			continue;
+		if (!pool_commit(&p->pl, &d))
+			continue;
+		carry_out(w, r, &d);
 		/* its client's next message may wait in another pool */
-		if (!pool_list_empty(&c->cl.queued)) {
-			struct gw_req *nr = pool_container_of(c->cl.queued.next, struct gw_req,
-							      client_link);
-			if (nr->pool != p)
-				gw_pool_dispatch(w, nr->pool);
-		}
+		struct pool *np = pc ? pool_client_next(pc) : NULL;
+		if (np && np != &p->pl)
+			gw_pool_dispatch(w, gw_pool_of(np));
 	}
 }
 
-/* A sync request on a socket of its own; closed after the answer, however late. */
-static void submit_dedicated(struct gw_worker *w, struct gw_req *r)
+void gw_pool_dispatch_now(struct gw_worker *w, struct gw_pool_rt *p)
 {
-	struct gw_pool_rt *p = r->pool;
-
-	if (p->n_dedicated >= p->cfg->dedicated_max) {
-		gw_req_fail(w, r, "qgate: dedicated connection limit reached");
-		return;
-	}
-	/* any backend that is up (or, failing that, any not given up) */
-	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, false);
-	if (i < 0) {
-		for (size_t b = 0; b < p->n_backends && i < 0; b++)
-			if (!p->backends[b]->slots[0].is_given_up)
-				i = (int)b;
-	}
-	if (i < 0 || gw_upstream_open_dedicated(w, p->backends[i], r) < 0)
-		gw_req_fail(w, r, "qgate: no backend available");
+	dispatch_pass(w, p);
+	/* a max_inflight slot held by another worker came free while this worker was setting
+	 * its wakeup bit: one more pass, as that worker may not have seen the bit */
+	if (pool_update_waiting(&p->pl))
+		dispatch_pass(w, p);
 }
 
 static void submit_request(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 {
 	struct gw_pool_rt *p = r->pool;
+	struct pool_decision d = { .verdict = POOL_WAIT, .req = &r->pq };
 
 	p->requests++;
-	if (!p->is_started)
+	if (!p->pl.is_started)
 		gw_pool_start(w, p);	/* a lazy pool opens its connections on first use */
-	if (!pool_has_hope(p)) {
+	if (!pool_has_hope(&p->pl))
+		d.verdict = POOL_NONE;
+	else if (!(r->is_sync && !r->is_dedicated && output_blocked(w, c)))
+		d = pool_propose(&p->pl, &r->pq);
+	if (d.verdict == POOL_NONE) {
 		gw_req_fail(w, r, "qgate: no backend available");
 		return;
 	}
-	/* FIFO: a new message overtakes nothing waiting in the pool, nor anything its own
-	 * client sent earlier (which may wait in another pool) */
-	bool may_go = pool_list_empty(&p->queue.head) && pool_list_empty(&c->cl.queued);
-	if (r->is_dedicated && r->is_sync && may_go) {
-		submit_dedicated(w, r);
+	if (d.verdict != POOL_WAIT && pool_commit(&p->pl, &d)) {
+		carry_out(w, r, &d);
 		return;
-	}
-	if (may_go && !(r->is_sync && output_blocked(w, c))) {
-		struct gw_conn *uc = choose_conn(p, r);
-		if (uc) {
-			send_req(w, r, uc);
-			return;
-		}
 	}
 	if (!enqueue(w, r, false)) {
 		p->queue_full++;
 		gw_req_fail(w, r, "qgate: queue full");
+		return;
 	}
+	/* waiting for a max_inflight slot another worker holds: ask to be woken */
+	if (pool_update_waiting(&p->pl))
+		gw_pool_dispatch(w, p);
 }
 
 /* ------------------------------------------------------------ messages */
@@ -734,8 +587,7 @@ static struct gw_req *new_request(struct gw_conn *c, struct gw_chunk *msg)
 	r->is_sync = msg->data[1] == QIPC_SYNC;
 	r->msg = msg;
 	r->t_start_us = gw_now_us();
-	pool_list_init(&r->waiter.link);
-	pool_list_init(&r->client_link);
+	pool_req_init(&r->pq, NULL, &c->cl.pc, r->is_sync, false);
 	if (r->is_sync) {
 		r->is_in_slots = true;
 		if (c->cl.slots_tail)
@@ -781,6 +633,8 @@ static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req 
 	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms :
 			(rt.pool ? rt.pool->cfg->query_timeout_ms : 0);
 	r->is_dedicated = rt.is_dedicated || (rt.pool && rt.pool->cfg->is_dedicated);
+	r->pq.pool = rt.pool ? &rt.pool->pl : NULL;
+	r->pq.is_dedicated = r->is_dedicated;
 	if (rt.is_denied) {
 		gw_req_fail(w, r, "qgate: not allowed");
 		return false;
@@ -868,24 +722,24 @@ static bool try_stream(struct gw_worker *w, struct gw_conn *c)
 		return true;
 	}
 	struct gw_pool_rt *p = r->pool;
-	struct gw_conn *uc = NULL;
-	if (pool_list_empty(&p->queue.head) && pool_list_empty(&c->cl.queued) &&
-	    pool_has_hope(p) && !r->is_dedicated && p->is_started &&
-	    !(r->is_sync && output_blocked(w, c)))
-		uc = choose_conn(p, r);
+	struct pool_decision d = { .verdict = POOL_WAIT };
+	if (!r->is_dedicated && p->pl.is_started && !(r->is_sync && output_blocked(w, c)))
+		d = pool_propose(&p->pl, &r->pq);
+	struct gw_conn *uc = d.verdict == POOL_SEND ? d.conn->owner : NULL;
 	/* only into a connection that carries nothing else: should the sender leave in the
 	 * middle, closing that connection fails nobody else's request */
 	if (uc && (!gw_upstream_is_free(uc) || gw_tx_pending(uc) > 0))
 		uc = NULL;
-	if (!uc) {
+	if (!uc || !pool_commit(&p->pl, &d)) {
 		c->cl.rx_msg = undo_request(c, r);
 		c->cl.requests--;
 		return false;
 	}
 	p->requests++;
 	r->is_streamed = true;
-	send_req(w, r, uc);
+	gw_upstream_send(w, uc, r);
 	uc->up.is_tx_locked = true;
+	pool_conn_hold(uc->up.rec, POOL_HOLD_STREAM, true);
 	uc->up.lock_client = c;
 	uc->up.lock_client_gen = c->gen;
 	c->cl.stream_to = uc;
@@ -902,6 +756,7 @@ static void stream_end(struct gw_worker *w, struct gw_conn *c)
 	c->cl.stream_to = NULL;
 	if (uc) {
 		uc->up.is_tx_locked = false;
+		pool_conn_hold(uc->up.rec, POOL_HOLD_STREAM, false);
 		uc->up.lock_client = NULL;
 		if (uc->up.has_reply_pending)
 			gw_upstream_reply_refused_call(w, uc);	/* held back until the message end */
@@ -1008,13 +863,8 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 {
 	/* a backend takes new sessions unless its last ones failed and its backoff runs;
 	 * among those, the strategy picks (least_outstanding: the fewest sessions) */
-	for (size_t b = 0; b < p->n_backends; b++) {
-		struct gw_backend_rt *be = p->backends[b];
-		bool ok = be->session_retry_at_ms <= w->now_ms;
-		be->sel.n_up = be->sel.n_idle = ok ? 1 : 0;
-	}
-	int i = pool_pick(&p->selector, p->sel_view, p->n_backends, true);
-	if (i < 0) {
+	struct pool_be *pbe = pool_pick_session(&p->pl, w->now_ms);
+	if (!pbe) {
 		gw_info("conn=%llu peer=%s pool=%s msg=\"no session backend reachable\"",
 			(unsigned long long)c->id, c->peer, p->cfg->name);
 		return -ENOENT;
@@ -1022,7 +872,7 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 	c->cl.session_pool = p;
 	p->requests++;
 	bool passthrough = p->cfg->is_auth_passthrough;
-	int ret = gw_upstream_open_session(w, p->backends[i], c, passthrough ? h->cred : NULL,
+	int ret = gw_upstream_open_session(w, gw_backend_of(pbe), c, passthrough ? h->cred : NULL,
 					   passthrough ? h->cred_len : 0, h->capability);
 	if (ret < 0)
 		gw_warn("conn=%llu peer=%s pool=%s msg=\"cannot open session connection\"",
@@ -1302,29 +1152,31 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 	}
 	/* its queued messages leave the pool queues, oldest first; q runs what a client wrote
 	 * before it left, so asyncs go now (to the pinned connection when there is one) */
-	while (!pool_list_empty(&c->cl.queued)) {
-		struct gw_req *r = pool_container_of(c->cl.queued.next, struct gw_req,
-						     client_link);
+	while (!pool_list_empty(&c->cl.pc.queued)) {
+		struct gw_req *r = gw_req_of(pool_container_of(c->cl.pc.queued.next,
+							       struct pool_req, clink));
 		struct gw_pool_rt *p = r->pool;
 		unqueue(w, r);
 		if (r->is_sync)
 			continue;	/* in its slot: let go of below */
-		struct gw_conn *uc = choose_conn(p, r);
-		if (uc) {
-			send_req(w, r, uc);
+		struct pool_decision d = pool_place(&p->pl, &r->pq);
+		if (d.verdict == POOL_SEND && pool_commit(&p->pl, &d)) {
+			gw_upstream_send(w, d.conn->owner, r);
 		} else {
 			gw_warn("conn=%llu user=%s msg=\"async message of a departed client "
 				"dropped: no connection up\"", (unsigned long long)c->id, c->cl.user_log);
 			gw_req_release(r);
 		}
 	}
+	pool_client_gone(&c->cl.pc);
 	struct gw_req *r = c->cl.slots_head;
 	while (r) {
 		struct gw_req *next = r->next_slot;
 		r->client = NULL;
+		r->pq.client = NULL;
 		r->is_in_slots = false;
 		r->next_slot = NULL;
-		if (r->backend && r->backend->up.kind == GW_UPK_DEDICATED) {
+		if (r->backend && gw_up_kind(r->backend) == POOL_CONN_DEDICATED) {
 			/* its own socket: closed, which fails and so frees r */
 			gw_conn_close(w, r->backend, "dedicated client left");
 		} else if (r->backend && r->backend->up.is_paused_for_client) {
@@ -1436,9 +1288,9 @@ void gw_client_tick(struct gw_worker *w)
 	/* requests that waited too long in a pool queue */
 	for (size_t i = 0; i < w->n_pools; i++) {
 		struct gw_pool_rt *p = w->pools[i];
-		struct pool_waiter *wt;
-		while ((wt = pool_queue_expired(&p->queue, w->now_ms)) != NULL) {
-			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
+		struct pool_req *pq;
+		while ((pq = pool_expired(&p->pl, w->now_ms)) != NULL) {
+			struct gw_req *r = gw_req_of(pq);
 			p->queue_timeouts++;
 			gw_req_fail(w, r, "qgate: queue timeout");
 		}
@@ -1450,7 +1302,7 @@ void gw_client_tick(struct gw_worker *w)
 static void client_on_alloc(struct gw_worker *w, struct gw_conn *c)
 {
 	(void)w;
-	pool_list_init(&c->cl.queued);
+	pool_client_init(&c->cl.pc);
 	pool_list_init(&c->cl.backlog_link);
 	pool_list_init(&c->cl.rx_link);
 	pool_list_init(&c->cl.linger_link);
@@ -1465,7 +1317,7 @@ static void client_on_recv(struct gw_worker *w, struct gw_conn *c)
 static void client_on_free(struct gw_worker *w, struct gw_conn *c)
 {
 	(void)w;
-	GW_ASSERT(!c->cl.slots_head && pool_list_empty(&c->cl.queued));
+	GW_ASSERT(!c->cl.slots_head && pool_list_empty(&c->cl.pc.queued));
 	gw_chunk_free(c->cl.rx_msg);
 	c->cl.rx_msg = NULL;
 	free(c->cl.backlog);

@@ -53,9 +53,10 @@ struct gw_client {
 	struct gw_req *slots_head, *slots_tail;
 	uint32_t n_slots;
 	uint64_t buffered_bytes;	/* answer bytes held in non-head slots */
-	/* this client's messages waiting in pool queues, oldest first: only the oldest may
-	 * be sent, so its messages reach backends in the order it wrote them */
-	struct pool_link queued;
+	/* its order as the pools see it: its messages waiting in pool queues, oldest first
+	 * (only the oldest may be sent, so they reach backends in the order it wrote them),
+	 * and its async pin */
+	struct pool_client pc;
 	/* bytes read but not parsed yet: max_pipeline was reached in the middle of a read */
 	uint8_t *backlog;
 	size_t backlog_len;
@@ -70,11 +71,6 @@ struct gw_client {
 	uint64_t linger_deadline_ms;	/* closed then even if its last bytes are not out */
 	struct pool_link linger_link;	/* worker.lingering while is_close_after_send */
 	int client_capability;		/* what the client offered */
-	/* async pinning: the backend connection that carried this client's last async */
-	struct gw_conn *pin;
-	uint32_t pin_gen;
-	struct gw_pool_rt *pin_pool;
-	uint64_t pin_epoch;
 	uint64_t requests;
 	uint64_t last_active_ms;
 	/* since when its unsent answers have stayed above half of client_buffer_bytes with a

@@ -83,20 +83,13 @@ uint64_t gw_hist_quantile(const struct gw_hist *h, double q)
 
 struct gw_conn_counts gw_backend_counts(const struct gw_backend_rt *be)
 {
-	struct gw_conn_counts n = { 0, 0, 0 };
+	const uint32_t *n = be->pb.n;
 
-	for (int s = 0; s < be->cfg->connections; s++) {
-		const struct gw_conn *c = be->slots[s].conn;
-		if (!c || c->is_closing)
-			continue;
-		if (c->up.state == GW_UP_IDLE)
-			n.idle++;
-		else if (c->up.state == GW_UP_BUSY)
-			n.busy++;
-		else
-			n.connecting++;
-	}
-	return n;
+	return (struct gw_conn_counts){
+		.idle = n[POOL_IDLE],
+		.busy = n[POOL_BUSY] + n[POOL_DRAINING],
+		.connecting = n[POOL_CONNECTING] + n[POOL_HANDSHAKE],
+	};
 }
 
 const char *gw_backend_state(const struct gw_backend_rt *be)
@@ -111,7 +104,7 @@ const char *gw_backend_state(const struct gw_backend_rt *be)
 static bool pool_is_up(const struct gw_pool_rt *p)
 {
 	for (size_t b = 0; b < p->n_backends; b++)
-		if (p->backends[b]->sel.n_up > 0)
+		if (pool_be_up(&p->backends[b]->pb) > 0)
 			return true;
 	return false;
 }
@@ -148,22 +141,26 @@ static json_t *stats_tree(struct gw_worker *w)
 			const struct gw_backend_rt *be = p->backends[b];
 			struct gw_conn_counts n = gw_backend_counts(be);
 			json_array_append_new(bs, json_pack(
-				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:i}",
+				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}",
 				"name", be->cfg->name, "address", be->cfg->addr.text,
 				"state", gw_backend_state(be),
 				"connections", "idle", n.idle, "busy", n.busy, "connecting",
 				n.connecting,
 				"requests", (json_int_t)be->requests, "errors", (json_int_t)be->errors,
 				"reconnects", (json_int_t)be->reconnects,
-				"outstanding", (json_int_t)be->sel.outstanding,
+				"outstanding", (json_int_t)pool_be_outstanding(&be->pb),
 				"bytes_in", (json_int_t)be->bytes_in,
-				"bytes_out", (json_int_t)be->bytes_out, "weight", be->sel.weight));
+				"bytes_out", (json_int_t)be->bytes_out, "weight", be->pb.weight,
+				/* across all workers: the backend's own view */
+				"inflight", (json_int_t)pool_shared_inflight(be->pb.shared),
+				"max_inflight", (json_int_t)__atomic_load_n(&be->pb.shared->max_inflight,
+									    __ATOMIC_RELAXED)));
 		}
 		json_array_append_new(ps, json_pack(
 			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
 			"name", p->cfg->name, "mode", p->cfg->mode == GW_MODE_SESSION ? "session" : "query",
 			"state", pool_is_up(p) ? "up" : "down",
-			"queued", (json_int_t)p->queue.len, "requests", (json_int_t)p->requests,
+			"queued", (json_int_t)p->pl.queue_len, "requests", (json_int_t)p->requests,
 			"errors", (json_int_t)p->errors, "queue_full", (json_int_t)p->queue_full,
 			"queue_timeouts", (json_int_t)p->queue_timeouts,
 			"timeouts", (json_int_t)p->timeouts,
@@ -175,7 +172,7 @@ static json_t *stats_tree(struct gw_worker *w)
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
-	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		"workers", 1, "clients", (json_int_t)w->n_clients,
 		"login_throttled", (json_int_t)w->login_throttled,
 		"held_bytes", (json_int_t)(w->id == 0 ? gw_held_bytes() : 0),
@@ -183,7 +180,8 @@ static json_t *stats_tree(struct gw_worker *w)
 		"protocol_errors", (json_int_t)w->protocol_errors,
 		"slow_clients_closed", (json_int_t)w->slow_clients,
 		"sq_full", (json_int_t)w->sq_full,
-		"rx_enobufs", (json_int_t)w->enobufs, "cq_overflows", (json_int_t)w->cq_overflows));
+		"rx_enobufs", (json_int_t)w->enobufs, "cq_overflows", (json_int_t)w->cq_overflows,
+		"inflight_wakeups", (json_int_t)w->wakes_received));
 	return root;
 }
 
@@ -273,7 +271,9 @@ static void merge_into(json_t *dst, json_t *src)
 		if (!dv) {
 			json_object_set(dst, key, sv);
 		} else if (json_is_integer(sv) && json_is_integer(dv)) {
-			if (strcmp(key, "weight") == 0)
+			/* the same figure in every worker, not a share of it */
+			if (strcmp(key, "weight") == 0 || strcmp(key, "max_inflight") == 0 ||
+			    strcmp(key, "inflight") == 0)
 				continue;
 			if (strcmp(key, "max_us") == 0)
 				json_object_set_new(dst, key, json_integer(

@@ -48,71 +48,35 @@ static const char *be_name(const struct gw_conn *c)
 	return c->up.be->cfg->name;
 }
 
-static bool is_legal(enum gw_up_kind kind, enum gw_up_state from, enum gw_up_state to)
-{
-	if (to == GW_UP_DOWN)
-		return from != GW_UP_DOWN;
-	switch (from) {
-	case GW_UP_CONNECTING:
-		return to == GW_UP_HANDSHAKE;
-	case GW_UP_HANDSHAKE:
-		return to == (kind == GW_UPK_POOLED ? GW_UP_IDLE : GW_UP_BUSY);
-	case GW_UP_IDLE:
-		return to == GW_UP_BUSY;
-	case GW_UP_BUSY:
-		return to == GW_UP_IDLE && kind == GW_UPK_POOLED;
-	default:
-		return false;
-	}
-}
-
 /*
- * The one place a backend connection changes state. For a pooled connection it keeps the
- * backend's idle list and the counts the selector reads: n_up (IDLE or BUSY), n_idle
- * (IDLE) and outstanding (BUSY).
+ * The one place a backend connection changes state: the pool asserts the transition and
+ * keeps its lists and counts (a max_inflight slot is given back on leaving BUSY or
+ * DRAINING: the other workers waiting for it are woken by the loop).
  */
-void gw_upstream_set_state(struct gw_worker *w, struct gw_conn *c, enum gw_up_state to)
+void gw_upstream_set_state(struct gw_worker *w, struct gw_conn *c, enum pool_conn_state to)
 {
-	struct gw_backend_rt *be = c->up.be;
-	enum gw_up_state from = c->up.state;
-
-	GW_ASSERT(is_legal(c->up.kind, from, to));
-	c->up.state = to;
-	if (c->up.kind != GW_UPK_POOLED)
-		return;
-	bool was_up = from == GW_UP_IDLE || from == GW_UP_BUSY;
-	bool is_up = to == GW_UP_IDLE || to == GW_UP_BUSY;
-	if (from == GW_UP_IDLE) {
-		GW_ASSERT(be->sel.n_idle > 0);
-		be->sel.n_idle--;
-		pool_list_del(&c->up.idle_link);
-	}
-	if (from == GW_UP_BUSY) {
-		GW_ASSERT(be->sel.outstanding > 0);
-		be->sel.outstanding--;
-	}
-	if (was_up && !is_up) {
-		GW_ASSERT(be->sel.n_up > 0);
-		be->sel.n_up--;
-	}
-	if (!was_up && is_up)
-		be->sel.n_up++;
-	if (to == GW_UP_IDLE) {
+	w->wake_mask |= pool_conn_set_state(c->up.rec, to);
+	if (to == POOL_IDLE) {
 		GW_ASSERT(c->up.owed == NULL);
 		c->up.query_deadline_ms = 0;
 		c->up.last_used_ms = w->now_ms;
-		be->sel.n_idle++;
-		pool_list_add_tail(&be->idle, &c->up.idle_link);
 	}
-	if (to == GW_UP_BUSY)
-		be->sel.outstanding++;
+}
+
+/* c, a pooled connection, is checked out for req (the pool took the max_inflight slot). */
+static void checked_out(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
+{
+	c->up.owed = r;
+	c->up.query_deadline_ms = r->timeout_ms ? w->now_ms + r->timeout_ms : 0;
+	r->backend = c;
+	r->state = GW_REQ_SENT;
 }
 
 bool gw_upstream_is_free(const struct gw_conn *c)
 {
 	/* nothing owed, nothing streaming in, and no stray bytes half-read: the next answer
 	 * on it can only be for what is sent now */
-	return !c->is_closing && c->up.state == GW_UP_IDLE && !c->up.is_tx_locked &&
+	return !c->is_closing && gw_up_state(c) == POOL_IDLE && !c->up.is_tx_locked &&
 	       qipc_framer_idle(&c->fr);
 }
 
@@ -127,7 +91,7 @@ void gw_upstream_pause(struct gw_worker *w, struct gw_conn *c)
 
 /* socket + connect linked to a timeout; the rest happens in gw_upstream_on_connect */
 static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
-			       enum gw_up_kind kind, int slot)
+			       enum pool_conn_kind kind, int slot)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -154,15 +118,14 @@ static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 	}
 	snprintf(c->peer, sizeof(c->peer), "%s", be->cfg->addr.text);
 	c->up.be = be;
-	c->up.kind = kind;
-	c->up.slot = slot;
-	c->up.state = GW_UP_CONNECTING;
+	c->up.rec = kind == POOL_CONN_POOLED ? &be->pb.slots[slot].rec : &c->up.own_rec;
+	pool_conn_init(c->up.rec, &be->pb, kind, slot, c);
+	gw_upstream_set_state(w, c, POOL_CONNECTING);
 	c->up.offer_capability = UP_CAPABILITY;
 	c->up.sa = ss;
 	c->up.sa_len = len;
-	pool_list_init(&c->up.idle_link);
 	pool_list_init(&c->up.extra_link);
-	if (kind != GW_UPK_POOLED)
+	if (kind != POOL_CONN_POOLED)
 		pool_list_add_tail(&w->extra_ups, &c->up.extra_link);
 	uint32_t tmo = be->pool->cfg->reconnect.connect_timeout_ms;
 	if (!tmo)
@@ -187,21 +150,15 @@ static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 
 void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot)
 {
-	struct gw_up_slot *sl = &be->slots[slot];
-	struct gw_conn *c = up_open(w, be, GW_UPK_POOLED, slot);
-
-	if (!c) {
-		sl->retry_at_ms = w->now_ms + 1000;
-		return;
-	}
-	sl->conn = c;
+	if (!up_open(w, be, POOL_CONN_POOLED, slot))
+		be->pb.slots[slot].retry_at_ms = w->now_ms + 1000;
 }
 
 void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p)
 {
-	if (p->is_started)
+	if (p->pl.is_started)
 		return;
-	p->is_started = true;
+	p->pl.is_started = true;
 	if (p->cfg->mode == GW_MODE_SESSION)
 		return;	/* session pools open one connection per client instead */
 	for (size_t b = 0; b < p->n_backends; b++)
@@ -211,12 +168,11 @@ void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p)
 
 int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, struct gw_req *r)
 {
-	struct gw_conn *c = up_open(w, be, GW_UPK_DEDICATED, -1);
+	struct gw_conn *c = up_open(w, be, POOL_CONN_DEDICATED, -1);
 
 	if (!c)
 		return -EAGAIN;
-	be->pool->n_dedicated++;
-	be->sel.outstanding++;	/* a dedicated request counts for its backend until closed */
+	be->pool->n_dedicated++;	/* it counts for its backend's load until closed */
 	r->backend_name = be->cfg->name;
 	be->requests++;
 	c->up.owed = r;
@@ -228,14 +184,13 @@ int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, st
 int gw_upstream_open_session(struct gw_worker *w, struct gw_backend_rt *be, struct gw_conn *cl,
 			     const uint8_t *cred, size_t cred_len, int capability)
 {
-	struct gw_conn *c = up_open(w, be, GW_UPK_SESSION, -1);
+	struct gw_conn *c = up_open(w, be, POOL_CONN_SESSION, -1);
 
 	if (!c)
 		return -EAGAIN;
 	/* bytes pass through unchanged: the backend may use no more than the client can read */
 	c->up.offer_capability = capability < UP_CAPABILITY ? capability : UP_CAPABILITY;
-	be->pool->n_sessions++;
-	be->sel.outstanding++;	/* for sessions, "outstanding" counts clients on it */
+	be->pool->n_sessions++;	/* its backend's load counts its sessions */
 	c->up.client = cl;
 	c->up.client_gen = cl->gen;
 	cl->cl.session_up = c;
@@ -271,7 +226,8 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 	if (c->is_closing)
 		return;
 	if (res < 0) {
-		bool quiet = c->up.kind == GW_UPK_POOLED && be->slots[c->up.slot].failures > 0;
+		bool quiet = gw_up_kind(c) == POOL_CONN_POOLED &&
+			     be->pb.slots[c->up.rec->slot].failures > 0;
 		if (!quiet)
 			gw_warn("backend=%s address=%s msg=\"connect failed\" err=\"%s\"",
 				be->cfg->name, be->cfg->addr.text,
@@ -279,7 +235,7 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 		gw_conn_close(w, c, "connect failed");
 		return;
 	}
-	gw_upstream_set_state(w, c, GW_UP_HANDSHAKE);
+	gw_upstream_set_state(w, c, POOL_HANDSHAKE);
 	if (be->ssl_ctx) {
 		/* TLS first; the q hello below waits in the tx queue until it is up */
 		const char *host = be->cfg->addr.host ? be->cfg->addr.host : "127.0.0.1";
@@ -292,8 +248,8 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 		/* the backend's own credentials (never a client's, never logged) */
 		const char *user = be->cfg->user ? be->cfg->user :
 				   (w->cfg->gateway_user ? w->cfg->gateway_user : "qgate");
-		bool fallback = c->up.kind == GW_UPK_POOLED &&
-				be->slots[c->up.slot].is_cap_fallback;
+		bool fallback = gw_up_kind(c) == POOL_CONN_POOLED &&
+				be->pb.slots[c->up.rec->slot].is_alt_hello;
 		int cap = c->up.offer_capability;
 		int n = qipc_hello_build(hello, sizeof(hello), user, be->cfg->password,
 					 fallback && cap > 3 ? 3 : cap);
@@ -318,9 +274,9 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	c->up.capability = capability;
 	/* answers stream through without being held whole, so only the protocol bounds them */
 	qipc_framer_init(&c->fr, capability, 0);
-	if (c->up.kind == GW_UPK_DEDICATED) {
+	if (gw_up_kind(c) == POOL_CONN_DEDICATED) {
 		struct gw_req *r = c->up.owed;
-		gw_upstream_set_state(w, c, GW_UP_BUSY);
+		gw_upstream_set_state(w, c, POOL_BUSY);
 		if (!r) {
 			/* its request was failed while it connected: nothing to send, ever */
 			gw_conn_close(w, c, "dedicated request gone");
@@ -335,15 +291,13 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 		}
 		return;
 	}
-	if (c->up.kind == GW_UPK_SESSION) {
+	if (gw_up_kind(c) == POOL_CONN_SESSION) {
 		struct gw_conn *cl = session_client(c);
-		gw_upstream_set_state(w, c, GW_UP_BUSY);
+		gw_upstream_set_state(w, c, POOL_BUSY);
 		c->up.query_deadline_ms = 0;
-		if (be->session_failures > 0)
+		if (pool_session_ok(&be->pb))
 			gw_info("backend=%s pool=%s msg=\"session backend reachable again\"",
 				be->cfg->name, be->pool->cfg->name);
-		be->session_failures = 0;
-		be->session_retry_at_ms = 0;
 		if (!cl) {
 			gw_conn_close(w, c, "session client gone");
 			return;
@@ -351,16 +305,14 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 		gw_session_ready(w, cl, capability);
 		return;
 	}
-	struct gw_up_slot *sl = &be->slots[c->up.slot];
-	if (sl->failures > 0)
+	if (pool_slot_up(&be->pb, (uint32_t)c->up.rec->slot))
 		be->reconnects++;
-	sl->failures = 0;
 	if (!be->was_up) {
 		be->was_up = true;
 		gw_info("backend=%s pool=%s address=%s capability=%d msg=\"backend up\"",
 			be->cfg->name, be->pool->cfg->name, be->cfg->addr.text, capability);
 	}
-	gw_upstream_set_state(w, c, GW_UP_IDLE);
+	gw_upstream_set_state(w, c, POOL_IDLE);
 	gw_pool_dispatch(w, be->pool);
 }
 
@@ -371,11 +323,11 @@ static void answer_done(struct gw_worker *w, struct gw_conn *c)
 	 * flight: no slot refers to it any more, so resume it here or it stays deaf */
 	if (c->up.is_paused_for_client)
 		gw_upstream_resume(w, c);
-	if (c->up.kind == GW_UPK_DEDICATED) {
+	if (gw_up_kind(c) == POOL_CONN_DEDICATED) {
 		gw_conn_close(w, c, "dedicated request answered");
 		return;
 	}
-	gw_upstream_set_state(w, c, GW_UP_IDLE);	/* no longer owes anything */
+	gw_upstream_set_state(w, c, POOL_IDLE);	/* no longer owes anything */
 	if (c->up.be->is_retired) {
 		gw_conn_close(w, c, "backend removed by reload");	/* its last answer is in */
 		return;
@@ -390,7 +342,7 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 
 	c->up.is_skipping = false;
 	if (st->hdr.msg_type == QIPC_RESPONSE) {
-		if (c->up.state != GW_UP_BUSY) {
+		if (gw_up_state(c) != POOL_BUSY && gw_up_state(c) != POOL_DRAINING) {
 			/* never paired with whatever request comes next (the one rule) */
 			gw_warn("backend=%s msg=\"response with no request outstanding: closing\"",
 				be_name(c));
@@ -477,7 +429,7 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	struct gw_backend_rt *be = c->up.be;
 
 	be->bytes_in += n;
-	if (c->up.state == GW_UP_HANDSHAKE) {
+	if (gw_up_state(c) == POOL_HANDSHAKE) {
 		int cap = p[0];
 		if (cap > UP_CAPABILITY) {
 			gw_warn("backend=%s msg=\"bad handshake reply\" byte=%d", be->cfg->name, cap);
@@ -488,7 +440,7 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		p++;
 		n--;
 	}
-	if (c->up.kind == GW_UPK_SESSION) {
+	if (gw_up_kind(c) == POOL_CONN_SESSION) {
 		if (n > 0 && !c->is_closing)
 			session_data(w, c, p, n);
 		return;
@@ -520,14 +472,14 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 						    st.is_msg_end);
 				if (st.is_msg_end)
 					answer_done(w, c);
-			} else if (st.is_msg_end && c->up.state == GW_UP_BUSY) {
+			} else if (st.is_msg_end && gw_up_state(c) == POOL_DRAINING) {
 				answer_done(w, c);	/* drained */
 			}
 		}
 	}
 	/* bytes of a message nobody asked for, cut off at the end of this read: the answer to
 	 * the next request could not be told from them */
-	if (!c->is_closing && c->up.state == GW_UP_IDLE && !qipc_framer_idle(&c->fr)) {
+	if (!c->is_closing && gw_up_state(c) == POOL_IDLE && !qipc_framer_idle(&c->fr)) {
 		gw_warn("backend=%s msg=\"bytes with no request outstanding: closing\"",
 			be->cfg->name);
 		c->up.be->pool->unsolicited_closes++;
@@ -553,12 +505,9 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 	if (!r->is_sync && w->audit_fd >= 0)
 		gw_audit_req(w, r, "sent");
 	if (r->is_sync) {
-		GW_ASSERT(gw_upstream_is_free(c) && !c->up.owed);
-		gw_upstream_set_state(w, c, GW_UP_BUSY);
-		c->up.owed = r;
-		c->up.query_deadline_ms = r->timeout_ms ? w->now_ms + r->timeout_ms : 0;
-		r->backend = c;
-		r->state = GW_REQ_SENT;
+		/* checked out by the pool for r: BUSY, with its max_inflight slot */
+		GW_ASSERT(gw_up_state(c) == POOL_BUSY && c->up.rec->holds_slot && !c->up.owed);
+		checked_out(w, c, r);
 		if (msg)
 			gw_tx_append_chunk(w, c, msg);
 	} else {
@@ -583,12 +532,10 @@ static void session_failed(struct gw_worker *w, struct gw_backend_rt *be)
 		.attempts = -1, .delay_ms = rc->delay_ms, .multiplier = rc->multiplier,
 		.max_delay_ms = rc->max_delay_ms, .jitter = rc->jitter,
 	};
-	int64_t delay = pool_backoff_ms(&bc, ++be->session_failures,
-					pool_rand01(&be->pool->selector));
+	int64_t delay = pool_session_failed(&be->pb, &bc, pool_rand01(&be->pool->pl.selector),
+					    w->now_ms);
 
-	be->session_retry_at_ms = w->now_ms + (uint64_t)(delay > 0 ? delay : 0);
-	be->sel.n_up = be->sel.n_idle = 0;
-	if (be->session_failures == 1)
+	if (be->pb.session_failures == 1)
 		gw_warn("backend=%s pool=%s msg=\"session backend unreachable: new sessions go to "
 			"other backends\" retry_ms=%lld", be->cfg->name, be->pool->cfg->name,
 			(long long)delay);
@@ -598,14 +545,12 @@ static void close_extra(struct gw_worker *w, struct gw_conn *c)
 {
 	struct gw_backend_rt *be = c->up.be;
 	struct gw_pool_rt *p = be->pool;
-	enum gw_up_state was = c->up.state;
+	enum pool_conn_state was = gw_up_state(c);
 	char text[160];
 
 	pool_list_del(&c->up.extra_link);
-	GW_ASSERT(be->sel.outstanding > 0);
-	be->sel.outstanding--;
-	gw_upstream_set_state(w, c, GW_UP_DOWN);
-	if (c->up.kind == GW_UPK_DEDICATED) {
+	gw_upstream_set_state(w, c, POOL_DOWN);
+	if (gw_up_kind(c) == POOL_CONN_DEDICATED) {
 		p->n_dedicated--;
 		if (c->up.owed) {
 			struct gw_req *r = c->up.owed;
@@ -619,7 +564,7 @@ static void close_extra(struct gw_worker *w, struct gw_conn *c)
 	}
 	p->n_sessions--;
 	/* unreachable, or (with the gateway's own credentials) refusing us: back off */
-	if (was == GW_UP_CONNECTING || (was == GW_UP_HANDSHAKE && !p->cfg->is_auth_passthrough))
+	if (was == POOL_CONNECTING || (was == POOL_HANDSHAKE && !p->cfg->is_auth_passthrough))
 		session_failed(w, be);
 	struct gw_conn *cl = session_client(c);
 	if (cl)
@@ -630,17 +575,23 @@ static void close_extra(struct gw_worker *w, struct gw_conn *c)
 void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 {
 	struct gw_backend_rt *be = c->up.be;
-	enum gw_up_state was = c->up.state;
+	enum pool_conn_state was = gw_up_state(c);
 	char text[160] = "qgate: health check lost";
 
-	if (c->up.kind != GW_UPK_POOLED) {
+	if (gw_up_kind(c) != POOL_CONN_POOLED) {
 		close_extra(w, c);
 		return;
 	}
-	struct gw_up_slot *sl = &be->slots[c->up.slot];
-	if (sl->conn == c)
-		sl->conn = NULL;
-	gw_upstream_set_state(w, c, GW_UP_DOWN);
+	uint32_t slot = (uint32_t)c->up.rec->slot;
+	struct pool_slot *sl = &be->pb.slots[slot];
+	gw_upstream_set_state(w, c, POOL_DOWN);
+	/* the slot's record goes to the next connection of the slot, which may open before
+	 * this one's last completions are in: from here c answers from a DOWN record of its
+	 * own */
+	c->up.own_rec = (struct pool_conn){ .state = POOL_DOWN, .kind = POOL_CONN_POOLED,
+					    .slot = -1, .be = &be->pb };
+	pool_list_init(&c->up.own_rec.link);
+	c->up.rec = &c->up.own_rec;
 	if (c->up.owed) {
 		struct gw_req *r = c->up.owed;
 		c->up.owed = NULL;
@@ -657,41 +608,28 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	gw_pool_dispatch(w, be->pool);
 	if (be->is_retired)
 		return;	/* closed on purpose by a reload: nothing lost, nothing to reopen */
-	if (was == GW_UP_IDLE || was == GW_UP_BUSY) {
+	if (was >= POOL_IDLE)
 		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->name,
 			be->pool->cfg->name);
-		sl->failures = 0;
-	}
-	if (was == GW_UP_HANDSHAKE) {
+	if (was == POOL_HANDSHAKE) {
 		/* closed before its one-byte reply: wrong credentials, or a q too old for the
 		 * capability offered. Alternate 6 and 3 so either case can recover. */
-		if (!sl->is_cap_fallback)
+		if (!sl->is_alt_hello)
 			gw_warn("backend=%s msg=\"backend closed the handshake: check its user and "
 				"password; trying capability 3 next\"", be->cfg->name);
-		sl->is_cap_fallback = !sl->is_cap_fallback;
+		sl->is_alt_hello = !sl->is_alt_hello;
 	}
 	if (w->is_stopping)
 		return;
-	sl->failures++;
-	int64_t delay;
-	if (was >= GW_UP_IDLE) {
-		delay = 0;	/* it was healthy a moment ago: try again at once */
-	} else {
-		const struct gw_reconnect_cfg *rc = &be->pool->cfg->reconnect;
-		struct pool_backoff_cfg bc = {
-			.attempts = rc->attempts, .delay_ms = rc->delay_ms,
-			.multiplier = rc->multiplier, .max_delay_ms = rc->max_delay_ms,
-			.jitter = rc->jitter,
-		};
-		delay = pool_backoff_ms(&bc, sl->failures, pool_rand01(&be->pool->selector));
-	}
-	if (delay < 0) {
-		sl->is_given_up = true;
+	const struct gw_reconnect_cfg *rc = &be->pool->cfg->reconnect;
+	struct pool_backoff_cfg bc = {
+		.attempts = rc->attempts, .delay_ms = rc->delay_ms, .multiplier = rc->multiplier,
+		.max_delay_ms = rc->max_delay_ms, .jitter = rc->jitter,
+	};
+	if (pool_slot_lost(&be->pb, slot, was, &bc, pool_rand01(&be->pool->pl.selector),
+			   w->now_ms) < 0)
 		gw_err("backend=%s msg=\"reconnect attempts exhausted: giving up\"", be->cfg->name);
-	} else {
-		sl->retry_at_ms = w->now_ms + (uint64_t)delay;
-	}
-	if (be->sel.n_up == 0 && be->was_up) {
+	if (pool_be_up(&be->pb) == 0 && be->was_up) {
 		be->was_up = false;
 		gw_warn("backend=%s pool=%s msg=\"backend down\"", be->cfg->name,
 			be->pool->cfg->name);
@@ -700,32 +638,38 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c)
 {
-	struct gw_conn *cl = c->up.kind == GW_UPK_SESSION ? session_client(c) : c->up.lock_client;
+	bool is_session = gw_up_kind(c) == POOL_CONN_SESSION;
+	struct gw_conn *cl = is_session ? session_client(c) : c->up.lock_client;
 
 	/* a client writing into c (a session, or a large message streaming) may have been
 	 * paused while c's queue was full */
-	if (!cl || (c->up.kind != GW_UPK_SESSION && !c->up.is_tx_locked))
+	if (!cl || (!is_session && !c->up.is_tx_locked))
 		return;
 	if (cl->kind == GW_CONN_CLIENT && !cl->is_closing &&
-	    (c->up.kind == GW_UPK_SESSION || cl->gen == c->up.lock_client_gen))
+	    (is_session || cl->gen == c->up.lock_client_gen))
 		gw_client_update_recv(w, cl);
 }
 
-/* A health check: the pool's health query as a sync char-vector message, no client. */
+/*
+ * A health check: the pool's health query as a sync char-vector message, no client. It
+ * takes a max_inflight slot like any request (q runs it like any other); with none free,
+ * the backend is busy answering, and the check waits for a later tick.
+ */
 static void health_check(struct gw_worker *w, struct gw_conn *c)
 {
 	const char *q = c->up.be->pool->cfg->health.query;
 	size_t qlen = q ? strlen(q) : 0;
-	struct gw_req *r = calloc(1, sizeof(*r));
 
+	if (!pool_checkout(c->up.rec))
+		return;
+	struct gw_req *r = calloc(1, sizeof(*r));
 	if (!r)
 		abort();
 	r->is_sync = true;
 	r->is_health = true;
 	r->pool = c->up.be->pool;
 	r->timeout_ms = c->up.be->pool->cfg->health.timeout_ms;
-	pool_list_init(&r->waiter.link);
-	pool_list_init(&r->client_link);
+	pool_req_init(&r->pq, &r->pool->pl, NULL, true, false);
 	r->msg = gw_chunk_new(QIPC_HDR_SIZE + 6 + qlen);
 	uint8_t *m = r->msg->data;
 	qipc_header_build(m, QIPC_SYNC, false, QIPC_HDR_SIZE + 6 + qlen);
@@ -754,10 +698,11 @@ static bool output_stalled(struct gw_worker *w, struct gw_conn *c)
 
 	if (!tmo || !c->up.is_paused_for_client)
 		return false;
-	struct gw_conn *cl = c->up.kind == GW_UPK_SESSION ? session_client(c) :
+	bool is_session = gw_up_kind(c) == POOL_CONN_SESSION;
+	struct gw_conn *cl = is_session ? session_client(c) :
 			     c->up.owed ? c->up.owed->client : NULL;
 	if (!cl || cl->is_closing || cl->kind != GW_CONN_CLIENT ||
-	    (c->up.kind != GW_UPK_SESSION && cl->gen != c->up.owed->client_gen))
+	    (!is_session && cl->gen != c->up.owed->client_gen))
 		return false;
 	uint64_t since = cl->cl.output_stuck_since_ms;
 	if (!since || since + tmo > w->now_ms)
@@ -773,39 +718,39 @@ static bool output_stalled(struct gw_worker *w, struct gw_conn *c)
 static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backend_rt *be,
 			int s)
 {
-	struct gw_up_slot *sl = &be->slots[s];
-	struct gw_conn *c = sl->conn;
+	struct gw_conn *c = gw_slot_conn(be, s);
 	uint32_t hint = p->cfg->health.interval_ms;
 
 	if (!c) {
-		if (p->is_started && !sl->is_given_up && !w->is_stopping &&
-		    sl->retry_at_ms <= w->now_ms)
+		if (p->pl.is_started && !w->is_stopping && pool_slot_due(&be->pb, (uint32_t)s,
+									 w->now_ms))
 			gw_upstream_start(w, be, s);
 		return;
 	}
 	if (c->is_closing || output_stalled(w, c))
 		return;
-	if (c->up.state == GW_UP_IDLE && hint && c->up.last_used_ms + hint <= w->now_ms &&
+	if (gw_up_state(c) == POOL_IDLE && hint && c->up.last_used_ms + hint <= w->now_ms &&
 	    !c->up.is_tx_locked && !w->is_stopping) {
 		health_check(w, c);
 		return;
 	}
 	if (!c->up.query_deadline_ms || c->up.query_deadline_ms > w->now_ms)
 		return;
-	if (c->up.state == GW_UP_HANDSHAKE || c->up.state == GW_UP_CONNECTING) {
+	enum pool_conn_state st = gw_up_state(c);
+	if (st == POOL_HANDSHAKE || st == POOL_CONNECTING) {
 		gw_warn("backend=%s msg=\"handshake timeout\"", be->cfg->name);
 		gw_conn_close(w, c, "handshake timeout");
-	} else if (c->up.state == GW_UP_BUSY && c->up.owed && c->up.owed->is_health) {
+	} else if (st == POOL_BUSY && c->up.owed && c->up.owed->is_health) {
 		p->health_failures++;
 		gw_warn("backend=%s msg=\"health check timed out: closing connection\"",
 			be->cfg->name);
 		gw_conn_close(w, c, "health check timeout");
-	} else if (c->up.state == GW_UP_BUSY && c->up.owed) {
+	} else if (st == POOL_BUSY && c->up.owed) {
 		p->timeouts++;
 		/* the connection drains the late answer, but not forever */
 		c->up.query_deadline_ms = w->now_ms + w->cfg->limits.drain_timeout_ms;
 		gw_req_fail(w, c->up.owed, "qgate: timeout");
-	} else if (c->up.state == GW_UP_BUSY) {
+	} else if (st >= POOL_BUSY) {
 		gw_warn("backend=%s msg=\"abandoned answer still not in after %u ms: closing "
 			"connection\"", be->cfg->name, w->cfg->limits.drain_timeout_ms);
 		gw_conn_close(w, c, "drain timeout");
@@ -818,6 +763,10 @@ void gw_upstream_tick(struct gw_worker *w)
 		struct gw_pool_rt *p = w->pools[i];
 		if (p->cfg->mode == GW_MODE_SESSION)
 			continue;	/* no warm connections: one per client */
+		/* waiting for another worker's max_inflight slot: a wakeup that could not be
+		 * sent (its ring full) is made up for here */
+		if (p->pl.is_waiting)
+			gw_pool_dispatch(w, p);
 		for (size_t b = 0; b < p->n_backends; b++)
 			for (int s = 0; s < p->backends[b]->cfg->connections; s++)
 				tick_pooled(w, p, p->backends[b], s);
@@ -839,7 +788,7 @@ void gw_upstream_tick(struct gw_worker *w)
 		if (c->is_closing || output_stalled(w, c) || !c->up.query_deadline_ms ||
 		    c->up.query_deadline_ms > w->now_ms)
 			continue;
-		if (c->up.state < GW_UP_IDLE) {
+		if (gw_up_state(c) < POOL_IDLE) {
 			gw_warn("backend=%s msg=\"handshake timeout\"", be_name(c));
 			gw_conn_close(w, c, "handshake timeout");
 		} else if (c->up.owed) {
@@ -857,8 +806,11 @@ void gw_upstream_tick(struct gw_worker *w)
 void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 {
 	GW_ASSERT(c->up.owed == r && r->backend == c);
-	c->up.owed = NULL;	/* BUSY with nothing owed: the answer is drained */
+	c->up.owed = NULL;
 	r->backend = NULL;
+	/* the answer is read and dropped (a dedicated one still connecting just closes) */
+	if (gw_up_state(c) == POOL_BUSY)
+		gw_upstream_set_state(w, c, POOL_DRAINING);
 	if (c->up.is_paused_for_client)
 		gw_upstream_resume(w, c);
 }
@@ -868,11 +820,18 @@ void gw_upstream_abandon(struct gw_worker *w, struct gw_conn *c, struct gw_req *
 /* the queue waits until the connection is up: the hello goes first */
 static bool up_is_tx_held(const struct gw_conn *c)
 {
-	return c->up.state < GW_UP_HANDSHAKE;
+	return gw_up_state(c) < POOL_HANDSHAKE;
+}
+
+/* its close is queued: the pool hands it out no more */
+static void up_on_closing(struct gw_conn *c)
+{
+	pool_conn_hold(c->up.rec, POOL_HOLD_CLOSING, true);
 }
 
 const struct gw_conn_ops gw_upstream_conn_ops = {
 	.is_tx_held = up_is_tx_held,
+	.on_closing = up_on_closing,
 	.on_connect = gw_upstream_on_connect,
 	.on_data = gw_upstream_on_data,
 	.on_sent_kicked = gw_upstream_on_sent,

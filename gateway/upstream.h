@@ -32,7 +32,7 @@ int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, st
 int gw_upstream_open_session(struct gw_worker *w, struct gw_backend_rt *be, struct gw_conn *c,
 			     const uint8_t *cred, size_t cred_len, int capability);
 /* the one place a backend connection changes state (asserts the transition is legal) */
-void gw_upstream_set_state(struct gw_worker *w, struct gw_conn *c, enum gw_up_state to);
+void gw_upstream_set_state(struct gw_worker *w, struct gw_conn *c, enum pool_conn_state to);
 /* c may take a sync request now: idle, nothing streaming in, no stray bytes read */
 bool gw_upstream_is_free(const struct gw_conn *c);
 /* stop reading c: its client is not reading the answer fast enough */

@@ -20,29 +20,17 @@ struct gw_conn;
 struct gw_req;
 
 /*
- * A backend connection's states, changed only by gw_upstream_set_state (upstream.c), which
- * asserts the transition and keeps the backend's idle list and counts:
- *   CONNECTING -> HANDSHAKE -> IDLE <-> BUSY, and any state -> DOWN (closed, final).
- * Dedicated and session connections go HANDSHAKE -> BUSY and stay BUSY until DOWN.
- * BUSY with owed == NULL is draining: an abandoned answer is read and dropped.
+ * A backend connection's state and kind live in its pool record (struct pool_conn, see
+ * pool/pool.h), changed only through gw_upstream_set_state (upstream.c), which lets the
+ * pool assert the transition and keep its lists and counts.
  */
-enum gw_up_state {
-	GW_UP_DOWN = 0,		/* closed */
-	GW_UP_CONNECTING,	/* connect SQE in flight */
-	GW_UP_HANDSHAKE,	/* hello sent, waiting for the capability byte */
-	GW_UP_IDLE,		/* ready for a sync request */
-	GW_UP_BUSY,		/* owes the answer to `owed` (or drains one) */
-};
-
-enum gw_up_kind {
-	GW_UPK_POOLED = 0,	/* one of a backend's warm, shared connections */
-	GW_UPK_DEDICATED,	/* opened for one sync request, closed after its answer */
-	GW_UPK_SESSION,		/* one client's own connection for the client's lifetime */
-};
+#define gw_up_state(c) ((c)->up.rec->state)
+#define gw_up_kind(c) ((c)->up.rec->kind)
 
 struct gw_upstream {
-	enum gw_up_state state;
-	enum gw_up_kind kind;
+	/* its pool record: the slot's for a pooled connection, own_rec for the others */
+	struct pool_conn *rec;
+	struct pool_conn own_rec;
 	struct gw_conn *client;		/* SESSION: the client it belongs to */
 	uint32_t client_gen;
 	struct pool_link extra_link;	/* worker.extra_ups (DEDICATED, SESSION) */
@@ -54,7 +42,6 @@ struct gw_upstream {
 	int offer_capability;		/* what the hello offers (a session: the client's) */
 	bool is_paused_for_client;	/* recv paused: the owning client is not reading */
 	bool has_reply_pending;		/* an error reply waits for a streaming message's end */
-	int slot;			/* POOLED: index into be->slots; -1 otherwise */
 	struct __kernel_timespec connect_ts;
 	struct sockaddr_storage sa;
 	socklen_t sa_len;
@@ -65,7 +52,6 @@ struct gw_upstream {
 	struct gw_conn *lock_client;	/* ... from this client */
 	uint32_t lock_client_gen;
 	uint8_t skip_type;
-	struct pool_link idle_link;	/* backend's idle list while IDLE */
 };
 
 #endif /* GW_GATEWAY_UPSTREAM_TYPES_H */

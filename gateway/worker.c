@@ -29,6 +29,7 @@
 #include "gateway/log.h"
 #include "gateway/req.h"
 #include "gateway/runtime.h"
+#include "gateway/reply.h"
 #include "gateway/session.h"
 #include "gateway/stats.h"
 #include "gateway/tls.h"
@@ -216,6 +217,39 @@ uint32_t gw_worker_slots_needed(const struct gw_config *cfg)
  * before anything is handed out), then pool dispatches, then clients' unparsed backlogs.
  * Each step may queue more; the loop ends when nothing is left.
  */
+/*
+ * Wake the workers in w->wake_mask: a max_inflight slot they wait for came free here. A
+ * message on their ring (IORING_OP_MSG_RING) wakes them out of their wait at once; one
+ * that cannot be sent (SQ full, ring gone) is made up for by their tick.
+ */
+static void wake_peers(struct gw_worker *w)
+{
+	uint64_t mask = w->wake_mask;
+
+	w->wake_mask = 0;
+	for (int i = 0; i < w->n_peers && mask; i++) {
+		if (!(mask & (1ULL << i)) || i == w->id)
+			continue;
+		mask &= ~(1ULL << i);
+		int fd = __atomic_load_n(&w->peers[i]->wake_fd, __ATOMIC_ACQUIRE);
+		struct io_uring_sqe *sqe = fd > 0 ? io_uring_get_sqe(&w->ring) : NULL;
+		if (!sqe)
+			continue;
+		io_uring_prep_msg_ring(sqe, fd, 0, (uint64_t)GW_OP_WAKE << 56, 0);
+		io_uring_sqe_set_data64(sqe, (uint64_t)GW_OP_MSG_SENT << 56);
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	}
+}
+
+/* Another worker freed a max_inflight slot: every pool with waiters looks again. */
+static void on_wake(struct gw_worker *w)
+{
+	w->wakes_received++;
+	for (size_t i = 0; i < w->n_pools; i++)
+		if (w->pools[i]->pl.queue_len)
+			gw_pool_dispatch(w, w->pools[i]);
+}
+
 static void run_deferred(struct gw_worker *w)
 {
 	for (;;) {
@@ -235,6 +269,8 @@ static void run_deferred(struct gw_worker *w)
 			break;
 		}
 	}
+	if (w->wake_mask)
+		wake_peers(w);
 }
 
 static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
@@ -244,8 +280,12 @@ static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 	uint32_t gen = (uint32_t)(ud >> 32) & 0xffffff;
 	uint32_t idx = (uint32_t)ud;
 
-	if (op == GW_OP_NONE || idx >= w->n_conns)
+	if (op == GW_OP_WAKE) {
+		on_wake(w);
 		return;
+	}
+	if (op == GW_OP_NONE || op == GW_OP_MSG_SENT || idx >= w->n_conns)
+		return;	/* (a failed msg_ring: the peer's tick makes up for it) */
 	struct gw_conn *c = gw_conn_at(w, idx);
 	if (c->kind == GW_CONN_FREE || (c->gen & 0xffffff) != gen) {
 		/* a stale completion must not carry a buffer away from the ring */
@@ -348,6 +388,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	ret = setup_buffers(w);
 	if (ret < 0)
 		return ret;
+	__atomic_store_n(&w->wake_fd, w->ring.ring_fd, __ATOMIC_RELEASE);
 	pool_list_init(&w->http_conns);
 	pool_list_init(&w->receiving);
 	pool_list_init(&w->lingering);
@@ -381,7 +422,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 static bool drained(struct gw_worker *w)
 {
 	for (size_t i = 0; i < w->n_pools; i++)
-		if (w->pools[i]->queue.len)
+		if (w->pools[i]->pl.queue_len)
 			return false;
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct gw_conn *c = gw_conn_at(w, i);
@@ -482,18 +523,17 @@ int gw_worker_run(struct gw_worker *w)
 void gw_worker_destroy(struct gw_worker *w)
 {
 	/* the ring goes first: it cancels whatever is left in flight (io_uring_cancelation(7)) */
+	__atomic_store_n(&w->wake_fd, -1, __ATOMIC_RELEASE);	/* no more wakeups to it */
 	if (w->ring.ring_fd > 0)
 		io_uring_queue_exit(&w->ring);
 	/* queued async requests belong to no slot: free them; sync ones go with their client */
 	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
 		struct gw_pool_rt *p = w->pools[i];
-		struct pool_waiter *wt;
-		while ((wt = pool_queue_first(&p->queue)) != NULL) {
-			struct gw_req *r = pool_container_of(wt, struct gw_req, waiter);
-			pool_queue_remove(&p->queue, wt);
+		while (!pool_list_empty(&p->pl.queue)) {
+			struct gw_req *r = gw_req_of(pool_container_of(p->pl.queue.next,
+								       struct pool_req, qlink));
+			pool_unqueue(&r->pq);
 			r->state = GW_REQ_NEW;
-			if (!pool_list_empty(&r->client_link))
-				pool_list_del(&r->client_link);
 			gw_req_release(r);
 		}
 	}

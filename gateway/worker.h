@@ -84,6 +84,11 @@ struct gw_worker {
 	pthread_mutex_t snap_mu;
 	char *snap_json;
 	uint64_t next_snap_ms;
+	/* other workers to wake (a bit each): a max_inflight slot they wait for came free;
+	 * sent by the loop after this turn's handlers (gw_worker_turn) */
+	uint64_t wake_mask;
+	int wake_fd;			/* its ring's fd for peers' msg_ring, -1: none (__atomic) */
+	uint64_t wakes_received;	/* wakeups from other workers (stats) */
 	int audit_fd;			/* -1: no audit log */
 	char *audit_buf;
 	size_t audit_len, audit_cap;
@@ -118,6 +123,8 @@ enum gw_op {
 	GW_OP_CANCEL,
 	GW_OP_POLL,
 	GW_OP_READ,
+	GW_OP_WAKE,		/* another worker freed a max_inflight slot (msg_ring) */
+	GW_OP_MSG_SENT,		/* our msg_ring to another worker (failed: it reports) */
 };
 
 static inline uint64_t gw_ud(enum gw_op op, const struct gw_conn *c)

@@ -1,191 +1,722 @@
 /*
- * pool.c — backend selection strategies, reconnect backoff and the waiter queue.
- * Pure policy: no I/O, no clock, no allocation (see pool.h).
+ * pool.c — the checkout authority: connection states, max_inflight slots shared across
+ * workers, the waiter queue with each client's order, async pins, and the decisions that
+ * pair requests with connections (see pool.h).
  */
 #include "pool/pool.h"
 
-#include <errno.h>
-#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
-void pool_selector_init(struct pool_selector *s, enum pool_strategy strategy, uint64_t seed)
+#define POOL_ASSERT(x)                                                                  \
+	do {                                                                            \
+		if (!(x)) {                                                             \
+			fprintf(stderr, "pool: assertion failed: %s (%s:%d)\n", #x, __FILE__, \
+				__LINE__);                                              \
+			abort();                                                        \
+		}                                                                       \
+	} while (0)
+
+/* ------------------------------------------------------------ shared counters */
+
+void pool_shared_init(struct pool_shared *s, uint32_t max_inflight)
 {
-	s->strategy = strategy;
-	s->rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
-	s->tie_cursor = 0;
+	__atomic_store_n(&s->inflight, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->waiters, 0, __ATOMIC_SEQ_CST);
+	pool_shared_set_max(s, max_inflight);
 }
 
-static uint64_t next_rand(struct pool_selector *s)
+void pool_shared_set_max(struct pool_shared *s, uint32_t max_inflight)
 {
-	/* xorshift64*: small, fast, good enough for load spreading */
-	uint64_t x = s->rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	s->rng = x;
-	return x * 0x2545f4914f6cdd1dULL;
+	__atomic_store_n(&s->max_inflight, max_inflight ? max_inflight : 1, __ATOMIC_SEQ_CST);
 }
 
-double pool_rand01(struct pool_selector *s)
+uint32_t pool_shared_inflight(const struct pool_shared *s)
 {
-	return (double)(next_rand(s) >> 11) * (1.0 / 9007199254740992.0);
+	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
 }
 
-static bool qualifies(const struct pool_backend *b, bool need_idle)
+static bool slot_free(const struct pool_shared *s)
 {
-	return need_idle ? b->n_idle > 0 : b->n_up > 0;
+	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) <
+	       __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST);
 }
 
-/* a is less loaded than b: outstanding/weight compared without division. */
-static int load_cmp(const struct pool_backend *a, const struct pool_backend *b)
+static bool slot_take(struct pool_shared *s)
 {
-	uint64_t la = (uint64_t)a->outstanding * (uint64_t)b->weight;
-	uint64_t lb = (uint64_t)b->outstanding * (uint64_t)a->weight;
-	return la < lb ? -1 : la > lb ? 1 : 0;
+	uint32_t cur = __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
+
+	do {
+		if (cur >= __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST))
+			return false;
+	} while (!__atomic_compare_exchange_n(&s->inflight, &cur, cur + 1, false,
+					      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+	return true;
 }
 
-static int pick_least(struct pool_selector *s, struct pool_backend *const *bes, size_t n,
-		      bool need_idle)
+/* Give a slot back; the other workers waiting for one. The decrement comes before the
+ * read of waiters, and a waiter sets its bit before it looks at inflight again
+ * (pool_update_waiting): with both sequentially consistent, one of them sees the other. */
+static uint64_t slot_give(struct pool_shared *s, uint64_t self_bit)
 {
-	int best = -1;
+	uint32_t was = __atomic_fetch_sub(&s->inflight, 1, __ATOMIC_SEQ_CST);
 
-	/* Start the scan at a rotating offset: among equally loaded backends the first
-	 * one seen wins, so rotating the start spreads ties evenly. */
-	for (size_t k = 0; k < n; k++) {
-		size_t i = (s->tie_cursor + k) % n;
-		if (!qualifies(bes[i], need_idle))
-			continue;
-		if (best < 0 || load_cmp(bes[i], bes[best]) < 0)
-			best = (int)i;
+	POOL_ASSERT(was > 0);
+	return __atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) & ~self_bit;
+}
+
+/* ------------------------------------------------------------------ backends */
+
+void pool_be_init(struct pool_be *be, struct pool *p, int weight, struct pool_shared *shared,
+		  uint32_t max_inflight, struct pool_slot *slots, uint32_t n_slots)
+{
+	be->pool = p;
+	be->weight = weight > 0 ? weight : 1;
+	if (shared) {
+		be->shared = shared;
+	} else {
+		pool_shared_init(&be->own_shared, max_inflight);
+		be->shared = &be->own_shared;
 	}
-	s->tie_cursor = (s->tie_cursor + 1) % n;
-	return best;
-}
-
-static int pick_rr(struct pool_backend *const *bes, size_t n, bool need_idle)
-{
-	int64_t total = 0;
-	int best = -1;
-
-	for (size_t i = 0; i < n; i++) {
-		if (!qualifies(bes[i], need_idle))
-			continue;
-		bes[i]->rr_current += bes[i]->weight;
-		total += bes[i]->weight;
-		if (best < 0 || bes[i]->rr_current > bes[best]->rr_current)
-			best = (int)i;
+	pool_shared_set_max(be->shared, max_inflight);
+	for (int s = 0; s < POOL_NSTATES; s++) {
+		pool_list_init(&be->conns[s]);
+		be->n[s] = 0;
 	}
-	if (best >= 0)
-		bes[best]->rr_current -= total;
-	return best;
-}
-
-static int weighted_draw(struct pool_selector *s, struct pool_backend *const *bes, size_t n,
-			 bool need_idle, int64_t total)
-{
-	int64_t r = (int64_t)(next_rand(s) % (uint64_t)total);
-
-	for (size_t i = 0; i < n; i++) {
-		if (!qualifies(bes[i], need_idle))
-			continue;
-		r -= bes[i]->weight;
-		if (r < 0)
-			return (int)i;
+	be->n_free = 0;
+	be->n_extra = 0;
+	be->slots = slots;
+	be->n_slots = n_slots;
+	for (uint32_t i = 0; i < n_slots; i++) {
+		slots[i].rec.state = POOL_DOWN;
+		slots[i].rec.be = be;
+		slots[i].rec.slot = (int)i;
+		pool_list_init(&slots[i].rec.link);
 	}
-	return -1;
+	be->session_failures = 0;
+	be->session_retry_at_ms = 0;
+	be->rr_current = 0;
 }
 
-static int pick_two(struct pool_selector *s, struct pool_backend *const *bes, size_t n,
-		    bool need_idle)
+uint32_t pool_be_up(const struct pool_be *be)
 {
-	int64_t total = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if (qualifies(bes[i], need_idle))
-			total += bes[i]->weight;
-	if (total == 0)
-		return -1;
-	int a = weighted_draw(s, bes, n, need_idle, total);
-	int b = weighted_draw(s, bes, n, need_idle, total);
-	if (a < 0)
-		return b;
-	if (b < 0)
-		return a;
-	return load_cmp(bes[b], bes[a]) < 0 ? b : a;
+	return be->n[POOL_IDLE] + be->n[POOL_BUSY] + be->n[POOL_DRAINING];
 }
 
-int pool_pick(struct pool_selector *s, struct pool_backend *const *bes, size_t n, bool need_idle)
+uint32_t pool_be_load(const struct pool_be *be)
 {
-	if (n == 0)
-		return -1;
-	switch (s->strategy) {
-	case POOL_ROUND_ROBIN:
-		return pick_rr(bes, n, need_idle);
-	case POOL_RANDOM_TWO:
-		return pick_two(s, bes, n, need_idle);
-	case POOL_LEAST_OUTSTANDING:
+	return pool_shared_inflight(be->shared) + be->n_extra;
+}
+
+uint32_t pool_be_outstanding(const struct pool_be *be)
+{
+	return be->n[POOL_BUSY] + be->n[POOL_DRAINING] + be->n_extra;
+}
+
+bool pool_be_can_take(const struct pool_be *be)
+{
+	return be->n_free > 0 && slot_free(be->shared);
+}
+
+bool pool_be_is_hopeless(const struct pool_be *be)
+{
+	if (pool_be_up(be) || be->n[POOL_CONNECTING] || be->n[POOL_HANDSHAKE])
+		return false;
+	for (uint32_t i = 0; i < be->n_slots; i++)
+		if (!be->slots[i].is_given_up)
+			return false;
+	return true;
+}
+
+/* --------------------------------------------------------------- connections */
+
+const char *pool_state_name(enum pool_conn_state s)
+{
+	static const char *const names[POOL_NSTATES] = {
+		"down", "connecting", "handshake", "idle", "busy", "draining",
+	};
+	return (unsigned)s < POOL_NSTATES ? names[s] : "?";
+}
+
+void pool_conn_init(struct pool_conn *c, struct pool_be *be, enum pool_conn_kind kind,
+		    int slot, void *owner)
+{
+	POOL_ASSERT(c->state == POOL_DOWN || kind != POOL_CONN_POOLED);
+	POOL_ASSERT((kind == POOL_CONN_POOLED) == (slot >= 0));
+	POOL_ASSERT(kind != POOL_CONN_POOLED || c == &be->slots[slot].rec);
+	c->state = POOL_DOWN;
+	c->kind = kind;
+	c->holds = 0;
+	c->holds_slot = false;
+	c->slot = slot;
+	c->be = be;
+	c->owner = owner;
+	c->serial = be->pool ? ++be->pool->next_serial : c->serial + 1;
+	pool_list_init(&c->link);
+}
+
+static bool is_free(const struct pool_conn *c)
+{
+	return c->state == POOL_IDLE && c->holds == 0;
+}
+
+static bool is_legal(enum pool_conn_kind kind, enum pool_conn_state from,
+		     enum pool_conn_state to)
+{
+	bool pooled = kind == POOL_CONN_POOLED;
+
+	if (to == POOL_DOWN)
+		return from != POOL_DOWN;
+	switch (from) {
+	case POOL_DOWN:
+		return to == POOL_CONNECTING;
+	case POOL_CONNECTING:
+		return to == POOL_HANDSHAKE;
+	case POOL_HANDSHAKE:
+		return to == (pooled ? POOL_IDLE : POOL_BUSY);
+	case POOL_IDLE:
+		return to == POOL_BUSY;
+	case POOL_BUSY:
+		return to == POOL_DRAINING || (to == POOL_IDLE && pooled);
+	case POOL_DRAINING:
+		return to == POOL_IDLE && pooled;
 	default:
-		return pick_least(s, bes, n, need_idle);
+		return false;
 	}
 }
 
-int64_t pool_backoff_ms(const struct pool_backoff_cfg *cfg, uint32_t failures, double u01)
+uint64_t pool_conn_set_state(struct pool_conn *c, enum pool_conn_state to)
 {
-	if (failures == 0)
-		return 0;
-	if (cfg->attempts >= 0 && failures > (uint32_t)cfg->attempts)
-		return -1;
-	double mult = cfg->multiplier < 1.0 ? 1.0 : cfg->multiplier;
-	double d = (double)cfg->delay_ms * pow(mult, (double)(failures - 1));
-	if (d > (double)cfg->max_delay_ms)
-		d = (double)cfg->max_delay_ms;
-	double j = cfg->jitter < 0 ? 0 : cfg->jitter > 1 ? 1 : cfg->jitter;
-	d *= 1.0 - j + 2.0 * j * u01;
-	return d < 0 ? 0 : (int64_t)d;
+	struct pool_be *be = c->be;
+	enum pool_conn_state from = c->state;
+	uint64_t wake = 0;
+
+	POOL_ASSERT(is_legal(c->kind, from, to));
+	/* a pooled connection is checked out only with a slot (pool_checkout) */
+	POOL_ASSERT(!(from == POOL_IDLE && to == POOL_BUSY) || c->holds_slot);
+	bool was_free = is_free(c);
+	c->state = to;
+	if (c->kind == POOL_CONN_POOLED) {
+		if (from != POOL_DOWN) {
+			POOL_ASSERT(be->n[from] > 0);
+			be->n[from]--;
+			pool_list_del(&c->link);
+		}
+		if (to != POOL_DOWN) {
+			be->n[to]++;
+			pool_list_add_tail(&be->conns[to], &c->link);
+		}
+		if (was_free != is_free(c)) {
+			if (was_free)
+				be->n_free--;
+			else
+				be->n_free++;
+		}
+	} else if (from == POOL_DOWN) {
+		be->n_extra++;
+	} else if (to == POOL_DOWN) {
+		POOL_ASSERT(be->n_extra > 0);
+		be->n_extra--;
+	}
+	if (c->holds_slot && to != POOL_BUSY && to != POOL_DRAINING) {
+		c->holds_slot = false;
+		wake = slot_give(be->shared, be->pool ? be->pool->self_bit : 0);
+	}
+	return wake;
 }
 
-void pool_queue_init(struct pool_queue *q, uint32_t max)
+void pool_conn_hold(struct pool_conn *c, enum pool_hold what, bool on)
 {
-	pool_list_init(&q->head);
-	q->len = 0;
-	q->max = max;
+	bool was_free = is_free(c);
+
+	if (on)
+		c->holds |= (uint8_t)what;
+	else
+		c->holds &= (uint8_t)~what;
+	if (c->kind != POOL_CONN_POOLED || was_free == is_free(c))
+		return;
+	if (was_free)
+		c->be->n_free--;
+	else
+		c->be->n_free++;
 }
 
-int pool_queue_push(struct pool_queue *q, struct pool_waiter *w, uint64_t now_ms,
-		    uint32_t timeout_ms)
+bool pool_checkout(struct pool_conn *c)
 {
-	if (q->len >= q->max)
-		return -ENOSPC;
-	w->deadline_ms = timeout_ms ? now_ms + timeout_ms : 0;
-	pool_list_add_tail(&q->head, &w->link);
-	q->len++;
-	return 0;
+	POOL_ASSERT(c->kind == POOL_CONN_POOLED);
+	if (!is_free(c) || !slot_take(c->be->shared))
+		return false;
+	c->holds_slot = true;
+	pool_conn_set_state(c, POOL_BUSY);
+	return true;
 }
 
-void pool_queue_push_head(struct pool_queue *q, struct pool_waiter *w, uint64_t now_ms,
-			  uint32_t timeout_ms)
+/* ------------------------------------------------------------ clients, requests */
+
+void pool_client_init(struct pool_client *cl)
 {
-	w->deadline_ms = timeout_ms ? now_ms + timeout_ms : 0;
-	/* after the head sentinel: the new first element */
-	w->link.next = q->head.next;
-	w->link.prev = &q->head;
-	q->head.next->prev = &w->link;
-	q->head.next = &w->link;
-	q->len++;
+	pool_list_init(&cl->queued);
+	cl->pin = NULL;
+	cl->pin_serial = 0;
+	cl->pin_pool = NULL;
+	cl->pin_epoch = 0;
+	cl->last_sync = NULL;
+	cl->last_sync_serial = 0;
+	cl->last_sync_pool = NULL;
+	cl->sync_seq = 0;
 }
 
-void pool_queue_remove(struct pool_queue *q, struct pool_waiter *w)
+void pool_req_init(struct pool_req *r, struct pool *p, struct pool_client *cl, bool is_sync,
+		   bool is_dedicated)
 {
-	pool_list_del(&w->link);
-	q->len--;
+	pool_list_init(&r->qlink);
+	pool_list_init(&r->clink);
+	r->client = cl;
+	r->pool = p;
+	r->deadline_ms = 0;
+	r->epoch = 0;
+	r->seq = 0;
+	r->conn = NULL;
+	r->is_sync = is_sync;
+	r->is_dedicated = is_dedicated;
+	r->is_queued = false;
 }
 
-struct pool_waiter *pool_queue_expired(struct pool_queue *q, uint64_t now_ms)
+struct pool *pool_client_next(const struct pool_client *cl)
 {
-	/* Deadlines differ per waiter (rule timeouts), so scan; queues are bounded. */
-	for (struct pool_link *l = q->head.next; l != &q->head; l = l->next) {
-		struct pool_waiter *w = pool_container_of(l, struct pool_waiter, link);
-		if (w->deadline_ms && w->deadline_ms <= now_ms)
-			return w;
+	if (!cl || pool_list_empty(&cl->queued))
+		return NULL;
+	return pool_container_of(cl->queued.next, struct pool_req, clink)->pool;
+}
+
+/* A record pinned as (c, serial) still names that connection, up and usable. */
+static bool still_up(const struct pool_conn *c, uint32_t serial)
+{
+	return c && c->serial == serial && c->state >= POOL_IDLE &&
+	       !(c->holds & POOL_HOLD_CLOSING);
+}
+
+static struct pool_conn *pinned(struct pool_client *cl, const struct pool *p)
+{
+	if (!cl || !cl->pin || cl->pin_pool != p)
+		return NULL;
+	if (!still_up(cl->pin, cl->pin_serial)) {
+		cl->pin = NULL;	/* the pinned connection is gone: ordering is moot */
+		return NULL;
+	}
+	return cl->pin;
+}
+
+static struct pool_conn *last_sync(struct pool_client *cl, const struct pool *p)
+{
+	if (!cl || !cl->last_sync || cl->last_sync_pool != p)
+		return NULL;
+	if (!still_up(cl->last_sync, cl->last_sync_serial)) {
+		cl->last_sync = NULL;
+		return NULL;
+	}
+	return cl->last_sync;
+}
+
+void pool_req_done(struct pool_req *r)
+{
+	struct pool_client *cl = r->client;
+	struct pool_conn *c = r->conn;
+
+	r->conn = NULL;
+	if (!cl || !c)
+		return;
+	/* the sync answer proves every earlier async on that connection ran */
+	if (cl->pin == c && r->epoch == cl->pin_epoch)
+		cl->pin = NULL;
+	/* nothing of this client's is in flight there any more */
+	if (cl->last_sync == c && r->seq == cl->sync_seq)
+		cl->last_sync = NULL;
+}
+
+void pool_client_gone(struct pool_client *cl)
+{
+	while (!pool_list_empty(&cl->queued)) {
+		struct pool_req *r = pool_container_of(cl->queued.next, struct pool_req, clink);
+		pool_list_del(&r->clink);
+		r->client = NULL;
+	}
+	cl->pin = NULL;
+	cl->last_sync = NULL;
+}
+
+/* ----------------------------------------------------------------------- pools */
+
+void pool_init(struct pool *p, enum pool_strategy strategy, uint64_t seed, uint32_t queue_max,
+	       uint32_t queue_timeout_ms, int worker)
+{
+	p->bes = NULL;
+	p->n_bes = 0;
+	pool_selector_init(&p->selector, strategy, seed);
+	pool_list_init(&p->queue);
+	p->queue_len = 0;
+	p->queue_max = queue_max;
+	p->queue_timeout_ms = queue_timeout_ms;
+	p->queued_nofree = 0;
+	p->self_bit = worker >= 0 && worker < 64 ? 1ULL << worker : 0;
+	p->is_waiting = false;
+	p->is_started = false;
+	p->next_serial = 0;
+}
+
+void pool_set_backends(struct pool *p, struct pool_be *const *bes, size_t n)
+{
+	p->bes = bes;
+	p->n_bes = n;
+}
+
+bool pool_has_hope(const struct pool *p)
+{
+	for (size_t b = 0; b < p->n_bes; b++)
+		if (!pool_be_is_hopeless(p->bes[b]))
+			return true;
+	return false;
+}
+
+static bool can_take(const struct pool_be *be, uint64_t arg)
+{
+	(void)arg;
+	return pool_be_can_take(be);
+}
+
+/* a connection an async may go on: up, not closing, nothing streaming into it */
+static bool takes_async(const struct pool_conn *c)
+{
+	return c->state >= POOL_IDLE && !(c->holds & (POOL_HOLD_STREAM | POOL_HOLD_CLOSING));
+}
+
+static struct pool_conn *async_conn(const struct pool_be *be)
+{
+	/* an idle one first: the async is read at once */
+	for (int s = POOL_IDLE; s <= POOL_DRAINING; s++)
+		for (struct pool_link *l = be->conns[s].next; l != &be->conns[s]; l = l->next) {
+			struct pool_conn *c = pool_container_of(l, struct pool_conn, link);
+			if (takes_async(c))
+				return c;
+		}
+	return NULL;
+}
+
+static bool takes_asyncs(const struct pool_be *be, uint64_t arg)
+{
+	(void)arg;
+	return async_conn(be) != NULL;
+}
+
+static struct pool_conn *free_conn(const struct pool_be *be)
+{
+	const struct pool_link *h = &be->conns[POOL_IDLE];
+
+	for (struct pool_link *l = h->next; l != h; l = l->next) {
+		struct pool_conn *c = pool_container_of(l, struct pool_conn, link);
+		if (is_free(c))
+			return c;
 	}
 	return NULL;
+}
+
+static bool is_up(const struct pool_be *be, uint64_t arg)
+{
+	(void)arg;
+	return pool_be_up(be) > 0;
+}
+
+static bool has_hope(const struct pool_be *be, uint64_t arg)
+{
+	(void)arg;
+	return !pool_be_is_hopeless(be);
+}
+
+static bool session_due(const struct pool_be *be, uint64_t now_ms)
+{
+	return be->session_retry_at_ms <= now_ms;
+}
+
+static struct pool_be *pick(struct pool *p, pool_qualifies_fn ok, uint64_t arg)
+{
+	int i = pool_pick(&p->selector, p->bes, p->n_bes, ok, arg);
+
+	return i >= 0 ? p->bes[i] : NULL;
+}
+
+struct pool_decision pool_place(struct pool *p, struct pool_req *r)
+{
+	struct pool_decision d = { .verdict = POOL_WAIT, .req = r };
+
+	if (r->is_sync && r->is_dedicated) {
+		/* a socket of its own: any backend that is up, else any with hope */
+		d.be = pick(p, is_up, 0);
+		if (!d.be)
+			d.be = pick(p, has_hope, 0);
+		d.verdict = d.be ? POOL_OPEN : POOL_NONE;
+		return d;
+	}
+	struct pool_conn *pc = pinned(r->client, p);
+	/* an async goes behind its client's sync still in flight, on the same connection */
+	if (!pc && !r->is_sync)
+		pc = last_sync(r->client, p);
+	if (pc) {
+		if (pc->holds & POOL_HOLD_STREAM)
+			return d;	/* another message is streaming into it */
+		if (!r->is_sync || (is_free(pc) && slot_free(pc->be->shared))) {
+			d.verdict = POOL_SEND;
+			d.conn = pc;
+			d.be = pc->be;
+		}
+		return d;
+	}
+	struct pool_be *be = pick(p, r->is_sync ? can_take : takes_asyncs, 0);
+	if (be) {
+		d.verdict = POOL_SEND;
+		d.conn = r->is_sync ? free_conn(be) : async_conn(be);
+		d.be = be;
+		POOL_ASSERT(d.conn);
+	}
+	return d;
+}
+
+static bool clients_next(const struct pool_req *r)
+{
+	return !r->client || r->client->queued.next == &r->clink;
+}
+
+struct pool_decision pool_propose(struct pool *p, struct pool_req *r)
+{
+	struct pool_decision d = { .verdict = POOL_WAIT, .req = r };
+
+	POOL_ASSERT(!r->is_queued && r->pool == p);
+	if (!pool_has_hope(p)) {
+		d.verdict = POOL_NONE;
+		return d;
+	}
+	/* FIFO: it overtakes nothing waiting in the pool, nor anything its own client sent
+	 * earlier (which may wait in another pool) */
+	if (!pool_list_empty(&p->queue) || (r->client && !pool_list_empty(&r->client->queued)))
+		return d;
+	return pool_place(p, r);
+}
+
+static void unqueue(struct pool_req *r)
+{
+	struct pool *p = r->pool;
+
+	POOL_ASSERT(r->is_queued && p->queue_len > 0);
+	pool_list_del(&r->qlink);
+	pool_list_del(&r->clink);
+	p->queue_len--;
+	if (!r->is_sync || r->is_dedicated) {
+		POOL_ASSERT(p->queued_nofree > 0);
+		p->queued_nofree--;
+	}
+	r->is_queued = false;
+}
+
+struct pool *pool_unqueue(struct pool_req *r)
+{
+	struct pool_client *cl = r->client;
+	bool was_next = cl && cl->queued.next == &r->clink;
+
+	unqueue(r);
+	/* its client's next request may wait in a pool that nothing else will look at */
+	return was_next ? pool_client_next(cl) : NULL;
+}
+
+bool pool_commit(struct pool *p, const struct pool_decision *d)
+{
+	struct pool_req *r = d->req;
+	struct pool_client *cl = r->client;
+	struct pool_conn *c = d->conn;
+
+	POOL_ASSERT(r->pool == p && (d->verdict == POOL_SEND || d->verdict == POOL_OPEN));
+	if (d->verdict == POOL_SEND) {
+		POOL_ASSERT(c && c->kind == POOL_CONN_POOLED && c->be->pool == p);
+		if (r->is_sync) {
+			if (!pool_checkout(c))
+				return false;	/* another worker took the last slot */
+			r->conn = c;
+			if (cl) {
+				r->epoch = cl->pin_epoch;
+				r->seq = ++cl->sync_seq;
+				cl->last_sync = c;
+				cl->last_sync_serial = c->serial;
+				cl->last_sync_pool = p;
+			}
+		} else if (cl) {
+			if (cl->pin != c || cl->pin_serial != c->serial) {
+				cl->pin = c;
+				cl->pin_serial = c->serial;
+				cl->pin_pool = p;
+			}
+			cl->pin_epoch++;
+		}
+	}
+	if (r->is_queued)
+		unqueue(r);
+	return true;
+}
+
+bool pool_enqueue(struct pool *p, struct pool_req *r, uint64_t now_ms, bool is_first)
+{
+	POOL_ASSERT(!r->is_queued && r->pool == p);
+	if (!is_first && p->queue_len >= p->queue_max)
+		return false;
+	r->deadline_ms = p->queue_timeout_ms ? now_ms + p->queue_timeout_ms : 0;
+	if (is_first) {
+		/* a retry: it was sent before everything its pool and its client hold */
+		pool_list_add_head(&p->queue, &r->qlink);
+		if (r->client)
+			pool_list_add_head(&r->client->queued, &r->clink);
+	} else {
+		pool_list_add_tail(&p->queue, &r->qlink);
+		if (r->client)
+			pool_list_add_tail(&r->client->queued, &r->clink);
+	}
+	p->queue_len++;
+	if (!r->is_sync || r->is_dedicated)
+		p->queued_nofree++;
+	r->is_queued = true;
+	return true;
+}
+
+static bool has_room(const struct pool *p)
+{
+	for (size_t b = 0; b < p->n_bes; b++)
+		if (pool_be_can_take(p->bes[b]))
+			return true;
+	return false;
+}
+
+bool pool_next(struct pool *p, struct pool_link **cursor, struct pool_decision *d)
+{
+	struct pool_link *l = *cursor ? *cursor : p->queue.next;
+	bool hope = !p->is_started || pool_has_hope(p);
+	/* with no room no sync can go anywhere, pinned or not: unless something that needs
+	 * no free connection waits, the rest of the queue need not be looked at */
+	bool room = has_room(p);
+
+	for (; l != &p->queue; l = l->next) {
+		struct pool_req *r = pool_container_of(l, struct pool_req, qlink);
+		if (!hope) {
+			/* reconnects exhausted everywhere: nothing queued would ever leave */
+			*d = (struct pool_decision){ .verdict = POOL_NONE, .req = r };
+			*cursor = l->next;
+			return true;
+		}
+		if (!room && p->queued_nofree == 0)
+			break;
+		if (!clients_next(r) || (r->is_sync && !r->is_dedicated && !room))
+			continue;
+		*d = pool_place(p, r);
+		if (d->verdict == POOL_WAIT)
+			continue;
+		*cursor = l->next;
+		return true;
+	}
+	*cursor = &p->queue;
+	return false;
+}
+
+struct pool_req *pool_expired(struct pool *p, uint64_t now_ms)
+{
+	/* deadlines differ per request (a retry's is new), so scan; queues are bounded */
+	for (struct pool_link *l = p->queue.next; l != &p->queue; l = l->next) {
+		struct pool_req *r = pool_container_of(l, struct pool_req, qlink);
+		if (r->deadline_ms && r->deadline_ms <= now_ms)
+			return r;
+	}
+	return NULL;
+}
+
+bool pool_update_waiting(struct pool *p)
+{
+	bool syncs_wait = p->queue_len > p->queued_nofree;
+	bool again = false;
+
+	if (!p->self_bit)
+		return false;	/* beyond 64 workers: the tick redispatches instead */
+	p->is_waiting = false;
+	for (size_t b = 0; b < p->n_bes; b++) {
+		struct pool_be *be = p->bes[b];
+		/* only a slot held by another worker is worth a wakeup: this worker's own
+		 * connections coming free dispatch the pool anyway */
+		bool need = syncs_wait && be->n_free > 0 && !slot_free(be->shared);
+		if (need) {
+			__atomic_fetch_or(&be->shared->waiters, p->self_bit, __ATOMIC_SEQ_CST);
+			p->is_waiting = true;
+			if (slot_free(be->shared))
+				again = true;	/* freed between the check and the bit */
+		} else if (__atomic_load_n(&be->shared->waiters, __ATOMIC_SEQ_CST) & p->self_bit) {
+			__atomic_fetch_and(&be->shared->waiters, ~p->self_bit, __ATOMIC_SEQ_CST);
+		}
+	}
+	return again;
+}
+
+/* --------------------------------------------------------------- reconnects */
+
+bool pool_slot_up(struct pool_be *be, uint32_t i)
+{
+	POOL_ASSERT(i < be->n_slots);
+	bool had_failed = be->slots[i].failures > 0;
+	be->slots[i].failures = 0;
+	return had_failed;
+}
+
+int64_t pool_slot_lost(struct pool_be *be, uint32_t i, enum pool_conn_state was,
+		       const struct pool_backoff_cfg *bc, double u01, uint64_t now_ms)
+{
+	struct pool_slot *sl = &be->slots[i];
+	int64_t delay;
+
+	POOL_ASSERT(i < be->n_slots && sl->rec.state == POOL_DOWN);
+	if (was >= POOL_IDLE) {
+		/* it was healthy a moment ago: try again at once */
+		sl->failures = 1;
+		delay = 0;
+	} else {
+		delay = pool_backoff_ms(bc, ++sl->failures, u01);
+	}
+	if (delay < 0)
+		sl->is_given_up = true;
+	else
+		sl->retry_at_ms = now_ms + (uint64_t)delay;
+	return delay;
+}
+
+bool pool_slot_due(const struct pool_be *be, uint32_t i, uint64_t now_ms)
+{
+	const struct pool_slot *sl = &be->slots[i];
+
+	return sl->rec.state == POOL_DOWN && !sl->is_given_up && sl->retry_at_ms <= now_ms;
+}
+
+struct pool_be *pool_pick_session(struct pool *p, uint64_t now_ms)
+{
+	/* least_outstanding: the backend with the fewest sessions */
+	return pick(p, session_due, now_ms);
+}
+
+int64_t pool_session_failed(struct pool_be *be, const struct pool_backoff_cfg *bc, double u01,
+			    uint64_t now_ms)
+{
+	int64_t delay = pool_backoff_ms(bc, ++be->session_failures, u01);
+
+	if (delay < 0)
+		delay = 0;
+	be->session_retry_at_ms = now_ms + (uint64_t)delay;
+	return delay;
+}
+
+bool pool_session_ok(struct pool_be *be)
+{
+	bool had_failed = be->session_failures > 0;
+
+	be->session_failures = 0;
+	be->session_retry_at_ms = 0;
+	return had_failed;
 }

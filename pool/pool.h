@@ -1,15 +1,30 @@
 /*
- * pool — backend selection policy and bookkeeping, with no sockets and no clock.
+ * pool — the checkout authority: which backend connection a request goes to, when, and
+ * what happens when a connection comes, frees up or goes. No sockets, no io_uring, no
+ * clock (time is a parameter), no allocation: the caller owns every struct passed in and
+ * embeds the records (pool_conn in its connection, pool_req in its request, pool_client
+ * in its client). The API returns decisions; the caller carries them out.
  *
- * The gateway owns the backend connections; it describes each backend to this module
- * with a struct pool_backend (weight, outstanding requests, idle/up connection counts)
- * and asks which backend should take the next request. Time is always a parameter
- * (milliseconds), randomness comes from a caller-seeded generator, so every decision
- * is reproducible in unit tests.
+ * Records and their owners:
+ *  - struct pool: a pool's backends, its waiter queue (FIFO, bounded) and its selector;
+ *  - struct pool_be: one backend: its connections by state (lists), its reconnect slots,
+ *    and a pointer to the counters it shares with the other workers (max_inflight);
+ *  - struct pool_conn: one backend connection; pool_conn_set_state is the only function
+ *    that changes its state, and it asserts the transition is legal;
+ *  - struct pool_req: one request: queued in a pool and in its client's order, or sent;
+ *  - struct pool_client: one client's order (its queued requests, oldest first, across
+ *    pools) and its async pin.
  *
- * Also here: the FIFO waiter queue (intrusive list, bounded) and the reconnect backoff.
- * Nothing in this module allocates; callers own every struct passed in.
- * Thread: single-threaded per worker; no globals.
+ * Connection states (all kinds):  CONNECTING -> HANDSHAKE -> IDLE (pooled) | BUSY (others)
+ *   IDLE -> BUSY (checked out) -> IDLE (answered) | DRAINING (its request was given up:
+ *   the answer is read and dropped) -> IDLE; any state but DOWN -> DOWN (final).
+ * A pooled connection in BUSY or DRAINING holds one of its backend's max_inflight slots,
+ * shared by every worker: a q process runs one request at a time, and a request that
+ * cannot have a slot waits in the pool's queue, where timeouts and queue.max apply, not
+ * inside a busy q.
+ *
+ * Thread: each worker has its own pools, backends and connections; only struct
+ * pool_shared is shared, through atomics.
  */
 #ifndef GW_POOL_POOL_H
 #define GW_POOL_POOL_H
@@ -18,133 +33,283 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ------------------------------------------------------------- intrusive list */
+#include "pool/list.h"
+#include "pool/select.h"
 
-struct pool_link {
-	struct pool_link *prev, *next;
+/* ------------------------------------------------------------ shared counters */
+
+/*
+ * One backend as every worker sees it (found by name, made by the process once). All
+ * fields are read and written with __atomic builtins only.
+ */
+struct pool_shared {
+	uint32_t inflight;	/* pooled requests in flight on it, all workers */
+	uint32_t max_inflight;	/* >= 1 (a reload may change it) */
+	uint64_t waiters;	/* bit w: worker w has requests waiting for a slot */
 };
 
-static inline void pool_list_init(struct pool_link *h)
-{
-	h->prev = h->next = h;
-}
+void pool_shared_init(struct pool_shared *s, uint32_t max_inflight);
+void pool_shared_set_max(struct pool_shared *s, uint32_t max_inflight);
+uint32_t pool_shared_inflight(const struct pool_shared *s);
 
-static inline bool pool_list_empty(const struct pool_link *h)
-{
-	return h->next == h;
-}
+/* --------------------------------------------------------------- connections */
 
-static inline void pool_list_add_tail(struct pool_link *h, struct pool_link *n)
-{
-	n->prev = h->prev;
-	n->next = h;
-	h->prev->next = n;
-	h->prev = n;
-}
-
-static inline void pool_list_del(struct pool_link *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = n;
-}
-
-#define pool_container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-/* ------------------------------------------------------------------ selection */
-
-enum pool_strategy {
-	POOL_LEAST_OUTSTANDING = 0,
-	POOL_ROUND_ROBIN,
-	POOL_RANDOM_TWO,
+enum pool_conn_kind {
+	POOL_CONN_POOLED = 0,	/* one of a backend's warm shared connections (a slot) */
+	POOL_CONN_DEDICATED,	/* opened for one request, closed after its answer */
+	POOL_CONN_SESSION,	/* one client's own connection */
 };
 
-/* What the selector needs to know about one backend. The gateway keeps it current. */
-struct pool_backend {
+enum pool_conn_state {
+	POOL_DOWN = 0,
+	POOL_CONNECTING,
+	POOL_HANDSHAKE,
+	POOL_IDLE,
+	POOL_BUSY,
+	POOL_DRAINING,
+	POOL_NSTATES
+};
+
+const char *pool_state_name(enum pool_conn_state s);
+
+/* Why a connection takes nothing new for now (set by its owner, pool_conn_hold). */
+enum pool_hold {
+	POOL_HOLD_STREAM = 1,	/* a client message is streaming into it */
+	POOL_HOLD_DIRTY = 2,	/* a message nobody asked for is half-read on it */
+	POOL_HOLD_CLOSING = 4,	/* its close is queued */
+};
+
+struct pool_be;
+
+struct pool_conn {
+	enum pool_conn_state state;
+	enum pool_conn_kind kind;
+	uint8_t holds;		/* enum pool_hold bits */
+	bool holds_slot;	/* counted in be->shared->inflight */
+	int slot;		/* POOLED: index into be->slots; -1 otherwise */
+	uint32_t serial;	/* a new one each time the record is reused (for pins) */
+	struct pool_be *be;
+	void *owner;		/* the caller's connection object; never dereferenced here */
+	struct pool_link link;	/* be->conns[state] (POOLED only) */
+};
+
+/*
+ * One configured connection of a backend: the record of its current connection (reused
+ * by the next one, so a pin to it never dangles) and reconnect state that outlives it.
+ */
+struct pool_slot {
+	struct pool_conn rec;	/* state DOWN while no connection is open */
+	uint32_t failures;	/* consecutive failed attempts */
+	uint64_t retry_at_ms;	/* next attempt while down; 0 = at once */
+	bool is_given_up;	/* reconnect attempts used up */
+	bool is_alt_hello;	/* the owner's: offer its other hello next (after a refusal) */
+};
+
+struct pool;
+
+struct pool_be {
+	struct pool *pool;
 	int weight;		/* >= 1 */
-	uint32_t outstanding;	/* sync requests sent and not yet answered */
-	uint32_t n_idle;	/* connections ready to take a sync request */
-	uint32_t n_up;		/* connections handshaken (idle or busy) */
-	int64_t rr_current;	/* smooth weighted round-robin state (owned by pool_pick) */
+	struct pool_shared *shared;	/* never NULL: own_shared unless one is given */
+	struct pool_shared own_shared;
+	struct pool_link conns[POOL_NSTATES];	/* pooled connections by state (DOWN unused) */
+	uint32_t n[POOL_NSTATES];	/* ... and how many */
+	uint32_t n_free;	/* IDLE with no hold: can take a sync now (if a slot is free) */
+	uint32_t n_extra;	/* dedicated and session connections open */
+	struct pool_slot *slots;
+	uint32_t n_slots;
+	/* session pools: failed session connections in a row, and when to try it again */
+	uint32_t session_failures;
+	uint64_t session_retry_at_ms;
+	int64_t rr_current;	/* smooth weighted round robin (select.c) */
 };
 
-struct pool_selector {
-	enum pool_strategy strategy;
-	uint64_t rng;		/* xorshift state; seed with a non-zero value */
-	size_t tie_cursor;	/* rotates ties for least_outstanding */
-};
+/* shared: the process-wide counters of this backend, or NULL for private ones */
+void pool_be_init(struct pool_be *be, struct pool *p, int weight, struct pool_shared *shared,
+		  uint32_t max_inflight, struct pool_slot *slots, uint32_t n_slots);
+/* connections up (IDLE, BUSY or DRAINING pooled ones) */
+uint32_t pool_be_up(const struct pool_be *be);
+/* its load for the strategies: requests in flight (all workers) plus dedicated and
+ * session connections of this worker */
+uint32_t pool_be_load(const struct pool_be *be);
+/* this worker's share of the load: its requests in flight there, and its dedicated and
+ * session connections (what a worker reports; the workers' figures add up) */
+uint32_t pool_be_outstanding(const struct pool_be *be);
+/* a sync request could go to it now: a free connection and a free max_inflight slot */
+bool pool_be_can_take(const struct pool_be *be);
+/* none of its connections is up, connecting or to be retried */
+bool pool_be_is_hopeless(const struct pool_be *be);
 
-void pool_selector_init(struct pool_selector *s, enum pool_strategy strategy, uint64_t seed);
+/* A fresh record for a new connection (state DOWN until set CONNECTING): a pooled one
+ * is &be->slots[slot].rec, others are the caller's. */
+void pool_conn_init(struct pool_conn *c, struct pool_be *be, enum pool_conn_kind kind,
+		    int slot, void *owner);
 
 /*
- * Pick a backend among bes[0..n). need_idle: only backends with n_idle > 0 qualify
- * (sync requests); otherwise any backend with n_up > 0 (async messages, which do not
- * wait for a free connection). Returns the index or -1 when none qualifies.
- *  least_outstanding: lowest outstanding/weight, ties rotated so equal backends share load;
- *  round_robin: smooth weighted round robin (nginx's rule) over the qualifying backends;
- *  random_two: two weighted random draws, the one with lower outstanding/weight wins.
+ * The one place a connection changes state; asserts the transition is legal (see the
+ * top). IDLE -> BUSY goes through pool_checkout, which takes the max_inflight slot.
+ * Returns the workers (a bit each) to wake because a slot they wait for came free.
  */
-int pool_pick(struct pool_selector *s, struct pool_backend *const *bes, size_t n, bool need_idle);
+uint64_t pool_conn_set_state(struct pool_conn *c, enum pool_conn_state to);
 
-/* Uniform random in [0, 1) from the selector's generator. */
-double pool_rand01(struct pool_selector *s);
+/* Set or clear a hold bit (enum pool_hold). */
+void pool_conn_hold(struct pool_conn *c, enum pool_hold what, bool on);
 
-/* -------------------------------------------------------------------- backoff */
+/* Check an IDLE pooled connection out for a request of the gateway's own (a health
+ * check): false when it is held or its backend has no free max_inflight slot. */
+bool pool_checkout(struct pool_conn *c);
 
-struct pool_backoff_cfg {
-	int attempts;		/* -1 forever */
-	uint32_t delay_ms;
-	double multiplier;	/* 1.0 = constant */
-	uint32_t max_delay_ms;
-	double jitter;		/* 0..1: delay scaled by a factor in [1-jitter, 1+jitter] */
+/* ------------------------------------------------------------ clients, requests */
+
+struct pool_client {
+	struct pool_link queued;	/* its queued requests, oldest first, across pools */
+	/* async pin: the connection its last async went on; its next sync goes there too
+	 * (a q process reads one connection in order, two in any order) until an answer on
+	 * it shows every earlier async ran */
+	struct pool_conn *pin;
+	uint32_t pin_serial;
+	struct pool *pin_pool;
+	uint64_t pin_epoch;
+	/* the pooled connection its newest sync went on: an async follows it there */
+	struct pool_conn *last_sync;
+	uint32_t last_sync_serial;
+	struct pool *last_sync_pool;
+	uint64_t sync_seq;		/* syncs sent to pooled connections */
+};
+
+void pool_client_init(struct pool_client *cl);
+
+struct pool_req {
+	struct pool_link qlink;		/* its pool's queue while queued */
+	struct pool_link clink;		/* its client's queued list while queued */
+	struct pool_client *client;	/* NULL: nobody's (its client left, or none) */
+	struct pool *pool;
+	uint64_t deadline_ms;		/* queue deadline; 0 none */
+	uint64_t epoch;			/* its client's pin epoch when sent (sync) */
+	uint64_t seq;			/* its client's sync_seq when sent (sync) */
+	struct pool_conn *conn;		/* the connection it went on (sync), else NULL */
+	bool is_sync;
+	bool is_dedicated;		/* a connection of its own */
+	bool is_queued;
+};
+
+void pool_req_init(struct pool_req *r, struct pool *p, struct pool_client *cl, bool is_sync,
+		   bool is_dedicated);
+
+/* ----------------------------------------------------------------------- pools */
+
+struct pool {
+	struct pool_be *const *bes;
+	size_t n_bes;
+	struct pool_selector selector;
+	struct pool_link queue;		/* waiting requests, oldest first */
+	uint32_t queue_len, queue_max;
+	uint32_t queue_timeout_ms;	/* 0 none */
+	uint32_t queued_nofree;		/* queued ones that need no free connection: asyncs
+					 * and dedicated syncs */
+	uint64_t self_bit;		/* this worker's bit in pool_shared.waiters */
+	bool is_waiting;		/* self_bit is set in the backends' waiters */
+	bool is_started;		/* its connections were opened (lazy pools: on use) */
+	uint32_t next_serial;
+};
+
+void pool_init(struct pool *p, enum pool_strategy strategy, uint64_t seed, uint32_t queue_max,
+	       uint32_t queue_timeout_ms, int worker);
+void pool_set_backends(struct pool *p, struct pool_be *const *bes, size_t n);
+
+/* Some backend has a connection up, connecting, or to be retried. */
+bool pool_has_hope(const struct pool *p);
+
+enum pool_verdict {
+	POOL_SEND = 0,		/* send it on conn */
+	POOL_OPEN,		/* open a dedicated connection to be for it */
+	POOL_WAIT,		/* nothing can take it now: queue it */
+	POOL_NONE,		/* no backend will ever take it: fail it */
+};
+
+struct pool_decision {
+	enum pool_verdict verdict;
+	struct pool_req *req;
+	struct pool_conn *conn;		/* POOL_SEND */
+	struct pool_be *be;		/* POOL_SEND, POOL_OPEN */
 };
 
 /*
- * Delay before reconnect attempt number `failures` (1 = after the first failure), or
- * -1 when the configured attempts are used up. u01 is a uniform random in [0,1).
+ * Where a new request r (not queued) may go now, honouring FIFO: it overtakes nothing
+ * queued in its pool nor anything of its own client's queued anywhere. Changes nothing:
+ * pool_commit carries a SEND or OPEN out.
  */
-int64_t pool_backoff_ms(const struct pool_backoff_cfg *cfg, uint32_t failures, double u01);
+struct pool_decision pool_propose(struct pool *p, struct pool_req *r);
 
-/* ---------------------------------------------------------------- waiter queue */
+/* Where r (not queued) may go now, ignoring the queues: for what may not wait its turn
+ * (a departing client's asyncs). */
+struct pool_decision pool_place(struct pool *p, struct pool_req *r);
 
-struct pool_waiter {
-	struct pool_link link;
-	uint64_t deadline_ms;	/* 0 = none */
-};
+/*
+ * Carry d out: take d->req off the queues, check the connection out (a sync takes its
+ * max_inflight slot; another worker may have taken the last one since the proposal, then
+ * nothing changes and false comes back: queue r or leave it queued), and keep pins.
+ */
+bool pool_commit(struct pool *p, const struct pool_decision *d);
 
-struct pool_queue {
-	struct pool_link head;
-	uint32_t len;
-	uint32_t max;
-};
+/* Queue r behind everything (false: queue.max reached) or, for a retry, first in line
+ * in its pool and its client's order. */
+bool pool_enqueue(struct pool *p, struct pool_req *r, uint64_t now_ms, bool is_first);
 
-void pool_queue_init(struct pool_queue *q, uint32_t max);
+/* Take r off the queues (timed out, failed, client gone). Returns the pool that holds
+ * its client's next request, which may go now, or NULL. */
+struct pool *pool_unqueue(struct pool_req *r);
 
-/* Append w. Returns 0, or -ENOSPC when the queue already holds max waiters. */
-int pool_queue_push(struct pool_queue *q, struct pool_waiter *w, uint64_t now_ms,
-		    uint32_t timeout_ms);
+/*
+ * The next queued request that may go now, oldest first, each client in its order, and
+ * where, or false. *cursor starts NULL; the caller commits, or skips (its client cannot
+ * take an answer now), and calls again. Queued requests with no hope left come back as
+ * POOL_NONE: fail them.
+ */
+bool pool_next(struct pool *p, struct pool_link **cursor, struct pool_decision *d);
 
-/* Put w at the head of the queue (a retried request goes first); ignores max. */
-void pool_queue_push_head(struct pool_queue *q, struct pool_waiter *w, uint64_t now_ms,
-			  uint32_t timeout_ms);
+/* The oldest queued request whose deadline has passed, or NULL. */
+struct pool_req *pool_expired(struct pool *p, uint64_t now_ms);
 
-/* Remove w (it must be queued). */
-void pool_queue_remove(struct pool_queue *q, struct pool_waiter *w);
+/* A sync request's answer is complete: the client's async pin goes when this answer
+ * proves the asyncs before it ran. */
+void pool_req_done(struct pool_req *r);
 
-/* The oldest waiter whose deadline has passed at now_ms, or NULL. */
-struct pool_waiter *pool_queue_expired(struct pool_queue *q, uint64_t now_ms);
+/* The pool holding cl's oldest queued request (the one that may go next), or NULL. */
+struct pool *pool_client_next(const struct pool_client *cl);
 
-static inline struct pool_waiter *pool_queue_first(struct pool_queue *q)
-{
-	return pool_list_empty(&q->head) ? NULL :
-	       pool_container_of(q->head.next, struct pool_waiter, link);
-}
+/* The client has gone: its queued requests stay queued as nobody's (the caller fails
+ * them), and its pins go. */
+void pool_client_gone(struct pool_client *cl);
 
-static inline struct pool_waiter *pool_queue_next(struct pool_queue *q, struct pool_waiter *w)
-{
-	return w->link.next == &q->head ? NULL :
-	       pool_container_of(w->link.next, struct pool_waiter, link);
-}
+/*
+ * After a dispatch pass: keep this worker's bit in the backends' waiters while syncs wait
+ * for a slot another worker holds. Returns true when a slot came free meanwhile: the
+ * caller dispatches again (so a wakeup is never lost between the check and the bit).
+ */
+bool pool_update_waiting(struct pool *p);
+
+/* --------------------------------------------------------------- reconnects */
+
+/* The pooled connection in slot i came up: its failures are forgotten. Returns true
+ * when it had failed before (a reconnect). */
+bool pool_slot_up(struct pool_be *be, uint32_t i);
+
+/* The pooled connection in c's slot closed in state was; returns the delay before the
+ * slot tries again in ms (0: at once), or -1 when its attempts are used up (given up).
+ * u01: uniform random in [0, 1) for jitter. */
+int64_t pool_slot_lost(struct pool_be *be, uint32_t i, enum pool_conn_state was,
+		       const struct pool_backoff_cfg *bc, double u01, uint64_t now_ms);
+
+/* Slot i is down and due for its next attempt. */
+bool pool_slot_due(const struct pool_be *be, uint32_t i, uint64_t now_ms);
+
+/* Session pools: the backend for a new session (its backoff past), or NULL. */
+struct pool_be *pool_pick_session(struct pool *p, uint64_t now_ms);
+/* a session connection to be failed before it was up: back off (returns the delay) */
+int64_t pool_session_failed(struct pool_be *be, const struct pool_backoff_cfg *bc, double u01,
+			    uint64_t now_ms);
+/* ... or came up: forget its failures; true when it had failed before */
+bool pool_session_ok(struct pool_be *be);
 
 #endif /* GW_POOL_POOL_H */

@@ -974,9 +974,9 @@ static const char *unsettled(void)
 		return "dedicated or session backend connections still open";
 	for (size_t i = 0; i < w->n_pools; i++) {
 		struct gw_pool_rt *p = w->pools[i];
-		if (p->queue.len)
+		if (p->pl.queue_len)
 			return "requests still queued";
-		if (!p->is_started || p->cfg->mode == GW_MODE_SESSION)
+		if (!p->pl.is_started || p->cfg->mode == GW_MODE_SESSION)
 			continue;	/* no warm connections (yet) */
 		for (size_t b = 0; b < p->n_backends; b++) {
 			struct gw_backend_rt *be = p->backends[b];

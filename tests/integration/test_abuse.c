@@ -516,12 +516,13 @@ static uint8_t *count_msg(uint32_t n_chars, size_t *len)
 
 /* ====================================================== 1. logins */
 
-/* A pool "p" of mockq b1 with conns connections, plus members before it (may be ""). */
+/* A pool "p" of mockq b1 with conns connections, plus members before it (may be ""). It
+ * runs as many requests at once as it has connections (mockq defers answers). */
 static void b1_pool(char *out, size_t cap, int conns, const char *before)
 {
 	snprintf(out, cap, "%s\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\","
-		 "\"address\":\"127.0.0.1:%d\",\"connections\":%d}]}]", before, be[0]->port,
-		 conns);
+		 "\"address\":\"127.0.0.1:%d\",\"connections\":%d,\"max_inflight\":%d}]}]",
+		 before, be[0]->port, conns, conns);
 }
 
 /* One user u with the hash of pw (default iterations), b1's pool, extra members first. */

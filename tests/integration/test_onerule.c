@@ -546,17 +546,20 @@ static void fk_script_echo(int k, int fd)
 static void fk_pool(char *out, size_t cap, int conns, const char *extra)
 {
 	snprintf(out, cap, "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"fk\","
-		 "\"address\":\"127.0.0.1:%d\",\"connections\":%d}],"
+		 "\"address\":\"127.0.0.1:%d\",\"connections\":%d,\"max_inflight\":%d}],"
 		 "\"health\":{\"interval_ms\":0},"
-		 "\"reconnect\":{\"delay_ms\":20,\"max_delay_ms\":200}%s}]", fk.port, conns, extra);
+		 "\"reconnect\":{\"delay_ms\":20,\"max_delay_ms\":200}%s}]", fk.port, conns, conns,
+		 extra);
 }
 
-/* A pool "p" of mockq b1 with conns connections, plus extra pool members (may be ""). */
+/* A pool "p" of mockq b1 with conns connections, plus extra pool members (may be ""). The
+ * backend runs as many requests at once as it has connections: these tests are about
+ * connections, and mockq answers deferred requests concurrently. */
 static void b1_pool(char *out, size_t cap, int conns, const char *extra)
 {
 	snprintf(out, cap, "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\","
-		 "\"address\":\"127.0.0.1:%d\",\"connections\":%d}]%s}]", be[0]->port, conns,
-		 extra);
+		 "\"address\":\"127.0.0.1:%d\",\"connections\":%d,\"max_inflight\":%d}]%s}]",
+		 be[0]->port, conns, conns, extra);
 }
 
 /* ====================================================== 1. leaving mid-stream */
@@ -909,7 +912,7 @@ Test(onerule, a_client_that_never_reads_does_not_starve_the_others)
 	snprintf(members, sizeof(members),
 		 "\"limits\":{\"max_pipeline\":1024%s},"
 		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\",\"address\":"
-		 "\"127.0.0.1:%d\",\"connections\":2}],\"queue\":{\"max\":1000,"
+		 "\"127.0.0.1:%d\",\"connections\":2,\"max_inflight\":2}],\"queue\":{\"max\":1000,"
 		 "\"timeout_ms\":20000}}]", output_timeout_member(), be[0]->port);
 	start_gate(members);
 	need_idle("b1", 2);

@@ -1,0 +1,25 @@
+/*
+ * shared — the process-wide state the workers share: one struct pool_shared per backend
+ * (its max_inflight slots in use and which workers wait for one), found by pool, backend
+ * and address, so every worker's view of a backend counts the same requests.
+ *
+ * Entries are made on first use by any worker (under a mutex: only at start and on a
+ * reload) and live until gw_shared_free_all, which main calls after every worker has
+ * exited. The counters themselves are only touched through pool/'s atomics.
+ */
+#ifndef GW_GATEWAY_SHARED_H
+#define GW_GATEWAY_SHARED_H
+
+#include <stdint.h>
+
+#include "pool/pool.h"
+
+/* The counters of backend `backend` (at address addr) of pool `pool`; max_inflight is set
+ * on them (a reload may change it). NULL when out of memory (the caller counts alone). */
+struct pool_shared *gw_shared_backend(const char *pool, const char *backend, const char *addr,
+				      uint32_t max_inflight);
+
+/* Free every entry (main, once no worker runs). */
+void gw_shared_free_all(void);
+
+#endif /* GW_GATEWAY_SHARED_H */
