@@ -1,6 +1,6 @@
 /*
  * config.c — the JSON configuration file (jansson) turned into one validated, immutable
- * struct gw_config, plus the address parser and the password hashes of auth.users.
+ * struct gw_config (addresses are parsed by addr.c, password hashes checked by pwhash.c).
  *
  * Invariants:
  *  - Validation never stops at the first problem: every error is appended to one list, each
@@ -18,7 +18,6 @@
 #include "gateway/config.h"
 
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -673,173 +672,6 @@ static void get_secret_file(struct ctx *c, json_t *obj, const char *key, char **
 	free(file);
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Addresses                                                                                */
-
-static bool parse_port(const char *s, size_t n, int *port)
-{
-	int v = 0;
-
-	if (n == 0 || n > 5)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v < 1 || v > 65535)
-		return false;
-	*port = v;
-	return true;
-}
-
-static bool host_ok(const char *h, size_t n)
-{
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)h[i];
-
-		if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_')
-			return false;
-	}
-	return true;
-}
-
-static char *dup_n(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-
-	if (p) {
-		memcpy(p, s, n);
-		p[n] = '\0';
-	}
-	return p;
-}
-
-/* The parser behind gw_addr_parse; *why says what is wrong on -EINVAL. */
-static int addr_parse(const char *text, struct gw_addr *out, const char **why)
-{
-	const char *host, *colon;
-	size_t host_len;
-	int port;
-
-	memset(out, 0, sizeof(*out));
-	*why = "expected host:port, unix:PORT or unix:/path";
-	if (!text || !*text)
-		return -EINVAL;
-
-	if (!strncmp(text, "unix:", 5)) {
-		const char *rest = text + 5;
-		char buf[32];
-
-		/* "unix://PORT" is how q spells it in hopen; accept it as unix:PORT */
-		if (!strncmp(rest, "//", 2) && rest[2] && strspn(rest + 2, "0123456789") ==
-		    strlen(rest + 2))
-			rest += 2;
-		if (rest[0] == '/') {
-			if (strlen(rest) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-				*why = "unix socket path too long (at most 107 bytes)";
-				return -EINVAL;
-			}
-			out->kind = GW_ADDR_UNIX_PATH;
-			out->path = strdup(rest);
-			out->text = strdup(text);
-			if (!out->path || !out->text)
-				goto oom;
-			return 0;
-		}
-		if (!parse_port(rest, strlen(rest), &port)) {
-			*why = "expected unix:PORT (port 1..65535) or unix:/path";
-			return -EINVAL;
-		}
-		snprintf(buf, sizeof(buf), "/tmp/kx.%d", port);
-		out->kind = GW_ADDR_UNIX_ABSTRACT;
-		out->port = port;
-		out->path = strdup(buf);
-		out->text = strdup(text);
-		if (!out->path || !out->text)
-			goto oom;
-		return 0;
-	}
-
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-
-		if (!close || close[1] != ':' || close == text + 1) {
-			*why = "expected [IPv6]:port";
-			return -EINVAL;
-		}
-		host = text + 1;
-		host_len = (size_t)(close - host);
-		for (size_t i = 0; i < host_len; i++) {
-			if (!isxdigit((unsigned char)host[i]) && host[i] != ':' && host[i] != '.') {
-				*why = "bad IPv6 address";
-				return -EINVAL;
-			}
-		}
-		colon = close + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (!colon) {
-			*why = "expected host:port, unix:PORT or unix:/path (no port given)";
-			return -EINVAL;
-		}
-		host = text;
-		host_len = (size_t)(colon - text);
-		if (memchr(host, ':', host_len)) {
-			*why = "IPv6 addresses need brackets: [::1]:PORT";
-			return -EINVAL;
-		}
-		if (!host_ok(host, host_len)) {
-			*why = host_len ? "bad host name"
-					: "missing host (use 0.0.0.0:PORT for all)";
-			return -EINVAL;
-		}
-	}
-	if (!parse_port(colon + 1, strlen(colon + 1), &port)) {
-		*why = "port must be a number 1..65535";
-		return -EINVAL;
-	}
-	out->kind = GW_ADDR_TCP;
-	out->port = port;
-	out->host = dup_n(host, host_len);
-	out->text = strdup(text);
-	if (!out->host || !out->text)
-		goto oom;
-	return 0;
-oom:
-	gw_addr_free(out);
-	*why = "out of memory";
-	return -ENOMEM;
-}
-
-int gw_addr_parse(const char *text, struct gw_addr *out)
-{
-	const char *why;
-
-	return addr_parse(text, out, &why);
-}
-
-void gw_addr_free(struct gw_addr *a)
-{
-	if (!a)
-		return;
-	free(a->host);
-	free(a->path);
-	free(a->text);
-	memset(a, 0, sizeof(*a));
-}
-
-static bool addr_same(const struct gw_addr *a, const struct gw_addr *b)
-{
-	if (!a->text || !b->text || a->kind != b->kind)
-		return false;
-	if (a->kind == GW_ADDR_TCP)
-		return a->port == b->port && !strcmp(a->host, b->host);
-	return !strcmp(a->path, b->path);
-}
-
 static bool get_addr(struct ctx *c, json_t *obj, const char *key, int flags, const char *def,
 		     struct gw_addr *out)
 {
@@ -860,7 +692,7 @@ static bool get_addr(struct ctx *c, json_t *obj, const char *key, int flags, con
 	}
 	if (!text)
 		return false;
-	rc = addr_parse(text, out, &why);
+	rc = gw_addr_parse_why(text, out, &why);
 	if (rc == -ENOMEM) {
 		c->is_oom = true;
 		return false;
@@ -1430,7 +1262,7 @@ static void parse_listeners(struct ctx *c, json_t *root, struct gw_config *cfg)
 			}
 		}
 		for (size_t k = 0; k < i; k++) {
-			if (addr_same(&cfg->listeners[k].addr, &l->addr)) {
+			if (gw_addr_same(&cfg->listeners[k].addr, &l->addr)) {
 				err_key(c, "listen", "same address as listeners[%zu]", k);
 				break;
 			}
@@ -1697,7 +1529,7 @@ static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
 	parse_rules(c, root, cfg);
 
 	for (size_t i = 0; cfg->stats_listen && i < cfg->n_listeners; i++) {
-		if (addr_same(cfg->stats_listen, &cfg->listeners[i].addr)) {
+		if (gw_addr_same(cfg->stats_listen, &cfg->listeners[i].addr)) {
 			size_t old = path_push_key(c, "stats");
 
 			err_key(c, "listen", "same address as listeners[%zu]", i);
@@ -1917,7 +1749,7 @@ struct gw_config *gw_cfg_load(const char *path, char **errs)
 	/* relative file names in the config are relative to the config's own directory */
 	slash = strrchr(path, '/');
 	if (slash) {
-		dir = dup_n(path, slash == path ? 1 : (size_t)(slash - path));
+		dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
 		if (!dir)
 			c.is_oom = true;
 		c.base_dir = dir;

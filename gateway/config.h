@@ -16,19 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum gw_addr_kind {
-	GW_ADDR_TCP = 0,	/* host:port */
-	GW_ADDR_UNIX_ABSTRACT,	/* unix:PORT -> abstract "\0/tmp/kx.PORT" (q's name) */
-	GW_ADDR_UNIX_PATH,	/* unix:/path -> filesystem socket */
-};
-
-struct gw_addr {
-	enum gw_addr_kind kind;
-	char *host;		/* TCP: host or IP ("0.0.0.0", "127.0.0.1", "localhost") */
-	int port;		/* TCP port, or the PORT of unix:PORT */
-	char *path;		/* UNIX_PATH: the path; UNIX_ABSTRACT: "/tmp/kx.PORT" (no NUL prefix) */
-	char *text;		/* the original string, for logs */
-};
+#include "gateway/addr.h"
 
 struct gw_tls_cfg {
 	char *cert_file;
@@ -222,9 +210,5 @@ char *gw_pw_hash_iter(const char *password, size_t password_len, uint32_t iter);
 
 /* true when s has the shape of a gw_pw_hash result (prefix, iteration range, base64 parts). */
 bool gw_pw_hash_is_valid(const char *s);
-
-/* Parse an address string as the "listen"/"address" fields accept it. 0 or -EINVAL. */
-int gw_addr_parse(const char *text, struct gw_addr *out);
-void gw_addr_free(struct gw_addr *a);
 
 #endif /* GW_GATEWAY_CONFIG_H */
