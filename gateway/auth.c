@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "gateway/log.h"
+#include "gateway/pwhash.h"
 #include "gateway/worker.h"
 
 #define CACHE_SLOTS 64

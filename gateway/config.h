@@ -187,28 +187,4 @@ void gw_cfg_free(struct gw_config *cfg);
 const struct gw_pool_cfg *gw_cfg_pool(const struct gw_config *cfg, const char *name);
 const struct gw_user_cfg *gw_cfg_user(const struct gw_config *cfg, const char *name);
 
-/*
- * Password hashing for auth.users[].password_hash: PBKDF2-HMAC-SHA256 from OpenSSL with a
- * random 16-byte salt and a high iteration count. gw_pw_hash returns a malloc'd string
- * (caller frees) or NULL; gw_pw_verify compares in constant time and returns true on match.
- * Both are slow by design: call once per login, never per message.
- */
-char *gw_pw_hash(const char *password);
-bool gw_pw_verify(const char *stored_hash, const char *password, size_t password_len);
-
-/* Iteration count gw_pw_hash uses; each hash carries its own, so this may rise later. */
-#define GW_PW_ITER_DEFAULT 60000
-
-/* The longest password qgate hashes or accepts at login, in bytes. */
-#define GW_PW_MAX_BYTES 512
-
-/* The iteration count a stored hash carries, or 0 when it is not a valid hash. */
-uint32_t gw_pw_iterations(const char *stored_hash);
-
-/* gw_pw_hash with an explicit length and iteration count (1000..10000000); NULL if out of range. */
-char *gw_pw_hash_iter(const char *password, size_t password_len, uint32_t iter);
-
-/* true when s has the shape of a gw_pw_hash result (prefix, iteration range, base64 parts). */
-bool gw_pw_hash_is_valid(const char *s);
-
 #endif /* GW_GATEWAY_CONFIG_H */

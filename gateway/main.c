@@ -19,6 +19,7 @@
 #include "gateway/claim.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/pwhash.h"
 #include "gateway/worker.h"
 
 #define QGATE_VERSION "0.1.0"

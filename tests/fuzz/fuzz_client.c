@@ -49,6 +49,7 @@
 #include "codec/qipc.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/pwhash.h"
 #include "gateway/worker.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

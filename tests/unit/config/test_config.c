@@ -19,6 +19,7 @@
 #include <criterion/criterion.h>
 
 #include "gateway/config.h"
+#include "gateway/pwhash.h"
 
 /* A syntactically valid hash of "secret" (1000 iterations), fixed so tests need no RNG. */
 static char t_hash[256];

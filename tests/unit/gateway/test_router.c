@@ -11,6 +11,7 @@
 
 #include "codec/qipc.h"
 #include "gateway/config.h"
+#include "gateway/pwhash.h"
 #include "gateway/worker.h"
 
 static const char *const cfg_text =
