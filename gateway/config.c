@@ -1004,6 +1004,9 @@ static const struct field backend_rows[] = {
 	R_CODE("password_file", "file holding the password (read at load)"),
 	R_INT("connections", connections, 1, 1000, 2, "connections to this backend, per worker"),
 	R_INT("weight", weight, 1, 1000000, 1, "relative share of the traffic"),
+	R_INT("max_inflight", max_inflight, 1, 65535, 1,
+	      "most sync requests this backend runs at once, across all workers "
+	      "(a q process runs one at a time)"),
 	R_CODE("tls", "object, true, false or null: TLS to the backend"),
 };
 #undef TBL

@@ -72,6 +72,12 @@ struct gw_backend_cfg {
 	char *password;		/* resolved from password / password_env / password_file */
 	int connections;	/* default 2 */
 	int weight;		/* default 1, >= 1 */
+	/*
+	 * Most sync requests this backend runs at once, summed over all workers (1..65535,
+	 * default 1: a q process runs one at a time); requests beyond it wait in the pool's
+	 * queue. Parsed and checked only: the dispatcher does not read it yet.
+	 */
+	uint32_t max_inflight;
 	struct gw_tls_cfg *tls;	/* NULL: plain */
 };
 

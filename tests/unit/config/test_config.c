@@ -407,6 +407,7 @@ Test(config, defaults_of_every_field)
 	cr_expect_null(b->password);
 	cr_expect_eq(b->connections, 2);
 	cr_expect_eq(b->weight, 1);
+	cr_expect_eq(b->max_inflight, 1);
 	cr_expect_null(b->tls);
 	gw_cfg_free(cfg);
 }
@@ -894,6 +895,42 @@ Test(config, rejects_bad_backend_passwords)
 
 	unsetenv("QGATE_TEST_UNSET_VAR");
 	T_RUN(cases);
+}
+
+/* backends[].max_inflight: 1..65535, default 1 (a q process runs one request at a time). */
+Test(config, backend_max_inflight)
+{
+	static const struct t_case cases[] = {
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 0}]}]}",
+		  "pools[0].backends[0].max_inflight: must be between 1 and 65535 (got 0)" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'},"
+		  " {'address': 'h:2', 'max_inflight': 65536}]}]}",
+		  "pools[0].backends[1].max_inflight: must be between 1 and 65535 (got 65536)" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': -1}]}]}",
+		  "pools[0].backends[0].max_inflight: must be between 1 and 65535 (got -1)" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': '4'}]}]}",
+		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 1.5}]}]}",
+		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflght': 2}]}]}",
+		  "pools[0].backends[0].max_inflght: unknown key (did you mean \"max_inflight\"?)" },
+	};
+	char *errs = NULL;
+	struct gw_config *cfg;
+
+	T_RUN(cases);
+	cfg = t_parse("{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'},"
+		      " {'address': 'h:2', 'max_inflight': 1}, {'address': 'h:3', 'max_inflight': 8},"
+		      " {'address': 'h:4', 'max_inflight': 65535}, {'address': 'h:5',"
+		      " 'max_inflight': null}]}]}", &errs);
+	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	cr_assert_eq(cfg->pools[0].n_backends, 5);
+	cr_expect_eq(cfg->pools[0].backends[0].max_inflight, 1);	/* the default */
+	cr_expect_eq(cfg->pools[0].backends[1].max_inflight, 1);
+	cr_expect_eq(cfg->pools[0].backends[2].max_inflight, 8);
+	cr_expect_eq(cfg->pools[0].backends[3].max_inflight, 65535);
+	cr_expect_eq(cfg->pools[0].backends[4].max_inflight, 1);	/* null: the default */
+	gw_cfg_free(cfg);
 }
 
 /* ---------------------------------------------------------------------------------------- */
