@@ -142,7 +142,7 @@ struct gw_limits_cfg {
 	uint32_t login_threads;		/* password verification threads per worker: 2 */
 	uint32_t message_timeout_ms;	/* a client message in transit this long: 60000 */
 	uint64_t max_buffered_bytes;	/* request and answer bytes the process holds: 1 GiB */
-	uint32_t ring_entries;		/* submission queue entries per worker; 0: 1024 */
+	uint32_t ring_entries;		/* submission queue entries per worker, 8..32768: 1024 */
 };
 
 enum gw_log_level {
