@@ -20,6 +20,7 @@
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/pwhash.h"
 #include "gateway/session.h"
 #include "gateway/worker.h"
 

@@ -1,6 +1,6 @@
 /*
  * config.c — the JSON configuration file (jansson) turned into one validated, immutable
- * struct gw_config, plus the address parser and the password hashes of auth.users.
+ * struct gw_config (addresses are parsed by addr.c, password hashes checked by pwhash.c).
  *
  * Invariants:
  *  - Validation never stops at the first problem: every error is appended to one list, each
@@ -14,12 +14,14 @@
  *    directory of the config file, and the struct holds the resolved name, so the gateway
  *    opens the very file that was checked here whatever its working directory.
  *  - Backend passwords live only in this struct and are wiped when it is freed.
+ *  - Each JSON object kind has one field table (see "The tables"): a leaf key, its type,
+ *    range, default and doc are written there once, and only table_defaults/table_parse read
+ *    them. Code handles what a row cannot say: arrays of objects, secrets, references
+ *    between sections and rules that span fields.
  */
 #include "gateway/config.h"
 
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,24 +33,12 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
+
+#include "gateway/pwhash.h"
 
 #define CFG_MAX_FILE_BYTES	(16u << 20)	/* a config bigger than this is a mistake */
 #define CFG_MAX_SECRET_BYTES	4096		/* password_file */
-#define CFG_MAX_WORKERS		1024
-#define CFG_MAX_WEIGHT		1000000
-#define CFG_MAX_CONNECTIONS	1000
-#define CFG_MIN_MSG_BYTES	1024ull
-#define CFG_MAX_MSG_BYTES	(1ull << 40)
-#define CFG_MIN_CLIENT_BUF	4096ull
-
-#define PW_PREFIX	"$qgate$pbkdf2-sha256$"
-#define PW_SALT_BYTES	16
-#define PW_HASH_BYTES	32
-#define PW_MAX_SALT	64
-#define PW_ITER_MIN	1000u
-#define PW_ITER_MAX	10000000u
+#define CFG_MAX_MSG_BYTES	(1ll << 40)	/* top of the message and client buffer sizes */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Error collection and JSON paths                                                          */
@@ -62,6 +52,7 @@ struct ctx {
 	char path[512];		/* current JSON path, e.g. "pools[0].backends[1]" */
 	size_t path_len;
 	const char *base_dir;	/* for relative file names; NULL = working directory */
+	const struct gw_config *cfg;	/* the config being built, for references to pools */
 };
 
 static void err_append(struct ctx *c, const char *line)
@@ -195,47 +186,15 @@ static size_t edit_distance(const char *a, const char *b)
 	return row[lb];
 }
 
-static void check_keys(struct ctx *c, json_t *obj, const char *const *known)
-{
-	const char *key;
-	json_t *val;
-
-	json_object_foreach(obj, key, val) {
-		const char *hint = NULL;
-		size_t best = 3;
-		bool is_known = false;
-
-		(void)val;
-		if (key[0] == '_')	/* "_comment": free-form annotations */
-			continue;
-		for (size_t i = 0; known[i]; i++) {
-			size_t d;
-
-			if (!strcmp(key, known[i])) {
-				is_known = true;
-				break;
-			}
-			d = edit_distance(key, known[i]);
-			if (d < best && d < strlen(known[i])) {
-				best = d;
-				hint = known[i];
-			}
-		}
-		if (is_known)
-			continue;
-		if (hint)
-			err_key(c, key, "unknown key (did you mean \"%s\"?)", hint);
-		else
-			err_key(c, key, "unknown key");
-	}
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* Typed getters. Each leaves *out (the default) alone when the key is absent or null.      */
 
 enum {
 	F_REQ = 1,		/* absent is an error */
 	F_EMPTY_OK = 2,		/* "" is accepted */
+	F_NAME = 4,		/* no ':' (user names travel as "user:password") */
+	F_FILE = 8,		/* a file name, resolved against the config's directory */
+	F_READ = 16,		/* F_FILE: the file must be readable now */
 };
 
 /* The value of key, or NULL when absent or JSON null (null means "use the default"). */
@@ -311,32 +270,6 @@ static bool get_int(struct ctx *c, json_t *obj, const char *key, long long min, 
 	return true;
 }
 
-static void get_u32(struct ctx *c, json_t *obj, const char *key, long long min, long long max,
-		    uint32_t *out)
-{
-	long long x;
-
-	if (get_int(c, obj, key, min, max, &x))
-		*out = (uint32_t)x;
-}
-
-static void get_u64(struct ctx *c, json_t *obj, const char *key, long long min, long long max,
-		    uint64_t *out)
-{
-	long long x;
-
-	if (get_int(c, obj, key, min, max, &x))
-		*out = (uint64_t)x;
-}
-
-static void get_i(struct ctx *c, json_t *obj, const char *key, int min, int max, int *out)
-{
-	long long x;
-
-	if (get_int(c, obj, key, min, max, &x))
-		*out = (int)x;
-}
-
 /*
  * Durations: whole milliseconds, 0 .. 2^32-1 (about 49 days). Timeouts that always run
  * (handshake, connect, health answer) take min 1: for them 0 has no sane meaning, and
@@ -361,11 +294,6 @@ static void get_ms_min(struct ctx *c, json_t *obj, const char *key, uint32_t min
 		return;
 	}
 	*out = (uint32_t)json_integer_value(v);
-}
-
-static void get_ms(struct ctx *c, json_t *obj, const char *key, uint32_t *out)
-{
-	get_ms_min(c, obj, key, 0, out);
 }
 
 static bool get_double(struct ctx *c, json_t *obj, const char *key, double min, double max,
@@ -673,173 +601,6 @@ static void get_secret_file(struct ctx *c, json_t *obj, const char *key, char **
 	free(file);
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Addresses                                                                                */
-
-static bool parse_port(const char *s, size_t n, int *port)
-{
-	int v = 0;
-
-	if (n == 0 || n > 5)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v < 1 || v > 65535)
-		return false;
-	*port = v;
-	return true;
-}
-
-static bool host_ok(const char *h, size_t n)
-{
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)h[i];
-
-		if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_')
-			return false;
-	}
-	return true;
-}
-
-static char *dup_n(const char *s, size_t n)
-{
-	char *p = malloc(n + 1);
-
-	if (p) {
-		memcpy(p, s, n);
-		p[n] = '\0';
-	}
-	return p;
-}
-
-/* The parser behind gw_addr_parse; *why says what is wrong on -EINVAL. */
-static int addr_parse(const char *text, struct gw_addr *out, const char **why)
-{
-	const char *host, *colon;
-	size_t host_len;
-	int port;
-
-	memset(out, 0, sizeof(*out));
-	*why = "expected host:port, unix:PORT or unix:/path";
-	if (!text || !*text)
-		return -EINVAL;
-
-	if (!strncmp(text, "unix:", 5)) {
-		const char *rest = text + 5;
-		char buf[32];
-
-		/* "unix://PORT" is how q spells it in hopen; accept it as unix:PORT */
-		if (!strncmp(rest, "//", 2) && rest[2] && strspn(rest + 2, "0123456789") ==
-		    strlen(rest + 2))
-			rest += 2;
-		if (rest[0] == '/') {
-			if (strlen(rest) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-				*why = "unix socket path too long (at most 107 bytes)";
-				return -EINVAL;
-			}
-			out->kind = GW_ADDR_UNIX_PATH;
-			out->path = strdup(rest);
-			out->text = strdup(text);
-			if (!out->path || !out->text)
-				goto oom;
-			return 0;
-		}
-		if (!parse_port(rest, strlen(rest), &port)) {
-			*why = "expected unix:PORT (port 1..65535) or unix:/path";
-			return -EINVAL;
-		}
-		snprintf(buf, sizeof(buf), "/tmp/kx.%d", port);
-		out->kind = GW_ADDR_UNIX_ABSTRACT;
-		out->port = port;
-		out->path = strdup(buf);
-		out->text = strdup(text);
-		if (!out->path || !out->text)
-			goto oom;
-		return 0;
-	}
-
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-
-		if (!close || close[1] != ':' || close == text + 1) {
-			*why = "expected [IPv6]:port";
-			return -EINVAL;
-		}
-		host = text + 1;
-		host_len = (size_t)(close - host);
-		for (size_t i = 0; i < host_len; i++) {
-			if (!isxdigit((unsigned char)host[i]) && host[i] != ':' && host[i] != '.') {
-				*why = "bad IPv6 address";
-				return -EINVAL;
-			}
-		}
-		colon = close + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (!colon) {
-			*why = "expected host:port, unix:PORT or unix:/path (no port given)";
-			return -EINVAL;
-		}
-		host = text;
-		host_len = (size_t)(colon - text);
-		if (memchr(host, ':', host_len)) {
-			*why = "IPv6 addresses need brackets: [::1]:PORT";
-			return -EINVAL;
-		}
-		if (!host_ok(host, host_len)) {
-			*why = host_len ? "bad host name"
-					: "missing host (use 0.0.0.0:PORT for all)";
-			return -EINVAL;
-		}
-	}
-	if (!parse_port(colon + 1, strlen(colon + 1), &port)) {
-		*why = "port must be a number 1..65535";
-		return -EINVAL;
-	}
-	out->kind = GW_ADDR_TCP;
-	out->port = port;
-	out->host = dup_n(host, host_len);
-	out->text = strdup(text);
-	if (!out->host || !out->text)
-		goto oom;
-	return 0;
-oom:
-	gw_addr_free(out);
-	*why = "out of memory";
-	return -ENOMEM;
-}
-
-int gw_addr_parse(const char *text, struct gw_addr *out)
-{
-	const char *why;
-
-	return addr_parse(text, out, &why);
-}
-
-void gw_addr_free(struct gw_addr *a)
-{
-	if (!a)
-		return;
-	free(a->host);
-	free(a->path);
-	free(a->text);
-	memset(a, 0, sizeof(*a));
-}
-
-static bool addr_same(const struct gw_addr *a, const struct gw_addr *b)
-{
-	if (!a->text || !b->text || a->kind != b->kind)
-		return false;
-	if (a->kind == GW_ADDR_TCP)
-		return a->port == b->port && !strcmp(a->host, b->host);
-	return !strcmp(a->path, b->path);
-}
-
 static bool get_addr(struct ctx *c, json_t *obj, const char *key, int flags, const char *def,
 		     struct gw_addr *out)
 {
@@ -860,7 +621,7 @@ static bool get_addr(struct ctx *c, json_t *obj, const char *key, int flags, con
 	}
 	if (!text)
 		return false;
-	rc = addr_parse(text, out, &why);
+	rc = gw_addr_parse_why(text, out, &why);
 	if (rc == -ENOMEM) {
 		c->is_oom = true;
 		return false;
@@ -873,163 +634,309 @@ static bool get_addr(struct ctx *c, json_t *obj, const char *key, int flags, con
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Password hashes                                                                          */
+/* Field tables                                                                             */
 
-struct pw_parsed {
-	uint32_t iter;
-	unsigned char salt[PW_MAX_SALT];
-	size_t salt_len;
-	unsigned char hash[PW_HASH_BYTES];
+/*
+ * Every JSON object kind has one table. A row names a key and says how to read it: its type,
+ * range, default, where it lands (offsetof into the struct the table describes) and a
+ * one-line doc. table_defaults and table_parse are the only readers of leaf fields, so each
+ * key, its range and its default are written once, in the row. Keys whose value is an array
+ * of objects, a secret or a choice between forms are FT_CODE rows: known (so not "unknown
+ * key"), read by the table's check function, which also does the cross-field checks.
+ */
+enum ftype {
+	FT_INT = 0,	/* integer in [min, max]; stored as a signed/unsigned integer of .size */
+	FT_MS,		/* duration: whole milliseconds in [min, UINT32_MAX], uint32_t */
+	FT_DOUBLE,	/* number in [dmin, dmax]; also the string .word, meaning .word_val */
+	FT_BOOL,	/* true or false */
+	FT_ENUM,	/* one of .names; stores .values[i] (NULL: i) as an integer of .size */
+	FT_STR,		/* owned char *; F_REQ, F_EMPTY_OK, F_NAME, F_FILE, F_READ */
+	FT_ADDR,	/* struct gw_addr; .sdef is the default address text */
+	FT_LIST,	/* array of non-empty strings: NULL-terminated char **, count at .off_n */
+	FT_OBJ,		/* nested object read with .sub at .off; .value reads other forms */
+	FT_CODE,	/* known key, read by the table's check function */
+	FT_GONE,	/* a removed key: refused whatever its value, .doc says why */
 };
 
-static int b64_val(char ch)
+struct table;
+typedef void (*check_fn)(struct ctx *c, json_t *obj, void *base);
+typedef void (*value_fn)(struct ctx *c, json_t *v, void *base);
+
+struct field {
+	const char *key;
+	enum ftype type;
+	int flags;
+	size_t off;			/* offsetof the member in the table's struct */
+	size_t size;			/* sizeof the member */
+	long long min, max, def;	/* FT_INT, FT_MS (min), FT_BOOL, FT_ENUM (index) */
+	double dmin, dmax, ddef;	/* FT_DOUBLE */
+	const char *word;		/* FT_DOUBLE: a word accepted too ("constant") */
+	double word_val;
+	const char *sdef;		/* FT_STR, FT_ADDR: default text; NULL: none */
+	const char *const *names;	/* FT_ENUM, NULL-terminated */
+	const int *values;		/* FT_ENUM: what each name stores; NULL: its index */
+	size_t off_n;			/* FT_LIST: offsetof the size_t count */
+	const struct table *sub;	/* FT_OBJ */
+	value_fn value;			/* FT_OBJ: reads other forms too (a boolean) */
+	const char *doc;
+};
+
+struct table {
+	const struct field *rows;
+	size_t n_rows;
+	check_fn check;		/* after the rows: FT_CODE keys and cross-field checks */
+};
+
+#define N_ROWS(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* Row builders; TBL is the struct the table being written describes. */
+#define ROW(k, m, ...) \
+	{ .key = (k), .off = offsetof(TBL, m), .size = sizeof(((TBL *)0)->m), __VA_ARGS__ }
+#define R_INT(k, m, lo, hi, d, doc_) \
+	ROW(k, m, .type = FT_INT, .min = (lo), .max = (hi), .def = (d), .doc = (doc_))
+#define R_MS(k, m, lo, d, doc_) \
+	ROW(k, m, .type = FT_MS, .min = (lo), .max = UINT32_MAX, .def = (d), .doc = (doc_))
+#define R_DBL(k, m, lo, hi, d, doc_) \
+	ROW(k, m, .type = FT_DOUBLE, .dmin = (lo), .dmax = (hi), .ddef = (d), .doc = (doc_))
+#define R_BOOL(k, m, d, doc_) \
+	ROW(k, m, .type = FT_BOOL, .def = (d), .doc = (doc_))
+#define R_ENUM(k, m, nm, vals, d, doc_) \
+	ROW(k, m, .type = FT_ENUM, .names = (nm), .values = (vals), .def = (d), .doc = (doc_))
+#define R_STR(k, m, fl, d, doc_) \
+	ROW(k, m, .type = FT_STR, .flags = (fl), .sdef = (d), .doc = (doc_))
+#define R_ADDR(k, m, fl, d, doc_) \
+	ROW(k, m, .type = FT_ADDR, .flags = (fl), .sdef = (d), .doc = (doc_))
+#define R_LIST(k, m, n, doc_) \
+	ROW(k, m, .type = FT_LIST, .off_n = offsetof(TBL, n), .doc = (doc_))
+#define R_OBJ(k, m, t, doc_) \
+	ROW(k, m, .type = FT_OBJ, .sub = &(t), .doc = (doc_))
+/* A nested object whose fields live in this same struct (pools[].queue -> queue_max). */
+#define R_HERE(k, t, fn, doc_) \
+	{ .key = (k), .type = FT_OBJ, .off = 0, .sub = &(t), .value = (fn), .doc = (doc_) }
+#define R_CODE(k, doc_)	{ .key = (k), .type = FT_CODE, .doc = (doc_) }
+#define R_GONE(k, why)	{ .key = (k), .type = FT_GONE, .doc = (why) }
+
+static void *at(void *base, size_t off)
 {
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
+	return (char *)base + off;
 }
 
-/* Strict standard base64 with padding; -1 when malformed or longer than cap. */
-static long b64_decode(const char *s, size_t n, unsigned char *out, size_t cap)
+/* Store an integer into a member of f->size bytes; signed when f's range goes below 0. */
+static void put_int(void *p, const struct field *f, long long v)
 {
-	size_t o = 0;
+	bool is_signed = f->min < 0;
 
-	if (n == 0 || n % 4)
-		return -1;
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4];
-		int pad = 0;
+	if (f->size == 1) {
+		uint8_t x = (uint8_t)v;	/* bool members */
 
-		for (int k = 0; k < 4; k++) {
-			if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-				v[k] = 0;
-				pad++;
-			} else if (pad) {
-				return -1;	/* data after '=' */
-			} else if ((v[k] = b64_val(s[i + k])) < 0) {
-				return -1;
+		memcpy(p, &x, 1);
+	} else if (f->size == 4 && is_signed) {
+		int32_t x = (int32_t)v;
+
+		memcpy(p, &x, 4);
+	} else if (f->size == 4) {
+		uint32_t x = (uint32_t)v;
+
+		memcpy(p, &x, 4);
+	} else if (f->size == 8 && is_signed) {
+		int64_t x = (int64_t)v;
+
+		memcpy(p, &x, 8);
+	} else if (f->size == 8) {
+		uint64_t x = (uint64_t)v;
+
+		memcpy(p, &x, 8);
+	} else {
+		abort();	/* a row for a member of another size: a bug in the table */
+	}
+}
+
+static long long enum_value(const struct field *f, long long i)
+{
+	return f->values ? f->values[i] : i;
+}
+
+static void check_keys(struct ctx *c, json_t *obj, const struct table *t)
+{
+	const char *key;
+	json_t *val;
+
+	json_object_foreach(obj, key, val) {
+		const char *hint = NULL;
+		size_t best = 3;
+		bool is_known = false;
+
+		(void)val;
+		if (key[0] == '_')	/* "_comment": free-form annotations */
+			continue;
+		for (size_t i = 0; i < t->n_rows; i++) {
+			const char *k = t->rows[i].key;
+			size_t d;
+
+			if (!strcmp(key, k)) {
+				is_known = true;
+				break;
+			}
+			d = edit_distance(key, k);
+			if (d < best && d < strlen(k)) {
+				best = d;
+				hint = k;
 			}
 		}
-		if (o + 3 - (size_t)pad > cap)
-			return -1;
-		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-		if (pad < 2)
-			out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
-		if (pad < 1)
-			out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+		if (is_known)
+			continue;
+		if (hint)
+			err_key(c, key, "unknown key (did you mean \"%s\"?)", hint);
+		else
+			err_key(c, key, "unknown key");
 	}
-	return (long)o;
 }
 
-static bool pw_parse(const char *s, struct pw_parsed *p)
+/* Every default of t (and of its nested objects) into the zeroed struct at base. */
+static void table_defaults(struct ctx *c, const struct table *t, void *base)
 {
-	const char *iter_s, *salt_s, *hash_s, *end;
-	unsigned long iter = 0;
-	long n;
+	for (size_t i = 0; i < t->n_rows; i++) {
+		const struct field *f = &t->rows[i];
+		void *p = at(base, f->off);
 
-	if (!s || strncmp(s, PW_PREFIX, strlen(PW_PREFIX)))
-		return false;
-	iter_s = s + strlen(PW_PREFIX);
-	salt_s = strchr(iter_s, '$');
-	if (!salt_s || salt_s == iter_s || salt_s - iter_s > 9)
-		return false;
-	for (const char *q = iter_s; q < salt_s; q++) {
-		if (!isdigit((unsigned char)*q))
-			return false;
-		iter = iter * 10 + (unsigned long)(*q - '0');
+		switch (f->type) {
+		case FT_INT:
+		case FT_MS:
+		case FT_BOOL:
+			put_int(p, f, f->def);
+			break;
+		case FT_ENUM:
+			put_int(p, f, enum_value(f, f->def));
+			break;
+		case FT_DOUBLE:
+			if (f->size != sizeof(double))
+				abort();
+			memcpy(p, &f->ddef, sizeof(double));
+			break;
+		case FT_STR:
+			if (f->sdef) {
+				free(*(char **)p);
+				*(char **)p = xstrdup(c, f->sdef);
+			}
+			break;
+		case FT_ADDR:
+			gw_addr_free(p);
+			if (f->sdef && gw_addr_parse(f->sdef, p) < 0)
+				c->is_oom = true;	/* the default text is valid */
+			break;
+		case FT_OBJ:
+			table_defaults(c, f->sub, p);
+			break;
+		case FT_LIST:
+		case FT_CODE:
+		case FT_GONE:
+			break;
+		}
 	}
-	if (iter < PW_ITER_MIN || iter > PW_ITER_MAX)
-		return false;
-	salt_s++;
-	hash_s = strchr(salt_s, '$');
-	if (!hash_s)
-		return false;
-	n = b64_decode(salt_s, (size_t)(hash_s - salt_s), p->salt, sizeof(p->salt));
-	if (n < 8)
-		return false;
-	p->salt_len = (size_t)n;
-	hash_s++;
-	end = hash_s + strlen(hash_s);
-	if (b64_decode(hash_s, (size_t)(end - hash_s), p->hash, sizeof(p->hash)) != PW_HASH_BYTES)
-		return false;
-	p->iter = (uint32_t)iter;
-	return true;
 }
 
-uint32_t gw_pw_iterations(const char *stored_hash)
-{
-	struct pw_parsed p;
+static void table_parse(struct ctx *c, const struct table *t, json_t *obj, void *base);
 
-	return pw_parse(stored_hash, &p) ? p.iter : 0;
+/* The object v under key: its path pushed for the errors inside it. */
+static void parse_sub(struct ctx *c, const char *key, const struct table *t, json_t *v,
+		      void *base)
+{
+	size_t old = path_push_key(c, key);
+
+	table_parse(c, t, v, base);
+	path_pop(c, old);
 }
 
-bool gw_pw_hash_is_valid(const char *stored_hash)
+static void parse_row(struct ctx *c, const struct field *f, json_t *obj, void *base)
 {
-	struct pw_parsed p;
+	void *p = at(base, f->off);
+	json_t *v = get(obj, f->key);
+	long long x;
+	int i;
 
-	return pw_parse(stored_hash, &p);
+	switch (f->type) {
+	case FT_INT:
+		if (get_int(c, obj, f->key, f->min, f->max, &x))
+			put_int(p, f, x);
+		break;
+	case FT_MS:
+		if (f->size != sizeof(uint32_t))
+			abort();
+		get_ms_min(c, obj, f->key, (uint32_t)f->min, p);
+		break;
+	case FT_DOUBLE:
+		if (f->word && json_is_string(v) && !strcmp(json_string_value(v), f->word))
+			memcpy(p, &f->word_val, sizeof(double));
+		else if (f->word && v && !json_is_number(v))
+			err_key(c, f->key, "must be a number >= %.1f or \"%s\"", f->dmin, f->word);
+		else
+			get_double(c, obj, f->key, f->dmin, f->dmax, p);
+		break;
+	case FT_BOOL:
+		get_bool(c, obj, f->key, p);
+		break;
+	case FT_ENUM:
+		if (get_enum(c, obj, f->key, f->names, &i))
+			put_int(p, f, enum_value(f, i));
+		break;
+	case FT_STR:
+		if (f->flags & F_FILE)
+			get_file(c, obj, f->key, f->flags, f->flags & F_READ, p);
+		else if (f->flags & F_NAME)
+			get_name(c, obj, f->key, f->flags, p);
+		else
+			get_str(c, obj, f->key, f->flags, p);
+		break;
+	case FT_ADDR:
+		if (v || (f->flags & F_REQ)) {
+			gw_addr_free(p);
+			get_addr(c, obj, f->key, f->flags, NULL, p);
+		}
+		break;
+	case FT_LIST:
+		get_str_list(c, obj, f->key, p, at(base, f->off_n));
+		break;
+	case FT_OBJ:
+		if (!v)
+			break;
+		if (f->value)
+			f->value(c, v, p);
+		else if (!json_is_object(v))
+			err_key(c, f->key, "must be an object");
+		else
+			parse_sub(c, f->key, f->sub, v, p);
+		break;
+	case FT_GONE:
+		if (json_object_get(obj, f->key))	/* even null: the key itself is gone */
+			err_key(c, f->key, "%s", f->doc);
+		break;
+	case FT_CODE:
+		break;
+	}
 }
 
-char *gw_pw_hash_iter(const char *password, size_t password_len, uint32_t iter)
+/* Read the object obj into base with table t: unknown keys, every row, then t->check. */
+static void table_parse(struct ctx *c, const struct table *t, json_t *obj, void *base)
 {
-	unsigned char salt[PW_SALT_BYTES];
-	unsigned char hash[PW_HASH_BYTES];
-	unsigned char salt_b64[4 * ((PW_SALT_BYTES + 2) / 3) + 1];
-	unsigned char hash_b64[4 * ((PW_HASH_BYTES + 2) / 3) + 1];
-	size_t cap;
-	char *out;
-
-	if (!password || password_len > INT_MAX || iter < PW_ITER_MIN || iter > PW_ITER_MAX)
-		return NULL;
-	if (RAND_bytes(salt, sizeof(salt)) != 1)
-		return NULL;
-	if (PKCS5_PBKDF2_HMAC(password, (int)password_len, salt, sizeof(salt), (int)iter,
-			      EVP_sha256(), sizeof(hash), hash) != 1)
-		return NULL;
-	EVP_EncodeBlock(salt_b64, salt, sizeof(salt));
-	EVP_EncodeBlock(hash_b64, hash, sizeof(hash));
-	OPENSSL_cleanse(hash, sizeof(hash));
-	cap = strlen(PW_PREFIX) + 12 + sizeof(salt_b64) + sizeof(hash_b64) + 2;
-	out = malloc(cap);
-	if (out)
-		snprintf(out, cap, "%s%u$%s$%s", PW_PREFIX, iter, (const char *)salt_b64,
-			 (const char *)hash_b64);
-	return out;
+	check_keys(c, obj, t);
+	for (size_t i = 0; i < t->n_rows; i++)
+		parse_row(c, &t->rows[i], obj, base);
+	if (t->check)
+		t->check(c, obj, base);
 }
 
-char *gw_pw_hash(const char *password)
+/* One element of an array of objects: defaults, then the object (which must be one). */
+static void parse_elem(struct ctx *c, const struct table *t, json_t *j, void *base)
 {
-	if (!password)
-		return NULL;
-	return gw_pw_hash_iter(password, strlen(password), GW_PW_ITER_DEFAULT);
-}
-
-bool gw_pw_verify(const char *stored_hash, const char *password, size_t password_len)
-{
-	unsigned char got[PW_HASH_BYTES];
-	struct pw_parsed p;
-	bool is_ok;
-
-	if (!password || password_len > INT_MAX || !pw_parse(stored_hash, &p))
-		return false;
-	if (PKCS5_PBKDF2_HMAC(password, (int)password_len, p.salt, (int)p.salt_len, (int)p.iter,
-			      EVP_sha256(), sizeof(got), got) != 1)
-		return false;
-	is_ok = CRYPTO_memcmp(got, p.hash, sizeof(got)) == 0;
-	OPENSSL_cleanse(got, sizeof(got));
-	return is_ok;
+	table_defaults(c, t, base);
+	if (!json_is_object(j))
+		err_at(c, "must be an object");
+	else
+		table_parse(c, t, j, base);
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Sections                                                                                 */
+/* The tables                                                                               */
 
 static const char *const mode_names[] = { "query", "session", NULL };
 static const char *const strategy_names[] = {
@@ -1037,52 +944,303 @@ static const char *const strategy_names[] = {
 };
 static const char *const connect_names[] = { "start", "lazy", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", "trace", NULL };
-
+static const char *const compress_names[] = { "off", "remote", "always", NULL };
 static const char *const tls_version_names[] = { "1.2", "1.3", NULL };
+static const int tls_versions[] = { 12, 13 };
 
-/* "ciphers" and "min_version", on either side */
-static void parse_tls_policy(struct ctx *c, json_t *j, struct gw_tls_cfg *t)
+static void backend_check(struct ctx *c, json_t *j, void *base);
+static void reconnect_check(struct ctx *c, json_t *j, void *base);
+static void dedicated_value(struct ctx *c, json_t *v, void *base);
+static void pool_check(struct ctx *c, json_t *j, void *base);
+static void listener_check(struct ctx *c, json_t *j, void *base);
+static void backend_tls_check(struct ctx *c, json_t *j, void *base);
+static void user_check(struct ctx *c, json_t *j, void *base);
+static void auth_check(struct ctx *c, json_t *j, void *base);
+static void rule_check(struct ctx *c, json_t *j, void *base);
+static void stats_check(struct ctx *c, json_t *j, void *base);
+static void limits_check(struct ctx *c, json_t *j, void *base);
+static void log_check(struct ctx *c, json_t *j, void *base);
+static void top_check(struct ctx *c, json_t *j, void *base);
+
+#define TBL struct gw_tls_cfg
+static const struct field listener_tls_rows[] = {
+	R_STR("cert_file", cert_file, F_REQ | F_FILE | F_READ, NULL,
+	      "server certificate chain, PEM"),
+	R_STR("key_file", key_file, F_REQ | F_FILE | F_READ, NULL, "private key, PEM"),
+	R_STR("client_ca_file", client_ca_file, F_FILE | F_READ, NULL,
+	      "CA client certificates must chain to; null: none asked"),
+	R_STR("ciphers", ciphers, 0, NULL,
+	      "TLS 1.2 cipher list (OpenSSL syntax); null: forward-secret AEAD suites"),
+	R_ENUM("min_version", min_version, tls_version_names, tls_versions, 0,
+	       "oldest protocol version accepted"),
+};
+static const struct field backend_tls_rows[] = {
+	R_STR("ca_file", ca_file, F_FILE | F_READ, NULL,
+	      "CA to verify the backend with; null: the system store"),
+	R_BOOL("verify", is_verify, true, "verify the backend's certificate (false: tests only)"),
+	R_STR("cert_file", cert_file, F_FILE | F_READ, NULL,
+	      "client certificate qgate presents (with key_file)"),
+	R_STR("key_file", key_file, F_FILE | F_READ, NULL, "its private key (with cert_file)"),
+	R_STR("ciphers", ciphers, 0, NULL,
+	      "TLS 1.2 cipher list (OpenSSL syntax); null: forward-secret AEAD suites"),
+	R_ENUM("min_version", min_version, tls_version_names, tls_versions, 0,
+	       "oldest protocol version accepted"),
+};
+#undef TBL
+static const struct table listener_tls_table = {
+	listener_tls_rows, N_ROWS(listener_tls_rows), NULL
+};
+static const struct table backend_tls_table = {
+	backend_tls_rows, N_ROWS(backend_tls_rows), backend_tls_check
+};
+
+#define TBL struct gw_backend_cfg
+static const struct field backend_rows[] = {
+	R_STR("name", name, 0, NULL, "name in logs, /stats and errors; default: the address"),
+	R_ADDR("address", addr, F_REQ, NULL, "where the q process listens"),
+	R_STR("user", user, F_NAME, NULL, "user in the backend handshake; null: gateway_user"),
+	R_CODE("password", "the password, inline"),
+	R_CODE("password_env", "environment variable holding the password"),
+	R_CODE("password_file", "file holding the password (read at load)"),
+	R_INT("connections", connections, 1, 1000, 2, "connections to this backend, per worker"),
+	R_INT("weight", weight, 1, 1000000, 1, "relative share of the traffic"),
+	R_INT("max_inflight", max_inflight, 1, 65535, 1,
+	      "most sync requests this backend runs at once, across all workers "
+	      "(a q process runs one at a time)"),
+	R_CODE("tls", "object, true, false or null: TLS to the backend"),
+};
+#undef TBL
+static const struct table backend_table = { backend_rows, N_ROWS(backend_rows), backend_check };
+
+#define TBL struct gw_pool_cfg
+static const struct field queue_rows[] = {
+	R_INT("max", queue_max, 0, UINT32_MAX, 1000,
+	      "requests that may wait for a free connection; 0: no queueing"),
+	R_MS("timeout_ms", queue_timeout_ms, 0, 5000,
+	     "longest wait in the queue; 0: until a connection is free"),
+};
+static const struct field dedicated_rows[] = {
+	R_INT("max", dedicated_max, 0, UINT32_MAX, 256, "dedicated sockets open at once"),
+	R_BOOL("all", is_dedicated, false, "every sync request is dedicated (query pools)"),
+};
+#undef TBL
+static const struct table queue_table = { queue_rows, N_ROWS(queue_rows), NULL };
+static const struct table dedicated_table = { dedicated_rows, N_ROWS(dedicated_rows), NULL };
+
+#define TBL struct gw_reconnect_cfg
+static const struct field reconnect_rows[] = {
+	R_INT("attempts", attempts, -1, INT_MAX, -1, "attempts before giving up; -1: forever"),
+	R_MS("delay_ms", delay_ms, 0, 500, "first delay; 0: at once"),
+	ROW("multiplier", multiplier, .type = FT_DOUBLE, .dmin = 1.0, .dmax = 1e308, .ddef = 2.0,
+	    .word = "constant", .word_val = 1.0,
+	    .doc = "growth of each delay; 1.0 or \"constant\" (PyKX's word): constant"),
+	R_MS("max_delay_ms", max_delay_ms, 0, 30000, "cap on the delay, >= delay_ms"),
+	R_DBL("jitter", jitter, 0.0, 1.0, 0.2, "each delay moved at random by +- this fraction"),
+	R_MS("connect_timeout_ms", connect_timeout_ms, 1, 2000, "time for a connect and handshake"),
+};
+#undef TBL
+static const struct table reconnect_table = {
+	reconnect_rows, N_ROWS(reconnect_rows), reconnect_check
+};
+
+#define TBL struct gw_health_cfg
+static const struct field health_rows[] = {
+	R_MS("interval_ms", interval_ms, 0, 5000, "between checks of an idle connection; 0: off"),
+	R_MS("timeout_ms", timeout_ms, 1, 1000, "time for the health query's answer"),
+	R_STR("query", query, 0, "::", "q expression sent as a sync query"),
+};
+#undef TBL
+static const struct table health_table = { health_rows, N_ROWS(health_rows), NULL };
+
+#define TBL struct gw_pool_cfg
+static const struct field pool_rows[] = {
+	R_STR("name", name, F_REQ, NULL, "what listeners, users and rules call the pool"),
+	R_ENUM("mode", mode, mode_names, NULL, GW_MODE_QUERY,
+	       "query: any free connection per request; session: one per client"),
+	R_ENUM("strategy", strategy, strategy_names, NULL, GW_STRATEGY_LEAST_OUTSTANDING,
+	       "how a backend is chosen"),
+	R_CODE("backends", "array of backends, at least one"),
+	R_HERE("queue", queue_table, NULL, "the wait queue used when no connection is free"),
+	R_MS("query_timeout_ms", query_timeout_ms, 0, 0, "longest wait for an answer; 0: none"),
+	R_OBJ("reconnect", reconnect, reconnect_table, "backoff after a failed connection"),
+	R_OBJ("health", health, health_table, "health check of idle connections"),
+	R_HERE("dedicated", dedicated_table, dedicated_value,
+	       "dedicated dispatch: object, or a boolean for \"all\""),
+	R_ENUM("connect", is_lazy, connect_names, NULL, 0,
+	       "start: connect at start-up; lazy: when first needed"),
+	R_BOOL("auth_passthrough", is_auth_passthrough, false,
+	       "session pools: upstream opened with the client's credentials"),
+	R_BOOL("idempotent", is_idempotent, false,
+	       "query pools: a request whose backend died is sent again"),
+	R_GONE("pipeline", "removed: a backend that defers an answer (-30!) would have later "
+	       "answers paired with the wrong requests; raise \"connections\" for more requests "
+	       "in flight, and send deferring calls through a \"dedicated\" rule"),
+};
+#undef TBL
+static const struct table pool_table = { pool_rows, N_ROWS(pool_rows), pool_check };
+
+#define TBL struct gw_listener_cfg
+static const struct field listener_rows[] = {
+	R_STR("name", name, 0, NULL, "name in logs and /stats; default: the listen text"),
+	R_ADDR("listen", addr, 0, "127.0.0.1:5050", "address to listen on"),
+	R_STR("pool", pool, 0, NULL, "pool of this listener's clients; default: the first pool"),
+	R_CODE("tls", "object or null: terminate TLS"),
+	R_ENUM("compress", compress, compress_names, NULL, GW_COMPRESS_OFF,
+	       "compress large answers as q does: off, remote clients, always"),
+};
+#undef TBL
+static const struct table listener_table = {
+	listener_rows, N_ROWS(listener_rows), listener_check
+};
+
+#define TBL struct gw_user_cfg
+static const struct field user_rows[] = {
+	R_STR("name", name, F_REQ | F_NAME, NULL, "user name of the client handshake"),
+	R_STR("password_hash", password_hash, F_REQ, NULL, "output of qgate --hash-password"),
+	R_LIST("pools", pools, n_pools, "pools this user may reach; null: every pool"),
+	R_BOOL("admin", is_admin, false, "may call the .qgate.* admin functions"),
+	R_LIST("allow", allow, n_allow, "allowed function names (globs); null: everything"),
+	R_STR("pool", default_pool, 0, NULL, "the user's default pool; null: the listener's"),
+};
+#undef TBL
+static const struct table user_table = { user_rows, N_ROWS(user_rows), user_check };
+
+#define TBL struct gw_rule_cfg
+static const struct field rule_rows[] = {
+	R_STR("function", function, 0, NULL, "match: glob on the function at a list's head"),
+	R_STR("prefix", prefix, 0, NULL, "match: start of a string query"),
+	R_STR("user", user, 0, NULL, "match: exact user name"),
+	R_STR("pool", pool, 0, NULL, "action: send to this pool"),
+	R_BOOL("dedicated", is_dedicated, false, "action: send on a dedicated socket"),
+	R_MS("timeout_ms", timeout_ms, 0, 0, "action: query timeout; 0: the pool's"),
+	R_BOOL("deny", is_deny, false, "action: refuse with \"qgate: not allowed\""),
+};
+#undef TBL
+static const struct table rule_table = { rule_rows, N_ROWS(rule_rows), rule_check };
+
+#define TBL struct gw_limits_cfg
+static const struct field limits_rows[] = {
+	R_INT("max_clients", max_clients, 1, UINT32_MAX, 10000,
+	      "client connections open at once, per worker"),
+	R_INT("max_message_bytes", max_message_bytes, 1024, CFG_MAX_MSG_BYTES, 268435456,
+	      "largest message a client may send"),
+	R_MS("handshake_timeout_ms", handshake_timeout_ms, 1, 5000,
+	     "time for a client's q handshake"),
+	R_MS("client_idle_timeout_ms", client_idle_timeout_ms, 0, 0,
+	     "close a client silent this long; 0: never"),
+	R_INT("max_pipeline", max_pipeline, 1, UINT32_MAX, 1024,
+	      "outstanding sync requests per client"),
+	R_INT("client_buffer_bytes", client_buffer_bytes, 4096, CFG_MAX_MSG_BYTES, 4 << 20,
+	      "answer bytes held for one client before its backends pause"),
+	R_MS("shutdown_grace_ms", shutdown_grace_ms, 0, 5000,
+	     "SIGTERM: time for requests in flight"),
+	R_MS("drain_timeout_ms", drain_timeout_ms, 1, 60000,
+	     "time a late answer may take after a query timeout"),
+	R_INT("rx_buffers", rx_buffers, 64, 32768, 1024,
+	      "provided receive buffers per worker, a power of two"),
+	R_INT("rx_buffer_bytes", rx_buffer_bytes, 4096, 1 << 20, 32768,
+	      "size of each receive buffer"),
+	R_INT("stream_threshold_bytes", stream_threshold_bytes, 65536, CFG_MAX_MSG_BYTES, 262144,
+	      "client messages above this may stream through"),
+	R_MS("client_output_timeout_ms", client_output_timeout_ms, 0, 10000,
+	     "a backend paused this long for a client closes the client; 0: never"),
+	R_INT("ring_entries", ring_entries, 8, 32768, 1024,
+	      "submission queue entries of each worker's io_uring"),
+	R_INT("login_failures_max", login_failures_max, 1, UINT32_MAX, 10,
+	      "failed logins from one address per window"),
+	R_MS("login_failure_window_ms", login_failure_window_ms, 1, 60000,
+	     "the window of login_failures_max"),
+	R_INT("login_threads", login_threads, 1, 64, 2, "password checking threads per worker"),
+	R_MS("message_timeout_ms", message_timeout_ms, 0, 60000,
+	     "a client message must arrive whole within this; 0: never"),
+	R_INT("max_buffered_bytes", max_buffered_bytes, 1024, LLONG_MAX, 1ll << 30,
+	      "request and answer bytes the process holds, >= max_message_bytes"),
+};
+#undef TBL
+static const struct table limits_table = { limits_rows, N_ROWS(limits_rows), limits_check };
+
+#define TBL struct gw_config
+static const struct field stats_rows[] = {
+	R_CODE("listen", "HTTP endpoint address; default 127.0.0.1:8080"),
+	R_INT("max_connections", stats_max_connections, 1, 4096, 32,
+	      "stats connections at once; the oldest gives way"),
+	R_MS("timeout_ms", stats_timeout_ms, 1, 5000, "a stats connection's whole life"),
+	R_CODE("token", "bearer token for /stats and /metrics; null: open"),
+	R_CODE("token_file", "the token, read from a file"),
+};
+static const struct field log_rows[] = {
+	R_ENUM("level", log_level, level_names, NULL, GW_LOG_INFO, "log level (stderr)"),
+	R_STR("audit_file", audit_file, F_FILE, NULL, "one line per request; null: off"),
+};
+static const struct field auth_rows[] = {
+	R_CODE("users", "the users who may log in"),
+};
+#undef TBL
+static const struct table stats_table = { stats_rows, N_ROWS(stats_rows), stats_check };
+static const struct table log_table = { log_rows, N_ROWS(log_rows), log_check };
+static const struct table auth_table = { auth_rows, N_ROWS(auth_rows), auth_check };
+
+#define TBL struct gw_config
+static const struct field top_rows[] = {
+	R_CODE("listeners", "where clients connect; default: 127.0.0.1:5050 on the first pool"),
+	R_CODE("auth", "the user table; absent: any credentials"),
+	R_CODE("pools", "the groups of backends, at least one"),
+	R_CODE("rules", "per-message routing, timeouts, refusals"),
+	R_HERE("stats", stats_table, NULL, "the HTTP stats endpoint; absent: none"),
+	R_OBJ("limits", limits, limits_table, "limits on clients and messages"),
+	R_HERE("log", log_table, NULL, "log level and audit log"),
+	R_INT("workers", workers, 1, 1024, 1, "worker threads"),
+	R_STR("gateway_user", gateway_user, F_NAME, "qgate",
+	      "user in the handshake to backends without a user"),
+};
+#undef TBL
+static const struct table top_table = { top_rows, N_ROWS(top_rows), top_check };
+
+/* ---------------------------------------------------------------------------------------- */
+/* Checks: the keys the rows leave to code, and the rules that span fields                  */
+
+/* A "pool" reference: it names a pool that exists. */
+static bool check_pool_ref(struct ctx *c, const char *key, const char *name)
 {
-	int v = 0;
+	if (gw_cfg_pool(c->cfg, name))
+		return true;
+	err_key(c, key, "unknown pool \"%.64s\"", name);
+	return false;
+}
 
-	t->min_version = 12;
-	if (get_enum(c, j, "min_version", tls_version_names, &v))
-		t->min_version = 12 + v;
-	get_str(c, j, "ciphers", 0, &t->ciphers);
+static char *first_pool_name(struct ctx *c)
+{
+	if (c->cfg->n_pools && c->cfg->pools[0].name)
+		return xstrdup(c, c->cfg->pools[0].name);
+	return NULL;
+}
+
+static void backend_tls_check(struct ctx *c, json_t *j, void *base)
+{
+	(void)base;
+	if (!get(j, "cert_file") != !get(j, "key_file"))
+		err_at(c, "cert_file and key_file go together (client certificate)");
 }
 
 static struct gw_tls_cfg *parse_listener_tls(struct ctx *c, json_t *obj)
 {
-	static const char *const keys[] = {
-		"cert_file", "key_file", "client_ca_file", "ciphers", "min_version", NULL
-	};
 	json_t *j = get_obj(c, obj, "tls");
 	struct gw_tls_cfg *t;
-	size_t old;
 
 	if (!j)
 		return NULL;
 	t = xcalloc(c, 1, sizeof(*t));
 	if (!t)
 		return NULL;
-	old = path_push_key(c, "tls");
-	check_keys(c, j, keys);
-	get_file(c, j, "cert_file", F_REQ, true, &t->cert_file);
-	get_file(c, j, "key_file", F_REQ, true, &t->key_file);
-	get_file(c, j, "client_ca_file", 0, true, &t->client_ca_file);
-	parse_tls_policy(c, j, t);
-	path_pop(c, old);
+	table_defaults(c, &listener_tls_table, t);
+	parse_sub(c, "tls", &listener_tls_table, j, t);
 	return t;
 }
 
 static struct gw_tls_cfg *parse_backend_tls(struct ctx *c, json_t *obj)
 {
-	static const char *const keys[] = {
-		"ca_file", "verify", "cert_file", "key_file", "ciphers", "min_version", NULL
-	};
 	json_t *j = get(obj, "tls");
 	struct gw_tls_cfg *t;
-	size_t old;
 
 	if (!j || json_is_false(j))
 		return NULL;
@@ -1093,49 +1251,20 @@ static struct gw_tls_cfg *parse_backend_tls(struct ctx *c, json_t *obj)
 	t = xcalloc(c, 1, sizeof(*t));
 	if (!t)
 		return NULL;
-	t->is_verify = true;
-	t->min_version = 12;
-	if (json_is_true(j))	/* "tls": true = verify against the system CAs */
-		return t;
-	old = path_push_key(c, "tls");
-	check_keys(c, j, keys);
-	get_file(c, j, "ca_file", 0, true, &t->ca_file);
-	get_bool(c, j, "verify", &t->is_verify);
-	get_file(c, j, "cert_file", 0, true, &t->cert_file);
-	get_file(c, j, "key_file", 0, true, &t->key_file);
-	if (!get(j, "cert_file") != !get(j, "key_file"))
-		err_at(c, "cert_file and key_file go together (client certificate)");
-	parse_tls_policy(c, j, t);
-	path_pop(c, old);
+	table_defaults(c, &backend_tls_table, t);
+	/* "tls": true = the defaults: verify against the system CAs */
+	if (json_is_object(j))
+		parse_sub(c, "tls", &backend_tls_table, j, t);
 	return t;
 }
 
-static void parse_backend(struct ctx *c, json_t *j, struct gw_backend_cfg *b)
+static void backend_check(struct ctx *c, json_t *j, void *base)
 {
-	static const char *const keys[] = {
-		"name", "address", "user", "password", "password_env", "password_file",
-		"connections", "weight", "max_inflight", "tls", NULL
-	};
+	struct gw_backend_cfg *b = base;
 	int n_src = !!get(j, "password") + !!get(j, "password_env") + !!get(j, "password_file");
 
-	b->connections = 2;
-	b->weight = 1;
-	if (!json_is_object(j)) {
-		err_at(c, "must be an object");
-		return;
-	}
-	check_keys(c, j, keys);
-	get_addr(c, j, "address", F_REQ, NULL, &b->addr);
-	if (!get_str(c, j, "name", 0, &b->name) && !get(j, "name") && b->addr.text)
+	if (!b->name && !get(j, "name") && b->addr.text)
 		b->name = xstrdup(c, b->addr.text);	/* default name: the address */
-	get_name(c, j, "user", 0, &b->user);
-	get_i(c, j, "connections", 1, CFG_MAX_CONNECTIONS, &b->connections);
-	get_i(c, j, "weight", 1, CFG_MAX_WEIGHT, &b->weight);
-	{
-		int mi = 1;
-		get_i(c, j, "max_inflight", 1, 65535, &mi);
-		b->max_inflight = (uint32_t)mi;
-	}
 	b->tls = parse_backend_tls(c, j);
 
 	if (n_src > 1) {
@@ -1160,93 +1289,50 @@ static void parse_backend(struct ctx *c, json_t *j, struct gw_backend_cfg *b)
 	}
 }
 
-static void parse_reconnect(struct ctx *c, json_t *obj, struct gw_reconnect_cfg *r)
+static void reconnect_check(struct ctx *c, json_t *j, void *base)
 {
-	static const char *const keys[] = {
-		"attempts", "delay_ms", "multiplier", "max_delay_ms", "jitter",
-		"connect_timeout_ms", NULL
-	};
-	json_t *j = get_obj(c, obj, "reconnect");
-	json_t *m;
-	size_t old;
+	struct gw_reconnect_cfg *r = base;
 
-	if (!j)
-		return;
-	old = path_push_key(c, "reconnect");
-	check_keys(c, j, keys);
-	get_i(c, j, "attempts", -1, INT_MAX, &r->attempts);
-	get_ms(c, j, "delay_ms", &r->delay_ms);
-	get_ms(c, j, "max_delay_ms", &r->max_delay_ms);
-	get_ms_min(c, j, "connect_timeout_ms", 1, &r->connect_timeout_ms);
-	get_double(c, j, "jitter", 0.0, 1.0, &r->jitter);
-	m = get(j, "multiplier");
-	if (json_is_string(m) && !strcmp(json_string_value(m), "constant"))
-		r->multiplier = 1.0;	/* PyKX's "constant" growth rule */
-	else if (m && !json_is_number(m))
-		err_key(c, "multiplier", "must be a number >= 1.0 or \"constant\"");
-	else
-		get_double(c, j, "multiplier", 1.0, 1e308, &r->multiplier);
+	(void)j;
 	if (r->max_delay_ms < r->delay_ms)
 		err_key(c, "max_delay_ms", "must be >= delay_ms (%u < %u)", r->max_delay_ms,
 			r->delay_ms);
-	path_pop(c, old);
 }
 
-static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
+/* "dedicated": an object, or true/false as short for {"all": BOOL}. */
+static void dedicated_value(struct ctx *c, json_t *v, void *base)
 {
-	static const char *const keys[] = {
-		"name", "mode", "strategy", "backends", "queue", "query_timeout_ms", "reconnect",
-		"health", "dedicated", "connect", "auth_passthrough", "idempotent", "pipeline", NULL
-	};
-	static const char *const queue_keys[] = { "max", "timeout_ms", NULL };
-	static const char *const health_keys[] = { "interval_ms", "timeout_ms", "query", NULL };
-	static const char *const ded_keys[] = { "max", "all", NULL };
-	json_t *backends, *q, *h, *d;
-	int mode = GW_MODE_QUERY, strategy = GW_STRATEGY_LEAST_OUTSTANDING, conn = 0;
+	struct gw_pool_cfg *p = base;
 
-	p->queue_max = 1000;
-	p->queue_timeout_ms = 5000;
-	p->reconnect = (struct gw_reconnect_cfg){
-		.attempts = -1, .delay_ms = 500, .multiplier = 2.0, .max_delay_ms = 30000,
-		.jitter = 0.2, .connect_timeout_ms = 2000,
-	};
-	p->health.interval_ms = 5000;
-	p->health.timeout_ms = 1000;
-	p->health.query = xstrdup(c, "::");
-	p->dedicated_max = 256;
-	if (!json_is_object(j)) {
-		err_at(c, "must be an object");
-		return;
-	}
-	check_keys(c, j, keys);
-	get_str(c, j, "name", F_REQ, &p->name);
-	if (get_enum(c, j, "mode", mode_names, &mode))
-		p->mode = (enum gw_pool_mode)mode;
-	if (get_enum(c, j, "strategy", strategy_names, &strategy))
-		p->strategy = (enum gw_strategy)strategy;
-	if (get_enum(c, j, "connect", connect_names, &conn))
-		p->is_lazy = conn == 1;
-	get_ms(c, j, "query_timeout_ms", &p->query_timeout_ms);
+	if (json_is_boolean(v))
+		p->is_dedicated = json_is_true(v);
+	else if (json_is_object(v))
+		parse_sub(c, "dedicated", &dedicated_table, v, p);
+	else
+		err_key(c, "dedicated",
+			"must be an object {\"max\": N, \"all\": BOOL} or a boolean");
+}
 
-	backends = get_arr(c, j, "backends");
+static void pool_check(struct ctx *c, json_t *j, void *base)
+{
+	struct gw_pool_cfg *p = base;
+	json_t *backends = get_arr(c, j, "backends");
+
 	if (!get(j, "backends")) {
 		err_key(c, "backends", "required: at least one backend");
 	} else if (backends && json_array_size(backends) == 0) {
 		err_key(c, "backends", "must have at least one backend");
 	} else if (backends) {
 		size_t old = path_push_key(c, "backends");
-		size_t i;
-		json_t *b;
 
 		p->n_backends = json_array_size(backends);
 		p->backends = xcalloc(c, p->n_backends, sizeof(*p->backends));
 		if (!p->backends)
 			p->n_backends = 0;
-		for (i = 0; i < p->n_backends; i++) {
+		for (size_t i = 0; i < p->n_backends; i++) {
 			size_t o = path_push_idx(c, i);
 
-			b = json_array_get(backends, i);
-			parse_backend(c, b, &p->backends[i]);
+			parse_elem(c, &backend_table, json_array_get(backends, i), &p->backends[i]);
 			for (size_t k = 0; k < i && p->backends[i].name; k++) {
 				if (p->backends[k].name &&
 				    !strcmp(p->backends[k].name, p->backends[i].name)) {
@@ -1259,57 +1345,11 @@ static void parse_pool(struct ctx *c, json_t *j, struct gw_pool_cfg *p)
 		}
 		path_pop(c, old);
 	}
-
-	q = get_obj(c, j, "queue");
-	if (q) {
-		size_t old = path_push_key(c, "queue");
-
-		check_keys(c, q, queue_keys);
-		get_u32(c, q, "max", 0, UINT32_MAX, &p->queue_max);
-		get_ms(c, q, "timeout_ms", &p->queue_timeout_ms);
-		path_pop(c, old);
-	}
-
-	parse_reconnect(c, j, &p->reconnect);
-
-	h = get_obj(c, j, "health");
-	if (h) {
-		size_t old = path_push_key(c, "health");
-
-		check_keys(c, h, health_keys);
-		get_ms(c, h, "interval_ms", &p->health.interval_ms);
-		get_ms_min(c, h, "timeout_ms", 1, &p->health.timeout_ms);
-		get_str(c, h, "query", 0, &p->health.query);
-		path_pop(c, old);
-	}
-
-	d = get(j, "dedicated");
-	if (json_is_boolean(d)) {	/* "dedicated": true = every sync request */
-		p->is_dedicated = json_is_true(d);
-	} else if (json_is_object(d)) {
-		size_t old = path_push_key(c, "dedicated");
-
-		check_keys(c, d, ded_keys);
-		get_u32(c, d, "max", 0, UINT32_MAX, &p->dedicated_max);
-		get_bool(c, d, "all", &p->is_dedicated);
-		path_pop(c, old);
-	} else if (d) {
-		err_key(c, "dedicated",
-			"must be an object {\"max\": N, \"all\": BOOL} or a boolean");
-	}
 	if (p->is_dedicated && p->mode == GW_MODE_SESSION)
 		err_key(c, "dedicated", "dedicated dispatch is for query pools only");
-
-	if (get_bool(c, j, "auth_passthrough", &p->is_auth_passthrough) &&
-	    p->is_auth_passthrough && p->mode != GW_MODE_SESSION)
+	if (p->is_auth_passthrough && p->mode != GW_MODE_SESSION)
 		err_key(c, "auth_passthrough", "requires \"mode\": \"session\"");
-	if (json_object_get(j, "pipeline"))
-		err_key(c, "pipeline", "removed: a backend that defers an answer (-30!) would "
-			"have later answers paired with the wrong requests; raise \"connections\" "
-			"for more requests in flight, and send deferring calls through a "
-			"\"dedicated\" rule");
-	if (get_bool(c, j, "idempotent", &p->is_idempotent) && p->is_idempotent &&
-	    p->mode != GW_MODE_QUERY)
+	if (p->is_idempotent && p->mode != GW_MODE_QUERY)
 		err_key(c, "idempotent", "applies to \"mode\": \"query\" pools only");
 }
 
@@ -1338,7 +1378,7 @@ static void parse_pools(struct ctx *c, json_t *root, struct gw_config *cfg)
 	for (i = 0; i < cfg->n_pools; i++) {
 		size_t o = path_push_idx(c, i);
 
-		parse_pool(c, json_array_get(arr, i), &cfg->pools[i]);
+		parse_elem(c, &pool_table, json_array_get(arr, i), &cfg->pools[i]);
 		for (size_t k = 0; k < i && cfg->pools[i].name; k++) {
 			if (cfg->pools[k].name && !strcmp(cfg->pools[k].name, cfg->pools[i].name)) {
 				err_key(c, "name",
@@ -1352,39 +1392,16 @@ static void parse_pools(struct ctx *c, json_t *root, struct gw_config *cfg)
 	path_pop(c, old);
 }
 
-/* A "pool" reference: a string naming a pool that exists. */
-static bool get_pool_ref(struct ctx *c, const struct gw_config *cfg, json_t *obj,
-			 const char *key, char **out)
+static void listener_check(struct ctx *c, json_t *j, void *base)
 {
-	if (!get_str(c, obj, key, 0, out))
-		return false;
-	if (!gw_cfg_pool(cfg, *out)) {
-		err_key(c, key, "unknown pool \"%.64s\"", *out);
-		return false;
-	}
-	return true;
-}
+	struct gw_listener_cfg *l = base;
 
-static void parse_listener(struct ctx *c, const struct gw_config *cfg, json_t *j,
-			   struct gw_listener_cfg *l)
-{
-	static const char *const keys[] = { "name", "listen", "pool", "tls", "compress", NULL };
-	static const char *const compress_names[] = { "off", "remote", "always", NULL };
-	int compress;
-
-	if (!json_is_object(j)) {
-		err_at(c, "must be an object");
-		return;
-	}
-	check_keys(c, j, keys);
-	if (get_enum(c, j, "compress", compress_names, &compress))
-		l->compress = (enum gw_compress)compress;
-	get_addr(c, j, "listen", 0, "127.0.0.1:5050", &l->addr);
-	if (!get_str(c, j, "name", 0, &l->name) && !get(j, "name") && l->addr.text)
+	if (!l->name && !get(j, "name") && l->addr.text)
 		l->name = xstrdup(c, l->addr.text);
-	if (!get_pool_ref(c, cfg, j, "pool", &l->pool) && !get(j, "pool") && cfg->n_pools &&
-	    cfg->pools[0].name)
-		l->pool = xstrdup(c, cfg->pools[0].name);
+	if (l->pool)
+		check_pool_ref(c, "pool", l->pool);
+	else if (!get(j, "pool"))
+		l->pool = first_pool_name(c);
 	l->tls = parse_listener_tls(c, j);
 }
 
@@ -1394,16 +1411,14 @@ static void parse_listeners(struct ctx *c, json_t *root, struct gw_config *cfg)
 	size_t old, i;
 
 	if (!get(root, "listeners")) {
-		/* the documented default: one plain listener on 127.0.0.1:5050, first pool */
+		/* the documented default: the listener table's defaults, on the first pool */
 		cfg->listeners = xcalloc(c, 1, sizeof(*cfg->listeners));
 		if (!cfg->listeners)
 			return;
 		cfg->n_listeners = 1;
+		table_defaults(c, &listener_table, &cfg->listeners[0]);
 		cfg->listeners[0].name = xstrdup(c, "default");
-		if (gw_addr_parse("127.0.0.1:5050", &cfg->listeners[0].addr) < 0)
-			c->is_oom = true;
-		if (cfg->n_pools && cfg->pools[0].name)
-			cfg->listeners[0].pool = xstrdup(c, cfg->pools[0].name);
+		cfg->listeners[0].pool = first_pool_name(c);
 		return;
 	}
 	if (!arr)
@@ -1424,7 +1439,7 @@ static void parse_listeners(struct ctx *c, json_t *root, struct gw_config *cfg)
 		struct gw_listener_cfg *l = &cfg->listeners[i];
 		size_t o = path_push_idx(c, i);
 
-		parse_listener(c, cfg, json_array_get(arr, i), l);
+		parse_elem(c, &listener_table, json_array_get(arr, i), l);
 		for (size_t k = 0; k < i; k++) {
 			if (l->name && cfg->listeners[k].name &&
 			    !strcmp(cfg->listeners[k].name, l->name)) {
@@ -1435,7 +1450,7 @@ static void parse_listeners(struct ctx *c, json_t *root, struct gw_config *cfg)
 			}
 		}
 		for (size_t k = 0; k < i; k++) {
-			if (addr_same(&cfg->listeners[k].addr, &l->addr)) {
+			if (gw_addr_same(&cfg->listeners[k].addr, &l->addr)) {
 				err_key(c, "listen", "same address as listeners[%zu]", k);
 				break;
 			}
@@ -1445,40 +1460,28 @@ static void parse_listeners(struct ctx *c, json_t *root, struct gw_config *cfg)
 	path_pop(c, old);
 }
 
-static void parse_user(struct ctx *c, const struct gw_config *cfg, json_t *j,
-		       struct gw_user_cfg *u)
+static void user_check(struct ctx *c, json_t *j, void *base)
 {
-	static const char *const keys[] = {
-		"name", "password_hash", "pools", "admin", "allow", "pool", NULL
-	};
+	struct gw_user_cfg *u = base;
 
-	if (!json_is_object(j)) {
-		err_at(c, "must be an object");
-		return;
-	}
-	check_keys(c, j, keys);
-	get_name(c, j, "name", F_REQ, &u->name);
-	if (get_str(c, j, "password_hash", F_REQ, &u->password_hash) &&
-	    !gw_pw_hash_is_valid(u->password_hash))
+	(void)j;
+	if (u->password_hash && !gw_pw_hash_is_valid(u->password_hash))
 		err_key(c, "password_hash",
 			"not a qgate password hash (expected $qgate$pbkdf2-sha256$ITER$SALT$HASH "
 			"as printed by qgate --hash-password)");
-	get_str_list(c, j, "pools", &u->pools, &u->n_pools);
 	if (u->pools) {
 		size_t old = path_push_key(c, "pools");
 
 		for (size_t i = 0; i < u->n_pools; i++) {
 			size_t o = path_push_idx(c, i);
 
-			if (u->pools[i] && !gw_cfg_pool(cfg, u->pools[i]))
+			if (u->pools[i] && !gw_cfg_pool(c->cfg, u->pools[i]))
 				err_at(c, "unknown pool \"%.64s\"", u->pools[i]);
 			path_pop(c, o);
 		}
 		path_pop(c, old);
 	}
-	get_bool(c, j, "admin", &u->is_admin);
-	get_str_list(c, j, "allow", &u->allow, &u->n_allow);
-	if (get_pool_ref(c, cfg, j, "pool", &u->default_pool) && u->pools) {
+	if (u->default_pool && check_pool_ref(c, "pool", u->default_pool) && u->pools) {
 		bool is_listed = false;
 
 		for (size_t i = 0; i < u->n_pools; i++)
@@ -1489,19 +1492,11 @@ static void parse_user(struct ctx *c, const struct gw_config *cfg, json_t *j,
 	}
 }
 
-static void parse_auth(struct ctx *c, json_t *root, struct gw_config *cfg)
+static void auth_check(struct ctx *c, json_t *auth, void *base)
 {
-	static const char *const keys[] = { "users", NULL };
-	json_t *auth = get_obj(c, root, "auth");
-	json_t *users;
-	size_t old, i;
+	struct gw_config *cfg = base;
+	json_t *users = get_arr(c, auth, "users");
 
-	if (!auth)
-		return;
-	cfg->has_auth = true;
-	old = path_push_key(c, "auth");
-	check_keys(c, auth, keys);
-	users = get_arr(c, auth, "users");
 	if (!get(auth, "users"))
 		err_key(c, "users", "required (omit \"auth\" to accept any credentials)");
 	if (users) {
@@ -1511,11 +1506,11 @@ static void parse_auth(struct ctx *c, json_t *root, struct gw_config *cfg)
 		cfg->users = xcalloc(c, cfg->n_users, sizeof(*cfg->users));
 		if (!cfg->users)
 			cfg->n_users = 0;
-		for (i = 0; i < cfg->n_users; i++) {
+		for (size_t i = 0; i < cfg->n_users; i++) {
 			struct gw_user_cfg *u = &cfg->users[i];
 			size_t o = path_push_idx(c, i);
 
-			parse_user(c, cfg, json_array_get(users, i), u);
+			parse_elem(c, &user_table, json_array_get(users, i), u);
 			for (size_t k = 0; k < i && u->name; k++) {
 				if (cfg->users[k].name && !strcmp(cfg->users[k].name, u->name)) {
 					err_key(c, "name",
@@ -1528,30 +1523,15 @@ static void parse_auth(struct ctx *c, json_t *root, struct gw_config *cfg)
 		}
 		path_pop(c, ou);
 	}
-	path_pop(c, old);
 }
 
-static void parse_rule(struct ctx *c, const struct gw_config *cfg, json_t *j,
-		       struct gw_rule_cfg *r)
+static void rule_check(struct ctx *c, json_t *j, void *base)
 {
-	static const char *const keys[] = {
-		"function", "prefix", "user", "pool", "dedicated", "timeout_ms", "deny", NULL
-	};
+	struct gw_rule_cfg *r = base;
 	bool has_match, has_action;
 
-	if (!json_is_object(j)) {
-		err_at(c, "must be an object");
-		return;
-	}
-	check_keys(c, j, keys);
-	get_str(c, j, "function", 0, &r->function);
-	get_str(c, j, "prefix", 0, &r->prefix);
-	get_str(c, j, "user", 0, &r->user);
-	get_pool_ref(c, cfg, j, "pool", &r->pool);
-	get_bool(c, j, "dedicated", &r->is_dedicated);
-	get_ms(c, j, "timeout_ms", &r->timeout_ms);
-	get_bool(c, j, "deny", &r->is_deny);
-
+	if (r->pool)
+		check_pool_ref(c, "pool", r->pool);
 	has_match = get(j, "function") || get(j, "prefix") || get(j, "user");
 	has_action = get(j, "pool") || get(j, "dedicated") || get(j, "timeout_ms") ||
 		     get(j, "deny");
@@ -1562,7 +1542,7 @@ static void parse_rule(struct ctx *c, const struct gw_config *cfg, json_t *j,
 	if (r->is_deny && (get(j, "pool") || get(j, "dedicated") || get(j, "timeout_ms")))
 		err_key(c, "deny", "a deny rule cannot also set pool, dedicated or timeout_ms");
 	if (r->is_dedicated && r->pool) {
-		const struct gw_pool_cfg *p = gw_cfg_pool(cfg, r->pool);
+		const struct gw_pool_cfg *p = gw_cfg_pool(c->cfg, r->pool);
 
 		if (p && p->mode == GW_MODE_SESSION)
 			err_key(c, "dedicated", "pool \"%.64s\" is a session pool; dedicated "
@@ -1587,122 +1567,75 @@ static void parse_rules(struct ctx *c, json_t *root, struct gw_config *cfg)
 	for (i = 0; i < cfg->n_rules; i++) {
 		size_t o = path_push_idx(c, i);
 
-		parse_rule(c, cfg, json_array_get(arr, i), &cfg->rules[i]);
+		parse_elem(c, &rule_table, json_array_get(arr, i), &cfg->rules[i]);
 		path_pop(c, o);
 	}
 	path_pop(c, old);
 }
 
-static void parse_top(struct ctx *c, json_t *root, struct gw_config *cfg)
+static void stats_check(struct ctx *c, json_t *o, void *base)
 {
-	static const char *const keys[] = {
-		"listeners", "auth", "pools", "rules", "stats", "limits", "log", "workers",
-		"gateway_user", NULL
-	};
-	static const char *const stats_keys[] = {
-		"listen", "max_connections", "timeout_ms", "token", "token_file", NULL
-	};
-	static const char *const limits_keys[] = {
-		"max_clients", "max_message_bytes", "handshake_timeout_ms",
-		"client_idle_timeout_ms", "max_pipeline", "client_buffer_bytes",
-		"shutdown_grace_ms", "drain_timeout_ms", "rx_buffers", "rx_buffer_bytes",
-		"stream_threshold_bytes", "client_output_timeout_ms", "ring_entries",
-		"login_failures_max", "login_failure_window_ms", "login_threads",
-		"message_timeout_ms", "max_buffered_bytes", NULL
-	};
-	static const char *const log_keys[] = { "level", "audit_file", NULL };
-	json_t *o;
-	int level = GW_LOG_INFO;
+	struct gw_config *cfg = base;
 
-	check_keys(c, root, keys);
-	get_i(c, root, "workers", 1, CFG_MAX_WORKERS, &cfg->workers);
-	get_name(c, root, "gateway_user", 0, &cfg->gateway_user);
-
-	o = get_obj(c, root, "limits");
-	if (o) {
-		size_t old = path_push_key(c, "limits");
-		struct gw_limits_cfg *l = &cfg->limits;
-
-		check_keys(c, o, limits_keys);
-		get_u32(c, o, "max_clients", 1, UINT32_MAX, &l->max_clients);
-		get_u64(c, o, "max_message_bytes", CFG_MIN_MSG_BYTES, CFG_MAX_MSG_BYTES,
-			&l->max_message_bytes);
-		get_ms_min(c, o, "handshake_timeout_ms", 1, &l->handshake_timeout_ms);
-		get_ms(c, o, "client_idle_timeout_ms", &l->client_idle_timeout_ms);
-		get_u32(c, o, "max_pipeline", 1, UINT32_MAX, &l->max_pipeline);
-		get_u64(c, o, "client_buffer_bytes", CFG_MIN_CLIENT_BUF, CFG_MAX_MSG_BYTES,
-			&l->client_buffer_bytes);
-		get_ms(c, o, "shutdown_grace_ms", &l->shutdown_grace_ms);
-		get_ms_min(c, o, "drain_timeout_ms", 1, &l->drain_timeout_ms);
-		get_u32(c, o, "rx_buffers", 64, 32768, &l->rx_buffers);
-		if ((l->rx_buffers & (l->rx_buffers - 1)) != 0)
-			err_key(c, "rx_buffers", "must be a power of two (64..32768)");
-		get_u32(c, o, "rx_buffer_bytes", 4096, 1u << 20, &l->rx_buffer_bytes);
-		get_u64(c, o, "stream_threshold_bytes", 65536, CFG_MAX_MSG_BYTES,
-			&l->stream_threshold_bytes);
-		get_ms(c, o, "client_output_timeout_ms", &l->client_output_timeout_ms);
-		get_u32(c, o, "ring_entries", 8, 32768, &l->ring_entries);
-		get_u32(c, o, "login_failures_max", 1, UINT32_MAX, &l->login_failures_max);
-		get_ms_min(c, o, "login_failure_window_ms", 1, &l->login_failure_window_ms);
-		get_u32(c, o, "login_threads", 1, 64, &l->login_threads);
-		get_ms(c, o, "message_timeout_ms", &l->message_timeout_ms);
-		bool has_budget = get(o, "max_buffered_bytes") != NULL;
-		get_u64(c, o, "max_buffered_bytes", CFG_MIN_MSG_BYTES, UINT64_MAX / 2,
-			&l->max_buffered_bytes);
-		/* not given: at least one message, whatever max_message_bytes says */
-		if (!has_budget && l->max_buffered_bytes < l->max_message_bytes)
-			l->max_buffered_bytes = l->max_message_bytes;
-		if (l->max_buffered_bytes < l->max_message_bytes)
-			err_key(c, "max_buffered_bytes", "must be at least max_message_bytes (%llu): "
-				"one message is held whole while it waits",
-				(unsigned long long)l->max_message_bytes);
-		path_pop(c, old);
+	/* a pointer, not a struct member: NULL is what says "no stats endpoint" */
+	cfg->stats_listen = xcalloc(c, 1, sizeof(*cfg->stats_listen));
+	if (cfg->stats_listen &&
+	    !get_addr(c, o, "listen", 0, "127.0.0.1:8080", cfg->stats_listen)) {
+		free(cfg->stats_listen);
+		cfg->stats_listen = NULL;
 	}
-
-	o = get_obj(c, root, "log");
-	if (o) {
-		size_t old = path_push_key(c, "log");
-
-		check_keys(c, o, log_keys);
-		if (get_enum(c, o, "level", level_names, &level))
-			cfg->log_level = (enum gw_log_level)level;
-		if (get_file(c, o, "audit_file", 0, false, &cfg->audit_file))
-			check_parent_dir(c, "audit_file", cfg->audit_file);
-		path_pop(c, old);
+	if (get(o, "token") && get(o, "token_file")) {
+		err_at(c, "give only one of token, token_file");
+	} else if (get(o, "token")) {
+		get_str(c, o, "token", 0, &cfg->stats_token);
+	} else if (get(o, "token_file")) {
+		get_secret_file(c, o, "token_file", &cfg->stats_token);
 	}
+	if (cfg->stats_token && !cfg->stats_token[0])
+		err_key(c, "token", "must not be empty");
+}
 
-	o = get_obj(c, root, "stats");
-	if (o) {
-		size_t old = path_push_key(c, "stats");
+static void limits_check(struct ctx *c, json_t *o, void *base)
+{
+	struct gw_limits_cfg *l = base;
 
-		check_keys(c, o, stats_keys);
-		cfg->stats_listen = xcalloc(c, 1, sizeof(*cfg->stats_listen));
-		if (cfg->stats_listen &&
-		    !get_addr(c, o, "listen", 0, "127.0.0.1:8080", cfg->stats_listen)) {
-			free(cfg->stats_listen);
-			cfg->stats_listen = NULL;
-		}
-		get_u32(c, o, "max_connections", 1, 4096, &cfg->stats_max_connections);
-		get_ms_min(c, o, "timeout_ms", 1, &cfg->stats_timeout_ms);
-		if (get(o, "token") && get(o, "token_file")) {
-			err_at(c, "give only one of token, token_file");
-		} else if (get(o, "token")) {
-			get_str(c, o, "token", 0, &cfg->stats_token);
-		} else if (get(o, "token_file")) {
-			get_secret_file(c, o, "token_file", &cfg->stats_token);
-		}
-		if (cfg->stats_token && !cfg->stats_token[0])
-			err_key(c, "token", "must not be empty");
-		path_pop(c, old);
-	}
+	if ((l->rx_buffers & (l->rx_buffers - 1)) != 0)
+		err_key(c, "rx_buffers", "must be a power of two (64..32768)");
+	/* not given: at least one message, whatever max_message_bytes says */
+	if (!get(o, "max_buffered_bytes") && l->max_buffered_bytes < l->max_message_bytes)
+		l->max_buffered_bytes = l->max_message_bytes;
+	if (l->max_buffered_bytes < l->max_message_bytes)
+		err_key(c, "max_buffered_bytes", "must be at least max_message_bytes (%llu): "
+			"one message is held whole while it waits",
+			(unsigned long long)l->max_message_bytes);
+}
+
+static void log_check(struct ctx *c, json_t *o, void *base)
+{
+	struct gw_config *cfg = base;
+
+	(void)o;
+	if (cfg->audit_file)
+		check_parent_dir(c, "audit_file", cfg->audit_file);
+}
+
+/* Pools first: listeners, users and rules name them. */
+static void top_check(struct ctx *c, json_t *root, void *base)
+{
+	struct gw_config *cfg = base;
+	json_t *auth;
 
 	parse_pools(c, root, cfg);
 	parse_listeners(c, root, cfg);
-	parse_auth(c, root, cfg);
+	auth = get_obj(c, root, "auth");
+	if (auth) {
+		cfg->has_auth = true;
+		parse_sub(c, "auth", &auth_table, auth, cfg);
+	}
 	parse_rules(c, root, cfg);
 
 	for (size_t i = 0; cfg->stats_listen && i < cfg->n_listeners; i++) {
-		if (addr_same(cfg->stats_listen, &cfg->listeners[i].addr)) {
+		if (gw_addr_same(cfg->stats_listen, &cfg->listeners[i].addr)) {
 			size_t old = path_push_key(c, "stats");
 
 			err_key(c, "listen", "same address as listeners[%zu]", i);
@@ -1775,35 +1708,6 @@ static void sort_errors(struct ctx *c, json_t *root)
 	c->err_cap = c->err_len + 1;
 }
 
-static void set_defaults(struct ctx *c, struct gw_config *cfg)
-{
-	cfg->limits = (struct gw_limits_cfg){
-		.max_clients = 10000,
-		.max_message_bytes = 268435456,
-		.handshake_timeout_ms = 5000,
-		.client_idle_timeout_ms = 0,
-		.max_pipeline = 1024,
-		.client_buffer_bytes = 4u << 20,
-		.shutdown_grace_ms = 5000,
-		.drain_timeout_ms = 60000,
-		.rx_buffers = 1024,
-		.rx_buffer_bytes = 32768,
-		.stream_threshold_bytes = 262144,
-		.client_output_timeout_ms = 10000,
-		.ring_entries = 1024,
-		.login_failures_max = 10,
-		.login_failure_window_ms = 60000,
-		.login_threads = 2,
-		.message_timeout_ms = 60000,
-		.max_buffered_bytes = 1ull << 30,
-	};
-	cfg->stats_max_connections = 32;
-	cfg->stats_timeout_ms = 5000;
-	cfg->log_level = GW_LOG_INFO;
-	cfg->workers = 1;
-	cfg->gateway_user = xstrdup(c, "qgate");
-}
-
 /* Parse a decoded document (or report the decode error) and hand back config or errors. */
 static struct gw_config *finish(struct ctx *c, json_t *root, const json_error_t *jerr,
 				const char *name, char **errs)
@@ -1825,8 +1729,9 @@ static struct gw_config *finish(struct ctx *c, json_t *root, const json_error_t 
 	} else {
 		cfg = xcalloc(c, 1, sizeof(*cfg));
 		if (cfg) {
-			set_defaults(c, cfg);
-			parse_top(c, root, cfg);
+			c->cfg = cfg;
+			table_defaults(c, &top_table, cfg);
+			table_parse(c, &top_table, root, cfg);
 			sort_errors(c, root);
 		}
 	}
@@ -1922,7 +1827,7 @@ struct gw_config *gw_cfg_load(const char *path, char **errs)
 	/* relative file names in the config are relative to the config's own directory */
 	slash = strrchr(path, '/');
 	if (slash) {
-		dir = dup_n(path, slash == path ? 1 : (size_t)(slash - path));
+		dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
 		if (!dir)
 			c.is_oom = true;
 		c.base_dir = dir;

@@ -16,19 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum gw_addr_kind {
-	GW_ADDR_TCP = 0,	/* host:port */
-	GW_ADDR_UNIX_ABSTRACT,	/* unix:PORT -> abstract "\0/tmp/kx.PORT" (q's name) */
-	GW_ADDR_UNIX_PATH,	/* unix:/path -> filesystem socket */
-};
-
-struct gw_addr {
-	enum gw_addr_kind kind;
-	char *host;		/* TCP: host or IP ("0.0.0.0", "127.0.0.1", "localhost") */
-	int port;		/* TCP port, or the PORT of unix:PORT */
-	char *path;		/* UNIX_PATH: the path; UNIX_ABSTRACT: "/tmp/kx.PORT" (no NUL prefix) */
-	char *text;		/* the original string, for logs */
-};
+#include "gateway/addr.h"
 
 struct gw_tls_cfg {
 	char *cert_file;
@@ -84,7 +72,12 @@ struct gw_backend_cfg {
 	char *password;		/* resolved from password / password_env / password_file */
 	int connections;	/* default 2 */
 	int weight;		/* default 1, >= 1 */
-	uint32_t max_inflight;	/* sync requests at once, all workers; 0 read as 1 */
+	/*
+	 * Most sync requests this backend runs at once, summed over all workers (1..65535,
+	 * default 1: a q process runs one at a time); requests beyond it wait in the pool's
+	 * queue (pool/ enforces it through the shared counters of gateway/shared.c).
+	 */
+	uint32_t max_inflight;
 	struct gw_tls_cfg *tls;	/* NULL: plain */
 };
 
@@ -149,7 +142,7 @@ struct gw_limits_cfg {
 	uint32_t login_threads;		/* password verification threads per worker: 2 */
 	uint32_t message_timeout_ms;	/* a client message in transit this long: 60000 */
 	uint64_t max_buffered_bytes;	/* request and answer bytes the process holds: 1 GiB */
-	uint32_t ring_entries;		/* submission queue entries per worker; 0: 1024 */
+	uint32_t ring_entries;		/* submission queue entries per worker, 8..32768: 1024 */
 };
 
 enum gw_log_level {
@@ -199,33 +192,5 @@ void gw_cfg_free(struct gw_config *cfg);
 /* Lookups; NULL when absent. */
 const struct gw_pool_cfg *gw_cfg_pool(const struct gw_config *cfg, const char *name);
 const struct gw_user_cfg *gw_cfg_user(const struct gw_config *cfg, const char *name);
-
-/*
- * Password hashing for auth.users[].password_hash: PBKDF2-HMAC-SHA256 from OpenSSL with a
- * random 16-byte salt and a high iteration count. gw_pw_hash returns a malloc'd string
- * (caller frees) or NULL; gw_pw_verify compares in constant time and returns true on match.
- * Both are slow by design: call once per login, never per message.
- */
-char *gw_pw_hash(const char *password);
-bool gw_pw_verify(const char *stored_hash, const char *password, size_t password_len);
-
-/* Iteration count gw_pw_hash uses; each hash carries its own, so this may rise later. */
-#define GW_PW_ITER_DEFAULT 60000
-
-/* The longest password qgate hashes or accepts at login, in bytes. */
-#define GW_PW_MAX_BYTES 512
-
-/* The iteration count a stored hash carries, or 0 when it is not a valid hash. */
-uint32_t gw_pw_iterations(const char *stored_hash);
-
-/* gw_pw_hash with an explicit length and iteration count (1000..10000000); NULL if out of range. */
-char *gw_pw_hash_iter(const char *password, size_t password_len, uint32_t iter);
-
-/* true when s has the shape of a gw_pw_hash result (prefix, iteration range, base64 parts). */
-bool gw_pw_hash_is_valid(const char *s);
-
-/* Parse an address string as the "listen"/"address" fields accept it. 0 or -EINVAL. */
-int gw_addr_parse(const char *text, struct gw_addr *out);
-void gw_addr_free(struct gw_addr *a);
 
 #endif /* GW_GATEWAY_CONFIG_H */

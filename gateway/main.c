@@ -19,8 +19,9 @@
 #include "gateway/claim.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
-#include "gateway/tls.h"
+#include "gateway/pwhash.h"
 #include "gateway/shared.h"
+#include "gateway/tls.h"
 #include "gateway/worker.h"
 
 #define QGATE_VERSION "0.1.0"

@@ -50,6 +50,7 @@
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/pwhash.h"
 #include "gateway/runtime.h"
 #include "gateway/worker.h"
 

@@ -1,8 +1,8 @@
 /*
  * test_config.c — unit tests for gateway/config.c: the product example loads with the right
  * values, every default, every validation rule names the JSON path of the bad field, errors
- * are reported together, syntax errors carry line/column, backend passwords come from inline,
- * env or file, and password hashes verify, reject wrong passwords and are salted.
+ * are reported together, syntax errors carry line/column, and backend passwords come from
+ * inline, env or file. Addresses and password hashes themselves: test_addr.c, test_pwhash.c.
  *
  * JSON in this file is written with single quotes and turned into double quotes by t_json(),
  * so the cases stay readable; no test string needs a real single quote.
@@ -19,6 +19,7 @@
 #include <criterion/criterion.h>
 
 #include "gateway/config.h"
+#include "gateway/pwhash.h"
 
 /* A syntactically valid hash of "secret" (1000 iterations), fixed so tests need no RNG. */
 static char t_hash[256];
@@ -406,6 +407,7 @@ Test(config, defaults_of_every_field)
 	cr_expect_null(b->password);
 	cr_expect_eq(b->connections, 2);
 	cr_expect_eq(b->weight, 1);
+	cr_expect_eq(b->max_inflight, 1);
 	cr_expect_null(b->tls);
 	gw_cfg_free(cfg);
 }
@@ -895,6 +897,42 @@ Test(config, rejects_bad_backend_passwords)
 	T_RUN(cases);
 }
 
+/* backends[].max_inflight: 1..65535, default 1 (a q process runs one request at a time). */
+Test(config, backend_max_inflight)
+{
+	static const struct t_case cases[] = {
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 0}]}]}",
+		  "pools[0].backends[0].max_inflight: must be between 1 and 65535 (got 0)" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'},"
+		  " {'address': 'h:2', 'max_inflight': 65536}]}]}",
+		  "pools[0].backends[1].max_inflight: must be between 1 and 65535 (got 65536)" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': -1}]}]}",
+		  "pools[0].backends[0].max_inflight: must be between 1 and 65535 (got -1)" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': '4'}]}]}",
+		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 1.5}]}]}",
+		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflght': 2}]}]}",
+		  "pools[0].backends[0].max_inflght: unknown key (did you mean \"max_inflight\"?)" },
+	};
+	char *errs = NULL;
+	struct gw_config *cfg;
+
+	T_RUN(cases);
+	cfg = t_parse("{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'},"
+		      " {'address': 'h:2', 'max_inflight': 1}, {'address': 'h:3', 'max_inflight': 8},"
+		      " {'address': 'h:4', 'max_inflight': 65535}, {'address': 'h:5',"
+		      " 'max_inflight': null}]}]}", &errs);
+	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	cr_assert_eq(cfg->pools[0].n_backends, 5);
+	cr_expect_eq(cfg->pools[0].backends[0].max_inflight, 1);	/* the default */
+	cr_expect_eq(cfg->pools[0].backends[1].max_inflight, 1);
+	cr_expect_eq(cfg->pools[0].backends[2].max_inflight, 8);
+	cr_expect_eq(cfg->pools[0].backends[3].max_inflight, 65535);
+	cr_expect_eq(cfg->pools[0].backends[4].max_inflight, 1);	/* null: the default */
+	gw_cfg_free(cfg);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Several errors at once; syntax errors                                                    */
 
@@ -1010,145 +1048,4 @@ Test(config, backend_password_sources)
 	cr_expect_str_eq(cfg->pools[0].backends[0].password, "from-file");
 	gw_cfg_free(cfg);
 	t_dir_remove(&d);
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Addresses                                                                                */
-
-Test(config, addr_parse)
-{
-	struct gw_addr a;
-
-	cr_assert_eq(gw_addr_parse("127.0.0.1:5050", &a), 0);
-	cr_expect_eq(a.kind, GW_ADDR_TCP);
-	cr_expect_str_eq(a.host, "127.0.0.1");
-	cr_expect_eq(a.port, 5050);
-	cr_expect_null(a.path);
-	cr_expect_str_eq(a.text, "127.0.0.1:5050");
-	gw_addr_free(&a);
-
-	cr_assert_eq(gw_addr_parse("db-1.example.com:65535", &a), 0);
-	cr_expect_str_eq(a.host, "db-1.example.com");
-	cr_expect_eq(a.port, 65535);
-	gw_addr_free(&a);
-
-	cr_assert_eq(gw_addr_parse("[::1]:1", &a), 0);
-	cr_expect_str_eq(a.host, "::1");
-	cr_expect_eq(a.port, 1);
-	gw_addr_free(&a);
-
-	cr_assert_eq(gw_addr_parse("unix:5050", &a), 0);
-	cr_expect_eq(a.kind, GW_ADDR_UNIX_ABSTRACT);
-	cr_expect_eq(a.port, 5050);
-	cr_expect_str_eq(a.path, "/tmp/kx.5050");
-	cr_expect_null(a.host);
-	gw_addr_free(&a);
-
-	cr_assert_eq(gw_addr_parse("unix://5051", &a), 0);	/* q's hopen spelling */
-	cr_expect_eq(a.kind, GW_ADDR_UNIX_ABSTRACT);
-	cr_expect_str_eq(a.path, "/tmp/kx.5051");
-	cr_expect_str_eq(a.text, "unix://5051");
-	gw_addr_free(&a);
-
-	cr_assert_eq(gw_addr_parse("unix:/run/qgate.sock", &a), 0);
-	cr_expect_eq(a.kind, GW_ADDR_UNIX_PATH);
-	cr_expect_str_eq(a.path, "/run/qgate.sock");
-	gw_addr_free(&a);
-
-	static const char *const bad[] = {
-		"", "5050", "host", "host:", ":80", "h:0", "h:65536", "h:123456", "h:-1", "h: 80",
-		"h:80x", "::1:80", "[::1]", "[]:80", "[zz]:80", "unix:", "unix:0", "unix:x1",
-		"unix:65536", "bad host:80", "h/x:80",
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		cr_expect_eq(gw_addr_parse(bad[i], &a), -EINVAL, "accepted \"%s\"", bad[i]);
-		cr_expect_null(a.text);
-	}
-	char longpath[200];
-
-	memset(longpath, 'a', sizeof(longpath));
-	memcpy(longpath, "unix:/", 6);
-	longpath[sizeof(longpath) - 1] = '\0';
-	cr_expect_eq(gw_addr_parse(longpath, &a), -EINVAL);
-	cr_expect_eq(gw_addr_parse(NULL, &a), -EINVAL);
-	gw_addr_free(NULL);
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Password hashes                                                                          */
-
-Test(config, pw_hash_round_trip, .timeout = 60)
-{
-	char *h = gw_pw_hash("correct horse");
-	char iter[16];
-
-	cr_assert_not_null(h);
-	cr_expect_eq(strncmp(h, "$qgate$pbkdf2-sha256$", 21), 0, "%s", h);
-	snprintf(iter, sizeof(iter), "$%d$", GW_PW_ITER_DEFAULT);
-	cr_expect_not_null(strstr(h, iter), "%s", h);
-	cr_expect(gw_pw_hash_is_valid(h));
-	cr_expect(gw_pw_verify(h, "correct horse", 13));
-	cr_expect_not(gw_pw_verify(h, "correct horsf", 13));
-	cr_expect_not(gw_pw_verify(h, "correct hors", 12));
-	cr_expect_not(gw_pw_verify(h, "", 0));
-	/* the length is honoured: a prefix of a longer buffer is what is checked */
-	cr_expect(gw_pw_verify(h, "correct horse battery", 13));
-	cr_expect_not(gw_pw_verify(NULL, "correct horse", 13));
-	free(h);
-}
-
-Test(config, pw_hash_is_salted)
-{
-	char *a = gw_pw_hash_iter("same", 4, 1000);
-	char *b = gw_pw_hash_iter("same", 4, 1000);
-	const char *sa, *sb;
-
-	cr_assert_not_null(a);
-	cr_assert_not_null(b);
-	cr_expect_str_neq(a, b);
-	/* the salts differ, not only the encoding */
-	sa = strrchr(a, '$');
-	sb = strrchr(b, '$');
-	cr_expect_neq(strcmp(sa, sb), 0);
-	cr_expect(gw_pw_verify(a, "same", 4));
-	cr_expect(gw_pw_verify(b, "same", 4));
-	free(a);
-	free(b);
-}
-
-Test(config, pw_hash_iterations_are_embedded)
-{
-	char *h = gw_pw_hash_iter("pw", 2, 1234);
-	char *edited;
-
-	cr_assert_not_null(h);
-	cr_expect_not_null(strstr(h, "$1234$"), "%s", h);
-	cr_expect(gw_pw_verify(h, "pw", 2));
-	/* the count is part of what is verified: a different count does not match */
-	edited = t_replace(h, "$1234$", "$1235$");
-	cr_expect(gw_pw_hash_is_valid(edited));
-	cr_expect_not(gw_pw_verify(edited, "pw", 2));
-	free(edited);
-	/* a flipped bit in the stored hash fails */
-	edited = strdup(h);
-	cr_assert_not_null(edited);
-	edited[strlen(edited) - 3] = edited[strlen(edited) - 3] == 'A' ? 'B' : 'A';
-	cr_expect_not(gw_pw_verify(edited, "pw", 2));
-	free(edited);
-	cr_expect_null(gw_pw_hash_iter("pw", 2, 10));
-	cr_expect_null(gw_pw_hash(NULL));
-	free(h);
-}
-
-/* A known answer, so the format is PBKDF2-HMAC-SHA256 and not merely self-consistent. */
-Test(config, pw_verify_known_vector)
-{
-	/* salt "saltsaltsaltsalt", 1000 iterations, computed independently with Python's
-	 * hashlib.pbkdf2_hmac('sha256', b'password', b'saltsaltsaltsalt', 1000) */
-	const char *h = "$qgate$pbkdf2-sha256$1000$c2FsdHNhbHRzYWx0c2FsdA==$"
-			"8nX7hwFEzIB8aPajJTYK8weHQc5Ngz0pFVAKvSu4jQA=";
-
-	cr_expect(gw_pw_hash_is_valid(h));
-	cr_expect(gw_pw_verify(h, "password", 8));
-	cr_expect_not(gw_pw_verify(h, "Password", 8));
 }

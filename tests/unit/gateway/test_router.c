@@ -12,6 +12,7 @@
 #include "codec/qipc.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
+#include "gateway/pwhash.h"
 #include "gateway/router.h"
 #include "gateway/runtime.h"
 #include "gateway/worker.h"
