@@ -1353,6 +1353,41 @@ static void pool_check(struct ctx *c, json_t *j, void *base)
 		err_key(c, "idempotent", "applies to \"mode\": \"query\" pools only");
 }
 
+/* A q process has one max_inflight however many pools name it: backends at the same
+ * address must agree on it (they share one count, gateway/shared.c). */
+static void check_same_backends(struct ctx *c, const struct gw_config *cfg)
+{
+	size_t old = path_push_key(c, "pools");
+
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		const struct gw_pool_cfg *p = &cfg->pools[i];
+		size_t o = path_push_idx(c, i), ob = path_push_key(c, "backends");
+		for (size_t b = 0; b < p->n_backends; b++) {
+			const struct gw_backend_cfg *be = &p->backends[b];
+			bool found = false;
+			for (size_t k = 0; k <= i && !found; k++) {
+				size_t nb = k == i ? b : cfg->pools[k].n_backends;
+				for (size_t m = 0; m < nb && !found; m++) {
+					const struct gw_backend_cfg *o2 = &cfg->pools[k].backends[m];
+					if (!be->addr.text || !o2->addr.text ||
+					    !gw_addr_same(&be->addr, &o2->addr) ||
+					    be->max_inflight == o2->max_inflight)
+						continue;
+					size_t oi = path_push_idx(c, b);
+					err_key(c, "max_inflight", "%u differs from %u given for the "
+						"same address in pools[%zu].backends[%zu] (one q process, "
+						"one limit)", be->max_inflight, o2->max_inflight, k, m);
+					path_pop(c, oi);
+					found = true;
+				}
+			}
+		}
+		path_pop(c, ob);
+		path_pop(c, o);
+	}
+	path_pop(c, old);
+}
+
 static void parse_pools(struct ctx *c, json_t *root, struct gw_config *cfg)
 {
 	json_t *arr = get_arr(c, root, "pools");
@@ -1390,6 +1425,7 @@ static void parse_pools(struct ctx *c, json_t *root, struct gw_config *cfg)
 		path_pop(c, o);
 	}
 	path_pop(c, old);
+	check_same_backends(c, cfg);
 }
 
 static void listener_check(struct ctx *c, json_t *j, void *base)

@@ -67,7 +67,7 @@ static struct gw_backend_rt *backend_new(struct gw_pool_rt *p, const struct gw_b
 	}
 	/* one count of requests in flight per backend across all workers (max_inflight) */
 	pool_be_init(&be->pb, &p->pl, bc->weight,
-		     gw_shared_backend(p->cfg->name, bc->name, bc->addr.text, bc->max_inflight),
+		     gw_shared_backend(bc->addr.text, bc->max_inflight),
 		     bc->max_inflight, slots, (uint32_t)bc->connections);
 	if (bc->tls) {
 		be->ssl_ctx = gw_tls_client_ctx(bc);

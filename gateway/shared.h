@@ -1,7 +1,7 @@
 /*
  * shared — the process-wide state the workers share: one struct pool_shared per backend
- * (its max_inflight slots in use and which workers wait for one), found by pool, backend
- * and address, so every worker's view of a backend counts the same requests.
+ * (its max_inflight slots in use and which workers wait for one), found by its address: a
+ * q process runs one request at a time whichever worker, and whichever pool, sent it.
  *
  * Entries are made on first use by any worker (under a mutex: only at start and on a
  * reload) and live until gw_shared_free_all, which main calls after every worker has
@@ -14,10 +14,10 @@
 
 #include "pool/pool.h"
 
-/* The counters of backend `backend` (at address addr) of pool `pool`; max_inflight is set
- * on them (a reload may change it). NULL when out of memory (the caller counts alone). */
-struct pool_shared *gw_shared_backend(const char *pool, const char *backend, const char *addr,
-				      uint32_t max_inflight);
+/* The counters of the backend at address addr (its text, as configured); max_inflight is
+ * set on them (a reload may change it; --check makes every pool agree on it). NULL when
+ * out of memory (the caller then counts alone). */
+struct pool_shared *gw_shared_backend(const char *addr, uint32_t max_inflight);
 
 /* Free every entry (main, once no worker runs). */
 void gw_shared_free_all(void);

@@ -914,6 +914,11 @@ Test(config, backend_max_inflight)
 		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflght': 2}]}]}",
 		  "pools[0].backends[0].max_inflght: unknown key (did you mean \"max_inflight\"?)" },
+		/* one q process, one count: every pool naming it gives the same limit */
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 2}]},"
+		  " {'name': 'r', 'backends': [{'address': 'h:2'}, {'address': 'h:1'}]}]}",
+		  "pools[1].backends[1].max_inflight: 1 differs from 2 given for the same address in "
+		  "pools[0].backends[0] (one q process, one limit)" },
 	};
 	char *errs = NULL;
 	struct gw_config *cfg;
