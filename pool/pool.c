@@ -644,7 +644,9 @@ bool pool_update_waiting(struct pool *p)
 		struct pool_be *be = p->bes[b];
 		/* only a slot held by another worker is worth a wakeup: this worker's own
 		 * connections coming free dispatch the pool anyway */
-		bool need = syncs_wait && be->n_free > 0 && !slot_free(be->shared);
+		uint32_t own = be->n[POOL_BUSY] + be->n[POOL_DRAINING];
+		bool need = syncs_wait && be->n_free > 0 && !slot_free(be->shared) &&
+			    pool_shared_inflight(be->shared) > own;
 		if (need) {
 			__atomic_fetch_or(&be->shared->waiters, p->self_bit, __ATOMIC_SEQ_CST);
 			p->is_waiting = true;
@@ -707,7 +709,7 @@ int64_t pool_session_failed(struct pool_be *be, const struct pool_backoff_cfg *b
 	int64_t delay = pool_backoff_ms(bc, ++be->session_failures, u01);
 
 	if (delay < 0)
-		delay = 0;
+		delay = bc->max_delay_ms;	/* sessions never give up a backend for good */
 	be->session_retry_at_ms = now_ms + (uint64_t)delay;
 	return delay;
 }

@@ -124,7 +124,8 @@ struct pool_be {
 	int64_t rr_current;	/* smooth weighted round robin (select.c) */
 };
 
-/* shared: the process-wide counters of this backend, or NULL for private ones */
+/* shared: the process-wide counters of this backend, or NULL for private ones; slots
+ * arrive zeroed (their records start DOWN) */
 void pool_be_init(struct pool_be *be, struct pool *p, int weight, struct pool_shared *shared,
 		  uint32_t max_inflight, struct pool_slot *slots, uint32_t n_slots);
 /* connections up (IDLE, BUSY or DRAINING pooled ones) */
@@ -141,7 +142,7 @@ bool pool_be_can_take(const struct pool_be *be);
 bool pool_be_is_hopeless(const struct pool_be *be);
 
 /* A fresh record for a new connection (state DOWN until set CONNECTING): a pooled one
- * is &be->slots[slot].rec, others are the caller's. */
+ * is &be->slots[slot].rec (DOWN), others are the caller's (zeroed or DOWN). */
 void pool_conn_init(struct pool_conn *c, struct pool_be *be, enum pool_conn_kind kind,
 		    int slot, void *owner);
 
@@ -236,7 +237,8 @@ struct pool_decision {
 
 /*
  * Where a new request r (not queued) may go now, honouring FIFO: it overtakes nothing
- * queued in its pool nor anything of its own client's queued anywhere. Changes nothing:
+ * queued in its pool nor anything of its own client's queued anywhere. Takes, queues and
+ * pins nothing (it may advance the selector and forget a pin to a connection gone):
  * pool_commit carries a SEND or OPEN out.
  */
 struct pool_decision pool_propose(struct pool *p, struct pool_req *r);
