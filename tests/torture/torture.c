@@ -191,6 +191,8 @@ struct backend {
 
 static struct run {
 	uint64_t seed;
+	int workers;			/* from the seed (write_config) */
+	int max_inflight[N_BE];
 	int seconds;
 	int slack_ms;
 	int max_reports;
@@ -629,7 +631,12 @@ static void stop_backends(void)
 
 /* ------------------------------------------------------------------ the gateway */
 
-static const char *write_config(void)
+/*
+ * The gateway's configuration. From the seed: 1 or 2 workers, and each backend's
+ * max_inflight (1..3), so requests also wait for slots another worker holds. A backend
+ * named in two pools (b1, b3) has one limit (one q process).
+ */
+static const char *write_config(uint64_t *s)
 {
 	char *text = NULL;
 	const char *pool_common =
@@ -640,24 +647,31 @@ static const char *write_config(void)
 	const char *path;
 	int p[N_BE];
 
-	for (int k = 0; k < N_BE; k++)
+	for (int k = 0; k < N_BE; k++) {
 		p[k] = R.be[k].port;
+		R.max_inflight[k] = (int)rnd_range(s, 1, 3);
+	}
+	R.workers = (int)rnd_range(s, 1, 2);
 	/* query: b0 b1; idempotent: b2 b3; session: b1 b3 (sharing processes with the others) */
 	cr_assert(asprintf(&text,
-		"{\"listeners\":["
+		"{\"workers\":%d,\"listeners\":["
 		"{\"name\":\"query\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"q\"},"
 		"{\"name\":\"idempotent\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"qi\"},"
 		"{\"name\":\"session\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"s\"}],"
 		"\"pools\":["
 		"{\"name\":\"q\",\"backends\":["
-		"{\"name\":\"b0\",\"address\":\"127.0.0.1:%d\",\"connections\":3},"
-		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":3}],%s},"
+		"{\"name\":\"b0\",\"address\":\"127.0.0.1:%d\",\"connections\":3,"
+		"\"max_inflight\":%d},"
+		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":3,"
+		"\"max_inflight\":%d}],%s},"
 		"{\"name\":\"qi\",\"idempotent\":true,\"backends\":["
-		"{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\",\"connections\":2},"
-		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"connections\":2}],%s},"
+		"{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\",\"connections\":2,"
+		"\"max_inflight\":%d},"
+		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"connections\":2,"
+		"\"max_inflight\":%d}],%s},"
 		"{\"name\":\"s\",\"mode\":\"session\",\"backends\":["
-		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\"},"
-		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\"}],"
+		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"max_inflight\":%d},"
+		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"max_inflight\":%d}],"
 		"\"reconnect\":{\"delay_ms\":20,\"max_delay_ms\":300,"
 		"\"connect_timeout_ms\":1000}}],"
 		"\"rules\":[{\"prefix\":\".mock.sleep\",\"timeout_ms\":%d},"
@@ -666,8 +680,9 @@ static const char *write_config(void)
 		"\"limits\":{\"stream_threshold_bytes\":%d,\"client_buffer_bytes\":%d,"
 		"\"shutdown_grace_ms\":2000,\"drain_timeout_ms\":%d,\"handshake_timeout_ms\":3000},"
 		"\"log\":{\"level\":\"info\"}}",
-		R.ports[L_Q], R.ports[L_QI], R.ports[L_S], p[0], p[1], pool_common, p[2], p[3],
-		pool_common, p[1], p[3], SLEEP_TO_MS, DEFER_TO_MS, R.stats_port, STREAM_THRESHOLD,
+		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], p[0], R.max_inflight[0], p[1],
+		R.max_inflight[1], pool_common, p[2], R.max_inflight[2], p[3], R.max_inflight[3],
+		pool_common, p[1], R.max_inflight[1], p[3], R.max_inflight[3], SLEEP_TO_MS, DEFER_TO_MS, R.stats_port, STREAM_THRESHOLD,
 		CLIENT_BUFFER, DRAIN_TO_MS) > 0);
 	cr_assert(t_json_check(text) == 0, "the test's config is not JSON: %s", t_errmsg());
 	path = t_write_file("torture.json", text);
@@ -1902,13 +1917,16 @@ static void rest_problems(json_t *j, char *why, size_t cap)
 
 			if ((size_t)len >= cap)
 				return;
-			if (!jint(cn, "busy") && !jint(b, "outstanding"))
+			/* inflight is the backends' shared count: a slot never given back would
+			 * stop that backend for good */
+			if (!jint(cn, "busy") && !jint(b, "outstanding") && !jint(b, "inflight"))
 				continue;
 			len += snprintf(why + len, cap - (size_t)len, "pool %s backend %s: %lld "
-					"busy connections, %lld outstanding; ", pn,
+					"busy connections, %lld outstanding, %lld in flight; ", pn,
 					json_string_value(json_object_get(b, "name")),
 					(long long)jint(cn, "busy"),
-					(long long)jint(b, "outstanding"));
+					(long long)jint(b, "outstanding"),
+					(long long)jint(b, "inflight"));
 		}
 	}
 }
@@ -2057,6 +2075,8 @@ static void print_summary(double secs, const char *gw_stats)
 	printf("\ntorture seed %" PRIu64 ": %.1f s (%d s of traffic, %.1f s to settle, %.1f s to "
 	       "rest), %d client slots, %ld connections, %ld sync requests, %ld async\n", R.seed,
 	       secs, R.seconds, R.quiet_s, R.rest_s, R.n_clients, conns, sync, R.async_sent);
+	printf("  workers %d, max_inflight b0..b3: %d %d %d %d\n", R.workers, R.max_inflight[0],
+	       R.max_inflight[1], R.max_inflight[2], R.max_inflight[3]);
 	printf("  outcomes:");
 	for (int o = 1; o < N_OUT; o++)
 		printf("%s %s %ld", o > 1 ? "," : "", out_names[o], R.out_count[o]);
@@ -2155,7 +2175,7 @@ static long run_seed(uint64_t seed, int seconds, int n_clients, uint64_t skip_be
 		cr_assert(t_wait_accepting("127.0.0.1", R.be[k].port, 10000, R.be[k].pid) == 0,
 			  "mockq %s: %s; stderr: %s", R.be[k].name, t_errmsg(),
 			  t_tail(R.be[k].err_path, 600));
-	cfg = write_config();
+	cfg = write_config(&s);
 	R.gate = T_PTR(t_qgate_start(cfg, R.ports[L_Q]));
 	T_OK(t_wait_accepting("127.0.0.1", R.ports[L_QI], 10000, R.gate->pid));
 	T_OK(t_wait_accepting("127.0.0.1", R.ports[L_S], 10000, R.gate->pid));
