@@ -255,31 +255,17 @@ bool pool_checkout(struct pool_conn *c)
 
 void pool_client_init(struct pool_client *cl)
 {
+	*cl = (struct pool_client){ 0 };
 	pool_list_init(&cl->queued);
-	cl->pin = NULL;
-	cl->pin_serial = 0;
-	cl->pin_pool = NULL;
-	cl->pin_epoch = 0;
-	cl->last_sync = NULL;
-	cl->last_sync_serial = 0;
-	cl->last_sync_pool = NULL;
-	cl->sync_seq = 0;
 }
 
 void pool_req_init(struct pool_req *r, struct pool *p, struct pool_client *cl, bool is_sync,
 		   bool is_dedicated)
 {
+	*r = (struct pool_req){ .client = cl, .pool = p, .is_sync = is_sync,
+				.is_dedicated = is_dedicated };
 	pool_list_init(&r->qlink);
 	pool_list_init(&r->clink);
-	r->client = cl;
-	r->pool = p;
-	r->deadline_ms = 0;
-	r->epoch = 0;
-	r->seq = 0;
-	r->conn = NULL;
-	r->is_sync = is_sync;
-	r->is_dedicated = is_dedicated;
-	r->is_queued = false;
 }
 
 struct pool *pool_client_next(const struct pool_client *cl)
