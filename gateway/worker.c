@@ -566,6 +566,7 @@ void gw_worker_destroy(struct gw_worker *w)
 			gw_chunk_free(c->cl.rx_msg);
 			free(c->cl.backlog);
 		}
+		gw_listen_release(c);	/* a listener whose close never ran (stop, failed start) */
 		gw_chunkq_free(&c->txq);
 		gw_chunkq_free(&c->ctq);
 		if (c->ssl)
