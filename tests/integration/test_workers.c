@@ -1,7 +1,8 @@
 /*
  * test_workers — one gateway across workers (issue #8): with `workers: 2`, a Unix listener is
  * served by every worker (one socket, each worker accepting on its own dup of it), a reload
- * removes it from all of them (path unlinked once) and adds it back.
+ * removes it from all of them (path unlinked once) and adds it back, and the admin tables over
+ * q show every worker's clients and the same summed figures as /stats.
  *
  * Which worker took a client is read from qgate's debug log ("worker=N ... msg=accepted").
  */
@@ -269,4 +270,143 @@ Test(workers, reload_removes_and_adds_a_unix_listener_on_every_worker)
 		  "qgate exit status 0x%x (a sanitizer report?): %s", gate->status,
 		  t_tail(gate->err_path, 1500));
 	cr_assert(access(unix_path, F_OK) != 0, "socket file %s left behind at exit", unix_path);
+}
+
+/* ----------------------------------------------------- admin tables, every worker */
+
+/* Column name of admin table r (a q table): the vector, owned by r, or NULL. */
+static const struct t_obj *find_column(const struct t_obj *r, const char *name)
+{
+	cr_assert(r->type == T_TABLE, "not a table: %s", t_show(r));
+	const struct t_obj *d = r->items[0], *keys = d->items[0], *vals = d->items[1];
+
+	for (uint64_t k = 0; k < keys->n; k++)
+		if (strcmp(keys->syms[k], name) == 0)
+			return vals->items[k];
+	return NULL;
+}
+
+static const struct t_obj *column(const struct t_obj *r, const char *name)
+{
+	const struct t_obj *c = find_column(r, name);
+
+	cr_assert(c != NULL, "table has no column %s: %s", name, t_show(r));
+	return c;
+}
+
+/* Long column name of r, row i. */
+static int64_t cell(const struct t_obj *r, const char *name, uint64_t i)
+{
+	const struct t_obj *c = column(r, name);
+
+	cr_assert(c->type == T_LONG && i < c->n, "column %s: %s", name, t_show(c));
+	return ((const int64_t *)c->data)[i];
+}
+
+static struct t_obj *admin(int fd, const char *call)
+{
+	struct t_obj *r = t_call_ok(fd, t_str(call), 5000);
+
+	cr_assert(r->type == T_TABLE, "%s gave %s", call, t_show(r));
+	return r;
+}
+
+/* /stats: pool p's and backend b1's request counts */
+static void stats_requests(int64_t *pool, int64_t *backend)
+{
+	char *body = NULL;
+	json_error_t e;
+
+	cr_assert_eq(t_http_get(stats_port, "/stats", &body), 200, "%s", t_errmsg());
+	json_t *j = json_loads(body, 0, &e);
+	cr_assert(j != NULL, "bad /stats JSON (%s): %.200s", e.text, body);
+	free(body);
+	json_t *p = json_array_get(json_object_get(j, "pools"), 0);
+	*pool = json_integer_value(json_object_get(p, "requests"));
+	*backend = json_integer_value(json_object_get(json_array_get(json_object_get(p, "backends"),
+								     0), "requests"));
+	json_decref(j);
+}
+
+#define N_ADMIN_MIN 10
+#define N_ADMIN_MAX 20	/* within both workers' max_clients */
+#define CALLS 3
+
+/*
+ * Clients on both workers (TCP: SO_REUSEPORT spreads them; more are opened until the log shows
+ * each worker took some): .qgate.clients[] lists all of them and the admin itself, with the
+ * worker each is on, and .qgate.pools[], .qgate.backends[] and .qgate.stats[] count every
+ * worker's requests, as /stats does — whichever worker answers the admin.
+ */
+Test(workers, admin_tables_show_every_worker)
+{
+	char *hash = T_PTR(t_hash_password("secret"));
+	char auth[1024];
+	int fds[N_ADMIN_MAX], n = 0;
+
+	snprintf(auth, sizeof(auth), ",\"auth\":{\"users\":[{\"name\":\"ops\",\"password_hash\":"
+		 "\"%s\",\"admin\":true},{\"name\":\"w\",\"password_hash\":\"%s\"}]}", hash, hash);
+	free(hash);
+	start_gate(NULL, auth);
+	size_t from = t_file_size(gate->err_path);
+	while (n < N_ADMIN_MIN || (n < N_ADMIN_MAX && (accepted_by(0, "main", from) == 0 ||
+						       accepted_by(1, "main", from) == 0))) {
+		fds[n] = T_OK(t_q_connect("127.0.0.1", gw_port, "w:secret", NULL));
+		for (int k = 0; k < CALLS; k++)
+			t_call_expect(fds[n], t_call(".mock.echo", 1, t_long(k)), t_long(k), 5000);
+		n++;
+	}
+	int on0 = accepted_by(0, "main", from), on1 = accepted_by(1, "main", from);
+	cr_assert(on0 > 0 && on1 > 0, "%d clients, all on one worker (%d, %d)", n, on0, on1);
+	int ops = T_OK(t_q_connect("127.0.0.1", gw_port, "ops:secret", NULL));
+	const int64_t want_clients = n + 1, want_requests = (int64_t)n * CALLS;
+
+	/* other workers' parts come from snapshots (every 250 ms): poll, bounded */
+	int64_t deadline = t_now_ms() + 3000, rows = -1, workers_seen = 0;
+	int64_t pool_req = -1, be_req = -1, st_req = -1, st_clients = -1, st_workers = -1;
+	int64_t http_pool = -1, http_be = -1;
+	bool is_done = false;
+	while (!is_done && t_now_ms() < deadline) {
+		struct t_obj *c = admin(ops, ".qgate.clients[]");
+		rows = (int64_t)column(c, "id")->n;
+		workers_seen = 0;
+		for (uint64_t i = 0; find_column(c, "worker") && i < (uint64_t)rows; i++)
+			workers_seen |= INT64_C(1) << cell(c, "worker", i);
+		t_free(c);
+		struct t_obj *p = admin(ops, ".qgate.pools[]");
+		pool_req = cell(p, "requests", 0);
+		t_free(p);
+		struct t_obj *b = admin(ops, ".qgate.backends[]");
+		be_req = cell(b, "requests", 0);
+		t_free(b);
+		struct t_obj *s = admin(ops, ".qgate.stats[]");
+		st_req = cell(s, "requests", 0);
+		st_clients = cell(s, "clients", 0);
+		st_workers = find_column(s, "workers") ? cell(s, "workers", 0) : -1;
+		t_free(s);
+		stats_requests(&http_pool, &http_be);
+		is_done = rows == want_clients && workers_seen == 3 && pool_req == want_requests &&
+			  be_req == want_requests && st_req == want_requests &&
+			  st_clients == want_clients && st_workers == 2 &&
+			  http_pool == want_requests && http_be == want_requests;
+		if (!is_done)
+			poll(NULL, 0, 50);
+	}
+	cr_assert_eq(rows, want_clients, ".qgate.clients[] lists %" PRId64 " clients, want %" PRId64
+		     " (%d on worker 0, %d on worker 1, and the admin)", rows, want_clients, on0,
+		     on1);
+	cr_assert_eq(workers_seen, 3, ".qgate.clients[] shows workers (bits) %" PRId64,
+		     workers_seen);
+	cr_assert_eq(http_pool, want_requests, "/stats pool requests %" PRId64, http_pool);
+	cr_assert_eq(http_be, want_requests, "/stats backend requests %" PRId64, http_be);
+	cr_assert_eq(pool_req, http_pool, ".qgate.pools[] requests %" PRId64 ", /stats %" PRId64,
+		     pool_req, http_pool);
+	cr_assert_eq(be_req, http_be, ".qgate.backends[] requests %" PRId64 ", /stats %" PRId64,
+		     be_req, http_be);
+	cr_assert_eq(st_req, want_requests, ".qgate.stats[] requests %" PRId64, st_req);
+	cr_assert_eq(st_clients, want_clients, ".qgate.stats[] clients %" PRId64, st_clients);
+	cr_assert_eq(st_workers, 2, ".qgate.stats[] workers %" PRId64, st_workers);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	close(ops);
 }
