@@ -4,6 +4,11 @@
  * list headed by the name) come back as q tables built with the codec. Everything else
  * named `.qgate.*` gets `qgate: unknown admin function`; a non-admin user gets
  * `qgate: not allowed`. The gateway evaluates nothing else.
+ *
+ * The tables show the whole gateway, whichever worker answers: pools, backends and stats
+ * come from stats.c's merged view (the numbers /stats shows), clients from every worker's
+ * client list; another worker's part is as of its last snapshot (at most 250 ms old).
+ * Nothing here touches another worker's live structures.
  */
 #include "gateway/admin.h"
 
@@ -11,12 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "codec/qipc.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
-#include "gateway/runtime.h"
 #include "gateway/stats.h"
-#include "gateway/worker.h"
 
 #define MAX_COLS 16
 
@@ -82,127 +87,163 @@ static void table_drop(struct table *t)
 	qipc_obj_free(t->names);
 }
 
+static long long jint(json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+	return v ? v : "";
+}
+
+static bool is_up(json_t *o)
+{
+	return strcmp(jstr(o, "state"), "up") == 0;
+}
+
+/* The pools and their backends of the whole gateway: stats.c's merged view (as /stats). */
 static struct qipc_obj *pools_table(struct gw_worker *w)
 {
+	json_t *tree = gw_stats_gathered(w), *ps = json_object_get(tree, "pools"), *p, *b;
 	struct table t;
+	size_t i, j;
 
-	if (table_init(&t, w->n_pools, "pool:s mode:s up:j queued:j requests:j errors:j "
-				       "queue_full:j queue_timeouts:j timeouts:j dedicated:j "
-				       "sessions:j p50_us:j p99_us:j") < 0) {
-		table_drop(&t);
+	if (!tree || table_init(&t, json_array_size(ps),
+				"pool:s mode:s up:j queued:j requests:j errors:j queue_full:j "
+				"queue_timeouts:j timeouts:j dedicated:j sessions:j p50_us:j "
+				"p99_us:j") < 0) {
+		if (tree)
+			table_drop(&t);
+		json_decref(tree);
 		return NULL;
 	}
-	for (size_t i = 0; i < w->n_pools; i++) {
-		const struct gw_pool_rt *p = w->pools[i];
+	json_array_foreach(ps, i, p) {
 		uint64_t up = 0;
-		for (size_t b = 0; b < p->n_backends; b++)
-			up += pool_be_up(&p->backends[b]->pb) > 0;
-		put_sym(&t, 0, i, p->cfg->name);
-		put_sym(&t, 1, i, p->cfg->mode == GW_MODE_SESSION ? "session" : "query");
+		json_t *lat = json_object_get(p, "latency");
+		json_array_foreach(json_object_get(p, "backends"), j, b)
+			up += is_up(b);
+		put_sym(&t, 0, i, jstr(p, "name"));
+		put_sym(&t, 1, i, jstr(p, "mode"));
 		put_long(&t, 2, i, up);
-		put_long(&t, 3, i, p->pl.queue_len);
-		put_long(&t, 4, i, p->requests);
-		put_long(&t, 5, i, p->errors);
-		put_long(&t, 6, i, p->queue_full);
-		put_long(&t, 7, i, p->queue_timeouts);
-		put_long(&t, 8, i, p->timeouts);
-		put_long(&t, 9, i, p->n_dedicated);
-		put_long(&t, 10, i, p->n_sessions);
-		put_long(&t, 11, i, gw_hist_quantile(&p->latency, 0.5));
-		put_long(&t, 12, i, gw_hist_quantile(&p->latency, 0.99));
+		put_long(&t, 3, i, (uint64_t)jint(p, "queued"));
+		put_long(&t, 4, i, (uint64_t)jint(p, "requests"));
+		put_long(&t, 5, i, (uint64_t)jint(p, "errors"));
+		put_long(&t, 6, i, (uint64_t)jint(p, "queue_full"));
+		put_long(&t, 7, i, (uint64_t)jint(p, "queue_timeouts"));
+		put_long(&t, 8, i, (uint64_t)jint(p, "timeouts"));
+		put_long(&t, 9, i, (uint64_t)jint(p, "dedicated"));
+		put_long(&t, 10, i, (uint64_t)jint(p, "sessions"));
+		put_long(&t, 11, i, (uint64_t)jint(lat, "p50_us"));
+		put_long(&t, 12, i, (uint64_t)jint(lat, "p99_us"));
 	}
+	json_decref(tree);
 	return table_finish(&t);
 }
 
 static struct qipc_obj *backends_table(struct gw_worker *w)
 {
+	json_t *tree = gw_stats_gathered(w), *ps = json_object_get(tree, "pools"), *p, *b;
 	struct table t;
-	size_t n = 0, row = 0;
+	size_t n = 0, row = 0, i, j;
 
-	for (size_t i = 0; i < w->n_pools; i++)
-		n += w->pools[i]->n_backends;
-	if (table_init(&t, n, "pool:s backend:s address:s state:s idle:j busy:j connecting:j "
-			      "outstanding:j requests:j errors:j reconnects:j bytes_in:j "
-			      "bytes_out:j") < 0) {
-		table_drop(&t);
+	json_array_foreach(ps, i, p)
+		n += json_array_size(json_object_get(p, "backends"));
+	if (!tree || table_init(&t, n, "pool:s backend:s address:s state:s idle:j busy:j "
+				       "connecting:j outstanding:j requests:j errors:j reconnects:j "
+				       "bytes_in:j bytes_out:j") < 0) {
+		if (tree)
+			table_drop(&t);
+		json_decref(tree);
 		return NULL;
 	}
-	for (size_t i = 0; i < w->n_pools; i++) {
-		const struct gw_pool_rt *p = w->pools[i];
-		for (size_t b = 0; b < p->n_backends; b++, row++) {
-			const struct gw_backend_rt *be = p->backends[b];
-			struct gw_conn_counts cc = gw_backend_counts(be);
-			put_sym(&t, 0, row, p->cfg->name);
-			put_sym(&t, 1, row, be->cfg->name);
-			put_sym(&t, 2, row, be->cfg->addr.text);
-			put_sym(&t, 3, row, gw_backend_state(be));
-			put_long(&t, 4, row, cc.idle);
-			put_long(&t, 5, row, cc.busy);
-			put_long(&t, 6, row, cc.connecting);
-			put_long(&t, 7, row, pool_be_outstanding(&be->pb));
-			put_long(&t, 8, row, be->requests);
-			put_long(&t, 9, row, be->errors);
-			put_long(&t, 10, row, be->reconnects);
-			put_long(&t, 11, row, be->bytes_in);
-			put_long(&t, 12, row, be->bytes_out);
+	json_array_foreach(ps, i, p) {
+		json_array_foreach(json_object_get(p, "backends"), j, b) {
+			json_t *cc = json_object_get(b, "connections");
+			put_sym(&t, 0, row, jstr(p, "name"));
+			put_sym(&t, 1, row, jstr(b, "name"));
+			put_sym(&t, 2, row, jstr(b, "address"));
+			put_sym(&t, 3, row, jstr(b, "state"));
+			put_long(&t, 4, row, (uint64_t)jint(cc, "idle"));
+			put_long(&t, 5, row, (uint64_t)jint(cc, "busy"));
+			put_long(&t, 6, row, (uint64_t)jint(cc, "connecting"));
+			put_long(&t, 7, row, (uint64_t)jint(b, "outstanding"));
+			put_long(&t, 8, row, (uint64_t)jint(b, "requests"));
+			put_long(&t, 9, row, (uint64_t)jint(b, "errors"));
+			put_long(&t, 10, row, (uint64_t)jint(b, "reconnects"));
+			put_long(&t, 11, row, (uint64_t)jint(b, "bytes_in"));
+			put_long(&t, 12, row, (uint64_t)jint(b, "bytes_out"));
+			row++;
 		}
 	}
+	json_decref(tree);
 	return table_finish(&t);
 }
 
+/* Every worker's clients (the others' as of their last snapshot). */
 static struct qipc_obj *clients_table(struct gw_worker *w)
 {
+	struct gw_client_row *rows;
 	struct table t;
-	size_t n = 0, row = 0;
+	size_t n;
 
-	for (uint32_t i = 0; i < w->n_conns; i++)
-		n += gw_conn_at(w, i)->kind == GW_CONN_CLIENT && !gw_conn_at(w, i)->is_closing;
-	if (table_init(&t, n, "id:j user:s peer:s listener:s capability:j outstanding:j "
-			      "requests:j session_pool:s") < 0) {
+	if (gw_stats_clients(w, &rows, &n) < 0)
+		return NULL;
+	if (table_init(&t, n, "worker:j id:j user:s peer:s listener:s capability:j "
+			      "outstanding:j requests:j session_pool:s") < 0) {
 		table_drop(&t);
+		free(rows);
 		return NULL;
 	}
-	for (uint32_t i = 0; i < w->n_conns && row < n; i++) {
-		const struct gw_conn *c = gw_conn_at(w, i);
-		if (c->kind != GW_CONN_CLIENT || c->is_closing)
-			continue;
-		put_long(&t, 0, row, c->id);
-		put_sym(&t, 1, row, c->cl.user);
-		put_sym(&t, 2, row, c->peer);
-		put_sym(&t, 3, row, c->cl.listener ? c->cl.listener->cfg->name : "");
-		put_long(&t, 4, row, (uint64_t)c->cl.capability);
-		put_long(&t, 5, row, c->cl.n_slots);
-		put_long(&t, 6, row, c->cl.requests);
-		put_sym(&t, 7, row, c->cl.session_pool ? c->cl.session_pool->cfg->name : "");
-		row++;
+	for (size_t i = 0; i < n; i++) {
+		const struct gw_client_row *r = &rows[i];
+		put_long(&t, 0, i, (uint64_t)r->worker);
+		put_long(&t, 1, i, r->id);
+		put_sym(&t, 2, i, r->user);
+		put_sym(&t, 3, i, r->peer);
+		put_sym(&t, 4, i, r->listener);
+		put_long(&t, 5, i, (uint64_t)r->capability);
+		put_long(&t, 6, i, r->outstanding);
+		put_long(&t, 7, i, r->requests);
+		put_sym(&t, 8, i, r->session_pool);
 	}
+	free(rows);
 	return table_finish(&t);
 }
 
+/* One row for the whole gateway: its workers, clients and the pools' counters, summed. */
 static struct qipc_obj *stats_table(struct gw_worker *w)
 {
+	json_t *tree = gw_stats_gathered(w), *gw = json_object_get(tree, "gateway"), *p;
+	json_t *ps = json_object_get(tree, "pools");
 	struct table t;
 	uint64_t req = 0, err = 0, queued = 0;
+	size_t i;
 
-	for (size_t i = 0; i < w->n_pools; i++) {
-		req += w->pools[i]->requests;
-		err += w->pools[i]->errors;
-		queued += w->pools[i]->pl.queue_len;
-	}
-	if (table_init(&t, 1, "worker:j clients:j pools:j requests:j errors:j queued:j "
-			      "protocol_errors:j rx_enobufs:j cq_overflows:j") < 0) {
-		table_drop(&t);
+	if (!tree || table_init(&t, 1, "workers:j clients:j pools:j requests:j errors:j "
+				       "queued:j protocol_errors:j rx_enobufs:j "
+				       "cq_overflows:j") < 0) {
+		if (tree)
+			table_drop(&t);
+		json_decref(tree);
 		return NULL;
 	}
-	put_long(&t, 0, 0, (uint64_t)w->id);
-	put_long(&t, 1, 0, w->n_clients);
-	put_long(&t, 2, 0, w->n_pools);
+	json_array_foreach(ps, i, p) {
+		req += (uint64_t)jint(p, "requests");
+		err += (uint64_t)jint(p, "errors");
+		queued += (uint64_t)jint(p, "queued");
+	}
+	put_long(&t, 0, 0, (uint64_t)jint(gw, "workers"));
+	put_long(&t, 1, 0, (uint64_t)jint(gw, "clients"));
+	put_long(&t, 2, 0, json_array_size(ps));
 	put_long(&t, 3, 0, req);
 	put_long(&t, 4, 0, err);
 	put_long(&t, 5, 0, queued);
-	put_long(&t, 6, 0, w->protocol_errors);
-	put_long(&t, 7, 0, w->enobufs);
-	put_long(&t, 8, 0, w->cq_overflows);
+	put_long(&t, 6, 0, (uint64_t)jint(gw, "protocol_errors"));
+	put_long(&t, 7, 0, (uint64_t)jint(gw, "rx_enobufs"));
+	put_long(&t, 8, 0, (uint64_t)jint(gw, "cq_overflows"));
+	json_decref(tree);
 	return table_finish(&t);
 }
 

@@ -1,6 +1,8 @@
 /*
  * admin — .qgate.* calls answered by the gateway itself for admin users (admin.c): pool and
- * backend state, counters. Worker thread only.
+ * backend state, counters and clients of every worker (the other workers' as of their last
+ * snapshot, at most 250 ms old). Worker thread only; takes the other workers' snapshot
+ * locks (stats.h), which is why it serves rare admin calls only.
  */
 #ifndef GW_GATEWAY_ADMIN_H
 #define GW_GATEWAY_ADMIN_H

@@ -143,8 +143,10 @@ static void close_now(struct gw_worker *w, struct gw_conn *c)
 		c->ops->on_close(w, c);
 	c->is_closed = true;
 	if (c->fd >= 0) {
-		/* wakes a pending multishot recv (res 0) and fails pending sends */
-		shutdown(c->fd, SHUT_RDWR);
+		/* wakes a pending multishot recv (res 0) and fails pending sends; a shared
+		 * socket would be shut for every worker: the cancel below is enough there */
+		if (!c->is_fd_shared)
+			shutdown(c->fd, SHUT_RDWR);
 		if (c->inflight > 0) {
 			struct io_uring_sqe *sqe = gw_sqe(w);
 			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);

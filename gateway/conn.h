@@ -88,6 +88,9 @@ struct gw_conn {
 	uint64_t id;			/* for logs */
 	bool is_closing;		/* gw_conn_close was called: nothing more is done for it */
 	bool is_closed;			/* ... and the loop has carried the close out */
+	/* fd is this worker's dup of a socket other workers use too (a Unix listener): its
+	 * close cancels this worker's SQEs and closes the dup, never shuts the socket down */
+	bool is_fd_shared;
 	struct gw_conn *close_next;	/* worker's close queue while closing && !closed */
 	const char *close_reason;
 	int inflight;			/* SQEs submitted and not yet completed for good */

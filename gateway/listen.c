@@ -1,8 +1,9 @@
 /*
  * listen.c — client-facing listeners: TCP (SO_REUSEPORT, so more workers can bind the
  * same port), Unix sockets by path, and q's abstract Unix name "\0/tmp/kx.PORT" that
- * `hopen `:unix://PORT` and PyKX's unix=True connect to. Accepts with one multishot
- * accept per listener; a new client starts in the handshake state.
+ * `hopen `:unix://PORT` and PyKX's unix=True connect to (one socket per name, shared by
+ * every worker through lshare.c). Accepts with one multishot accept per listener and
+ * worker; a new client starts in the handshake state.
  */
 #include "gateway/listen.h"
 
@@ -22,6 +23,7 @@
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/lshare.h"
 #include "gateway/runtime.h"
 #include "gateway/stats.h"
 #include "gateway/tls.h"
@@ -67,8 +69,7 @@ int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, sockl
 	return 0;
 }
 
-int gw_listen_bind(struct gw_worker *w, const struct gw_addr *a, int backlog,
-		   struct gw_conn **out)
+int gw_listen_socket(const struct gw_addr *a, int backlog)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -94,15 +95,48 @@ int gw_listen_bind(struct gw_worker *w, const struct gw_addr *a, int backlog,
 		close(fd);
 		return ret;
 	}
+	return fd;
+}
+
+int gw_listen_bind(struct gw_worker *w, const struct gw_addr *a, int backlog,
+		   struct gw_conn **out)
+{
+	struct gw_lshare *share = NULL;
+	/* TCP: a socket of this worker's own in the SO_REUSEPORT group; Unix: a dup of the
+	 * one socket every worker shares (lshare.h) */
+	int fd = a->kind == GW_ADDR_TCP ? gw_listen_socket(a, backlog) :
+					  gw_lshare_acquire(a, backlog, &share);
+
+	if (fd < 0)
+		return fd;
 	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_LISTENER, fd);
 	if (!c) {
 		close(fd);
+		if (share)
+			gw_lshare_release(share);
 		return -ENOMEM;
 	}
+	c->lis.share = share;
+	c->is_fd_shared = share != NULL;
 	snprintf(c->peer, sizeof(c->peer), "%s", a->text);
 	gw_listen_arm(w, c);
 	*out = c;
 	return 0;
+}
+
+void gw_listen_release(struct gw_conn *c)
+{
+	if (c->kind == GW_CONN_LISTENER && c->lis.share) {
+		gw_lshare_release(c->lis.share);
+		c->lis.share = NULL;
+	}
+}
+
+/* its close is being carried out: it accepts no more, so it no longer holds the name */
+static void listen_on_close(struct gw_worker *w, struct gw_conn *c)
+{
+	(void)w;
+	gw_listen_release(c);
 }
 
 int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l)
@@ -111,8 +145,8 @@ int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l)
 
 	if (ret < 0)
 		return ret;
-	gw_info("listener=%s listen=%s pool=%s msg=\"listening\"", l->cfg->name,
-		l->cfg->addr.text, l->cfg->pool);
+	gw_info("worker=%d listener=%s listen=%s pool=%s msg=\"listening\"", w->id,
+		l->cfg->name, l->cfg->addr.text, l->cfg->pool);
 	return 0;
 }
 
@@ -304,8 +338,8 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 			if (w->listeners[i]->conn)
 				listen_pause(w, w->listeners[i]->conn);
 	}
-	gw_debug("conn=%llu peer=%s listener=%s msg=\"accepted\"", (unsigned long long)c->id,
-		 c->peer, l->cfg->name);
+	gw_debug("worker=%d conn=%llu peer=%s listener=%s msg=\"accepted\"", w->id,
+		 (unsigned long long)c->id, c->peer, l->cfg->name);
 	if (l->ssl_ctx && gw_tls_accept(c, l->ssl_ctx) < 0) {
 		gw_warn("listener=%s msg=\"refusing client\" reason=\"no memory for TLS\"",
 			l->cfg->name);
@@ -316,5 +350,6 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 }
 
 const struct gw_conn_ops gw_listen_conn_ops = {
+	.on_close = listen_on_close,
 	.on_accept = gw_listen_on_accept,
 };

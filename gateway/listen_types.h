@@ -8,7 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct gw_lshare;
+
 struct gw_lis {
+	struct gw_lshare *share;	/* Unix name: the shared socket it holds (lshare.h) */
 	bool is_armed;			/* a multishot accept is in flight */
 	bool is_cancel_sent;		/* ... and being cancelled (paused) */
 	uint32_t backoff_ms;		/* after EMFILE and the like: doubles up to 1 s */

@@ -1,7 +1,8 @@
 /*
  * main.c — qgate's command line: run the gateway (-c FILE), validate a config (--check),
  * make a password hash (--hash-password), print the version. Runs `workers` worker
- * threads, each with its own ring, listeners (SO_REUSEPORT) and backend connections;
+ * threads, each with its own ring, listeners (TCP: SO_REUSEPORT; Unix: a dup of one shared
+ * socket, lshare.h) and backend connections;
  * the main thread only waits for signals: SIGTERM/SIGINT stop, SIGHUP reloads the file
  * (a bad file is refused and the running configuration kept).
  */
@@ -19,6 +20,7 @@
 #include "gateway/claim.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/lshare.h"
 #include "gateway/pwhash.h"
 #include "gateway/shared.h"
 #include "gateway/tls.h"
@@ -255,6 +257,7 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	free(ts);
 	free(peers);
 	gw_shared_free_all();
+	gw_lshare_free_all();	/* every worker let go already; this frees the entries */
 	gw_claims_free(&claims);
 	return failed ? 1 : 0;
 }

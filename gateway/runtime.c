@@ -181,12 +181,6 @@ static void listener_free(struct gw_listener_rt *l)
 	free(l);
 }
 
-/* Unix names cannot be shared through SO_REUSEPORT: worker 0 serves them alone. */
-static bool listener_is_mine(const struct gw_worker *w, const struct gw_listener_cfg *lc)
-{
-	return lc->addr.kind == GW_ADDR_TCP || w->id == 0;
-}
-
 int gw_runtime_init(struct gw_worker *w)
 {
 	const struct gw_config *cfg = w->cfg;
@@ -210,9 +204,9 @@ int gw_runtime_init(struct gw_worker *w)
 			return -EINVAL;
 		w->n_listeners++;
 	}
+	/* every worker accepts on every listener: TCP through SO_REUSEPORT, a Unix name
+	 * through a dup of its one shared socket (lshare.h) */
 	for (size_t i = 0; i < w->n_listeners; i++) {
-		if (!listener_is_mine(w, w->listeners[i]->cfg))
-			continue;
 		int ret = gw_listen_open(w, w->listeners[i]);
 		if (ret < 0)
 			return ret;
@@ -416,7 +410,7 @@ static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
 				gw_err("listener=%s msg=\"reload: cannot create listener\"", lc->name);
 				continue;
 			}
-			if (listener_is_mine(w, lc) && gw_listen_open(w, l) < 0) {
+			if (gw_listen_open(w, l) < 0) {
 				listener_free(l);
 				continue;
 			}
@@ -428,7 +422,8 @@ static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
 		if (kept[o])
 			continue;
 		/* its clients carry on (routed to the pool of that name, if any); it just stops
-		 * accepting */
+		 * accepting (a shared Unix socket closes, and its path goes, once the last worker
+		 * has let go of it) */
 		ol->is_retired = true;
 		ol->pool = pool_named(w, ol->cfg->pool);
 		if (ol->conn)

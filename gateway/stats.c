@@ -4,8 +4,9 @@
  *   GET /metrics  Prometheus text format, names qgate_*
  *   GET /health   200 when every pool has a backend up, 503 otherwise
  * One request per connection (Connection: close), served from the loop of worker 0; the
- * figures are that worker's (see docs/operations.md). Also the latency histogram that
- * session.c feeds for every answered request.
+ * figures are every worker's, summed (see docs/operations.md). The same merged view, and
+ * every worker's client list, feed the admin tables (admin.c). Also the latency histogram
+ * that session.c feeds for every answered request.
  */
 #include "gateway/stats.h"
 
@@ -187,6 +188,59 @@ static json_t *stats_tree(struct gw_worker *w)
 
 /* ----------------------------------------------------- workers' figures, merged */
 
+/* This worker's live clients into rows (NULL: only count them). */
+static size_t client_rows(const struct gw_worker *w, struct gw_client_row *rows)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		const struct gw_conn *c = gw_conn_at(w, i);
+		if (c->kind != GW_CONN_CLIENT || c->is_closing)
+			continue;
+		if (rows) {
+			struct gw_client_row *r = &rows[n];
+			memset(r, 0, sizeof(*r));
+			r->worker = w->id;
+			r->capability = c->cl.capability;
+			r->id = c->id;
+			r->requests = c->cl.requests;
+			r->outstanding = c->cl.n_slots;
+			r->listener = c->cl.listener ? c->cl.listener->cfg->name : "";
+			r->session_pool = c->cl.session_pool ? c->cl.session_pool->cfg->name : "";
+			snprintf(r->user, sizeof(r->user), "%s", c->cl.user);
+			snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
+		}
+		n++;
+	}
+	return n;
+}
+
+/* The client list for other workers' admin tables: filled into the spare rows (this
+ * worker's alone), then swapped with the published ones under snap_mu. */
+static void publish_clients(struct gw_worker *w)
+{
+	size_t n = client_rows(w, NULL);
+
+	if (n > w->cap_spare_clients) {
+		size_t cap = n + n / 2 + 16;
+		struct gw_client_row *r = realloc(w->spare_clients, cap * sizeof(*r));
+		if (!r)
+			return;	/* the last snapshot stays: staler, still consistent */
+		w->spare_clients = r;
+		w->cap_spare_clients = cap;
+	}
+	n = client_rows(w, w->spare_clients);
+	pthread_mutex_lock(&w->snap_mu);
+	struct gw_client_row *old = w->snap_clients;
+	size_t old_cap = w->cap_snap_clients;
+	w->snap_clients = w->spare_clients;
+	w->cap_snap_clients = w->cap_spare_clients;
+	w->n_snap_clients = n;
+	pthread_mutex_unlock(&w->snap_mu);
+	w->spare_clients = old;
+	w->cap_spare_clients = old_cap;
+}
+
 void gw_stats_publish(struct gw_worker *w)
 {
 	json_t *t = stats_tree(w);
@@ -198,6 +252,41 @@ void gw_stats_publish(struct gw_worker *w)
 	w->snap_json = s;
 	pthread_mutex_unlock(&w->snap_mu);
 	free(old);
+	publish_clients(w);
+}
+
+int gw_stats_clients(struct gw_worker *w, struct gw_client_row **out, size_t *n_out)
+{
+	size_t n = client_rows(w, NULL);
+	struct gw_client_row *rows = malloc((n ? n : 1) * sizeof(*rows));
+
+	*out = NULL;
+	*n_out = 0;
+	if (!rows)
+		return -ENOMEM;
+	n = client_rows(w, rows);
+	for (int i = 0; i < w->n_peers; i++) {
+		struct gw_worker *o = w->peers[i];
+		if (o == w)
+			continue;
+		/* a rare admin call: copying under the peer's lock is fine here */
+		pthread_mutex_lock(&o->snap_mu);
+		size_t k = o->n_snap_clients;
+		struct gw_client_row *grown = k ? realloc(rows, (n + k) * sizeof(*rows)) : rows;
+		if (grown) {
+			rows = grown;
+			memcpy(rows + n, o->snap_clients, k * sizeof(*rows));
+			n += k;
+		}
+		pthread_mutex_unlock(&o->snap_mu);
+		if (!grown) {
+			free(rows);
+			return -ENOMEM;
+		}
+	}
+	*out = rows;
+	*n_out = n;
+	return 0;
 }
 
 static const char *state_rank[] = { "down", "connecting", "up" };
@@ -325,7 +414,7 @@ static void finish_latency(json_t *root)
 }
 
 /* The whole gateway's figures: this worker's now, the others' latest snapshots. */
-static json_t *gathered_tree(struct gw_worker *w)
+json_t *gw_stats_gathered(struct gw_worker *w)
 {
 	json_t *root = stats_tree(w);
 
@@ -581,7 +670,7 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 			"<stats.token>\n");
 		return;
 	}
-	json_t *tree = gathered_tree(w);
+	json_t *tree = gw_stats_gathered(w);
 	if (strcmp(path, "/stats") == 0) {
 		char *js = json_dumps(tree, JSON_INDENT(2));
 		respond(w, c, 200, "application/json", js ? js : "{}");

@@ -1,7 +1,9 @@
 /*
  * stats_types — struct gw_http, a stats endpoint connection's state (the http member of
- * struct gw_conn's union), and struct gw_hist, the latency histogram a pool keeps. Types
- * only. Owner: stats.c (gw_hist_add, gw_hist_quantile); the worker thread only.
+ * struct gw_conn's union), struct gw_hist, the latency histogram a pool keeps, and struct
+ * gw_client_row, one client as a snapshot lists it. Types only. Owner: stats.c
+ * (gw_hist_add, gw_hist_quantile, gw_stats_publish); the worker thread only, but client rows
+ * published in a snapshot are read by other workers under the publisher's snap_mu.
  */
 #ifndef GW_GATEWAY_STATS_TYPES_H
 #define GW_GATEWAY_STATS_TYPES_H
@@ -26,6 +28,23 @@ struct gw_hist {
 	uint64_t counts[GW_HIST_BUCKETS];
 	uint64_t total;
 	uint64_t max_us;
+};
+
+/*
+ * One client, copied out of its connection so that another worker may read it: nothing in
+ * it points into a worker's live state. The names point into a configuration, and every
+ * configuration loaded lives until the process exits.
+ */
+struct gw_client_row {
+	int worker;			/* the worker it is connected to */
+	int capability;
+	uint64_t id;			/* connection id, unique within its worker */
+	uint64_t requests;
+	uint32_t outstanding;		/* sync requests not answered yet */
+	const char *listener;		/* its listener's name, "" if none */
+	const char *session_pool;	/* session mode: its pool's name, else "" */
+	char user[128];
+	char peer[64];
 };
 
 #endif /* GW_GATEWAY_STATS_TYPES_H */

@@ -566,6 +566,7 @@ void gw_worker_destroy(struct gw_worker *w)
 			gw_chunk_free(c->cl.rx_msg);
 			free(c->cl.backlog);
 		}
+		gw_listen_release(c);	/* a listener whose close never ran (stop, failed start) */
 		gw_chunkq_free(&c->txq);
 		gw_chunkq_free(&c->ctq);
 		if (c->ssl)
@@ -590,6 +591,12 @@ void gw_worker_destroy(struct gw_worker *w)
 	pthread_mutex_lock(&w->snap_mu);
 	free(w->snap_json);
 	w->snap_json = NULL;
+	free(w->snap_clients);
+	w->snap_clients = NULL;
+	w->n_snap_clients = w->cap_snap_clients = 0;
 	pthread_mutex_unlock(&w->snap_mu);
+	free(w->spare_clients);
+	w->spare_clients = NULL;
+	w->cap_spare_clients = 0;
 	w->n_conns = 0;
 }

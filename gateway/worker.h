@@ -1,8 +1,8 @@
 /*
  * worker — one thread = one io_uring ring + its listeners, client sessions, backend
  * connections, pools and timers (worker.c: the loop). All per-worker state lives in struct
- * gw_worker; nothing here is shared with another worker (but snap_mu, and pending_cfg posted
- * by main), so the data path takes no locks.
+ * gw_worker; nothing here is shared with another worker (but what snap_mu guards, and
+ * pending_cfg posted by main), so the data path takes no locks.
  *
  * The loop: submit and wait, dispatch each completion by op to the connection layer
  * (conn.h), then the deferred work handlers only queued — closes first, then pool
@@ -23,6 +23,7 @@
 #include "pool/pool.h"
 
 struct gw_auth;
+struct gw_client_row;
 struct gw_config;
 struct gw_listener_rt;
 struct gw_pool_rt;
@@ -77,12 +78,18 @@ struct gw_worker {
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
 	struct pool_link http_conns;	/* its open connections, oldest first */
 	uint32_t n_http;
-	/* the stats endpoint (worker 0) sums every worker's figures: each publishes a JSON
-	 * snapshot of its own under snap_mu a few times a second */
+	/* the stats endpoint (worker 0) and the admin tables (any worker) show every worker's
+	 * figures: each publishes a JSON snapshot of its own, and a copy of its client list,
+	 * under snap_mu four times a second (stats.c). Other workers only ever read them,
+	 * under snap_mu; the spare rows are the publisher's own (filled, then swapped in). */
 	struct gw_worker *const *peers;
 	int n_peers;
 	pthread_mutex_t snap_mu;
 	char *snap_json;
+	struct gw_client_row *snap_clients;
+	size_t n_snap_clients, cap_snap_clients;
+	struct gw_client_row *spare_clients;
+	size_t cap_spare_clients;
 	uint64_t next_snap_ms;
 	/* other workers to wake (a bit each): a max_inflight slot they wait for came free;
 	 * sent by the loop after this turn's handlers (gw_worker_turn) */
