@@ -65,6 +65,9 @@ def main():
     ap.add_argument("--out", help="write the markdown table here")
     ap.add_argument("--json", help="write every qbench result here")
     ap.add_argument("--plot", help="draw the latency distributions into this PNG")
+    ap.add_argument("--max-inflight", type=int,
+                    help="each backend's max_inflight in qgate (default: qgate's own, 1); "
+                         "4 lets every connection carry a request, as before the limit")
     args = ap.parse_args()
     mockq = os.path.join(args.build, "bench", "mockq")
     qbench = os.path.join(args.build, "bench", "qbench")
@@ -103,7 +106,8 @@ def main():
         wait_port(h_port, p, "haproxy")
         cfg = {"listeners": [{"name": "main", "listen": f"127.0.0.1:{g_port}", "pool": "p"}],
                "pools": [{"name": "p", "backends": [
-                   {"name": f"m{i + 1}", "address": f"127.0.0.1:{port}", "connections": 4}
+                   dict({"name": f"m{i + 1}", "address": f"127.0.0.1:{port}", "connections": 4},
+                        **({"max_inflight": args.max_inflight} if args.max_inflight else {}))
                    for i, port in enumerate(m_ports)],
                    "queue": {"max": 100000, "timeout_ms": 60000}}],
                "limits": {"max_clients": 5000}, "log": {"level": "warn"}}
