@@ -52,6 +52,7 @@
 #include "gateway/log.h"
 #include "gateway/pwhash.h"
 #include "gateway/runtime.h"
+#include "gateway/shared.h"
 #include "gateway/worker.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -982,10 +983,13 @@ static const char *unsettled(void)
 		for (size_t b = 0; b < p->n_backends; b++) {
 			struct gw_backend_rt *be = p->backends[b];
 			for (int s = 0; s < be->cfg->connections; s++) {
-				struct gw_conn *c = be->slots[s].conn;
-				if (!c || c->up.state != GW_UP_IDLE)
+				struct gw_conn *c = gw_slot_conn(be, s);
+				if (!c || gw_up_state(c) != POOL_IDLE)
 					return "a pooled backend connection not idle";
 			}
+			/* a slot never given back would stop that backend for good */
+			if (pool_shared_inflight(be->pb.shared) != 0)
+				return "a backend's max_inflight count not back to 0";
 		}
 	}
 	return NULL;
@@ -1126,6 +1130,7 @@ static void fz_exit(void)
 	for (int i = 0; i < FZ_CLIENTS; i++)
 		cl_close(i, true);
 	gw_worker_destroy(&g_w);
+	gw_shared_free_all();
 	pthread_mutex_destroy(&g_w.snap_mu);
 	gw_cfg_free(g_cfg);
 	g_cfg = NULL;
