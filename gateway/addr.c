@@ -178,3 +178,15 @@ bool gw_addr_same(const struct gw_addr *a, const struct gw_addr *b)
 		return a->port == b->port && !strcmp(a->host, b->host);
 	return !strcmp(a->path, b->path);
 }
+
+int gw_addr_key(const struct gw_addr *a, char *out, size_t n)
+{
+	int len;
+
+	if (a->kind == GW_ADDR_TCP)
+		len = snprintf(out, n, "tcp %d %s", a->port, a->host ? a->host : "");
+	else
+		len = snprintf(out, n, "%s %s", a->kind == GW_ADDR_UNIX_PATH ? "path" : "abstract",
+			       a->path ? a->path : "");
+	return len < 0 || (size_t)len >= n ? -ENOSPC : 0;
+}

@@ -10,6 +10,7 @@
 #define GW_GATEWAY_ADDR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum gw_addr_kind {
 	GW_ADDR_TCP = 0,	/* host:port */
@@ -40,5 +41,9 @@ void gw_addr_free(struct gw_addr *a);
 
 /* true when a and b would bind the same socket (same kind and port/host, or same path). */
 bool gw_addr_same(const struct gw_addr *a, const struct gw_addr *b);
+
+/* a as text that is equal for two addresses exactly when gw_addr_same holds (however they
+ * were spelt: "unix:5001" and "unix://5001"); -ENOSPC when it does not fit in n. */
+int gw_addr_key(const struct gw_addr *a, char *out, size_t n);
 
 #endif /* GW_GATEWAY_ADDR_H */

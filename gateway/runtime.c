@@ -67,7 +67,7 @@ static struct gw_backend_rt *backend_new(struct gw_pool_rt *p, const struct gw_b
 	}
 	/* one count of requests in flight per backend across all workers (max_inflight) */
 	pool_be_init(&be->pb, &p->pl, bc->weight,
-		     gw_shared_backend(bc->addr.text, bc->max_inflight),
+		     gw_shared_backend(&bc->addr, bc->max_inflight),
 		     bc->max_inflight, slots, (uint32_t)bc->connections);
 	if (bc->tls) {
 		be->ssl_ctx = gw_tls_client_ctx(bc);
@@ -82,6 +82,12 @@ static struct gw_backend_rt *backend_new(struct gw_pool_rt *p, const struct gw_b
 
 static void backend_free(struct gw_backend_rt *be)
 {
+	/* a worker leaving with answers still owed (the grace period ran out) gives their
+	 * slots back: the other workers' requests must not wait for them forever */
+	for (uint32_t s = 0; s < be->pb.n_slots; s++)
+		if (be->pb.slots[s].rec.state != POOL_DOWN)
+			pool_conn_set_state(&be->pb.slots[s].rec, POOL_DOWN);
+	pool_be_retire(&be->pb);
 	if (be->ssl_ctx)
 		gw_tls_ctx_free(be->ssl_ctx);
 	free(be->pb.slots);
@@ -125,7 +131,7 @@ static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg
 	p->cfg = pc;
 	pool_init(&p->pl, (enum pool_strategy)pc->strategy,
 		  w->rng ^ (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL, pc->queue_max,
-		  pc->queue_timeout_ms, w->id);
+		  pc->queue_timeout_ms, w->id, &w->now_ms);
 	pool_list_init(&p->dispatch_link);
 	for (size_t b = 0; b < pc->n_backends; b++) {
 		bes[b] = backend_new(p, &pc->backends[b]);
@@ -248,6 +254,7 @@ void gw_runtime_free(struct gw_worker *w)
 static void retire_backend(struct gw_worker *w, struct gw_backend_rt *be)
 {
 	be->is_retired = true;
+	pool_be_retire(&be->pb);	/* no slot is kept for it any more */
 	pool_list_add_tail(&w->retired_backends, &be->retired_link);
 	for (int s = 0; s < be->cfg->connections; s++) {
 		be->pb.slots[s].is_given_up = true;	/* nothing reconnects */

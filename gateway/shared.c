@@ -4,6 +4,8 @@
  */
 #include "gateway/shared.h"
 
+#include "gateway/addr.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,16 +13,19 @@
 struct entry {
 	struct entry *next;
 	struct pool_shared counters;
-	char *addr;		/* the backend's address, as configured */
+	char *addr;		/* the backend's address (gw_addr_key) */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct entry *entries;
 
-struct pool_shared *gw_shared_backend(const char *addr, uint32_t max_inflight)
+struct pool_shared *gw_shared_backend(const struct gw_addr *a, uint32_t max_inflight)
 {
 	struct pool_shared *found = NULL;
+	char addr[600];
 
+	if (gw_addr_key(a, addr, sizeof(addr)) < 0)
+		return NULL;
 	pthread_mutex_lock(&mu);
 	for (struct entry *e = entries; e && !found; e = e->next)
 		if (strcmp(e->addr, addr) == 0)

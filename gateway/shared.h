@@ -14,10 +14,12 @@
 
 #include "pool/pool.h"
 
-/* The counters of the backend at address addr (its text, as configured); max_inflight is
- * set on them (a reload may change it; --check makes every pool agree on it). NULL when
- * out of memory (the caller then counts alone). */
-struct pool_shared *gw_shared_backend(const char *addr, uint32_t max_inflight);
+struct gw_addr;
+
+/* The counters of the backend at address addr (however it is spelt: gw_addr_key);
+ * max_inflight is set on them (a reload may change it; --check makes every pool agree on
+ * it). NULL when out of memory (the caller then counts alone). */
+struct pool_shared *gw_shared_backend(const struct gw_addr *addr, uint32_t max_inflight);
 
 /* Free every entry (main, once no worker runs). */
 void gw_shared_free_all(void);

@@ -217,20 +217,24 @@ uint32_t gw_worker_slots_needed(const struct gw_config *cfg)
  * before anything is handed out), then pool dispatches, then clients' unparsed backlogs.
  * Each step may queue more; the loop ends when nothing is left.
  */
+static void on_wake(struct gw_worker *w);
+
 /*
- * Wake the workers in w->wake_mask: a max_inflight slot they wait for came free here. A
- * message on their ring (IORING_OP_MSG_RING) wakes them out of their wait at once; one
- * that cannot be sent (SQ full, ring gone) is made up for by their tick.
+ * Wake the workers in w->wake_mask: a max_inflight slot freed here is kept for one of their
+ * pools (pool.h, fairness). A message on their ring (IORING_OP_MSG_RING) wakes them out of
+ * their wait at once; one that cannot be sent (SQ full, ring gone) is made up for by their
+ * tick. This worker's own bit (a slot kept for another of its pools) is handled here.
  */
 static void wake_peers(struct gw_worker *w)
 {
 	uint64_t mask = w->wake_mask;
 
 	w->wake_mask = 0;
-	for (int i = 0; i < w->n_peers && mask; i++) {
+	if (w->id < 64 && (mask & (1ULL << w->id)))
+		on_wake(w);
+	for (int i = 0; i < w->n_peers && i < 64; i++) {
 		if (!(mask & (1ULL << i)) || i == w->id)
 			continue;
-		mask &= ~(1ULL << i);
 		int fd = __atomic_load_n(&w->peers[i]->wake_fd, __ATOMIC_ACQUIRE);
 		struct io_uring_sqe *sqe = fd > 0 ? io_uring_get_sqe(&w->ring) : NULL;
 		if (!sqe)
@@ -241,7 +245,8 @@ static void wake_peers(struct gw_worker *w)
 	}
 }
 
-/* Another worker freed a max_inflight slot: every pool with waiters looks again. */
+/* A freed max_inflight slot is kept for one of this worker's pools: every pool with
+ * waiters looks again. */
 static void on_wake(struct gw_worker *w)
 {
 	w->wakes_received++;
@@ -265,12 +270,12 @@ static void run_deferred(struct gw_worker *w)
 			pool_list_del(l);
 			gw_client_run_backlog(w, pool_container_of(l, struct gw_conn,
 								   cl.backlog_link));
+		} else if (w->wake_mask) {
+			wake_peers(w);	/* may mark this worker's own pools */
 		} else {
 			break;
 		}
 	}
-	if (w->wake_mask)
-		wake_peers(w);
 }
 
 static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
@@ -421,9 +426,16 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 /* Nothing owed to any client any more: every slot answered, nothing queued. */
 static bool drained(struct gw_worker *w)
 {
-	for (size_t i = 0; i < w->n_pools; i++)
-		if (w->pools[i]->pl.queue_len)
+	for (size_t i = 0; i < w->n_pools; i++) {
+		struct gw_pool_rt *p = w->pools[i];
+		if (p->pl.queue_len)
 			return false;
+		/* an answer still owed or drained: its q is busy and holds a max_inflight slot
+		 * other workers may be waiting for */
+		for (size_t b = 0; b < p->n_backends; b++)
+			if (p->backends[b]->pb.n[POOL_BUSY] + p->backends[b]->pb.n[POOL_DRAINING])
+				return false;
+	}
 	for (uint32_t i = 0; i < w->n_conns; i++) {
 		struct gw_conn *c = gw_conn_at(w, i);
 		if (c->kind == GW_CONN_CLIENT && !c->is_closing &&

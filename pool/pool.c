@@ -22,7 +22,10 @@
 void pool_shared_init(struct pool_shared *s, uint32_t max_inflight)
 {
 	__atomic_store_n(&s->inflight, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->regs, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->waiters, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->turn, -1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->turn_until_ms, 0, __ATOMIC_SEQ_CST);
 	pool_shared_set_max(s, max_inflight);
 }
 
@@ -36,33 +39,111 @@ uint32_t pool_shared_inflight(const struct pool_shared *s)
 	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
 }
 
-static bool slot_free(const struct pool_shared *s)
+static uint64_t now_of(const struct pool_be *be)
 {
-	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) <
-	       __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST);
+	return be->pool && be->pool->now_ms ? *be->pool->now_ms : 0;
 }
 
-static bool slot_take(struct pool_shared *s)
+static uint64_t reg_bit(const struct pool_be *be)
 {
+	return be->reg >= 0 ? 1ULL << be->reg : 0;
+}
+
+/* A freed slot is kept for another record that still waits, and its time is not up. */
+static bool turn_blocks(const struct pool_be *be)
+{
+	const struct pool_shared *s = be->shared;
+	int32_t t = __atomic_load_n(&s->turn, __ATOMIC_SEQ_CST);
+
+	return t >= 0 && t != be->reg && now_of(be) < __atomic_load_n(&s->turn_until_ms,
+								      __ATOMIC_SEQ_CST) &&
+	       (__atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) & (1ULL << t));
+}
+
+/* be may take a slot now: one is free, and not kept for another record */
+static bool slot_open(const struct pool_be *be)
+{
+	const struct pool_shared *s = be->shared;
+
+	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) <
+	       __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST) && !turn_blocks(be);
+}
+
+static bool slot_take(struct pool_be *be)
+{
+	struct pool_shared *s = be->shared;
 	uint32_t cur = __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
 
 	do {
-		if (cur >= __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST))
+		if (cur >= __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST) || turn_blocks(be))
 			return false;
 	} while (!__atomic_compare_exchange_n(&s->inflight, &cur, cur + 1, false,
 					      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+	int32_t mine = be->reg;
+	if (mine >= 0)	/* its turn is used */
+		__atomic_compare_exchange_n(&s->turn, &mine, -1, false, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST);
 	return true;
 }
 
-/* Give a slot back; the other workers waiting for one. The decrement comes before the
- * read of waiters, and a waiter sets its bit before it looks at inflight again
- * (pool_update_waiting): with both sequentially consistent, one of them sees the other. */
-static uint64_t slot_give(struct pool_shared *s, uint64_t self_bit)
+/*
+ * Give a slot back. If other records wait, it is kept for the next of them after this one
+ * (round robin) for POOL_TURN_MS, and that record's worker is returned to be woken. The
+ * decrement comes before the read of waiters, and a waiter sets its bit before it looks at
+ * inflight again (pool_update_waiting): both sequentially consistent, one sees the other.
+ */
+static uint64_t slot_give(struct pool_be *be)
 {
+	struct pool_shared *s = be->shared;
 	uint32_t was = __atomic_fetch_sub(&s->inflight, 1, __ATOMIC_SEQ_CST);
 
 	POOL_ASSERT(was > 0);
-	return __atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) & ~self_bit;
+	uint64_t others = __atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) & ~reg_bit(be);
+	if (!others)
+		return 0;
+	int from = be->reg >= 0 ? be->reg + 1 : 0, next = -1;
+	for (int k = 0; k < POOL_SHARED_REGS && next < 0; k++) {
+		int r = (from + k) % POOL_SHARED_REGS;
+		if (others & (1ULL << r))
+			next = r;
+	}
+	__atomic_store_n(&s->turn_until_ms, now_of(be) + POOL_TURN_MS, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->turn, next, __ATOMIC_SEQ_CST);
+	return 1ULL << __atomic_load_n(&s->reg_worker[next], __ATOMIC_SEQ_CST);
+}
+
+/* A registration in s for be (-1 when all POOL_SHARED_REGS are taken: it then just never
+ * has a slot kept for it). */
+static int reg_claim(struct pool_shared *s, int worker)
+{
+	uint64_t cur = __atomic_load_n(&s->regs, __ATOMIC_SEQ_CST);
+
+	for (;;) {
+		if (cur == ~0ULL)
+			return -1;
+		int r = __builtin_ctzll(~cur);
+		if (__atomic_compare_exchange_n(&s->regs, &cur, cur | (1ULL << r), false,
+						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+			__atomic_store_n(&s->reg_worker[r], (uint8_t)(worker & 63),
+					 __ATOMIC_SEQ_CST);
+			return r;
+		}
+	}
+}
+
+void pool_be_retire(struct pool_be *be)
+{
+	struct pool_shared *s = be->shared;
+	int reg = be->reg;
+	int32_t expect = reg;
+
+	if (reg < 0)
+		return;
+	be->reg = -1;
+	__atomic_fetch_and(&s->waiters, ~(1ULL << reg), __ATOMIC_SEQ_CST);
+	__atomic_compare_exchange_n(&s->turn, &expect, -1, false, __ATOMIC_SEQ_CST,
+				    __ATOMIC_SEQ_CST);
+	__atomic_fetch_and(&s->regs, ~(1ULL << reg), __ATOMIC_SEQ_CST);
 }
 
 /* ------------------------------------------------------------------ backends */
@@ -79,6 +160,7 @@ void pool_be_init(struct pool_be *be, struct pool *p, int weight, struct pool_sh
 		be->shared = &be->own_shared;
 	}
 	pool_shared_set_max(be->shared, max_inflight);
+	be->reg = reg_claim(be->shared, p ? p->worker : 0);
 	for (int s = 0; s < POOL_NSTATES; s++) {
 		pool_list_init(&be->conns[s]);
 		be->n[s] = 0;
@@ -115,7 +197,7 @@ uint32_t pool_be_outstanding(const struct pool_be *be)
 
 bool pool_be_can_take(const struct pool_be *be)
 {
-	return be->n_free > 0 && slot_free(be->shared);
+	return be->n_free > 0 && slot_open(be);
 }
 
 bool pool_be_is_hopeless(const struct pool_be *be)
@@ -220,7 +302,7 @@ uint64_t pool_conn_set_state(struct pool_conn *c, enum pool_conn_state to)
 	}
 	if (c->holds_slot && to != POOL_BUSY && to != POOL_DRAINING) {
 		c->holds_slot = false;
-		wake = slot_give(be->shared, be->pool ? be->pool->self_bit : 0);
+		wake = slot_give(be);
 	}
 	return wake;
 }
@@ -244,7 +326,7 @@ void pool_conn_hold(struct pool_conn *c, enum pool_hold what, bool on)
 bool pool_checkout(struct pool_conn *c)
 {
 	POOL_ASSERT(c->kind == POOL_CONN_POOLED);
-	if (!is_free(c) || !slot_take(c->be->shared))
+	if (!is_free(c) || !slot_take(c->be))
 		return false;
 	c->holds_slot = true;
 	pool_conn_set_state(c, POOL_BUSY);
@@ -334,7 +416,7 @@ void pool_client_gone(struct pool_client *cl)
 /* ----------------------------------------------------------------------- pools */
 
 void pool_init(struct pool *p, enum pool_strategy strategy, uint64_t seed, uint32_t queue_max,
-	       uint32_t queue_timeout_ms, int worker)
+	       uint32_t queue_timeout_ms, int worker, const uint64_t *now_ms)
 {
 	p->bes = NULL;
 	p->n_bes = 0;
@@ -344,7 +426,8 @@ void pool_init(struct pool *p, enum pool_strategy strategy, uint64_t seed, uint3
 	p->queue_max = queue_max;
 	p->queue_timeout_ms = queue_timeout_ms;
 	p->queued_nofree = 0;
-	p->self_bit = worker >= 0 && worker < 64 ? 1ULL << worker : 0;
+	p->worker = worker;
+	p->now_ms = now_ms;
 	p->is_waiting = false;
 	p->is_started = false;
 	p->next_serial = 0;
@@ -449,7 +532,7 @@ struct pool_decision pool_place(struct pool *p, struct pool_req *r)
 	if (pc) {
 		if (pc->holds & POOL_HOLD_STREAM)
 			return d;	/* another message is streaming into it */
-		if (!r->is_sync || (is_free(pc) && slot_free(pc->be->shared))) {
+		if (!r->is_sync || (is_free(pc) && slot_open(pc->be))) {
 			d.verdict = POOL_SEND;
 			d.conn = pc;
 			d.be = pc->be;
@@ -623,24 +706,26 @@ bool pool_update_waiting(struct pool *p)
 	bool syncs_wait = p->queue_len > p->queued_nofree;
 	bool again = false;
 
-	if (!p->self_bit)
-		return false;	/* beyond 64 workers: the tick redispatches instead */
 	p->is_waiting = false;
 	for (size_t b = 0; b < p->n_bes; b++) {
 		struct pool_be *be = p->bes[b];
-		/* only a slot held by another worker is worth a wakeup: this worker's own
-		 * connections coming free dispatch the pool anyway */
-		uint32_t own = be->n[POOL_BUSY] + be->n[POOL_DRAINING];
-		bool need = syncs_wait && be->n_free > 0 && !slot_free(be->shared) &&
-			    pool_shared_inflight(be->shared) > own;
-		if (need) {
-			__atomic_fetch_or(&be->shared->waiters, p->self_bit, __ATOMIC_SEQ_CST);
-			p->is_waiting = true;
-			if (slot_free(be->shared))
+		struct pool_shared *s = be->shared;
+		uint64_t bit = reg_bit(be);
+		/* a free connection but no slot: wait for one in turn (with none free here, this
+		 * pool's own answers dispatch it anyway) */
+		bool need = syncs_wait && be->n_free > 0 && !slot_open(be);
+		if (need && bit) {
+			__atomic_fetch_or(&s->waiters, bit, __ATOMIC_SEQ_CST);
+			if (slot_open(be))
 				again = true;	/* freed between the check and the bit */
-		} else if (__atomic_load_n(&be->shared->waiters, __ATOMIC_SEQ_CST) & p->self_bit) {
-			__atomic_fetch_and(&be->shared->waiters, ~p->self_bit, __ATOMIC_SEQ_CST);
+		} else if (bit && (__atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) & bit)) {
+			__atomic_fetch_and(&s->waiters, ~bit, __ATOMIC_SEQ_CST);
 		}
+		/* held by another worker or pool, or kept for one: no answer of this pool's
+		 * will come to dispatch it, so the tick covers a lost wakeup */
+		uint32_t own = be->n[POOL_BUSY] + be->n[POOL_DRAINING];
+		if (need && (pool_shared_inflight(s) > own || turn_blocks(be)))
+			p->is_waiting = true;
 	}
 	return again;
 }

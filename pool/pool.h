@@ -38,14 +38,28 @@
 
 /* ------------------------------------------------------------ shared counters */
 
+/* records (pool_be) that may count on one backend's shared counters for fairness */
+#define POOL_SHARED_REGS 64
+/* how long a freed slot is kept for the waiter whose turn it is */
+#define POOL_TURN_MS 50
+
 /*
- * One backend as every worker sees it (found by name, made by the process once). All
- * fields are read and written with __atomic builtins only.
+ * One backend as every worker sees it (found by its address, made by the process once).
+ * Every pool_be record of it (one per worker and pool naming it) registers here. All fields
+ * are read and written with __atomic builtins only.
+ *
+ * Fairness: a slot given back while other records have syncs waiting is kept for the next
+ * of them after the giver (round robin) for POOL_TURN_MS, and that record's worker is woken;
+ * so neither a busy worker nor a busy pool takes every slot it frees for itself.
  */
 struct pool_shared {
 	uint32_t inflight;	/* pooled requests in flight on it, all workers */
 	uint32_t max_inflight;	/* >= 1 (a reload may change it) */
-	uint64_t waiters;	/* bit w: worker w has requests waiting for a slot */
+	uint64_t regs;		/* bit r: registration r is in use */
+	uint64_t waiters;	/* bit r: registration r has syncs waiting for a slot */
+	uint8_t reg_worker[POOL_SHARED_REGS];	/* registration r's worker (its wakeup) */
+	int32_t turn;		/* the registration a freed slot is kept for; -1: none */
+	uint64_t turn_until_ms;	/* ... until then */
 };
 
 void pool_shared_init(struct pool_shared *s, uint32_t max_inflight);
@@ -112,6 +126,7 @@ struct pool_be {
 	int weight;		/* >= 1 */
 	struct pool_shared *shared;	/* never NULL: own_shared unless one is given */
 	struct pool_shared own_shared;
+	int reg;		/* its registration in shared (-1: none, beyond 64) */
 	struct pool_link conns[POOL_NSTATES];	/* pooled connections by state (DOWN unused) */
 	uint32_t n[POOL_NSTATES];	/* ... and how many */
 	uint32_t n_free;	/* IDLE with no hold: can take a sync now (if a slot is free) */
@@ -125,9 +140,12 @@ struct pool_be {
 };
 
 /* shared: the process-wide counters of this backend, or NULL for private ones; slots
- * arrive zeroed (their records start DOWN) */
+ * arrive zeroed (their records start DOWN). It registers in shared (pool_be_retire ends it). */
 void pool_be_init(struct pool_be *be, struct pool *p, int weight, struct pool_shared *shared,
 		  uint32_t max_inflight, struct pool_slot *slots, uint32_t n_slots);
+/* The record takes no new requests any more (removed by a reload, or its worker exits):
+ * its registration ends, so no slot is kept for it. Idempotent. */
+void pool_be_retire(struct pool_be *be);
 /* connections up (IDLE, BUSY or DRAINING pooled ones) */
 uint32_t pool_be_up(const struct pool_be *be);
 /* its load for the strategies: requests in flight (all workers) plus dedicated and
@@ -149,7 +167,8 @@ void pool_conn_init(struct pool_conn *c, struct pool_be *be, enum pool_conn_kind
 /*
  * The one place a connection changes state; asserts the transition is legal (see the
  * top). IDLE -> BUSY goes through pool_checkout, which takes the max_inflight slot.
- * Returns the workers (a bit each) to wake because a slot they wait for came free.
+ * Returns the workers (a bit each, its own included) to wake because a slot was kept for
+ * one of their pools.
  */
 uint64_t pool_conn_set_state(struct pool_conn *c, enum pool_conn_state to);
 
@@ -208,14 +227,17 @@ struct pool {
 	uint32_t queue_timeout_ms;	/* 0 none */
 	uint32_t queued_nofree;		/* queued ones that need no free connection: asyncs
 					 * and dedicated syncs */
-	uint64_t self_bit;		/* this worker's bit in pool_shared.waiters */
-	bool is_waiting;		/* self_bit is set in the backends' waiters */
+	int worker;			/* its worker's number (wakeups) */
+	const uint64_t *now_ms;		/* the caller's clock, read only (time is passed in) */
+	bool is_waiting;		/* waits for a slot held or kept for another record:
+					 * the caller's tick dispatches it (a lost wakeup's cover) */
 	bool is_started;		/* its connections were opened (lazy pools: on use) */
 	uint32_t next_serial;
 };
 
+/* now_ms: where the pool reads the time (the caller's clock, kept current by it) */
 void pool_init(struct pool *p, enum pool_strategy strategy, uint64_t seed, uint32_t queue_max,
-	       uint32_t queue_timeout_ms, int worker);
+	       uint32_t queue_timeout_ms, int worker, const uint64_t *now_ms);
 void pool_set_backends(struct pool *p, struct pool_be *const *bes, size_t n);
 
 /* Some backend has a connection up, connecting, or to be retried. */
@@ -285,9 +307,10 @@ struct pool *pool_client_next(const struct pool_client *cl);
 void pool_client_gone(struct pool_client *cl);
 
 /*
- * After a dispatch pass: keep this worker's bit in the backends' waiters while syncs wait
- * for a slot another worker holds. Returns true when a slot came free meanwhile: the
- * caller dispatches again (so a wakeup is never lost between the check and the bit).
+ * After a dispatch pass: keep this pool's bit in its backends' waiters while syncs wait for
+ * a slot (so a slot given back is kept for it in turn, and its worker woken). Returns true
+ * when a slot came free meanwhile: the caller dispatches again (so a wakeup is never lost
+ * between the check and the bit).
  */
 bool pool_update_waiting(struct pool *p);
 

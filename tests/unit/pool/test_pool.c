@@ -34,6 +34,7 @@ struct fx {
 /* W[0], W[1]: two workers (or two pools of one worker); SH: shared counters per backend */
 static struct fx W[2];
 static struct pool_shared SH[MAXB];
+static uint64_t NOW;	/* the pools' clock */
 
 static const struct pool_backoff_cfg BC = { .attempts = 3, .delay_ms = 500, .multiplier = 2.0,
 					    .max_delay_ms = 30000, .jitter = 0.0 };
@@ -45,7 +46,7 @@ static struct pool *fx_make(struct fx *f, int worker, size_t nb, uint32_t ns, ui
 			    struct pool_shared *shared, enum pool_strategy st, const int *weights)
 {
 	memset(f, 0, sizeof(*f));
-	pool_init(&f->p, st, 1234 + (uint64_t)worker, 4, 1000, worker);
+	pool_init(&f->p, st, 1234 + (uint64_t)worker, 4, 1000, worker, &NOW);
 	for (size_t b = 0; b < nb; b++) {
 		pool_be_init(&f->be[b], &f->p, weights ? weights[b] : 1, shared ? &shared[b] : NULL,
 			     max_inflight, f->slots[b], ns);
@@ -2040,36 +2041,46 @@ Test(pool_waiting, set_state_wakes_the_other_workers_only)
 	cr_assert_not(pool_update_waiting(p0));
 	cr_assert_not(pool_update_waiting(p1));
 	cr_assert_eq(SH[0].waiters, 3);
-	/* giving a slot back: the other workers' bits, never its own */
+	/* giving a slot back: it is kept for the other waiting record, whose worker is woken */
 	cr_assert_eq(pool_conn_set_state(a, POOL_IDLE), 1u << 1);
+	cr_assert_eq(SH[0].turn, W[1].be[0].reg);
+	cr_assert_not(pool_checkout(a), "the giver took back the slot kept for worker 1");
+	NOW += POOL_TURN_MS;	/* worker 1 did not come for it in time: anyone's again */
 	cr_assert(pool_checkout(a));
 	pool_conn_set_state(a, POOL_DRAINING);
 	cr_assert_eq(pool_conn_set_state(a, POOL_DOWN), 1u << 1);
+	NOW += POOL_TURN_MS;
 	cr_assert_eq(pool_conn_set_state(b, POOL_DRAINING), 0);	/* keeps its slot */
 	cr_assert_eq(pool_conn_set_state(b, POOL_IDLE), 1u << 0);
 	/* nothing given back: nobody woken */
 	cr_assert_eq(pool_conn_set_state(b, POOL_DOWN), 0);
-	/* a backend with no pool: every waiter */
+	/* a third record (another pool of worker 0): the slot is kept for the next waiting
+	 * record after it (round robin over the registrations), worker 0's */
+	NOW += POOL_TURN_MS;
 	struct pool_be lone;
 	struct pool_slot ls[1];
 	memset(ls, 0, sizeof(ls));
-	pool_be_init(&lone, NULL, 1, &SH[0], 2, ls, 1);
+	pool_be_init(&lone, &W[0].p, 1, &SH[0], 2, ls, 1);
+	cr_assert_eq(lone.reg, 2);
 	pool_conn_init(&ls[0].rec, &lone, POOL_CONN_POOLED, 0, NULL);
 	pool_conn_set_state(&ls[0].rec, POOL_CONNECTING);
 	pool_conn_set_state(&ls[0].rec, POOL_HANDSHAKE);
 	pool_conn_set_state(&ls[0].rec, POOL_IDLE);
 	cr_assert(pool_checkout(&ls[0].rec));
-	cr_assert_eq(pool_conn_set_state(&ls[0].rec, POOL_IDLE), 3);
+	cr_assert_eq(pool_conn_set_state(&ls[0].rec, POOL_IDLE), 1u << 0);
 }
 
-Test(pool_waiting, beyond_64_workers_no_bit)
+/* every registration of a backend taken: a further record counts, but has no bit */
+Test(pool_waiting, beyond_64_records_no_bit)
 {
 	sh_init(1, 1);
-	struct pool *p = fx_make(&W[0], 64, 1, 1, 1, SH, POOL_LEAST_OUTSTANDING, NULL);
+	SH[0].regs = ~0ULL;
+	struct pool *p = fx_make(&W[0], 0, 1, 1, 1, SH, POOL_LEAST_OUTSTANDING, NULL);
+	SH[0].regs = 0;
 	fx_make(&W[1], 1, 1, 1, 1, SH, POOL_LEAST_OUTSTANDING, NULL);
 	all_up(&W[0]);
 	all_up(&W[1]);
-	cr_assert_eq(p->self_bit, 0);
+	cr_assert_eq(W[0].be[0].reg, -1);
 	conn_busy(&W[1], 0, 0);
 	pool_client_init(&CL[0]);
 	enq(p, 0, &CL[0], true, false);
@@ -2137,11 +2148,11 @@ Test(pool_waiting, returns_true_when_a_slot_came_free_meanwhile)
 }
 
 /*
- * pool_update_waiting keeps this worker's bit only while syncs wait for a slot ANOTHER
- * worker holds. Here every slot is held by this worker's own connection (its answer
- * dispatches the pool anyway), so no bit is set and the tick does not redispatch.
+ * Every slot held by this pool's own connection: its bit is set (a slot it frees is kept
+ * for another waiting record in turn, and one kept for it needs the bit), but the tick need
+ * not redispatch it (is_waiting): its own answer dispatches it anyway.
  */
-Test(pool_waiting, no_bit_when_only_own_connections_hold_the_slots)
+Test(pool_waiting, own_connections_holding_the_slots_need_no_tick)
 {
 	struct fx *f = &W[0];
 	struct pool *p = fx_simple(f, 0, 1, 2, 1);
@@ -2151,10 +2162,8 @@ Test(pool_waiting, no_bit_when_only_own_connections_hold_the_slots)
 	pool_client_init(&CL[0]);
 	enq(p, 0, &CL[0], true, false);
 	cr_assert_not(pool_update_waiting(p));
-	cr_assert_eq(f->be[0].shared->waiters, 0,
-		     "bit set though no other worker holds a slot (waiters %#llx)",
-		     (unsigned long long)f->be[0].shared->waiters);
-	cr_assert_not(p->is_waiting);
+	cr_assert_eq(f->be[0].shared->waiters, 1u << f->be[0].reg);
+	cr_assert_not(p->is_waiting, "the tick would redispatch a pool its own answer wakes");
 }
 
 /* ------------------------------------------------------------------ reconnects */
