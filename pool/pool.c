@@ -459,16 +459,23 @@ static bool takes_async(const struct pool_conn *c)
 	return c->state >= POOL_IDLE && !(c->holds & (POOL_HOLD_STREAM | POOL_HOLD_CLOSING));
 }
 
-static struct pool_conn *async_conn(const struct pool_be *be)
+/* The first connection of be in states from..to (in that order) for which ok holds. */
+static struct pool_conn *find_conn(const struct pool_be *be, enum pool_conn_state from,
+				   enum pool_conn_state to, bool (*ok)(const struct pool_conn *c))
 {
-	/* an idle one first: the async is read at once */
-	for (int s = POOL_IDLE; s <= POOL_DRAINING; s++)
+	for (int s = from; s <= (int)to; s++)
 		for (struct pool_link *l = be->conns[s].next; l != &be->conns[s]; l = l->next) {
 			struct pool_conn *c = pool_container_of(l, struct pool_conn, link);
-			if (takes_async(c))
+			if (ok(c))
 				return c;
 		}
 	return NULL;
+}
+
+/* an idle one first: the async is read at once */
+static struct pool_conn *async_conn(const struct pool_be *be)
+{
+	return find_conn(be, POOL_IDLE, POOL_DRAINING, takes_async);
 }
 
 static bool takes_asyncs(const struct pool_be *be, uint64_t arg)
@@ -479,14 +486,7 @@ static bool takes_asyncs(const struct pool_be *be, uint64_t arg)
 
 static struct pool_conn *free_conn(const struct pool_be *be)
 {
-	const struct pool_link *h = &be->conns[POOL_IDLE];
-
-	for (struct pool_link *l = h->next; l != h; l = l->next) {
-		struct pool_conn *c = pool_container_of(l, struct pool_conn, link);
-		if (is_free(c))
-			return c;
-	}
-	return NULL;
+	return find_conn(be, POOL_IDLE, POOL_IDLE, is_free);
 }
 
 static bool is_up(const struct pool_be *be, uint64_t arg)
