@@ -943,6 +943,7 @@ static const char *const strategy_names[] = {
 	"least_outstanding", "round_robin", "random_two", NULL
 };
 static const char *const connect_names[] = { "start", "lazy", NULL };
+static const char *const affinity_names[] = { "none", "client", "user", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", "trace", NULL };
 static const char *const compress_names[] = { "off", "remote", "always", NULL };
 static const char *const tls_version_names[] = { "1.2", "1.3", NULL };
@@ -1059,6 +1060,9 @@ static const struct field pool_rows[] = {
 	       "query: any free connection per request; session: one per client"),
 	R_ENUM("strategy", strategy, strategy_names, NULL, GW_STRATEGY_LEAST_OUTSTANDING,
 	       "how a backend is chosen"),
+	R_ENUM("affinity", affinity, affinity_names, NULL, GW_AFFINITY_NONE,
+	       "query pools: none (any backend per message), client (one per client), "
+	       "user (one per user)"),
 	R_CODE("backends", "array of backends, at least one"),
 	R_HERE("queue", queue_table, NULL, "the wait queue used when no connection is free"),
 	R_MS("query_timeout_ms", query_timeout_ms, 0, 0, "longest wait for an answer; 0: none"),
@@ -1351,6 +1355,9 @@ static void pool_check(struct ctx *c, json_t *j, void *base)
 		err_key(c, "auth_passthrough", "requires \"mode\": \"session\"");
 	if (p->is_idempotent && p->mode != GW_MODE_QUERY)
 		err_key(c, "idempotent", "applies to \"mode\": \"query\" pools only");
+	if (p->affinity != GW_AFFINITY_NONE && p->mode != GW_MODE_QUERY)
+		err_key(c, "affinity", "applies to \"mode\": \"query\" pools only (a session "
+			"pool already gives each client a backend of its own)");
 }
 
 /* A q process has one max_inflight however many pools name it: backends at the same

@@ -65,6 +65,13 @@ enum gw_strategy {
 	GW_STRATEGY_RANDOM_TWO,
 };
 
+/* query pools: which backend a client's messages go to (values as pool/'s) */
+enum gw_affinity {
+	GW_AFFINITY_NONE = 0,	/* any, per message */
+	GW_AFFINITY_CLIENT,	/* one per client, chosen at its first message */
+	GW_AFFINITY_USER,	/* one per user name (rendezvous hashing over the backends up) */
+};
+
 struct gw_backend_cfg {
 	char *name;
 	struct gw_addr addr;
@@ -100,6 +107,7 @@ struct gw_pool_cfg {
 	char *name;
 	enum gw_pool_mode mode;
 	enum gw_strategy strategy;
+	enum gw_affinity affinity;	/* "none" */
 	struct gw_backend_cfg *backends;
 	size_t n_backends;
 	uint32_t queue_max;		/* 1000 */

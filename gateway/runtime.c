@@ -69,6 +69,7 @@ static struct gw_backend_rt *backend_new(struct gw_pool_rt *p, const struct gw_b
 	pool_be_init(&be->pb, &p->pl, bc->weight,
 		     gw_shared_backend(&bc->addr, bc->max_inflight),
 		     bc->max_inflight, slots, (uint32_t)bc->connections);
+	be->pb.key = pool_key_of(bc->name, strlen(bc->name));
 	if (bc->tls) {
 		be->ssl_ctx = gw_tls_client_ctx(bc);
 		if (!be->ssl_ctx) {
@@ -118,6 +119,7 @@ static void pool_apply_cfg(struct gw_pool_rt *p, const struct gw_pool_cfg *pc)
 	p->pl.queue_max = pc->queue_max;
 	p->pl.queue_timeout_ms = pc->queue_timeout_ms;
 	p->pl.selector.strategy = (enum pool_strategy)pc->strategy;
+	p->pl.affinity = (enum pool_affinity)pc->affinity;
 }
 
 static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg *pc)
@@ -132,6 +134,7 @@ static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg
 	pool_init(&p->pl, (enum pool_strategy)pc->strategy,
 		  w->rng ^ (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL, pc->queue_max,
 		  pc->queue_timeout_ms, w->id, &w->now_ms);
+	p->pl.affinity = (enum pool_affinity)pc->affinity;
 	pool_list_init(&p->dispatch_link);
 	for (size_t b = 0; b < pc->n_backends; b++) {
 		bes[b] = backend_new(p, &pc->backends[b]);

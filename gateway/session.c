@@ -55,6 +55,7 @@ static void set_user(struct gw_conn *c, const struct qipc_hello *h)
 	memcpy(c->cl.user, h->cred, ulen);
 	c->cl.user[ulen] = '\0';
 	gw_log_value(c->cl.user_log, sizeof(c->cl.user_log), c->cl.user);
+	c->cl.pc.user_key = pool_key_of(c->cl.user, ulen);	/* user affinity */
 }
 
 static bool user_may_use(const struct gw_conn *c, const struct gw_pool_rt *p)
@@ -478,8 +479,20 @@ static void submit_dedicated(struct gw_worker *w, struct gw_req *r, struct gw_ba
 }
 
 /* Carry out a committed decision of the pool for r. */
+/* affinity: the client's backend went down and the pool gave it another */
+static void log_moved(const struct gw_req *r, const struct pool_decision *d)
+{
+	if (!d->moved_from || !r->client)
+		return;
+	gw_info("conn=%llu user=%s pool=%s from=%s to=%s msg=\"client moved to another backend: "
+		"its own is down\"", (unsigned long long)r->client->id, r->client->cl.user_log,
+		r->pool->cfg->name, gw_backend_of(d->moved_from)->cfg->name,
+		gw_backend_of(d->be)->cfg->name);
+}
+
 static void carry_out(struct gw_worker *w, struct gw_req *r, const struct pool_decision *d)
 {
+	log_moved(r, d);
 	if (d->verdict == POOL_OPEN)
 		submit_dedicated(w, r, gw_backend_of(d->be));
 	else
@@ -737,6 +750,7 @@ static bool try_stream(struct gw_worker *w, struct gw_conn *c)
 	}
 	p->requests++;
 	r->is_streamed = true;
+	log_moved(r, &d);
 	gw_upstream_send(w, uc, r);
 	uc->up.is_tx_locked = true;
 	pool_conn_hold(uc->up.rec, POOL_HOLD_STREAM, true);

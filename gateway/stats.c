@@ -158,7 +158,7 @@ static json_t *stats_tree(struct gw_worker *w)
 									    __ATOMIC_RELAXED)));
 		}
 		json_array_append_new(ps, json_pack(
-			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
+			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
 			"name", p->cfg->name, "mode", p->cfg->mode == GW_MODE_SESSION ? "session" : "query",
 			"state", pool_is_up(p) ? "up" : "down",
 			"queued", (json_int_t)p->pl.queue_len, "requests", (json_int_t)p->requests,
@@ -168,6 +168,7 @@ static json_t *stats_tree(struct gw_worker *w)
 			"dropped_unsolicited", (json_int_t)p->dropped_unsolicited,
 			"unsolicited_closes", (json_int_t)p->unsolicited_closes,
 			"health_failures", (json_int_t)p->health_failures,
+			"affinity_moves", (json_int_t)p->pl.affinity_moves,
 			"dedicated", (int)p->n_dedicated, "sessions", (int)p->n_sessions,
 			"latency", latency_json(&p->latency), "backends", bs));
 	}

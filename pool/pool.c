@@ -137,6 +137,7 @@ void pool_be_retire(struct pool_be *be)
 	int reg = be->reg;
 	int32_t expect = reg;
 
+	be->is_retired = true;
 	if (reg < 0)
 		return;
 	be->reg = -1;
@@ -153,6 +154,7 @@ void pool_be_init(struct pool_be *be, struct pool *p, int weight, struct pool_sh
 {
 	be->pool = p;
 	be->weight = weight > 0 ? weight : 1;
+	be->is_retired = false;
 	if (shared) {
 		be->shared = shared;
 	} else {
@@ -350,6 +352,17 @@ void pool_req_init(struct pool_req *r, struct pool *p, struct pool_client *cl, b
 	pool_list_init(&r->clink);
 }
 
+uint64_t pool_key_of(const char *s, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (uint8_t)s[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
 struct pool *pool_client_next(const struct pool_client *cl)
 {
 	if (!cl || pool_list_empty(&cl->queued))
@@ -513,13 +526,81 @@ static struct pool_be *pick(struct pool *p, pool_qualifies_fn ok, uint64_t arg)
 	return i >= 0 ? p->bes[i] : NULL;
 }
 
+static uint64_t mix64(uint64_t x)
+{
+	/* splitmix64's finaliser: every input bit moves every output bit */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static bool may_be_home(const struct pool_be *be)
+{
+	return !be->is_retired && pool_be_up(be) > 0;
+}
+
+/* user affinity: the backend up with the highest hash of (user, backend), so adding or
+ * losing one backend moves only the users whose top choice it is (rendezvous hashing) */
+static struct pool_be *rendezvous(const struct pool *p, uint64_t user_key)
+{
+	struct pool_be *best = NULL;
+	uint64_t best_score = 0;
+
+	for (size_t b = 0; b < p->n_bes; b++) {
+		uint64_t score = mix64(user_key ^ mix64(p->bes[b]->key));
+		if (may_be_home(p->bes[b]) && (!best || score > best_score)) {
+			best = p->bes[b];
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+/*
+ * The client's backend in p (affinity), chosen now if it has none or its backend went down
+ * (then *moved_from says which); NULL when no backend is up (the request waits, as any).
+ */
+static struct pool_be *home_of(struct pool *p, struct pool_client *cl,
+			       struct pool_be **moved_from)
+{
+	struct pool_home *h = NULL;
+
+	for (int i = 0; i < POOL_CLIENT_HOMES && !h; i++)
+		if (cl->homes[i].pool == p)
+			h = &cl->homes[i];
+	struct pool_be *was = h ? h->be : NULL;
+	struct pool_be *home;
+	if (p->affinity == POOL_AFFINITY_USER)
+		home = rendezvous(p, cl->user_key);	/* the same answer on every worker */
+	else
+		home = was && may_be_home(was) ? was : pick(p, is_up, 0);
+	if (!home)
+		return NULL;
+	if (was && was != home && !may_be_home(was)) {
+		*moved_from = was;
+		p->affinity_moves++;
+	}
+	if (!h) {
+		h = &cl->homes[cl->home_next];
+		cl->home_next = (uint8_t)((cl->home_next + 1) % POOL_CLIENT_HOMES);
+		h->pool = p;
+	}
+	h->be = home;
+	return home;
+}
+
 struct pool_decision pool_place(struct pool *p, struct pool_req *r)
 {
 	struct pool_decision d = { .verdict = POOL_WAIT, .req = r };
+	struct pool_be *home = NULL;
 
+	if (p->affinity != POOL_AFFINITY_NONE && r->client)
+		home = home_of(p, r->client, &d.moved_from);
 	if (r->is_sync && r->is_dedicated) {
-		/* a socket of its own: any backend that is up, else any with hope */
-		d.be = pick(p, is_up, 0);
+		/* a socket of its own: its home, else any backend that is up, else any with hope */
+		d.be = home ? home : pick(p, is_up, 0);
 		if (!d.be)
 			d.be = pick(p, has_hope, 0);
 		d.verdict = d.be ? POOL_OPEN : POOL_NONE;
@@ -539,7 +620,11 @@ struct pool_decision pool_place(struct pool *p, struct pool_req *r)
 		}
 		return d;
 	}
-	struct pool_be *be = pick(p, r->is_sync ? can_take : takes_asyncs, 0);
+	struct pool_be *be;
+	if (home)	/* affinity: its backend or nothing */
+		be = (r->is_sync ? pool_be_can_take(home) : takes_asyncs(home, 0)) ? home : NULL;
+	else
+		be = pick(p, r->is_sync ? can_take : takes_asyncs, 0);
 	if (be) {
 		d.verdict = POOL_SEND;
 		d.conn = r->is_sync ? free_conn(be) : async_conn(be);

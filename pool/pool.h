@@ -127,6 +127,8 @@ struct pool_be {
 	struct pool_shared *shared;	/* never NULL: own_shared unless one is given */
 	struct pool_shared own_shared;
 	int reg;		/* its registration in shared (-1: none, beyond 64) */
+	bool is_retired;	/* pool_be_retire was called: takes nothing new */
+	uint64_t key;		/* a hash of its name: user affinity (rendezvous) */
 	struct pool_link conns[POOL_NSTATES];	/* pooled connections by state (DOWN unused) */
 	uint32_t n[POOL_NSTATES];	/* ... and how many */
 	uint32_t n_free;	/* IDLE with no hold: can take a sync now (if a slot is free) */
@@ -181,6 +183,19 @@ bool pool_checkout(struct pool_conn *c);
 
 /* ------------------------------------------------------------ clients, requests */
 
+enum pool_affinity {
+	POOL_AFFINITY_NONE = 0,	/* any backend, per message */
+	POOL_AFFINITY_CLIENT,	/* the backend chosen (by strategy) at the client's first message */
+	POOL_AFFINITY_USER,	/* the backend up with the highest hash of (user, backend) */
+};
+
+/* a client's backend in one pool (affinity); a client uses a few pools at most */
+#define POOL_CLIENT_HOMES 4
+struct pool_home {
+	struct pool *pool;
+	struct pool_be *be;
+};
+
 struct pool_client {
 	struct pool_link queued;	/* its queued requests, oldest first, across pools */
 	/* async pin: the connection its last async went on; its next sync goes there too
@@ -195,9 +210,15 @@ struct pool_client {
 	uint32_t last_sync_serial;
 	struct pool *last_sync_pool;
 	uint64_t sync_seq;		/* syncs sent to pooled connections */
+	uint64_t user_key;		/* a hash of its user name: user affinity */
+	struct pool_home homes[POOL_CLIENT_HOMES];	/* affinity: its backend per pool */
+	uint8_t home_next;		/* the entry replaced next when all are used */
 };
 
 void pool_client_init(struct pool_client *cl);
+
+/* A stable 64-bit hash of s[0..n) (FNV-1a): backend and user keys for user affinity. */
+uint64_t pool_key_of(const char *s, size_t n);
 
 struct pool_req {
 	struct pool_link qlink;		/* its pool's queue while queued */
@@ -233,6 +254,8 @@ struct pool {
 					 * the caller's tick dispatches it (a lost wakeup's cover) */
 	bool is_started;		/* its connections were opened (lazy pools: on use) */
 	uint32_t next_serial;
+	enum pool_affinity affinity;
+	uint64_t affinity_moves;	/* clients moved off a backend that went down */
 };
 
 /* now_ms: where the pool reads the time (the caller's clock, kept current by it) */
@@ -255,6 +278,7 @@ struct pool_decision {
 	struct pool_req *req;
 	struct pool_conn *conn;		/* POOL_SEND */
 	struct pool_be *be;		/* POOL_SEND, POOL_OPEN */
+	struct pool_be *moved_from;	/* affinity: its client's backend went down, it moved */
 };
 
 /*

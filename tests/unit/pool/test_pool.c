@@ -2325,3 +2325,94 @@ Test(pool_session, failures_never_give_up)
 	}
 	cr_assert_eq(pool_pick_session(p, UINT64_MAX), &f->be[0]);
 }
+
+/* ---------------------------------------------------------------------- affinity */
+
+/* client affinity: the strategy places a client once; its messages then go there only */
+Test(pool_affinity, client_stays_on_its_backend)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 3, 1, 1);
+
+	p->affinity = POOL_AFFINITY_CLIENT;
+	all_up(f);
+	pool_client_init(&CL[0]);
+	struct pool_decision d = propose_new(p, &RQ[0], &CL[0], true, false);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	struct pool_be *home = d.be;
+	cr_assert(pool_commit(p, &d));
+	/* its home is busy, two others are free: a sync of its own waits for its home */
+	d = propose_new(p, &RQ[1], &CL[0], true, false);
+	cr_assert_eq(d.verdict, POOL_WAIT);
+	/* an async goes home too (busy is fine for an async) */
+	d = propose_new(p, &RQ[2], &CL[0], false, false);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	cr_assert_eq(d.be, home);
+	/* another client is placed by the strategy, not on the busy home */
+	pool_client_init(&CL[1]);
+	d = propose_new(p, &RQ[3], &CL[1], true, false);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	cr_assert_neq(d.be, home);
+	/* a dedicated request of the first client opens its socket at home */
+	d = propose_new(p, &RQ[4], &CL[0], true, true);
+	cr_assert_eq(d.verdict, POOL_OPEN);
+	cr_assert_eq(d.be, home);
+	cr_assert_eq(p->affinity_moves, 0);
+}
+
+/* user affinity: the same user's clients get the same backend, in any worker's pool */
+Test(pool_affinity, user_is_the_same_everywhere)
+{
+	struct pool *p0 = fx_simple(&W[0], 0, 3, 1, 1), *p1 = fx_simple(&W[1], 1, 3, 1, 1);
+	int same = 0;
+
+	p0->affinity = p1->affinity = POOL_AFFINITY_USER;
+	all_up(&W[0]);
+	all_up(&W[1]);
+	for (size_t b = 0; b < 3; b++)	/* the names of the backends, as both workers see them */
+		W[0].be[b].key = W[1].be[b].key = pool_key_of("b1b2b3" + 2 * b, 2);
+	for (int u = 0; u < 16; u++) {
+		char user[8];
+		snprintf(user, sizeof(user), "u%d", u);
+		pool_client_init(&CL[0]);
+		pool_client_init(&CL[1]);
+		CL[0].user_key = CL[1].user_key = pool_key_of(user, strlen(user));
+		struct pool_decision a = propose_new(p0, &RQ[0], &CL[0], false, false);
+		struct pool_decision b = propose_new(p1, &RQ[1], &CL[1], false, false);
+		cr_assert_eq(a.verdict, POOL_SEND);
+		cr_assert_eq(b.verdict, POOL_SEND);
+		cr_assert_eq(a.be - W[0].be, b.be - W[1].be, "user %s: backend %td and %td", user,
+			     a.be - W[0].be, b.be - W[1].be);
+		same += a.be == &W[0].be[0];
+	}
+	/* and users spread: 16 users do not all hash to one backend */
+	cr_assert(same > 0 && same < 16, "%d of 16 users on b1", same);
+}
+
+/* a client whose backend goes down moves, and the decision says from where */
+Test(pool_affinity, a_client_moves_off_a_backend_that_went_down)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 2, 1, 1);
+
+	p->affinity = POOL_AFFINITY_CLIENT;
+	all_up(f);
+	pool_client_init(&CL[0]);
+	struct pool_decision d = propose_new(p, &RQ[0], &CL[0], true, false);
+	struct pool_be *home = d.be;
+	cr_assert_null(d.moved_from);
+	/* its home goes down */
+	pool_conn_set_state(rec(f, (size_t)(home - f->be), 0), POOL_DOWN);
+	d = propose_new(p, &RQ[1], &CL[0], true, false);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	cr_assert_neq(d.be, home);
+	cr_assert_eq(d.moved_from, home);
+	cr_assert_eq(p->affinity_moves, 1);
+	/* it stays on the new one, even once the old one is back */
+	conn_up(f, (size_t)(home - f->be), 0);
+	struct pool_be *now = d.be;
+	d = propose_new(p, &RQ[2], &CL[0], true, false);
+	cr_assert_eq(d.be, now);
+	cr_assert_null(d.moved_from);
+	cr_assert_eq(p->affinity_moves, 1);
+}
