@@ -292,11 +292,13 @@ def java_family(env, workdir):
 
 # ------------------------------------------------------------------ endpoints
 
-def start_mockq(workdir, procs):
+def start_mockq(workdir, procs, k=0):
     mockq = os.environ.get("MOCKQ_BIN", "")
     if not is_executable(mockq):
         raise RuntimeError(f"MOCKQ_BIN={mockq!r} is not an executable (run through meson test)")
-    mq = Proc("mockq", [neutral_link(workdir, "be-" + BACKEND_ID, mockq), "--port", "0",
+    # replicas answer .mock.id[] with the same name: the tests check the endpoint, not which
+    # replica served them
+    mq = Proc("mockq", [neutral_link(workdir, f"be-{BACKEND_ID}-{k}", mockq), "--port", "0",
                         "--unix", "--name", BACKEND_ID], workdir)
     procs.append(mq)
     port = int(mq.read_banner(rf"mockq {BACKEND_ID} listening on port (\d+)")[1])
@@ -304,12 +306,12 @@ def start_mockq(workdir, procs):
     return port
 
 
-def start_qgate(qgate, mport, workdir, procs):
+def start_qgate(qgate, mport, workdir, procs, pool="single"):
     """qgate on a free port; a port taken between our pick and qgate's bind shows as an early
     exit, so try again with another port, at most 3 times."""
     for attempt in range(3):
         try:
-            return start_qgate_once(qgate, mport, workdir, procs, attempt)
+            return start_qgate_once(qgate, mport, workdir, procs, attempt, pool)
         except RuntimeError as e:
             gw = procs[-1]
             if gw.name != "qgate" or gw.alive() or attempt == 2:
@@ -320,7 +322,23 @@ def start_qgate(qgate, mport, workdir, procs):
     raise AssertionError("unreachable")
 
 
-def start_qgate_once(qgate, mport, workdir, procs, attempt):
+def pool_config(mports, pool):
+    """The gateway's pool: one backend (the tests keep state), or three replicas that state
+    must follow: affinity client (each client stays on one), or session mode."""
+    backends = [{"name": BACKEND_ID if k == 0 else f"{BACKEND_ID}r{k}",
+                 "address": f"127.0.0.1:{mp}", "connections": 1}
+                for k, mp in enumerate(mports)]
+    cfg = {"name": "p", "backends": backends}
+    if pool == "affinity":
+        cfg["affinity"] = "client"
+    elif pool == "session":
+        cfg["mode"] = "session"
+        for b in backends:
+            del b["connections"]
+    return cfg
+
+
+def start_qgate_once(qgate, mport, workdir, procs, attempt, pool="single"):
     port = free_tcp_port()
     sock_path = workdir / f"gw{attempt}.sock"
     cfg = {
@@ -332,8 +350,7 @@ def start_qgate_once(qgate, mport, workdir, procs, attempt):
             # a filesystem socket for node-q and the Java driver, which cannot name abstract ones
             {"name": "file", "listen": f"unix:{sock_path}", "pool": "p"},
         ],
-        "pools": [{"name": "p", "backends": [
-            {"name": BACKEND_ID, "address": f"127.0.0.1:{mport}", "connections": 1}]}],
+        "pools": [pool_config(mport if isinstance(mport, list) else [mport], pool)],
     }
     cfg_path = workdir / f"gw{attempt}.json"
     cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
@@ -352,6 +369,9 @@ def start_qgate_once(qgate, mport, workdir, procs, attempt):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mode", choices=["direct", "gateway"], required=True)
+    ap.add_argument("--pool", choices=["single", "affinity", "session"], default="single",
+                    help="gateway mode: one backend, or three replicas behind affinity: client "
+                         "or a session pool (PyKX's guide only)")
     ap.add_argument("--only", action="append", default=[],
                     help="run only these families (pykx, qpython, node-q, java); repeatable")
     args = ap.parse_args()
@@ -370,6 +390,10 @@ def main():
     infra_failures = 0
     try:
         mport = start_mockq(workdir, procs)
+        mports = [mport] + ([start_mockq(workdir, procs, k) for k in (1, 2)]
+                            if args.mode == "gateway" and args.pool != "single" else [])
+        if args.pool != "single" and not args.only:
+            args.only = ["pykx"]  # the guide whose examples keep state
         env = dict(os.environ)
         env.update({"QTEST_HOST": "127.0.0.1", "QTEST_UNIX": "1", "QTEST_MODE": args.mode,
                     "QTEST_BACKEND_ID": BACKEND_ID, "PYTHONDONTWRITEBYTECODE": "1"})
@@ -377,7 +401,8 @@ def main():
         env.setdefault("PYKX_UNLICENSED", "true")
         env.pop("QTEST_UNIX_PATH", None)
         if args.mode == "gateway":
-            port, sock_path = start_qgate(os.environ["QGATE_BIN"], mport, workdir, procs)
+            port, sock_path = start_qgate(os.environ["QGATE_BIN"], mports, workdir, procs,
+                                          args.pool)
             env["QTEST_PORT"] = str(port)
             env["QTEST_UNIX_PATH"] = str(sock_path)
         else:
