@@ -192,6 +192,7 @@ struct backend {
 static struct run {
 	uint64_t seed;
 	int workers;			/* from the seed (write_config) */
+	int affinity;			/* the query pools': none, client, user */
 	int max_inflight[N_BE];
 	int seconds;
 	int slack_ms;
@@ -632,8 +633,9 @@ static void stop_backends(void)
 /* ------------------------------------------------------------------ the gateway */
 
 /*
- * The gateway's configuration. From the seed: 1 or 2 workers, and each backend's
- * max_inflight (1..3), so requests also wait for slots another worker holds. A backend
+ * The gateway's configuration. From the seed: 1 or 2 workers, the query pools' affinity
+ * (none, client, user), and each backend's max_inflight (1..3), so requests also wait for
+ * slots another worker holds. A backend
  * named in two pools (b1, b3) has one limit (one q process).
  */
 static const char *write_config(uint64_t *s)
@@ -646,12 +648,14 @@ static const char *write_config(uint64_t *s)
 		"\"dedicated\":{\"max\":64}";
 	const char *path;
 	int p[N_BE];
+	static const char *const aff[] = { "none", "client", "user" };
 
 	for (int k = 0; k < N_BE; k++) {
 		p[k] = R.be[k].port;
 		R.max_inflight[k] = (int)rnd_range(s, 1, 3);
 	}
 	R.workers = (int)rnd_range(s, 1, 2);
+	R.affinity = (int)rnd_range(s, 0, 2);
 	/* query: b0 b1; idempotent: b2 b3; session: b1 b3 (sharing processes with the others) */
 	cr_assert(asprintf(&text,
 		"{\"workers\":%d,\"listeners\":["
@@ -659,12 +663,12 @@ static const char *write_config(uint64_t *s)
 		"{\"name\":\"idempotent\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"qi\"},"
 		"{\"name\":\"session\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"s\"}],"
 		"\"pools\":["
-		"{\"name\":\"q\",\"backends\":["
+		"{\"name\":\"q\",\"affinity\":\"%s\",\"backends\":["
 		"{\"name\":\"b0\",\"address\":\"127.0.0.1:%d\",\"connections\":3,"
 		"\"max_inflight\":%d},"
 		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":3,"
 		"\"max_inflight\":%d}],%s},"
-		"{\"name\":\"qi\",\"idempotent\":true,\"backends\":["
+		"{\"name\":\"qi\",\"idempotent\":true,\"affinity\":\"%s\",\"backends\":["
 		"{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\",\"connections\":2,"
 		"\"max_inflight\":%d},"
 		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"connections\":2,"
@@ -680,8 +684,9 @@ static const char *write_config(uint64_t *s)
 		"\"limits\":{\"stream_threshold_bytes\":%d,\"client_buffer_bytes\":%d,"
 		"\"shutdown_grace_ms\":2000,\"drain_timeout_ms\":%d,\"handshake_timeout_ms\":3000},"
 		"\"log\":{\"level\":\"info\"}}",
-		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], p[0], R.max_inflight[0], p[1],
-		R.max_inflight[1], pool_common, p[2], R.max_inflight[2], p[3], R.max_inflight[3],
+		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], aff[R.affinity], p[0],
+		R.max_inflight[0], p[1], R.max_inflight[1], pool_common, aff[R.affinity], p[2],
+		R.max_inflight[2], p[3], R.max_inflight[3],
 		pool_common, p[1], R.max_inflight[1], p[3], R.max_inflight[3], SLEEP_TO_MS, DEFER_TO_MS, R.stats_port, STREAM_THRESHOLD,
 		CLIENT_BUFFER, DRAIN_TO_MS) > 0);
 	cr_assert(t_json_check(text) == 0, "the test's config is not JSON: %s", t_errmsg());
@@ -2075,8 +2080,9 @@ static void print_summary(double secs, const char *gw_stats)
 	printf("\ntorture seed %" PRIu64 ": %.1f s (%d s of traffic, %.1f s to settle, %.1f s to "
 	       "rest), %d client slots, %ld connections, %ld sync requests, %ld async\n", R.seed,
 	       secs, R.seconds, R.quiet_s, R.rest_s, R.n_clients, conns, sync, R.async_sent);
-	printf("  workers %d, max_inflight b0..b3: %d %d %d %d\n", R.workers, R.max_inflight[0],
-	       R.max_inflight[1], R.max_inflight[2], R.max_inflight[3]);
+	printf("  workers %d, affinity %d, max_inflight b0..b3: %d %d %d %d\n", R.workers,
+	       R.affinity, R.max_inflight[0], R.max_inflight[1], R.max_inflight[2],
+	       R.max_inflight[3]);
 	printf("  outcomes:");
 	for (int o = 1; o < N_OUT; o++)
 		printf("%s %s %ld", o > 1 ? "," : "", out_names[o], R.out_count[o]);
