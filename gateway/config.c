@@ -1048,6 +1048,8 @@ static const struct table reconnect_table = {
 static const struct field health_rows[] = {
 	R_MS("interval_ms", interval_ms, 0, 5000, "between checks of an idle connection; 0: off"),
 	R_MS("timeout_ms", timeout_ms, 1, 1000, "time for the health query's answer"),
+	R_INT("failures", failures, 1, 100, 3,
+	      "checks failed in a row (no answer at all meanwhile) that take a backend out"),
 	R_STR("query", query, 0, "::", "q expression sent as a sync query"),
 };
 #undef TBL

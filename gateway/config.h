@@ -100,6 +100,7 @@ struct gw_reconnect_cfg {
 struct gw_health_cfg {
 	uint32_t interval_ms;	/* 5000; 0 = off */
 	uint32_t timeout_ms;	/* 1000 */
+	int failures;		/* 3: failed checks in a row that take a backend out */
 	char *query;		/* "::" */
 };
 

@@ -230,14 +230,18 @@ void gw_conn_on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe
 		}
 		gw_buf_return(w, bid);
 	} else if (res == 0) {
-		if (!c->is_closing)
+		if (!c->is_closing) {
+			c->is_peer_gone = true;
 			gw_conn_close(w, c, "peer closed");
+		}
 		return;
 	} else if (res == -ENOBUFS) {
 		w->enobufs++;	/* flow control: re-armed below once buffers are back */
 	} else if (res < 0 && res != -ECANCELED) {
-		if (!c->is_closing)
+		if (!c->is_closing) {
+			c->is_peer_gone = true;
 			gw_conn_close(w, c, strerror(-res));
+		}
 		return;
 	}
 	if (!more)
@@ -249,8 +253,10 @@ void gw_conn_on_poll(struct gw_worker *w, struct gw_conn *c, int res)
 	c->is_poll_armed = false;
 	if (c->is_closing || res < 0)
 		return;
-	if (c->is_recv_paused)
+	if (c->is_recv_paused) {
+		c->is_peer_gone = true;
 		gw_conn_close(w, c, "peer left while not being read");
+	}
 	/* otherwise its recv is armed again and will see the end itself */
 }
 
@@ -345,6 +351,7 @@ void gw_conn_on_send(struct gw_worker *w, struct gw_conn *c, int res)
 	if (c->is_closing)
 		return;
 	if (res <= 0) {
+		c->is_peer_gone = true;
 		gw_conn_close(w, c, res == 0 ? "send returned 0" : strerror(-res));
 		return;
 	}

@@ -93,6 +93,7 @@ struct gw_conn {
 	bool is_fd_shared;
 	struct gw_conn *close_next;	/* worker's close queue while closing && !closed */
 	const char *close_reason;
+	bool is_peer_gone;		/* closed because the peer did (EOF, reset, send error) */
 	int inflight;			/* SQEs submitted and not yet completed for good */
 	bool recv_armed;
 	bool recv_cancel_sent;

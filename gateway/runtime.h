@@ -33,6 +33,10 @@ struct gw_backend_rt {
 	struct ssl_ctx_st *ssl_ctx;	/* TLS to this backend, or NULL */
 	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
 	bool was_up;
+	/* health: when any connection of it (this worker's) last got bytes from it, and the
+	 * health checks failed in a row since then (health.failures of them take it out) */
+	uint64_t last_heard_ms;
+	uint32_t health_fails;
 };
 
 struct gw_pool_rt {

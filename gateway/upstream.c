@@ -5,6 +5,13 @@
  * backend starts on a shared connection, health checks, reconnect with backoff, query
  * timeouts.
  *
+ * Health: a q runs one request at a time, so a check waits behind a long query; that is
+ * not death. A backend running a request of this gateway (any worker) is not checked, any
+ * bytes from it on any connection count as an answer, and a check that times out leaves
+ * its connection draining the late answer: only health.failures failed checks in a row
+ * take the backend out. A connection-level error (refused, reset, EOF) closes a
+ * connection at once, and TCP keepalive finds a peer that vanished without a word.
+ *
  * Three kinds of backend connection:
  *  - POOLED: a backend's warm, shared connections (slots); at most one answer owed;
  *  - DEDICATED: opened for one sync request and closed once its answer (perhaps a late,
@@ -60,6 +67,7 @@ void gw_upstream_set_state(struct gw_worker *w, struct gw_conn *c, enum pool_con
 		GW_ASSERT(c->up.owed == NULL);
 		c->up.query_deadline_ms = 0;
 		c->up.last_used_ms = w->now_ms;
+		c->up.is_health_drain = false;
 	}
 }
 
@@ -89,6 +97,25 @@ void gw_upstream_pause(struct gw_worker *w, struct gw_conn *c)
 	gw_conn_update_recv(w, c);
 }
 
+/*
+ * TCP keepalive on backend sockets: a backend host that vanishes (power, network) without a
+ * FIN or RST is found within about KEEPIDLE + KEEPCNT * KEEPINTVL seconds even while the
+ * connection idles, without a health check having to declare a busy q dead.
+ */
+#define UP_KEEPIDLE_S 30
+#define UP_KEEPINTVL_S 10
+#define UP_KEEPCNT 3
+
+static void up_keepalive(int fd)
+{
+	int one = 1, idle = UP_KEEPIDLE_S, intvl = UP_KEEPINTVL_S, cnt = UP_KEEPCNT;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 /* socket + connect linked to a timeout; the rest happens in gw_upstream_on_connect */
 static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 			       enum pool_conn_kind kind, int slot)
@@ -108,8 +135,10 @@ static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 			strerror(errno));
 		return NULL;
 	}
-	if (ss.ss_family != AF_UNIX)
+	if (ss.ss_family != AF_UNIX) {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		up_keepalive(fd);
+	}
 	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_BACKEND, fd);
 	if (!c) {
 		gw_warn("backend=%s msg=\"no free connection slot\"", be->cfg->name);
@@ -424,11 +453,23 @@ static void session_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	}
 }
 
+/* Bytes from be on any connection: it is alive, whatever its health checks said. */
+static void heard(struct gw_worker *w, struct gw_backend_rt *be)
+{
+	be->last_heard_ms = w->now_ms;
+	if (be->health_fails) {
+		gw_info("backend=%s pool=%s failures=%u msg=\"backend answers again: health check "
+			"failures reset\"", be->cfg->name, be->pool->cfg->name, be->health_fails);
+		be->health_fails = 0;
+	}
+}
+
 void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
 {
 	struct gw_backend_rt *be = c->up.be;
 
 	be->bytes_in += n;
+	heard(w, be);
 	if (gw_up_state(c) == POOL_HANDSHAKE) {
 		int cap = p[0];
 		if (cap > UP_CAPABILITY) {
@@ -611,9 +652,10 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	if (was >= POOL_IDLE)
 		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->name,
 			be->pool->cfg->name);
-	if (was == POOL_HANDSHAKE) {
-		/* closed before its one-byte reply: wrong credentials, or a q too old for the
-		 * capability offered. Alternate 6 and 3 so either case can recover. */
+	if (was == POOL_HANDSHAKE && c->is_peer_gone) {
+		/* the backend closed before its one-byte reply: wrong credentials, or a q too old
+		 * for the capability offered. Alternate 6 and 3 so either case can recover. A
+		 * handshake qgate gave up on (timeout, logged as such) says neither. */
 		if (!sl->is_alt_hello)
 			gw_warn("backend=%s msg=\"backend closed the handshake: check its user and "
 				"password; trying capability 3 next\"", be->cfg->name);
@@ -651,16 +693,17 @@ void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c)
 }
 
 /*
- * A health check: the pool's health query as a sync char-vector message, no client. It
- * takes a max_inflight slot like any request (q runs it like any other); with none free,
- * the backend is busy answering, and the check waits for a later tick.
+ * A health check: the pool's health query as a sync char-vector message, no client. A
+ * backend running any request of this gateway (any worker, a drained answer included) is
+ * busy, not dead: it is not checked, and the check waits for a later tick. Otherwise it
+ * takes a max_inflight slot like any request (q runs it like any other).
  */
 static void health_check(struct gw_worker *w, struct gw_conn *c)
 {
 	const char *q = c->up.be->pool->cfg->health.query;
 	size_t qlen = q ? strlen(q) : 0;
 
-	if (!pool_checkout(c->up.rec))
+	if (pool_shared_inflight(c->up.be->pb.shared) > 0 || !pool_checkout(c->up.rec))
 		return;
 	struct gw_req *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -715,6 +758,47 @@ static bool output_stalled(struct gw_worker *w, struct gw_conn *c)
 	return true;
 }
 
+/* health.failures checks in a row failed: be's idle connections close and reconnect with
+ * backoff (c, draining the last check's answer, too). Its busy ones keep their requests. */
+static void take_out(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backend_rt *be,
+		     struct gw_conn *c)
+{
+	gw_warn("backend=%s pool=%s failures=%u msg=\"health checks failed %u times in a row, "
+		"nothing heard meanwhile: taking the backend out\"", be->cfg->name, p->cfg->name,
+		be->health_fails, be->health_fails);
+	for (int s = 0; s < be->cfg->connections; s++) {
+		struct gw_conn *o = gw_slot_conn(be, s);
+		if (o && !o->is_closing && (o == c || gw_up_state(o) == POOL_IDLE))
+			gw_conn_close(w, o, "health checks failed");
+	}
+}
+
+/*
+ * A health check on c got no answer in time (or, still draining, for one more interval).
+ * A busy q answers late, a dead one never: below health.failures in a row the connection
+ * stays and keeps draining the late answer, and any bytes from the backend reset the count.
+ */
+static void health_failed(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backend_rt *be,
+			  struct gw_conn *c)
+{
+	const struct gw_health_cfg *h = &p->cfg->health;
+	uint32_t max = h->failures > 0 ? (uint32_t)h->failures : 1;
+
+	p->health_failures++;
+	be->health_fails++;
+	if (be->health_fails >= max) {
+		take_out(w, p, be, c);
+		return;
+	}
+	gw_warn("backend=%s pool=%s failures=%u of=%u msg=\"health check not answered in time: "
+		"busy or gone; the connection stays and drains the late answer\"", be->cfg->name,
+		p->cfg->name, be->health_fails, max);
+	/* the check still outstanding stands for the next one: no answer by the time that
+	 * would be due is the next failure */
+	c->up.query_deadline_ms = w->now_ms + (h->interval_ms > h->timeout_ms ? h->interval_ms :
+					       h->timeout_ms);
+}
+
 static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backend_rt *be,
 			int s)
 {
@@ -729,7 +813,10 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	}
 	if (c->is_closing || output_stalled(w, c))
 		return;
-	if (gw_up_state(c) == POOL_IDLE && hint && c->up.last_used_ms + hint <= w->now_ms &&
+	/* quiet for an interval: nothing heard from the backend, no answer on c */
+	uint64_t heard_ms = c->up.last_used_ms > be->last_heard_ms ? c->up.last_used_ms :
+			    be->last_heard_ms;
+	if (gw_up_state(c) == POOL_IDLE && hint && heard_ms + hint <= w->now_ms &&
 	    !c->up.is_tx_locked && !w->is_stopping) {
 		health_check(w, c);
 		return;
@@ -741,10 +828,14 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 		gw_warn("backend=%s msg=\"handshake timeout\"", be->cfg->name);
 		gw_conn_close(w, c, "handshake timeout");
 	} else if (st == POOL_BUSY && c->up.owed && c->up.owed->is_health) {
-		p->health_failures++;
-		gw_warn("backend=%s msg=\"health check timed out: closing connection\"",
-			be->cfg->name);
-		gw_conn_close(w, c, "health check timeout");
+		struct gw_req *r = c->up.owed;
+		gw_upstream_abandon(w, c, r);	/* DRAINING: the late answer is read, dropped */
+		r->state = GW_REQ_DONE;
+		gw_req_release(r);
+		c->up.is_health_drain = true;
+		health_failed(w, p, be, c);
+	} else if (st == POOL_DRAINING && c->up.is_health_drain) {
+		health_failed(w, p, be, c);
 	} else if (st == POOL_BUSY && c->up.owed) {
 		p->timeouts++;
 		/* the connection drains the late answer, but not forever */
@@ -790,7 +881,7 @@ void gw_upstream_tick(struct gw_worker *w)
 			continue;
 		if (gw_up_state(c) < POOL_IDLE) {
 			gw_warn("backend=%s msg=\"handshake timeout\"", be_name(c));
-			gw_conn_close(w, c, "handshake timeout");
+				gw_conn_close(w, c, "handshake timeout");
 		} else if (c->up.owed) {
 			/* a dedicated socket is never reused: close it rather than drain */
 			c->up.be->pool->timeouts++;

@@ -52,6 +52,9 @@ struct gw_upstream {
 	struct gw_conn *lock_client;	/* ... from this client */
 	uint32_t lock_client_gen;
 	uint8_t skip_type;
+	/* DRAINING the answer to a health check that timed out: each health interval it is
+	 * still not in counts one more failure (drain_timeout does not apply) */
+	bool is_health_drain;
 };
 
 #endif /* GW_GATEWAY_UPSTREAM_TYPES_H */

@@ -159,7 +159,7 @@ static const char *t_example =
 	"     'query_timeout_ms': 0,\n"
 	"     'reconnect': {'attempts': -1, 'delay_ms': 500, 'multiplier': 2.0, 'max_delay_ms': 30000,\n"
 	"                   'jitter': 0.2, 'connect_timeout_ms': 2000},\n"
-	"     'health': {'interval_ms': 5000, 'timeout_ms': 1000, 'query': '::'},\n"
+	"     'health': {'interval_ms': 5000, 'timeout_ms': 1000, 'failures': 3, 'query': '::'},\n"
 	"     'dedicated': {'max': 256}}\n"
 	"  ],\n"
 	"  'rules': [\n"
@@ -273,6 +273,7 @@ Test(config, example_loads_with_its_values)
 	cr_expect_eq(p->reconnect.connect_timeout_ms, 2000);
 	cr_expect_eq(p->health.interval_ms, 5000);
 	cr_expect_eq(p->health.timeout_ms, 1000);
+	cr_expect_eq(p->health.failures, 3);
 	cr_expect_str_eq(p->health.query, "::");
 	cr_expect_eq(p->dedicated_max, 256);
 	cr_expect_not(p->is_dedicated);
@@ -395,6 +396,7 @@ Test(config, defaults_of_every_field)
 	cr_expect_eq(p->reconnect.connect_timeout_ms, 2000);
 	cr_expect_eq(p->health.interval_ms, 5000);
 	cr_expect_eq(p->health.timeout_ms, 1000);
+	cr_expect_eq(p->health.failures, 3);
 	cr_expect_str_eq(p->health.query, "::");
 	cr_expect_eq(p->dedicated_max, 256);
 	cr_expect_not(p->is_dedicated);
@@ -678,6 +680,12 @@ Test(config, rejects_bad_enums_and_ranges)
 		{ "{'pools': [{'name': 'p', 'health': {'timeout_ms': 0},"
 		  " 'backends': [{'address': 'h:1'}]}]}",
 		  "pools[0].health.timeout_ms: must be at least 1" },
+		{ "{'pools': [{'name': 'p', 'health': {'failures': 0},"
+		  " 'backends': [{'address': 'h:1'}]}]}",
+		  "pools[0].health.failures: must be between 1 and 100 (got 0)" },
+		{ "{'pools': [{'name': 'p', 'health': {'failures': 101},"
+		  " 'backends': [{'address': 'h:1'}]}]}",
+		  "pools[0].health.failures: must be between 1 and 100 (got 101)" },
 		{ "{'pools': [" T_POOL "], 'rules': [{'function': 'f', 'timeout_ms': -5}]}",
 		  "rules[0].timeout_ms: must be a non-negative integer" },
 		{ "{'pools': [{'name': 'p', 'reconnect': {'multiplier': 0.5},"
