@@ -9,10 +9,16 @@
  * queued requests get `qgate: pool removed`; a retired listener stops accepting while its
  * clients carry on. Retired objects are freed when the worker exits. The configurations they
  * point into are kept alive by main for the same reason.
+ *
+ * TLS contexts are the exception: they are reference counted by OpenSSL, so a kept listener
+ * or backend gets a new one at every reload (its files read again, for certificate
+ * rotation) and drops its reference to the old one at once; connections made from the old
+ * context keep it until they close. Each worker builds its own, on its own thread.
  */
 #include "gateway/runtime.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,7 +57,73 @@ static bool backend_same(const struct gw_backend_cfg *a, const struct gw_backend
 	       same_tls(a->tls, b->tls);
 }
 
-static struct gw_backend_rt *backend_new(struct gw_pool_rt *p, const struct gw_backend_cfg *bc)
+/* Where a backend sits in the file ("pools[0].backends[1]"), for --check-style log lines. */
+static void backend_path(const struct gw_config *cfg, const struct gw_backend_cfg *bc, char *buf,
+			 size_t n)
+{
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		const struct gw_pool_cfg *pc = &cfg->pools[i];
+		if (bc >= pc->backends && bc < pc->backends + pc->n_backends) {
+			snprintf(buf, n, "pools[%zu].backends[%zu]", i,
+				 (size_t)(bc - pc->backends));
+			return;
+		}
+	}
+	snprintf(buf, n, "backend %s", bc->name);
+}
+
+static void listener_path(const struct gw_config *cfg, const struct gw_listener_cfg *lc,
+			  char *buf, size_t n)
+{
+	if (lc >= cfg->listeners && lc < cfg->listeners + cfg->n_listeners)
+		snprintf(buf, n, "listeners[%zu]", (size_t)(lc - cfg->listeners));
+	else
+		snprintf(buf, n, "listener %s", lc->name);
+}
+
+/*
+ * A fresh context from t's files. NULL on failure, logged as one line naming the object
+ * (kind=name), the failing field as --check names it, and the reason; is_reload says the
+ * caller keeps the context it has.
+ */
+static struct ssl_ctx_st *tls_ctx_new(struct gw_worker *w, const struct gw_tls_cfg *t,
+				      bool is_server, const char *kind, const char *name,
+				      const char *path, bool is_reload)
+{
+	const char *field = NULL;
+	char why[320];
+	struct ssl_ctx_st *ctx = gw_tls_ctx_new(t, is_server, &field, why, sizeof(why));
+
+	if (!ctx && is_reload)
+		gw_err("worker=%d %s=%s msg=\"reload: TLS files not loaded, keeping the previous "
+		       "context\" error=\"%s.tls.%s: %s\"", w->id, kind, name, path, field, why);
+	else if (!ctx)
+		gw_err("worker=%d %s=%s msg=\"cannot load TLS files\" error=\"%s.tls.%s: %s\"",
+		       w->id, kind, name, path, field, why);
+	return ctx;
+}
+
+/*
+ * Reload of a kept listener or backend: its files are read again even when their paths did
+ * not change, so a certificate rotated in place is served to new connections. On failure the
+ * old context stays. The old one is only unreferenced (gw_tls_ctx_free): connections made
+ * from it hold their own reference and keep working on it until they close.
+ */
+static void tls_ctx_reload(struct gw_worker *w, struct ssl_ctx_st **slot,
+			   const struct gw_tls_cfg *t, bool is_server, const char *kind,
+			   const char *name, const char *path)
+{
+	struct ssl_ctx_st *ctx = tls_ctx_new(w, t, is_server, kind, name, path, true);
+
+	if (!ctx)
+		return;
+	gw_tls_ctx_free(*slot);
+	*slot = ctx;
+	gw_info("worker=%d %s=%s msg=\"TLS context reloaded\"", w->id, kind, name);
+}
+
+static struct gw_backend_rt *backend_new(struct gw_worker *w, struct gw_pool_rt *p,
+					 const struct gw_backend_cfg *bc)
 {
 	struct gw_backend_rt *be = calloc(1, sizeof(*be));
 
@@ -71,7 +143,9 @@ static struct gw_backend_rt *backend_new(struct gw_pool_rt *p, const struct gw_b
 		     bc->max_inflight, slots, (uint32_t)bc->connections);
 	be->pb.key = pool_key_of(bc->name, strlen(bc->name));
 	if (bc->tls) {
-		be->ssl_ctx = gw_tls_client_ctx(bc);
+		char path[64];
+		backend_path(w->cfg, bc, path, sizeof(path));
+		be->ssl_ctx = tls_ctx_new(w, bc->tls, false, "backend", bc->name, path, false);
 		if (!be->ssl_ctx) {
 			free(slots);
 			free(be);
@@ -137,7 +211,7 @@ static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg
 	p->pl.affinity = (enum pool_affinity)pc->affinity;
 	pool_list_init(&p->dispatch_link);
 	for (size_t b = 0; b < pc->n_backends; b++) {
-		bes[b] = backend_new(p, &pc->backends[b]);
+		bes[b] = backend_new(w, p, &pc->backends[b]);
 		if (!bes[b])
 			goto fail;
 	}
@@ -174,7 +248,9 @@ static struct gw_listener_rt *listener_new(struct gw_worker *w, const struct gw_
 		if (strcmp(w->pools[p]->cfg->name, lc->pool) == 0)
 			l->pool = w->pools[p];
 	if (lc->tls) {
-		l->ssl_ctx = gw_tls_server_ctx(lc);
+		char path[64];
+		listener_path(w->cfg, lc, path, sizeof(path));
+		l->ssl_ctx = tls_ctx_new(w, lc->tls, true, "listener", lc->name, path, false);
 		if (!l->ssl_ctx) {
 			free(l);
 			return NULL;
@@ -308,9 +384,15 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 			bes[b]->cfg = bc;
 			bes[b]->pb.weight = bc->weight > 0 ? bc->weight : 1;
 			pool_shared_set_max(bes[b]->pb.shared, bc->max_inflight);
+			if (bc->tls) {
+				char path[64];
+				backend_path(w->cfg, bc, path, sizeof(path));
+				tls_ctx_reload(w, &bes[b]->ssl_ctx, bc->tls, false, "backend",
+					       bc->name, path);
+			}
 		}
 		if (!bes[b]) {
-			bes[b] = backend_new(p, bc);
+			bes[b] = backend_new(w, p, bc);
 			if (!bes[b]) {
 				gw_err("backend=%s msg=\"reload: cannot create backend\"", bc->name);
 				continue;
@@ -412,6 +494,12 @@ static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
 				l = ol;
 				l->cfg = lc;
 				l->pool = pool_named(w, lc->pool);
+				if (lc->tls) {
+					char path[64];
+					listener_path(cfg, lc, path, sizeof(path));
+					tls_ctx_reload(w, &l->ssl_ctx, lc->tls, true, "listener",
+						       lc->name, path);
+				}
 			}
 		}
 		if (!l) {

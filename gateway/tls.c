@@ -8,8 +8,9 @@
  * since handshakes, alerts and session tickets appear there as a side effect of reading.
  *
  * Contexts: one server context per TLS listener and one client context per TLS backend,
- * made by each worker at start (read-only afterwards). An SSL object lives on its
- * connection and is freed with it.
+ * made by each worker at start and again at every reload (a context is never changed once
+ * made: a reload builds a new one and swaps the pointer). An SSL object lives on its
+ * connection, holds a reference on the context it was made from, and is freed with it.
  */
 #include "gateway/tls.h"
 
@@ -51,141 +52,93 @@ static void log_ssl_errors(const char *what, const char *name)
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                   \
 	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 
-/* Protocol floor and suites from the tls object; false (logged) when OpenSSL refuses them. */
-static bool common_ctx_options(SSL_CTX *ctx, const struct gw_tls_cfg *t, const char *name)
+/*
+ * A context as a listener (is_server) or a backend uses it, built from t's files: NULL on
+ * failure, with the failing field of the tls object ("ciphers", "cert_file", "key_file",
+ * "client_ca_file", "ca_file") in *field and OpenSSL's reason in why. Start-up, reloads and
+ * --check share it, so --check refuses exactly what a worker would.
+ */
+static SSL_CTX *build_ctx(const struct gw_tls_cfg *t, bool is_server, const char **field,
+			  char *why, size_t n)
 {
+	SSL_CTX *ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
+	const char *f = NULL;
+	unsigned long e;
+
+	if (!ctx) {
+		snprintf(why, n, "OpenSSL could not make a context");
+		*field = "tls";
+		return NULL;
+	}
+	ERR_clear_error();
 	SSL_CTX_set_min_proto_version(ctx, t->min_version == 13 ? TLS1_3_VERSION :
 						       TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : TLS12_DEFAULT_CIPHERS) != 1) {
-		gw_err("tls=%s msg=\"no usable cipher in tls.ciphers\"", name);
-		log_ssl_errors("ciphers", name);
-		return false;
-	}
-	return true;
-}
-
-static SSL_CTX *server_ctx(const struct gw_listener_cfg *l)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-
-	if (!ctx)
-		return NULL;
-	if (!common_ctx_options(ctx, l->tls, l->name)) {
+	if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : TLS12_DEFAULT_CIPHERS) != 1)
+		f = "ciphers";
+	else if (t->cert_file && SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1)
+		f = "cert_file";
+	else if (t->key_file &&
+		 SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1)
+		f = "key_file";
+	else if (t->cert_file && t->key_file && SSL_CTX_check_private_key(ctx) != 1)
+		f = "key_file";
+	else if (t->client_ca_file &&
+		 SSL_CTX_load_verify_locations(ctx, t->client_ca_file, NULL) != 1)
+		f = "client_ca_file";
+	else if (t->ca_file && SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1)
+		f = "ca_file";
+	else if (!is_server && t->is_verify && !t->ca_file &&
+		 SSL_CTX_set_default_verify_paths(ctx) != 1)
+		f = "ca_file";	/* null: the system store, which did not load */
+	if (f) {
+		char buf[256] = "";
+		e = ERR_peek_last_error();
+		if (e)
+			ERR_error_string_n(e, buf, sizeof(buf));
+		if (strcmp(f, "key_file") == 0 && t->cert_file && e &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+			snprintf(why, n, "the key does not match cert_file (%s)", buf);
+		else
+			snprintf(why, n, "cannot be loaded: %s", e ? buf : "unknown OpenSSL error");
+		ERR_clear_error();
 		SSL_CTX_free(ctx);
+		*field = f;
 		return NULL;
 	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, l->tls->cert_file) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, l->tls->key_file, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		gw_err("listener=%s msg=\"cannot load TLS certificate or key\" cert=%s key=%s",
-		       l->name, l->tls->cert_file, l->tls->key_file);
-		log_ssl_errors("load", l->name);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	if (l->tls->client_ca_file) {
+	if (is_server && t->client_ca_file)
 		/* client certificates required and checked against this CA */
-		if (SSL_CTX_load_verify_locations(ctx, l->tls->client_ca_file, NULL) != 1) {
-			gw_err("listener=%s msg=\"cannot load client_ca_file\" file=%s", l->name,
-			       l->tls->client_ca_file);
-			log_ssl_errors("load", l->name);
-			SSL_CTX_free(ctx);
-			return NULL;
-		}
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	}
-	return ctx;
-}
-
-static SSL_CTX *client_ctx(const struct gw_backend_cfg *b)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-
-	if (!ctx)
-		return NULL;
-	if (!common_ctx_options(ctx, b->tls, b->name)) {
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	if (b->tls->is_verify) {
-		int ok = b->tls->ca_file ? SSL_CTX_load_verify_locations(ctx, b->tls->ca_file, NULL) :
-					  SSL_CTX_set_default_verify_paths(ctx);
-		if (ok != 1) {
-			gw_err("backend=%s msg=\"cannot load the CA to verify it\"", b->name);
-			log_ssl_errors("load", b->name);
-			SSL_CTX_free(ctx);
-			return NULL;
-		}
+	if (!is_server && t->is_verify)
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	}
-	if (b->tls->cert_file &&
-	    (SSL_CTX_use_certificate_chain_file(ctx, b->tls->cert_file) != 1 ||
-	     SSL_CTX_use_PrivateKey_file(ctx, b->tls->key_file, SSL_FILETYPE_PEM) != 1 ||
-	     SSL_CTX_check_private_key(ctx) != 1)) {
-		gw_err("backend=%s msg=\"cannot load the gateway's client certificate\"", b->name);
-		log_ssl_errors("load", b->name);
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
 	return ctx;
 }
 
 const char *gw_tls_check(const struct gw_tls_cfg *t, bool is_server, char *why, size_t n)
 {
-	SSL_CTX *ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
 	const char *field = NULL;
-	unsigned long e;
+	SSL_CTX *ctx = build_ctx(t, is_server, &field, why, n);
 
-	if (!ctx) {
-		snprintf(why, n, "OpenSSL could not make a context");
-		return "tls";
-	}
-	ERR_clear_error();
-	if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : TLS12_DEFAULT_CIPHERS) != 1)
-		field = "ciphers";
-	else if (t->cert_file && SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1)
-		field = "cert_file";
-	else if (t->key_file &&
-		 SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1)
-		field = "key_file";
-	else if (t->cert_file && t->key_file && SSL_CTX_check_private_key(ctx) != 1)
-		field = "key_file";
-	else if (t->client_ca_file &&
-		 SSL_CTX_load_verify_locations(ctx, t->client_ca_file, NULL) != 1)
-		field = "client_ca_file";
-	else if (t->ca_file && SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1)
-		field = "ca_file";
-	if (field) {
-		e = ERR_peek_last_error();
-		char buf[256] = "";
-		if (e)
-			ERR_error_string_n(e, buf, sizeof(buf));
-		if (strcmp(field, "key_file") == 0 && t->cert_file && e &&
-		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
-			snprintf(why, n, "the key does not match cert_file (%s)", buf);
-		else
-			snprintf(why, n, "cannot be loaded: %s", e ? buf : "unknown OpenSSL error");
-	}
-	ERR_clear_error();
 	SSL_CTX_free(ctx);
-	return field;
+	return ctx ? NULL : field;
 }
 
-void *gw_tls_server_ctx(const struct gw_listener_cfg *l)
+void *gw_tls_ctx_new(const struct gw_tls_cfg *t, bool is_server, const char **field, char *why,
+		     size_t n)
 {
-	return server_ctx(l);
-}
-
-void *gw_tls_client_ctx(const struct gw_backend_cfg *b)
-{
-	return client_ctx(b);
+	return build_ctx(t, is_server, field, why, n);
 }
 
 void gw_tls_ctx_free(void *ctx)
 {
-	SSL_CTX_free(ctx);	/* reference counted: connections still using it keep it */
+	/*
+	 * Dropping our reference only: SSL_new takes a reference on its SSL_CTX and SSL_free
+	 * gives it back (SSL_CTX_free(3): "decrements the reference count ... frees ... if the
+	 * reference count has reached 0"), so a context replaced by a reload lives on until the
+	 * last connection made from it closes.
+	 */
+	SSL_CTX_free(ctx);
 }
 
 static int attach(struct gw_conn *c, SSL_CTX *ctx)
