@@ -9,6 +9,7 @@
  * What reached the backend is read from mockq's own count (.mock.served[], asked directly).
  */
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,4 +184,126 @@ Test(admin_health, lookalikes_go_to_the_backend)
 	int64_t after = served();
 	cr_assert_eq(after, before + 4, ".mock.served %" PRId64 " -> %" PRId64, before, after);
 	close(dev);
+}
+
+/* ------------------------------------------------------------------ /health */
+
+static int health(char **body)
+{
+	int status = t_http_get(stats_port, "/health", body);
+
+	cr_assert(status > 0, "GET /health: %s", t_errmsg());
+	return status;
+}
+
+/* /health until it gives want, bounded; returns the last status */
+static int wait_health(int want, int timeout_ms)
+{
+	int64_t deadline = t_now_ms() + timeout_ms;
+	int status = 0;
+
+	for (;;) {
+		char *body = NULL;
+		status = health(&body);
+		free(body);
+		if (status == want || t_now_ms() >= deadline)
+			return status;
+		poll(NULL, 0, 20);
+	}
+}
+
+static void start_session_gate(int workers)
+{
+	char members[512];
+
+	be = t_mockq_start("b1", NULL);
+	cr_assert(be != NULL, "%s", t_errmsg());
+	snprintf(members, sizeof(members), "\"workers\":%d,"
+		 "\"pools\":[{\"name\":\"p\",\"mode\":\"session\",\"backends\":[{\"name\":\"b1\","
+		 "\"address\":\"127.0.0.1:%d\"}]}]", workers, be->port);
+	start_gate_json(members);
+}
+
+/* a client of the session pool while its backend is down: its session connection fails */
+static void try_session(void)
+{
+	int fd = t_q_connect("127.0.0.1", gw_port, "alice:x", NULL);
+
+	if (fd >= 0)
+		close(fd);
+}
+
+static void session_pool_health(int workers)
+{
+	start_session_gate(workers);
+	char *body = NULL;
+	/* before: 503 for ever, as a session pool keeps no connection open */
+	int status = health(&body);
+	cr_assert_eq(status, 200, "session pool, nothing tried yet: %d %s", status, body);
+	free(body);
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "alice:x", NULL));
+	t_call_expect(fd, t_call(".mock.echo", 1, t_long(7)), t_long(7), 5000);
+	cr_assert_eq(wait_health(200, 2000), 200, "session pool whose session came up");
+	close(fd);
+
+	t_proc_kill(be);
+	int64_t deadline = t_now_ms() + 5000;
+	status = 0;
+	while (t_now_ms() < deadline && status != 503) {
+		try_session();
+		status = wait_health(503, 300);
+	}
+	cr_assert_eq(status, 503, "the last session connection failed");
+	health(&body);
+	cr_assert(strstr(body, "pool p"), "503 body names the pool: %s", body);
+	free(body);
+}
+
+Test(admin_health, session_pool_health_follows_its_last_connection)
+{
+	session_pool_health(1);
+}
+
+Test(admin_health, session_pool_health_across_workers)
+{
+	session_pool_health(2);
+}
+
+Test(admin_health, lazy_pool_nobody_used_is_healthy)
+{
+	char members[512];
+
+	be = t_mockq_start("b1", NULL);
+	cr_assert(be != NULL, "%s", t_errmsg());
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"connect\":\"lazy\",\"backends\":[{\"name\":\"b1\","
+		 "\"address\":\"127.0.0.1:%d\",\"connections\":1}]}]", be->port);
+	start_gate_json(members);
+	char *body = NULL;
+	/* before: 503 until some client used the pool */
+	int status = health(&body);
+	cr_assert_eq(status, 200, "lazy pool not used yet: %d %s", status, body);
+	free(body);
+	/* used: judged as a query pool, by its connections */
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "alice:x", NULL));
+	t_call_expect(fd, t_call(".mock.echo", 1, t_long(7)), t_long(7), 5000);
+	cr_assert_eq(wait_health(200, 2000), 200);
+	t_proc_kill(be);
+	cr_assert_eq(wait_health(503, 5000), 503, "lazy pool started, backend gone");
+	close(fd);
+}
+
+Test(admin_health, query_pool_health_as_before)
+{
+	char members[512];
+
+	be = t_mockq_start("b1", NULL);
+	cr_assert(be != NULL, "%s", t_errmsg());
+	snprintf(members, sizeof(members),
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\","
+		 "\"address\":\"127.0.0.1:%d\",\"connections\":1}]}]", be->port);
+	start_gate_json(members);
+	cr_assert_eq(wait_health(200, 3000), 200, "query pool with its backend up");
+	t_proc_kill(be);
+	cr_assert_eq(wait_health(503, 5000), 503, "query pool with its backend gone");
 }
