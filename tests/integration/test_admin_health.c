@@ -53,6 +53,8 @@ static void start_gate_json(const char *members)
 	free(text);
 	gate = t_qgate_start(path, gw_port);
 	cr_assert(gate != NULL, "%s", t_errmsg());
+	/* worker 0 serves /health: with workers > 1 it may open after the q listener */
+	T_OK(t_wait_accepting("127.0.0.1", stats_port, 5000, gate->pid));
 }
 
 /* sync requests the backend answered, asked directly (a probe: it does not count itself) */
