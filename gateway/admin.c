@@ -1,9 +1,16 @@
 /*
  * admin.c — the gateway answering q itself, for admin users: `.qgate.stats[]`,
- * `.qgate.pools[]`, `.qgate.backends[]`, `.qgate.clients[]` (as a string query or as a
- * list headed by the name) come back as q tables built with the codec. Everything else
- * named `.qgate.*` gets `qgate: unknown admin function`; a non-admin user gets
- * `qgate: not allowed`. The gateway evaluates nothing else.
+ * `.qgate.pools[]`, `.qgate.backends[]`, `.qgate.clients[]` come back as q tables built with
+ * the codec. Everything else named `.qgate.*` gets `qgate: unknown admin function`; a
+ * non-admin user gets `qgate: not allowed`. The gateway evaluates nothing else.
+ *
+ * An admin call is a whole message and nothing else (docs/operations.md): a char vector
+ * that is only `.qgate.NAME` or `.qgate.NAME[]` (blanks around), or a list headed by the
+ * symbol `.qgate.NAME` or the string ".qgate.NAME" (its other items are ignored). Any other
+ * message that names `.qgate.` — in query text outside string literals, in the string or
+ * lambda at the head of a list — is refused with `qgate: admin calls must be sent alone`,
+ * so no statement beside an admin call is dropped and no `.qgate.` text reaches a backend.
+ * Data (a list's other items, anything not q code) is never looked into.
  *
  * The tables show the whole gateway, whichever worker answers: pools, backends and stats
  * come from stats.c's merged view (the numbers /stats shows), clients from every worker's
@@ -22,6 +29,7 @@
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/stats.h"
+#include "gateway/worker.h"
 
 #define MAX_COLS 16
 
@@ -247,38 +255,208 @@ static struct qipc_obj *stats_table(struct gw_worker *w)
 	return table_finish(&t);
 }
 
+/* ------------------------------------------------------------ recognition */
+
+enum admin_kind {
+	ADMIN_NONE = 0,		/* nothing of the gateway's: routed as usual */
+	ADMIN_CALL,		/* exactly one admin call: name holds it */
+	ADMIN_MENTION,		/* names .qgate. in any other way: refused */
+};
+
+#define PEEK_HEAD_MAX 256
+
+static bool is_blank(uint8_t ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+static bool is_name_char(uint8_t ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_' || ch == '.';
+}
+
+static bool starts_admin(const uint8_t *t, size_t n)
+{
+	return n >= 7 && memcmp(t, ".qgate.", 7) == 0;
+}
+
 /*
- * If msg calls a .qgate.* function, answer it into *out (a whole response message,
- * malloc'd) or with an error text in *err, and return true. Otherwise return false.
+ * q text naming the .qgate namespace outside a string literal: ".qgate." not glued to a
+ * name before it (`a.qgate.b` is one name of q's, `.qgate2.f` another namespace).
+ * Comments are not told apart: a mention in one is refused too, which costs nothing.
  */
+static bool text_mentions(const uint8_t *t, size_t n)
+{
+	bool is_in_str = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (is_in_str) {
+			if (t[i] == '\\')
+				i++;	/* \" does not end the string */
+			else if (t[i] == '"')
+				is_in_str = false;
+		} else if (t[i] == '"') {
+			is_in_str = true;
+		} else if (starts_admin(t + i, n - i) && (i == 0 || !is_name_char(t[i - 1]))) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The whole text is one admin call: blanks, `.qgate.NAME`, optionally `[]` (blanks allowed
+ * inside), blanks. NAME is letters, digits and `_`. Copies `.qgate.NAME` into name.
+ */
+static bool text_is_call(const uint8_t *t, size_t n, bool may_bracket, char *name,
+			 size_t name_n)
+{
+	size_t i = 0, end;
+
+	while (i < n && is_blank(t[i]))
+		i++;
+	if (!starts_admin(t + i, n - i))
+		return false;
+	end = i + 7;
+	while (end < n && is_name_char(t[end]) && t[end] != '.')
+		end++;
+	if (end == i + 7 || end - i >= name_n)
+		return false;
+	memcpy(name, t + i, end - i);
+	name[end - i] = '\0';
+	size_t k = end;
+	if (may_bracket && k < n && t[k] == '[') {
+		for (k++; k < n && is_blank(t[k]); k++)
+			;
+		if (k == n || t[k] != ']')
+			return false;
+		k++;
+	}
+	while (k < n && is_blank(t[k]))
+		k++;
+	return k == n;
+}
+
+/*
+ * Decide what msg (a whole client message, header included) is to the gateway. A compressed
+ * one is looked at through its first bytes, and restored whole only when its text matters
+ * (a query, or code at the head of a list): up to max_bytes, else it is passed on unjudged
+ * (the backend refuses what the gateway would not restore either).
+ */
+static enum admin_kind classify(const uint8_t *msg, size_t len, uint64_t max_bytes, char *name,
+				size_t name_n)
+{
+	uint8_t head[QIPC_HDR_SIZE + 2 * PEEK_HEAD_MAX];
+	uint8_t *whole = NULL;
+	const uint8_t *pl = msg + QIPC_HDR_SIZE;
+	size_t pn = len - QIPC_HDR_SIZE;
+	struct qipc_peek pk;
+	enum admin_kind kind = ADMIN_NONE;
+
+	if (msg[2] != 0) {
+		int64_t got = qipc_decompress_prefix(msg, len, head, sizeof(head));
+		if (got <= QIPC_HDR_SIZE ||
+		    qipc_peek(head + QIPC_HDR_SIZE, (size_t)got - QIPC_HDR_SIZE, msg[0] == 1,
+			      PEEK_HEAD_MAX, &pk) != 1 || pk.kind == QIPC_PEEK_OTHER)
+			return ADMIN_NONE;
+		if (pk.kind == QIPC_PEEK_FUNC_SYM && !pk.is_truncated &&
+		    !starts_admin(pk.text, pk.text_len))
+			return ADMIN_NONE;
+		int64_t u = qipc_compressed_orig_len(msg, len);
+		if (u <= QIPC_HDR_SIZE || (uint64_t)u > max_bytes)
+			return ADMIN_NONE;
+		whole = malloc((size_t)u);
+		if (!whole || qipc_decompress(msg, len, whole, (size_t)u) != u) {
+			free(whole);
+			return ADMIN_NONE;
+		}
+		pl = whole + QIPC_HDR_SIZE;
+		pn = (size_t)u - QIPC_HDR_SIZE;
+	}
+	/* the whole text: the message is whole, so nothing is missing */
+	if (qipc_peek(pl, pn, msg[0] == 1, pn, &pk) != 1 || pk.is_truncated)
+		goto out;
+	switch (pk.kind) {
+	case QIPC_PEEK_QUERY:
+		if (text_is_call(pk.text, pk.text_len, true, name, name_n))
+			kind = ADMIN_CALL;
+		else if (text_mentions(pk.text, pk.text_len))
+			kind = ADMIN_MENTION;
+		break;
+	case QIPC_PEEK_FUNC_SYM:
+		/* (`.qgate.pools;::): the name is the call, its arguments are data */
+		if (starts_admin(pk.text, pk.text_len)) {
+			size_t k = pk.text_len < name_n - 1 ? pk.text_len : name_n - 1;
+			memcpy(name, pk.text, k);
+			name[k] = '\0';
+			kind = ADMIN_CALL;
+		}
+		break;
+	case QIPC_PEEK_FUNC_STR:
+		/* (".qgate.pools";::): the string is q code the backend would evaluate */
+		if (text_is_call(pk.text, pk.text_len, false, name, name_n))
+			kind = ADMIN_CALL;
+		else if (text_mentions(pk.text, pk.text_len))
+			kind = ADMIN_MENTION;
+		break;
+	case QIPC_PEEK_LAMBDA:
+		if (text_mentions(pk.text, pk.text_len))
+			kind = ADMIN_MENTION;
+		break;
+	default:
+		break;
+	}
+out:
+	free(whole);
+	return kind;
+}
+
+bool gw_admin_may_stream(const uint8_t *head, size_t len)
+{
+	uint8_t plain[QIPC_HDR_SIZE + 2 * PEEK_HEAD_MAX];
+	const uint8_t *pl = head + QIPC_HDR_SIZE;
+	size_t pn = len > QIPC_HDR_SIZE ? len - QIPC_HDR_SIZE : 0;
+	struct qipc_peek pk;
+
+	if (head[2] != 0) {
+		int64_t got = qipc_decompress_prefix(head, len, plain, sizeof(plain));
+		pl = plain + QIPC_HDR_SIZE;
+		pn = got > QIPC_HDR_SIZE ? (size_t)got - QIPC_HDR_SIZE : 0;
+	}
+	/* what the head cannot tell streams as before: the router sees no more of it */
+	if (pn == 0 || qipc_peek(pl, pn, head[0] == 1, PEEK_HEAD_MAX, &pk) != 1)
+		return true;
+	switch (pk.kind) {
+	case QIPC_PEEK_FUNC_SYM:
+		return !starts_admin(pk.text, pk.text_len);
+	case QIPC_PEEK_QUERY:
+	case QIPC_PEEK_FUNC_STR:
+	case QIPC_PEEK_LAMBDA:
+		return !text_mentions(pk.text, pk.text_len);
+	default:
+		return true;
+	}
+}
+
 bool gw_admin_call(struct gw_worker *w, struct gw_conn *c, const uint8_t *msg, size_t len,
 		   uint8_t **out, size_t *out_len, const char **err, char *what, size_t what_n)
 {
-	struct qipc_peek pk;
 	char name[64];
 
 	*out = NULL;
 	*err = NULL;
-	if (len <= QIPC_HDR_SIZE || msg[2] != 0)
+	if (len <= QIPC_HDR_SIZE)
 		return false;
-	if (qipc_peek(msg + QIPC_HDR_SIZE, len - QIPC_HDR_SIZE, msg[0] == 1, sizeof(name) - 1,
-		      &pk) != 1)
+	switch (classify(msg, len, w->cfg->limits.max_message_bytes, name, sizeof(name))) {
+	case ADMIN_NONE:
 		return false;
-	if (pk.kind != QIPC_PEEK_QUERY && pk.kind != QIPC_PEEK_FUNC_SYM &&
-	    pk.kind != QIPC_PEEK_FUNC_STR)
-		return false;
-	size_t n = pk.text_len;
-	if (n < 7 || memcmp(pk.text, ".qgate.", 7) != 0)
-		return false;
-	memcpy(name, pk.text, n);
-	name[n] = '\0';
-	if (pk.kind == QIPC_PEEK_QUERY) {
-		/* ".qgate.pools[]" or ".qgate.pools" with trailing blanks */
-		char *e = name + strcspn(name, "[ \t\r\n");
-		if (strcmp(e, "[]") && strspn(e, " \t\r\n") != strlen(e) &&
-		    strncmp(e, "[]", 2) != 0)
-			return false;
-		*e = '\0';
+	case ADMIN_MENTION:
+		snprintf(what, what_n, ".qgate.");	/* for the audit line */
+		*err = "qgate: admin calls must be sent alone";
+		return true;
+	case ADMIN_CALL:
+		break;
 	}
 	snprintf(what, what_n, "%s", name);	/* for the audit line */
 	if (!c->cl.ucfg || !c->cl.ucfg->is_admin) {

@@ -32,6 +32,9 @@ struct gw_backend_rt {
 	struct pool_be pb;
 	struct ssl_ctx_st *ssl_ctx;	/* TLS to this backend, or NULL */
 	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
+	/* session pools: when (w->now_ms) its last session connection came up / failed to;
+	 * 0 never. /health judges a session pool by the later of the two. */
+	uint64_t connect_ok_ms, connect_failed_ms;
 	bool was_up;
 	/* health: when any connection of it (this worker's) last got bytes from it, and the
 	 * health checks failed in a row since then (health.failures of them take it out) */

@@ -728,6 +728,9 @@ static bool try_stream(struct gw_worker *w, struct gw_conn *c)
 
 	if (head->data[1] == QIPC_RESPONSE)
 		return false;
+	/* text that may name .qgate. is judged whole (gw_admin_call) before it goes anywhere */
+	if (!gw_admin_may_stream(head->data, head->len))
+		return false;
 	c->cl.rx_msg = NULL;
 	struct gw_req *r = new_request(c, head);
 	if (!route_request(w, c, r)) {

@@ -2,7 +2,8 @@
  * stats.c — what the gateway is doing, over HTTP on its own address (stats.listen):
  *   GET /stats    JSON: per listener, per pool, per backend
  *   GET /metrics  Prometheus text format, names qgate_*
- *   GET /health   200 when every pool has a backend up, 503 otherwise
+ *   GET /health   200 when every pool has a reachable backend, 503 naming those without
+ *                 (see tree_pool_healthy: session and lazy pools are judged without a probe)
  * One request per connection (Connection: close), served from the loop of worker 0; the
  * figures are every worker's, summed (see docs/operations.md). The same merged view, and
  * every worker's client list, feed the admin tables (admin.c). Also the latency histogram
@@ -156,6 +157,12 @@ static json_t *stats_tree(struct gw_worker *w)
 				"inflight", (json_int_t)pool_shared_inflight(be->pb.shared),
 				"max_inflight", (json_int_t)__atomic_load_n(&be->pb.shared->max_inflight,
 									    __ATOMIC_RELAXED)));
+			/* session pools keep no connections open: /health reads these instead */
+			json_t *bj = json_array_get(bs, json_array_size(bs) - 1);
+			json_object_set_new(bj, "connect_ok_ms", json_integer((json_int_t)
+									       be->connect_ok_ms));
+			json_object_set_new(bj, "connect_failed_ms", json_integer((json_int_t)
+						be->connect_failed_ms));
 		}
 		json_array_append_new(ps, json_pack(
 			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
@@ -171,6 +178,9 @@ static json_t *stats_tree(struct gw_worker *w)
 			"affinity_moves", (json_int_t)p->pl.affinity_moves,
 			"dedicated", (int)p->n_dedicated, "sessions", (int)p->n_sessions,
 			"latency", latency_json(&p->latency), "backends", bs));
+		/* summed over the workers: how many opened its connections (lazy: on first use) */
+		json_object_set_new(json_array_get(ps, i), "started",
+				    json_integer(p->pl.is_started ? 1 : 0));
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
@@ -365,7 +375,9 @@ static void merge_into(json_t *dst, json_t *src)
 			if (strcmp(key, "weight") == 0 || strcmp(key, "max_inflight") == 0 ||
 			    strcmp(key, "inflight") == 0)
 				continue;
-			if (strcmp(key, "max_us") == 0)
+			/* instants (the monotonic clock is the same in every worker): the latest */
+			if (strcmp(key, "max_us") == 0 || strcmp(key, "connect_ok_ms") == 0 ||
+			    strcmp(key, "connect_failed_ms") == 0)
 				json_object_set_new(dst, key, json_integer(
 					json_integer_value(sv) > json_integer_value(dv) ?
 					json_integer_value(sv) : json_integer_value(dv)));
@@ -439,6 +451,35 @@ json_t *gw_stats_gathered(struct gw_worker *w)
 static bool tree_pool_up(json_t *p)
 {
 	return rank_of(json_string_value(json_object_get(p, "state"))) == 2;
+}
+
+/*
+ * A pool is healthy when a backend is reachable, as far as the gateway knows without
+ * connecting anywhere for /health (it never blocks or probes):
+ *   session pool: some backend whose last session connection (any worker's latest) came
+ *     up, or that was never tried;
+ *   lazy pool no worker has started: healthy, nothing was tried yet;
+ *   otherwise: some backend has a connection up (today's rule for query pools).
+ */
+static bool tree_pool_healthy(json_t *p)
+{
+	size_t i;
+	json_t *b;
+
+	const char *mode = json_string_value(json_object_get(p, "mode"));
+
+	if (mode && strcmp(mode, "session") == 0) {
+		json_array_foreach(json_object_get(p, "backends"), i, b) {
+			json_int_t ok = json_integer_value(json_object_get(b, "connect_ok_ms"));
+			json_int_t bad = json_integer_value(json_object_get(b, "connect_failed_ms"));
+			if (ok >= bad)
+				return true;
+		}
+		return false;
+	}
+	if (json_integer_value(json_object_get(p, "started")) == 0)
+		return true;
+	return tree_pool_up(p);
 }
 
 struct textbuf {
@@ -681,12 +722,15 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 		respond(w, c, 200, "text/plain; version=0.0.4", m);
 		free(m);
 	} else if (strcmp(path, "/health") == 0) {
-		bool ok = true;
+		struct textbuf tb = { 0 };
 		size_t i;
 		json_t *pool;
 		json_array_foreach(json_object_get(tree, "pools"), i, pool)
-			ok = ok && tree_pool_up(pool);
-		respond(w, c, ok ? 200 : 503, "text/plain", ok ? "ok\n" : "a pool has no backend up\n");
+			if (!tree_pool_healthy(pool))
+				tb_printf(&tb, "pool %s has no reachable backend\n",
+					  jstr(pool, "name"));
+		respond(w, c, tb.len ? 503 : 200, "text/plain", tb.len ? tb.p : "ok\n");
+		free(tb.p);
 	} else {
 		respond(w, c, 404, "text/plain", "not found: try /stats, /metrics, /health\n");
 	}

@@ -324,6 +324,7 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 		struct gw_conn *cl = session_client(c);
 		gw_upstream_set_state(w, c, POOL_BUSY);
 		c->up.query_deadline_ms = 0;
+		be->connect_ok_ms = w->now_ms;
 		if (pool_session_ok(&be->pb))
 			gw_info("backend=%s pool=%s msg=\"session backend reachable again\"",
 				be->cfg->name, be->pool->cfg->name);
@@ -575,6 +576,8 @@ static void session_failed(struct gw_worker *w, struct gw_backend_rt *be)
 	};
 	int64_t delay = pool_session_failed(&be->pb, &bc, pool_rand01(&be->pool->pl.selector),
 					    w->now_ms);
+
+	be->connect_failed_ms = w->now_ms;
 
 	if (be->pb.session_failures == 1)
 		gw_warn("backend=%s pool=%s msg=\"session backend unreachable: new sessions go to "
