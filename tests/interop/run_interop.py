@@ -21,6 +21,18 @@ Clients read their endpoint from the environment:
                             none), for the clients that cannot name abstract sockets
     QTEST_BACKEND_ID        the name mockq answers to .mock.id[]
     QTEST_MODE              direct | gateway
+
+In gateway mode a second qgate ("extra") fronts the same backends for the features that need
+settings the main one must not have (docs/clients.md): a user table and a TLS listener. PyKX's
+guide tests use it through
+    QTEST_AUTH_PORT         plain TCP listener of the extra qgate, which checks passwords
+    QTEST_AUTH_USER, QTEST_AUTH_PASS   the one user it accepts
+    QTEST_TLS_PORT          TLS listener of the extra qgate (same users)
+    QTEST_CA_FILE           the self-signed certificate of that listener (made by openssl here)
+    QTEST_RESTART_CMD       a command that restarts the extra qgate on the same ports and returns
+                            once it accepts connections again (exit status 0), or fails
+The main qgate sends `.mock.defer` calls on dedicated sockets (a rule), as a deployment would
+route q's deferred (-30!) functions; session pools cannot have that rule and do not need it.
 """
 import argparse
 import json
@@ -33,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -338,6 +351,12 @@ def pool_config(mports, pool):
     return cfg
 
 
+def dedicated_rules(pool):
+    """Deferred answers (mockq's .mock.defer, q's -30!) on sockets of their own, as
+    docs/configuration.md recommends; a session pool cannot have dedicated rules."""
+    return [] if pool == "session" else [{"function": ".mock.defer", "dedicated": True}]
+
+
 def start_qgate_once(qgate, mport, workdir, procs, attempt, pool="single"):
     port = free_tcp_port()
     sock_path = workdir / f"gw{attempt}.sock"
@@ -351,6 +370,7 @@ def start_qgate_once(qgate, mport, workdir, procs, attempt, pool="single"):
             {"name": "file", "listen": f"unix:{sock_path}", "pool": "p"},
         ],
         "pools": [pool_config(mport if isinstance(mport, list) else [mport], pool)],
+        "rules": dedicated_rules(pool),
     }
     cfg_path = workdir / f"gw{attempt}.json"
     cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
@@ -364,6 +384,126 @@ def start_qgate_once(qgate, mport, workdir, procs, attempt, pool="single"):
     return port, sock_path
 
 
+# ------------------------------------------------------------------ the extra gateway
+
+AUTH_USER, AUTH_PASS = "qtest", "qtest-secret"
+
+
+def make_cert(workdir):
+    """A self-signed certificate for 127.0.0.1 and localhost: the client's CA file is the
+    certificate itself."""
+    crt, key = workdir / "gw-tls.crt", workdir / "gw-tls.key"
+    ok, msg = probe(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                     "-out", crt, "-days", "2", "-subj", "/CN=127.0.0.1",
+                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+    if not ok:
+        raise RuntimeError(f"openssl req failed: {msg}")
+    return crt, key
+
+
+def hash_password(qgate, password):
+    r = subprocess.run([qgate, "--hash-password"], input=(password + "\n").encode(),
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"qgate --hash-password failed: {r.stderr.decode(errors='replace')}")
+    return r.stdout.decode().strip()
+
+
+class ExtraGateway:
+    """A second qgate with a user table and a TLS listener, restartable on request over a unix
+    socket (QTEST_RESTART_CMD) so that a client can watch it go away and come back."""
+
+    def __init__(self, qgate, mports, workdir, procs, pool):
+        self.qgate, self.workdir, self.procs = qgate, workdir, procs
+        self.lock = threading.Lock()
+        crt, key = make_cert(workdir)
+        self.crt = crt
+        self.port, self.tls_port = free_tcp_port(), free_tcp_port()
+        cfg = {
+            "listeners": [
+                {"name": "auth", "listen": f"127.0.0.1:{self.port}", "pool": "p"},
+                {"name": "tls", "listen": f"127.0.0.1:{self.tls_port}", "pool": "p",
+                 "tls": {"cert_file": str(crt), "key_file": str(key)}},
+            ],
+            "auth": {"users": [{"name": AUTH_USER,
+                                "password_hash": hash_password(qgate, AUTH_PASS)}]},
+            "pools": [pool_config(mports, pool)],
+            "rules": dedicated_rules(pool),
+        }
+        self.cfg_path = workdir / "gw-extra.json"
+        self.cfg_path.write_text(json.dumps(cfg, indent=1) + "\n")
+        self.generation = 0
+        self.proc = None
+        self.start()
+        self.ctl_path = workdir / "restart.sock"
+        self.ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ctl.bind(str(self.ctl_path))
+        self.ctl.listen(4)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def start(self):
+        self.proc = Proc(f"qgate-extra{self.generation}",
+                         [neutral_link(self.workdir, f"gwx{self.generation}", self.qgate),
+                          "-c", str(self.cfg_path)], self.workdir)
+        self.generation += 1
+        self.procs.append(self.proc)
+        for port in (self.port, self.tls_port):
+            wait_until(lambda: can_connect(socket.AF_INET, ("127.0.0.1", port)), self.proc.p,
+                       f"extra qgate (port {port})")
+
+    def restart(self):
+        with self.lock:
+            old = self.proc
+            rc = old.stop()
+            if rc != 0:
+                raise RuntimeError(f"extra qgate exited with status {rc} on SIGTERM")
+            self.procs.remove(old)
+            self.start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.ctl.accept()
+            except OSError:
+                return  # closed at the end of the run
+            with c:
+                c.settimeout(30)
+                try:
+                    if c.makefile("rb").readline().strip() == b"restart":
+                        self.restart()
+                        c.sendall(b"ok\n")
+                    else:
+                        c.sendall(b"error unknown request\n")
+                except Exception as e:  # reported to the test, which fails with it
+                    log(f"restart of the extra qgate failed: {e}")
+                    try:
+                        c.sendall(f"error {e}\n".encode())
+                    except OSError:
+                        pass
+
+    def close(self):
+        self.ctl.close()
+
+    def env(self):
+        cmd = (f"{sys.executable} {HERE / 'run_interop.py'} --request-restart {self.ctl_path}")
+        return {"QTEST_AUTH_PORT": str(self.port), "QTEST_TLS_PORT": str(self.tls_port),
+                "QTEST_AUTH_USER": AUTH_USER, "QTEST_AUTH_PASS": AUTH_PASS,
+                "QTEST_CA_FILE": str(self.crt), "QTEST_RESTART_CMD": cmd}
+
+
+def request_restart(path):
+    """The client side of QTEST_RESTART_CMD: ask the runner to restart the extra qgate."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(60)
+        s.connect(path)
+        s.sendall(b"restart\n")
+        answer = s.makefile("rb").readline().decode(errors="replace").strip()
+    if answer != "ok":
+        print(f"restart failed: {answer or 'no answer'}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -374,6 +514,8 @@ def main():
                          "or a session pool (PyKX's guide only)")
     ap.add_argument("--only", action="append", default=[],
                     help="run only these families (pykx, qpython, node-q, java); repeatable")
+    if sys.argv[1:2] == ["--request-restart"] and len(sys.argv) == 3:
+        return request_restart(sys.argv[2])  # QTEST_RESTART_CMD, run by a test
     args = ap.parse_args()
 
     if args.mode == "gateway":
@@ -388,6 +530,7 @@ def main():
     procs = []
     results = []
     infra_failures = 0
+    extra = None
     try:
         mport = start_mockq(workdir, procs)
         mports = [mport] + ([start_mockq(workdir, procs, k) for k in (1, 2)]
@@ -399,12 +542,16 @@ def main():
                     "QTEST_BACKEND_ID": BACKEND_ID, "PYTHONDONTWRITEBYTECODE": "1"})
         # PyKX talks IPC without a kdb+ licence in unlicensed mode; never let it prompt.
         env.setdefault("PYKX_UNLICENSED", "true")
-        env.pop("QTEST_UNIX_PATH", None)
+        for k in ("QTEST_UNIX_PATH", "QTEST_AUTH_PORT", "QTEST_TLS_PORT", "QTEST_AUTH_USER",
+                  "QTEST_AUTH_PASS", "QTEST_CA_FILE", "QTEST_RESTART_CMD"):
+            env.pop(k, None)
         if args.mode == "gateway":
             port, sock_path = start_qgate(os.environ["QGATE_BIN"], mports, workdir, procs,
                                           args.pool)
             env["QTEST_PORT"] = str(port)
             env["QTEST_UNIX_PATH"] = str(sock_path)
+            extra = ExtraGateway(os.environ["QGATE_BIN"], mports, workdir, procs, args.pool)
+            env.update(extra.env())
         else:
             env["QTEST_PORT"] = str(mport)
         log(f"endpoint ({args.mode}): 127.0.0.1:{env['QTEST_PORT']}, "
@@ -413,7 +560,7 @@ def main():
 
         families = [
             ("pykx", lambda: pytest_family(
-                "pykx", "pykx", [HERE / "test_pykx.py", *sorted((HERE / "pykx").glob("test_*.py"))],
+                "pykx", "pykx", [HERE / "test_pykx.py", HERE / "test_pykx_gateway.py", *sorted((HERE / "pykx").glob("test_*.py"))],
                 env, workdir)),
             ("qpython", lambda: pytest_family(
                 "qpython", "qpython.qconnection", [HERE / "test_qpython.py"], env, workdir)),
@@ -434,10 +581,13 @@ def main():
         log(f"ERROR: {e}")
         infra_failures += 1
     finally:
+        if extra:
+            extra.close()
+            extra.lock.acquire()  # no restart half-way while everything stops
         for p in reversed(procs):
             was_alive = p.alive()
             rc = p.stop()
-            if p.name == "qgate" and was_alive and rc != 0:
+            if p.name.startswith("qgate") and was_alive and rc != 0:
                 # SIGTERM is the documented graceful stop (product.md 8): expect status 0
                 log(f"ERROR: qgate exited with status {rc} on SIGTERM")
                 infra_failures += 1

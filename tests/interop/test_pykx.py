@@ -130,3 +130,46 @@ def test_unix_socket():
                             timeout=10.0) as c:
         assert c("1+1").py() == 2
         assert c("til 3").py() == [0, 1, 2]
+
+
+def test_async_connection_wait_false():
+    # The guide's example: an async message (no answer), then a sync read on the same connection.
+    name = f"pykxawf{RUN}"
+
+    async def main():
+        async with kx.AsyncQConnection(HOST, PORT, username=USER, password=PASS) as q:
+            await q("{x set y+til z}", name, 10, 5, wait=False)
+            return (await q(name)).py()
+
+    assert asyncio.run(main()) == [10, 11, 12, 13, 14]
+
+
+def test_deferred_call_reuse_false():
+    # reuse=False opens a connection for this one call, as the guide advises for functions that
+    # answer later (q's -30!; mockq's .mock.defer[ms;x]). Through qgate a `dedicated` rule sends
+    # such calls on a socket of their own, so the pool's one backend connection stays free: a
+    # query from another client is answered while the deferred answer is still pending.
+    defer_ms = 3000
+
+    async def main():
+        async with kx.AsyncQConnection(HOST, PORT, username=USER, password=PASS) as q:
+            deferred = q(".mock.defer", defer_ms, 42, reuse=False)
+            # the deferred call has reached the backend once it counts as in flight; the probe
+            # is answered by the backend itself, so it also shows the backend is not blocked
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            with connect() as other:
+                while other(".mock.inflight[]").py() < 1:
+                    assert loop.time() - t0 < 5.0, \
+                        "no probe answered in 5s: the deferred call is not in flight, or it " \
+                        "holds the connection other clients need (no dedicated rule?)"
+                    await asyncio.sleep(0.02)  # poll interval of a readiness check
+                t1 = loop.time()
+                assert other("1+1").py() == 2
+                answered_in = loop.time() - t1
+            assert not deferred.done(), "the deferred answer came early"
+            assert answered_in < defer_ms / 2000, \
+                f"another client waited {answered_in:.2f}s behind the deferred call"
+            return (await asyncio.wait_for(deferred, 10.0)).py()
+
+    assert asyncio.run(main()) == 42
