@@ -21,6 +21,7 @@ Clients read their endpoint from the environment:
                             none), for the clients that cannot name abstract sockets
     QTEST_BACKEND_ID        the name mockq answers to .mock.id[]
     QTEST_MODE              direct | gateway
+    QTEST_POOL              gateway mode: single | affinity | session (--pool)
 
 In gateway mode a second qgate ("extra") fronts the same backends for the features that need
 settings the main one must not have (docs/clients.md): a user table and a TLS listener. PyKX's
@@ -543,13 +544,14 @@ def main():
         # PyKX talks IPC without a kdb+ licence in unlicensed mode; never let it prompt.
         env.setdefault("PYKX_UNLICENSED", "true")
         for k in ("QTEST_UNIX_PATH", "QTEST_AUTH_PORT", "QTEST_TLS_PORT", "QTEST_AUTH_USER",
-                  "QTEST_AUTH_PASS", "QTEST_CA_FILE", "QTEST_RESTART_CMD"):
+                  "QTEST_AUTH_PASS", "QTEST_CA_FILE", "QTEST_RESTART_CMD", "QTEST_POOL"):
             env.pop(k, None)
         if args.mode == "gateway":
             port, sock_path = start_qgate(os.environ["QGATE_BIN"], mports, workdir, procs,
                                           args.pool)
             env["QTEST_PORT"] = str(port)
             env["QTEST_UNIX_PATH"] = str(sock_path)
+            env["QTEST_POOL"] = args.pool
             extra = ExtraGateway(os.environ["QGATE_BIN"], mports, workdir, procs, args.pool)
             env.update(extra.env())
         else:
