@@ -140,13 +140,14 @@ static void channel_wait(ares_channel ch, int wake_fd)
 	struct pollfd pfd[ARES_GETSOCK_MAXNUM + 1];
 	struct timeval tv, *tvp;
 	nfds_t n = 0;
-	int bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
+	/* c-ares's READABLE/WRITABLE macros shift a signed 1 into bit 31: test the bits here */
+	unsigned bits = (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
 
 	if (wake_fd >= 0)
 		pfd[n++] = (struct pollfd){ .fd = wake_fd, .events = POLLIN };
 	for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-		short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-				   (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+		short ev = (short)(((bits >> i) & 1u ? POLLIN : 0) |
+				   ((bits >> (i + ARES_GETSOCK_MAXNUM)) & 1u ? POLLOUT : 0));
 		if (ev)
 			pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
 	}
