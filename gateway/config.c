@@ -22,6 +22,8 @@
 #include "gateway/config.h"
 
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -961,6 +963,7 @@ static void rule_check(struct ctx *c, json_t *j, void *base);
 static void stats_check(struct ctx *c, json_t *j, void *base);
 static void limits_check(struct ctx *c, json_t *j, void *base);
 static void log_check(struct ctx *c, json_t *j, void *base);
+static void resolver_check(struct ctx *c, json_t *j, void *base);
 static void top_check(struct ctx *c, json_t *j, void *base);
 
 #define TBL struct gw_tls_cfg
@@ -1186,6 +1189,18 @@ static const struct table stats_table = { stats_rows, N_ROWS(stats_rows), stats_
 static const struct table log_table = { log_rows, N_ROWS(log_rows), log_check };
 static const struct table auth_table = { auth_rows, N_ROWS(auth_rows), auth_check };
 
+#define TBL struct gw_resolver_cfg
+static const struct field resolver_rows[] = {
+	R_LIST("servers", servers, n_servers,
+	       "DNS servers, \"ip:port\" each; null: those of /etc/resolv.conf"),
+	R_MS("timeout_ms", timeout_ms, 0, 0, "a lookup's first try; 0: resolv.conf's"),
+	R_INT("tries", tries, 0, 100, 0, "tries per server; 0: resolv.conf's"),
+};
+#undef TBL
+static const struct table resolver_table = {
+	resolver_rows, N_ROWS(resolver_rows), resolver_check
+};
+
 #define TBL struct gw_config
 static const struct field top_rows[] = {
 	R_CODE("listeners", "where clients connect; default: 127.0.0.1:5050 on the first pool"),
@@ -1195,6 +1210,8 @@ static const struct field top_rows[] = {
 	R_HERE("stats", stats_table, NULL, "the HTTP stats endpoint; absent: none"),
 	R_OBJ("limits", limits, limits_table, "limits on clients and messages"),
 	R_HERE("log", log_table, NULL, "log level and audit log"),
+	R_OBJ("resolver", resolver, resolver_table,
+	      "how backend host names are looked up (off the loop)"),
 	R_INT("workers", workers, 1, 1024, 1, "worker threads"),
 	R_STR("gateway_user", gateway_user, F_NAME, "qgate",
 	      "user in the handshake to backends without a user"),
@@ -1664,6 +1681,25 @@ static void log_check(struct ctx *c, json_t *o, void *base)
 		check_parent_dir(c, "audit_file", cfg->audit_file);
 }
 
+/* Each server is a numeric address with a port: the resolver cannot look up its own. */
+static void resolver_check(struct ctx *c, json_t *o, void *base)
+{
+	struct gw_resolver_cfg *r = base;
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	(void)o;
+	for (size_t i = 0; i < r->n_servers; i++) {
+		struct gw_addr a;
+		bool ok = gw_addr_parse(r->servers[i], &a) == 0 && a.kind == GW_ADDR_TCP &&
+			  a.host && (inet_pton(AF_INET, a.host, buf) == 1 ||
+				     inet_pton(AF_INET6, a.host, buf) == 1);
+		gw_addr_free(&a);
+		if (!ok)
+			err_key(c, "servers", "\"%s\" is not a numeric \"ip:port\"",
+				r->servers[i]);
+	}
+}
+
 /* Pools first: listeners, users and rules name them. */
 static void top_check(struct ctx *c, json_t *root, void *base)
 {
@@ -1950,6 +1986,7 @@ void gw_cfg_free(struct gw_config *cfg)
 		gw_addr_free(cfg->stats_listen);
 		free(cfg->stats_listen);
 	}
+	free_str_list(cfg->resolver.servers);
 	free(cfg->audit_file);
 	if (cfg->stats_token)
 		OPENSSL_cleanse(cfg->stats_token, strlen(cfg->stats_token));

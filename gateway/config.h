@@ -154,6 +154,14 @@ struct gw_limits_cfg {
 	uint32_t ring_entries;		/* submission queue entries per worker, 8..32768: 1024 */
 };
 
+/* how backend host names are looked up (resolve.h); read at start */
+struct gw_resolver_cfg {
+	char **servers;		/* "ip:port" (NULL-terminated); NULL: /etc/resolv.conf's */
+	size_t n_servers;
+	uint32_t timeout_ms;	/* first try's timeout; 0: resolv.conf's (c-ares: 5000) */
+	int tries;		/* tries per server; 0: resolv.conf's (c-ares: 4) */
+};
+
 enum gw_log_level {
 	GW_LOG_ERROR = 0,
 	GW_LOG_WARN,
@@ -177,6 +185,7 @@ struct gw_config {
 	uint32_t stats_timeout_ms;	/* a stats connection's whole life (5000) */
 	char *stats_token;		/* NULL: /stats and /metrics are open; else a bearer token */
 	struct gw_limits_cfg limits;
+	struct gw_resolver_cfg resolver;
 	enum gw_log_level log_level;
 	char *audit_file;
 	int workers;			/* 1 */

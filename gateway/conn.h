@@ -39,8 +39,9 @@ enum gw_conn_kind {
 	GW_CONN_BACKEND,
 	GW_CONN_HTTP,		/* a stats endpoint request */
 	GW_CONN_EVENT,		/* the login threads' eventfd (auth.c) */
+	GW_CONN_RESOLVER,	/* the resolver thread's eventfd (resolve.c) */
 };
-#define GW_CONN_N_KINDS (GW_CONN_EVENT + 1)
+#define GW_CONN_N_KINDS (GW_CONN_RESOLVER + 1)
 
 struct gw_conn;
 struct gw_worker;

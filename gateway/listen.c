@@ -30,6 +30,29 @@
 #include "gateway/worker.h"
 #include "pool/pool.h"
 
+int gw_sockaddr_unix(const struct gw_addr *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)ss;
+	size_t plen = strlen(a->path);
+
+	memset(ss, 0, sizeof(*ss));
+	un->sun_family = AF_UNIX;
+	if (a->kind == GW_ADDR_UNIX_ABSTRACT) {
+		/* abstract namespace: leading NUL, length without a trailing NUL (as q) */
+		if (plen + 1 > sizeof(un->sun_path))
+			return -ENAMETOOLONG;
+		un->sun_path[0] = '\0';
+		memcpy(un->sun_path + 1, a->path, plen);
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + plen);
+	} else {
+		if (plen >= sizeof(un->sun_path))
+			return -ENAMETOOLONG;
+		memcpy(un->sun_path, a->path, plen + 1);
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + 1);
+	}
+	return 0;
+}
+
 int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, socklen_t *len)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -50,23 +73,7 @@ int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, sockl
 		freeaddrinfo(res);
 		return 0;
 	}
-	struct sockaddr_un *un = (struct sockaddr_un *)ss;
-	un->sun_family = AF_UNIX;
-	size_t plen = strlen(a->path);
-	if (a->kind == GW_ADDR_UNIX_ABSTRACT) {
-		/* abstract namespace: leading NUL, length without a trailing NUL (as q) */
-		if (plen + 1 > sizeof(un->sun_path))
-			return -ENAMETOOLONG;
-		un->sun_path[0] = '\0';
-		memcpy(un->sun_path + 1, a->path, plen);
-		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + plen);
-	} else {
-		if (plen >= sizeof(un->sun_path))
-			return -ENAMETOOLONG;
-		memcpy(un->sun_path, a->path, plen + 1);
-		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + 1);
-	}
-	return 0;
+	return gw_sockaddr_unix(a, ss, len);
 }
 
 int gw_listen_socket(const struct gw_addr *a, int backlog)

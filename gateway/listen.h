@@ -11,7 +11,7 @@
  * close cancels this worker's accept and closes the dup without shutting the socket down
  * for the others. The last worker to let go shuts it down, closes it and unlinks its path.
  *
- * Worker thread only (gw_sockaddr_from, gw_listen_socket: any).
+ * Worker thread only (gw_sockaddr_from, gw_sockaddr_unix, gw_listen_socket: any).
  */
 #ifndef GW_GATEWAY_LISTEN_H
 #define GW_GATEWAY_LISTEN_H
@@ -43,6 +43,10 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 void gw_listen_release(struct gw_conn *c);
 /* re-arm listeners whose backoff ended, or (below max_clients) that were paused */
 void gw_listen_tick(struct gw_worker *w);
+/* a as a socket address. TCP names go through getaddrinfo, which may block: listeners and
+ * claims only (bound at start and on reload; backends use resolve.h). 0 or -errno. */
 int gw_sockaddr_from(const struct gw_addr *a, struct sockaddr_storage *ss, socklen_t *len);
+/* a Unix address (a path or q's abstract name) as a socket address; never blocks. */
+int gw_sockaddr_unix(const struct gw_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 
 #endif /* GW_GATEWAY_LISTEN_H */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -22,6 +23,7 @@
 #include "gateway/log.h"
 #include "gateway/lshare.h"
 #include "gateway/pwhash.h"
+#include "gateway/resolve.h"
 #include "gateway/shared.h"
 #include "gateway/tls.h"
 #include "gateway/worker.h"
@@ -129,6 +131,27 @@ static int check_tls(const struct gw_config *cfg)
 		}
 	}
 	return bad;
+}
+
+/* --check: a backend host name that does not resolve (with the resolver settings qgate will
+ * use) is a warning, not an error: DNS may answer by the time the gateway runs, and the
+ * gateway retries it with backoff anyway. */
+static void check_names(const struct gw_config *cfg)
+{
+	char why[256];
+
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		for (size_t b = 0; b < cfg->pools[i].n_backends; b++) {
+			const struct gw_addr *a = &cfg->pools[i].backends[b].addr;
+			struct sockaddr_storage ss;
+			socklen_t len;
+			if (gw_resolve_numeric(a, &ss, &len) != -EAGAIN)
+				continue;
+			if (gw_resolve_check(cfg, a->host, why, sizeof(why)) < 0)
+				fprintf(stderr, "warning: pools[%zu].backends[%zu].address: \"%s\" does "
+					"not resolve (%s)\n", i, b, a->host, why);
+		}
+	}
 }
 
 /* Every configuration loaded stays alive until exit: retired pools and backends point in. */
@@ -301,6 +324,7 @@ int main(int argc, char **argv)
 	if (is_check) {
 		/* what only loading can tell: certificates, keys and cipher lists */
 		int bad = check_tls(cfg);
+		check_names(cfg);
 		if (!bad)
 			printf("config OK\n");
 		gw_cfg_free(cfg);

@@ -32,6 +32,10 @@ struct gw_backend_rt {
 	struct pool_be pb;
 	struct ssl_ctx_st *ssl_ctx;	/* TLS to this backend, or NULL */
 	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
+	/* its name's lookups (resolve.h): started, failed, and failed in a row until the next
+	 * success (the log line follows 1, 2, 4, 8... of these) */
+	uint64_t lookups, lookup_failures;
+	uint32_t lookup_failures_in_row;
 	/* session pools: when (w->now_ms) its last session connection came up / failed to;
 	 * 0 never. /health judges a session pool by the later of the two. */
 	uint64_t connect_ok_ms, connect_failed_ms;

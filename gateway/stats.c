@@ -143,13 +143,16 @@ static json_t *stats_tree(struct gw_worker *w)
 			const struct gw_backend_rt *be = p->backends[b];
 			struct gw_conn_counts n = gw_backend_counts(be);
 			json_array_append_new(bs, json_pack(
-				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}",
+				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}",
 				"name", be->cfg->name, "address", be->cfg->addr.text,
 				"state", gw_backend_state(be),
 				"connections", "idle", n.idle, "busy", n.busy, "connecting",
 				n.connecting,
 				"requests", (json_int_t)be->requests, "errors", (json_int_t)be->errors,
 				"reconnects", (json_int_t)be->reconnects,
+				/* its name's lookups (resolve.h): 0 for a numeric address */
+				"lookups", (json_int_t)be->lookups,
+				"lookup_failures", (json_int_t)be->lookup_failures,
 				"outstanding", (json_int_t)pool_be_outstanding(&be->pb),
 				"bytes_in", (json_int_t)be->bytes_in,
 				"bytes_out", (json_int_t)be->bytes_out, "weight", be->pb.weight,
@@ -584,8 +587,9 @@ static char *metrics_text(json_t *root)
 					  st[k], jint(conns, st[k]));
 		}
 	static const char *const be_counters[] = { "requests", "errors", "reconnects",
-						   "bytes_in", "bytes_out" };
-	for (size_t k = 0; k < 5; k++) {
+						   "bytes_in", "bytes_out", "lookups",
+						   "lookup_failures" };
+	for (size_t k = 0; k < sizeof(be_counters) / sizeof(be_counters[0]); k++) {
 		tb_printf(&t, "# TYPE qgate_backend_%s_total counter\n", be_counters[k]);
 		json_array_foreach(ps, i, p)
 			json_array_foreach(json_object_get(p, "backends"), j, b)

@@ -39,10 +39,10 @@
 #include "gateway/chunk.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
-#include "gateway/listen.h"
 #include "gateway/log.h"
 #include "gateway/reply.h"
 #include "gateway/req.h"
+#include "gateway/resolve.h"
 #include "gateway/runtime.h"
 #include "gateway/tls.h"
 #include "gateway/worker.h"
@@ -116,46 +116,28 @@ static void up_keepalive(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-/* socket + connect linked to a timeout; the rest happens in gw_upstream_on_connect */
-static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
-			       enum pool_conn_kind kind, int slot)
+/* c's socket to ss + connect linked to a timeout; the rest happens in gw_upstream_on_connect.
+ * 0, or -errno (c is then closed: a failed attempt). */
+static int up_connect(struct gw_worker *w, struct gw_conn *c, const struct sockaddr_storage *ss,
+		      socklen_t len)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
+	struct gw_backend_rt *be = c->up.be;
 	int one = 1;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
-	if (gw_sockaddr_from(&be->cfg->addr, &ss, &len) < 0) {
-		gw_warn("backend=%s address=%s msg=\"cannot resolve\"", be->cfg->name,
-			be->cfg->addr.text);
-		return NULL;
-	}
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		gw_warn("backend=%s msg=\"socket failed\" err=\"%s\"", be->cfg->name,
-			strerror(errno));
-		return NULL;
+		int e = errno;
+		gw_warn("backend=%s msg=\"socket failed\" err=\"%s\"", be->cfg->name, strerror(e));
+		gw_conn_close(w, c, "socket failed");
+		return -e;
 	}
-	if (ss.ss_family != AF_UNIX) {
+	if (ss->ss_family != AF_UNIX) {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		up_keepalive(fd);
 	}
-	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_BACKEND, fd);
-	if (!c) {
-		gw_warn("backend=%s msg=\"no free connection slot\"", be->cfg->name);
-		close(fd);
-		return NULL;
-	}
-	snprintf(c->peer, sizeof(c->peer), "%s", be->cfg->addr.text);
-	c->up.be = be;
-	c->up.rec = kind == POOL_CONN_POOLED ? &be->pb.slots[slot].rec : &c->up.own_rec;
-	pool_conn_init(c->up.rec, &be->pb, kind, slot, c);
-	gw_upstream_set_state(w, c, POOL_CONNECTING);
-	c->up.offer_capability = UP_CAPABILITY;
-	c->up.sa = ss;
+	c->fd = fd;
+	c->up.sa = *ss;
 	c->up.sa_len = len;
-	pool_list_init(&c->up.extra_link);
-	if (kind != POOL_CONN_POOLED)
-		pool_list_add_tail(&w->extra_ups, &c->up.extra_link);
 	uint32_t tmo = be->pool->cfg->reconnect.connect_timeout_ms;
 	if (!tmo)
 		tmo = 2000;
@@ -174,7 +156,84 @@ static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 	io_uring_prep_link_timeout(sqe, &c->up.connect_ts, 0);
 	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_TIMEOUT, c));
 	c->inflight += 2;
+	return 0;
+}
+
+/*
+ * A new backend connection, CONNECTING: connected at once to a numeric address, or (a host
+ * name) waiting for its lookup with no socket and no deadline (resolve.h; the resolver's
+ * own timeout bounds it), then connected by gw_upstream_resolved. Never blocks. NULL: no
+ * slot (nothing opened); otherwise a failure later closes c as a failed attempt.
+ */
+static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
+			       enum pool_conn_kind kind, int slot)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = 0;
+	int ret = gw_resolve_numeric(&be->cfg->addr, &ss, &len);
+
+	if (ret < 0 && ret != -EAGAIN) {
+		gw_warn("backend=%s address=%s msg=\"bad address\" err=\"%s\"", be->cfg->name,
+			be->cfg->addr.text, strerror(-ret));
+		return NULL;
+	}
+	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_BACKEND, -1);
+	if (!c) {
+		gw_warn("backend=%s msg=\"no free connection slot\"", be->cfg->name);
+		return NULL;
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s", be->cfg->addr.text);
+	c->up.be = be;
+	c->up.rec = kind == POOL_CONN_POOLED ? &be->pb.slots[slot].rec : &c->up.own_rec;
+	pool_conn_init(c->up.rec, &be->pb, kind, slot, c);
+	gw_upstream_set_state(w, c, POOL_CONNECTING);
+	c->up.offer_capability = UP_CAPABILITY;
+	pool_list_init(&c->up.extra_link);
+	if (kind != POOL_CONN_POOLED)
+		pool_list_add_tail(&w->extra_ups, &c->up.extra_link);
+	if (ret == 0) {
+		up_connect(w, c, &ss, len);
+		return c;
+	}
+	c->up.is_resolving = true;
+	be->lookups++;
+	ret = gw_resolve_start(w, c, &be->cfg->addr);
+	if (ret < 0)
+		gw_upstream_resolved(w, c, NULL, 0, strerror(-ret));
 	return c;
+}
+
+/* Whether this failure of be's name is logged: the first in a row, then the 2nd, 4th, 8th...
+ * (a name that keeps failing is retried with backoff and logged ever more rarely). */
+static bool resolve_fail_logged(struct gw_backend_rt *be)
+{
+	uint32_t n = ++be->lookup_failures_in_row;
+
+	return (n & (n - 1)) == 0;
+}
+
+void gw_upstream_resolved(struct gw_worker *w, struct gw_conn *c,
+			  const struct sockaddr_storage *ss, socklen_t len, const char *err)
+{
+	struct gw_backend_rt *be = c->up.be;
+
+	c->up.is_resolving = false;
+	if (!ss) {
+		be->lookup_failures++;
+		if (resolve_fail_logged(be))
+			gw_warn("backend=%s pool=%s address=%s failures=%u msg=\"cannot resolve the "
+				"backend's name: trying again after the reconnect backoff\" "
+				"err=\"%s\"", be->cfg->name, be->pool->cfg->name, be->cfg->addr.text,
+				be->lookup_failures_in_row, err);
+		gw_conn_close(w, c, "cannot resolve");
+		return;
+	}
+	if (be->lookup_failures_in_row) {
+		gw_info("backend=%s address=%s msg=\"backend's name resolves again\"", be->cfg->name,
+			be->cfg->addr.text);
+		be->lookup_failures_in_row = 0;
+	}
+	up_connect(w, c, ss, len);
 }
 
 void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot)

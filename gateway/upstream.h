@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "gateway/upstream_types.h"
 
@@ -39,6 +40,10 @@ bool gw_upstream_is_free(const struct gw_conn *c);
 void gw_upstream_pause(struct gw_worker *w, struct gw_conn *c);
 /* answer a call the backend made into a shared connection with a q error */
 void gw_upstream_reply_refused_call(struct gw_worker *w, struct gw_conn *c);
+/* c's lookup (resolve.h) ended: connect to ss, or (ss NULL) close c as a failed attempt
+ * (backoff as for a failed connect; the log line is rate-limited per backend) */
+void gw_upstream_resolved(struct gw_worker *w, struct gw_conn *c,
+			  const struct sockaddr_storage *ss, socklen_t len, const char *err);
 void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res);
 void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n);
 void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c);

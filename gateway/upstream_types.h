@@ -40,6 +40,7 @@ struct gw_upstream {
 	uint64_t query_deadline_ms;	/* 0: none */
 	int capability;
 	int offer_capability;		/* what the hello offers (a session: the client's) */
+	bool is_resolving;		/* CONNECTING, its name being looked up (no socket) */
 	bool is_paused_for_client;	/* recv paused: the owning client is not reading */
 	bool has_reply_pending;		/* an error reply waits for a streaming message's end */
 	struct __kernel_timespec connect_ts;

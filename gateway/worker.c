@@ -30,6 +30,7 @@
 #include "gateway/req.h"
 #include "gateway/runtime.h"
 #include "gateway/reply.h"
+#include "gateway/resolve.h"
 #include "gateway/session.h"
 #include "gateway/stats.h"
 #include "gateway/tls.h"
@@ -387,6 +388,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	gw_conn_set_ops(w, GW_CONN_BACKEND, &gw_upstream_conn_ops);
 	gw_conn_set_ops(w, GW_CONN_HTTP, &gw_stats_conn_ops);
 	gw_conn_set_ops(w, GW_CONN_EVENT, &gw_auth_conn_ops);
+	gw_conn_set_ops(w, GW_CONN_RESOLVER, &gw_resolve_conn_ops);
 	ret = setup_ring(w);
 	if (ret < 0)
 		return ret;
@@ -403,6 +405,9 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	if (!gw_conn_slab_grow(w))
 		return -ENOMEM;
 	ret = gw_auth_init(w);
+	if (ret < 0)
+		return ret;
+	ret = gw_resolve_init(w);
 	if (ret < 0)
 		return ret;
 	/* the stats endpoint first: once the q port accepts, /stats and /health answer too */
@@ -599,6 +604,7 @@ void gw_worker_destroy(struct gw_worker *w)
 	if (w->br && (void *)w->br != MAP_FAILED)
 		munmap(w->br, (size_t)w->buf_count * sizeof(struct io_uring_buf));
 	gw_auth_free(w);
+	gw_resolve_free(w);
 	gw_audit_close(w);
 	pthread_mutex_lock(&w->snap_mu);
 	free(w->snap_json);

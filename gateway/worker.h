@@ -23,6 +23,7 @@
 #include "pool/pool.h"
 
 struct gw_auth;
+struct gw_resolver;
 struct gw_client_row;
 struct gw_config;
 struct gw_listener_rt;
@@ -75,6 +76,7 @@ struct gw_worker {
 	struct pool_link retired_pools, retired_backends, retired_listeners;
 	const struct gw_config *pending_cfg;	/* posted by main on SIGHUP (__atomic) */
 	struct gw_auth *auth;		/* logins (auth.c), owned by the worker */
+	struct gw_resolver *resolver;	/* backend names (resolve.c), owned by the worker */
 	struct gw_conn *stats_conn;	/* the stats endpoint's listener (worker 0) */
 	struct pool_link http_conns;	/* its open connections, oldest first */
 	uint32_t n_http;

@@ -41,7 +41,7 @@ fail() {
 # ---------------------------------------------------------------- Debian packages
 PKGS=(ca-certificates)
 [ $want_build = 1 ] && PKGS+=(meson ninja-build pkg-config gcc clang liburing-dev libssl-dev
-	libjansson-dev libcriterion-dev openssl libclang-rt-14-dev)
+	libjansson-dev libcriterion-dev openssl libclang-rt-14-dev libc-ares-dev)
 [ $want_python = 1 ] && PKGS+=(python3 python3-venv)
 [ $want_java = 1 ] && PKGS+=(maven)
 [ $want_haproxy = 1 ] && PKGS+=(haproxy)
