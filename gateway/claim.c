@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gateway/config.h"
@@ -92,6 +93,13 @@ static int claim_one(struct gw_claims *cl, const struct gw_addr *a, char *err, s
 		return 0;
 	int fd = lock_name(key);
 	int ret = fd < 0 ? fd : probe(&ss, len);
+	/* no qgate holds the name, yet the port is taken: most likely a gateway that has just
+	 * exited and whose sockets the kernel is still letting go (a restart); give it 2 s */
+	for (int tries = 0; ret == -EADDRINUSE && fd >= 0 && tries < 40; tries++) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		ret = probe(&ss, len);
+	}
 	if (ret < 0) {
 		if (fd >= 0)
 			close(fd);

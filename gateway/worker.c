@@ -539,6 +539,18 @@ int gw_worker_run(struct gw_worker *w)
 
 void gw_worker_destroy(struct gw_worker *w)
 {
+	/*
+	 * Listeners stop listening now: the ring's teardown below finishes in the kernel after
+	 * this process may have exited, and until then an accept still armed would keep a TCP
+	 * port listening, so a gateway started again at once (systemd's Restart=) found it "in
+	 * use" and its clients reached a dead listener. (A shared Unix socket is shut down by
+	 * its last user, lshare.c.)
+	 */
+	for (uint32_t i = 0; i < w->n_conns; i++) {
+		struct gw_conn *c = gw_conn_at(w, i);
+		if (c->kind == GW_CONN_LISTENER && c->fd >= 0 && !c->is_fd_shared)
+			shutdown(c->fd, SHUT_RDWR);
+	}
 	/* the ring goes first: it cancels whatever is left in flight (io_uring_cancelation(7)) */
 	__atomic_store_n(&w->wake_fd, -1, __ATOMIC_RELEASE);	/* no more wakeups to it */
 	if (w->ring.ring_fd > 0)

@@ -126,10 +126,6 @@ def test_remote_python_function_is_forwarded_unchanged(tmp_path):
 
 
 @need_restart
-@pytest.mark.skip(reason="flaky on PyKX's side: in 3 of 4 runs PyKX 4.2 marks the connection "
-                  "closed ('Attempted to use a closed IPC connection') instead of reconnecting "
-                  "when the first call after the restart meets the old socket's EOF; "
-                  "see docs/clients.md")
 def test_reconnection_attempts_across_a_gateway_restart():
     with kx.SyncQConnection(HOST, int(AUTH_PORT), username=USER, password=PASS, timeout=10.0,
                             reconnection_attempts=20, reconnection_delay=0.25,
