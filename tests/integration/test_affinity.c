@@ -15,8 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "tests/support/t_crit.h"
 
 #define N_BE 3
@@ -112,17 +110,10 @@ static void define_and_call(int fd, int rounds, const char *who)
 
 static int64_t pool_stat(const char *key)
 {
-	char *body = NULL;
-	json_error_t e;
+	char path[96];
 
-	cr_assert_eq(t_http_get(stats_port, "/stats", &body), 200);
-	json_t *j = json_loads(body, 0, &e);
-	cr_assert(j != NULL, "bad /stats JSON (%s)", e.text);
-	free(body);
-	json_t *x = json_object_get(json_array_get(json_object_get(j, "pools"), 0), key);
-	int64_t v = json_is_integer(x) ? json_integer_value(x) : -1;
-	json_decref(j);
-	return v;
+	snprintf(path, sizeof(path), "pools/0/%s", key);
+	return t_stats_int(stats_port, path);
 }
 
 #define N_CL 6

@@ -20,8 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "tests/support/t_crit.h"
 
 #define N_BE 3
@@ -107,20 +105,13 @@ static void start_gate(const int max_inflight[N_BE], int connections)
 /* A figure of /stats: key of the "gateway" section, or of backend k's entry (-1: absent). */
 static int64_t stat_of(int k, const char *key)
 {
-	char *body = NULL;
-	json_error_t e;
+	char path[96];
 
-	cr_assert_eq(t_http_get(stats_port, "/stats", &body), 200);
-	json_t *j = json_loads(body, 0, &e);
-	cr_assert(j != NULL, "bad /stats JSON (%s): %.200s", e.text, body);
-	free(body);
-	json_t *o = k < 0 ? json_object_get(j, "gateway") :
-		    json_array_get(json_object_get(json_array_get(json_object_get(j, "pools"), 0),
-						   "backends"), (size_t)k);
-	json_t *x = json_object_get(o, key);
-	int64_t v = json_is_integer(x) ? json_integer_value(x) : -1;
-	json_decref(j);
-	return v;
+	if (k < 0)
+		snprintf(path, sizeof(path), "gateway/%s", key);
+	else
+		snprintf(path, sizeof(path), "pools/0/backends/%d/%s", k, key);
+	return t_stats_int(stats_port, path);
 }
 
 /* A counter verb asked of backend k directly, over a fresh connection (a probe: not counted). */

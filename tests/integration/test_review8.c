@@ -20,8 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "tests/support/t_crit.h"
 
 static struct t_proc *be1, *gate;
@@ -76,19 +74,10 @@ static int64_t ask(const char *verb)
 /* backends[0] figure of pools[0] in /stats (-1: absent) */
 static int64_t be_stat(const char *key)
 {
-	char *body = NULL;
-	json_error_t e;
+	char path[96];
 
-	cr_assert_eq(t_http_get(stats_port, "/stats", &body), 200);
-	json_t *j = json_loads(body, 0, &e);
-	cr_assert(j != NULL, "bad /stats JSON (%s): %.200s", e.text, body);
-	free(body);
-	json_t *o = json_array_get(json_object_get(json_array_get(json_object_get(j, "pools"), 0),
-						   "backends"), 0);
-	json_t *x = json_object_get(o, key);
-	int64_t v = json_is_integer(x) ? json_integer_value(x) : -1;
-	json_decref(j);
-	return v;
+	snprintf(path, sizeof(path), "pools/0/backends/0/%s", key);
+	return t_stats_int(stats_port, path);
 }
 
 /*

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "tests/support/t_obj.h"
 
 /* Largest message the test client accepts: far above anything a test asks for. */
@@ -597,4 +599,39 @@ int t_http_get(int port, const char *path, char **body)
 	*body = strdup(b ? b + 4 : "");
 	free(buf);
 	return status;
+}
+
+int64_t t_stats_int(int port, const char *path)
+{
+	char *body = NULL, key[64];
+	json_error_t e;
+	int64_t v = -1;
+
+	if (t_http_get(port, "/stats", &body) != 200) {
+		free(body);
+		return -1;
+	}
+	json_t *root = json_loads(body, 0, &e);
+	free(body);
+	if (!root) {
+		t_fail(EINVAL, "bad /stats JSON: %s", e.text);
+		return -1;
+	}
+	json_t *o = root;
+	for (const char *p = path; o && *p;) {
+		size_t n = strcspn(p, "/");
+		if (n >= sizeof(key))
+			break;
+		memcpy(key, p, n);
+		key[n] = '\0';
+		p += n + (p[n] == '/');
+		char *end;
+		long idx = strtol(key, &end, 10);
+		o = json_is_array(o) && *end == '\0' && end != key ?
+		    json_array_get(o, (size_t)idx) : json_object_get(o, key);
+	}
+	if (json_is_integer(o))
+		v = json_integer_value(o);
+	json_decref(root);
+	return v;
 }

@@ -103,4 +103,11 @@ int t_wait_closed(int fd, int timeout_ms, size_t *n_bytes);
  */
 int t_http_get(int port, const char *path, char **body);
 
+/*
+ * An integer of qgate's /stats on port, found by a path of object keys and array indexes,
+ * e.g. "gateway/clients" or "pools/0/backends/1/inflight". -1 when /stats cannot be fetched
+ * or parsed (t_errmsg() says why) or the path names no integer.
+ */
+int64_t t_stats_int(int port, const char *path);
+
 #endif /* GW_TESTS_SUPPORT_T_NET_H */
