@@ -549,10 +549,12 @@ static void submit_request(struct gw_worker *w, struct gw_conn *c, struct gw_req
 	p->requests++;
 	if (!p->pl.is_started)
 		gw_pool_start(w, p);	/* a lazy pool opens its connections on first use */
-	if (!pool_has_hope(&p->pl))
-		d.verdict = POOL_NONE;
-	else if (!(r->is_sync && !r->is_dedicated && output_blocked(w, c)))
+	/* pool_propose says NONE itself when no backend has hope: asked here only when the
+	 * proposal is skipped (a client not reading its answers takes no connection) */
+	if (!(r->is_sync && !r->is_dedicated && output_blocked(w, c)))
 		d = pool_propose(&p->pl, &r->pq);
+	else if (!pool_has_hope(&p->pl))
+		d.verdict = POOL_NONE;
 	if (d.verdict == POOL_NONE) {
 		gw_req_fail(w, r, "qgate: no backend available");
 		return;

@@ -109,7 +109,8 @@ static uint64_t slot_give(struct pool_be *be)
 	}
 	__atomic_store_n(&s->turn_until_ms, now_of(be) + POOL_TURN_MS, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->turn, next, __ATOMIC_SEQ_CST);
-	return 1ULL << __atomic_load_n(&s->reg_worker[next], __ATOMIC_SEQ_CST);
+	uint16_t worker = __atomic_load_n(&s->reg_worker[next], __ATOMIC_SEQ_CST);
+	return worker < 64 ? 1ULL << worker : 0;	/* beyond 64 workers: its tick looks */
 }
 
 /* A registration in s for be (-1 when all POOL_SHARED_REGS are taken: it then just never
@@ -124,7 +125,7 @@ static int reg_claim(struct pool_shared *s, int worker)
 		int r = __builtin_ctzll(~cur);
 		if (__atomic_compare_exchange_n(&s->regs, &cur, cur | (1ULL << r), false,
 						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-			__atomic_store_n(&s->reg_worker[r], (uint8_t)(worker & 63),
+			__atomic_store_n(&s->reg_worker[r], (uint16_t)worker,
 					 __ATOMIC_SEQ_CST);
 			return r;
 		}

@@ -57,7 +57,7 @@ struct pool_shared {
 	uint32_t max_inflight;	/* >= 1 (a reload may change it) */
 	uint64_t regs;		/* bit r: registration r is in use */
 	uint64_t waiters;	/* bit r: registration r has syncs waiting for a slot */
-	uint8_t reg_worker[POOL_SHARED_REGS];	/* registration r's worker (its wakeup) */
+	uint16_t reg_worker[POOL_SHARED_REGS];	/* registration r's worker (its wakeup) */
 	int32_t turn;		/* the registration a freed slot is kept for; -1: none */
 	uint64_t turn_until_ms;	/* ... until then */
 };
