@@ -287,7 +287,7 @@ int gw_stats_clients(struct gw_worker *w, struct gw_client_row **out, size_t *n_
 		pthread_mutex_lock(&o->snap_mu);
 		size_t k = o->n_snap_clients;
 		struct gw_client_row *grown = k ? realloc(rows, (n + k) * sizeof(*rows)) : rows;
-		if (grown) {
+		if (grown && k) {	/* a peer with no clients may have published no rows at all */
 			rows = grown;
 			memcpy(rows + n, o->snap_clients, k * sizeof(*rows));
 			n += k;
