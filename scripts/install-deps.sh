@@ -10,7 +10,9 @@
 #           (PyKX, qPython, pytest, and a NumPy/pandas pair qPython works with)
 #   node    nodejs + npm if missing, then npm ci in tests/interop/node (node-q)
 #   java    maven + a JDK if missing, then the Java driver's Maven dependencies
-#   tools   haproxy (bench/ and the scale test put qgate behind it)
+#   tools   haproxy (bench/ and the scale test put qgate behind it), promtool (Debian
+#           prometheus: checks a live /metrics scrape), chromium (headless: the status page
+#           test), systemd-analyze and logrotate (the unit file and the logrotate snippet)
 #   all     everything above (the default)
 #
 # apt-get runs (with one apt-get update) only when a package is missing, so a rerun is quick.
@@ -41,10 +43,11 @@ fail() {
 # ---------------------------------------------------------------- Debian packages
 PKGS=(ca-certificates)
 [ $want_build = 1 ] && PKGS+=(meson ninja-build pkg-config gcc clang liburing-dev libssl-dev
-	libjansson-dev libcriterion-dev openssl libclang-rt-14-dev libc-ares-dev)
+	libjansson-dev libcriterion-dev openssl libclang-rt-14-dev libc-ares-dev
+	libsystemd-dev scdoc)
 [ $want_python = 1 ] && PKGS+=(python3 python3-venv)
 [ $want_java = 1 ] && PKGS+=(maven)
-[ $want_haproxy = 1 ] && PKGS+=(haproxy)
+[ $want_haproxy = 1 ] && PKGS+=(haproxy prometheus chromium systemd logrotate)
 MISSING=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
