@@ -649,64 +649,6 @@ Test(modes, sighup_adds_and_removes_backends_without_dropping_clients)
 	close(fd);
 }
 
-/* --------------------------------------------------- scale out behind HAProxy */
-
-Test(modes, two_gateways_behind_haproxy_serve_the_same_backends, .timeout = 90.0)
-{
-	const char *haproxy = access("/usr/sbin/haproxy", X_OK) == 0 ? "/usr/sbin/haproxy" :
-			      access("/usr/bin/haproxy", X_OK) == 0 ? "/usr/bin/haproxy" : NULL;
-	cr_assert(haproxy != NULL, "haproxy is not installed (scripts/install-deps.sh tools)");
-	start_backend(0, NULL);
-	start_backend(1, NULL);
-
-	/* two independent qgate instances with the same pool */
-	int gp[2];
-	for (int i = 0; i < 2; i++) {
-		char *text = NULL, name[16];
-		gp[i] = T_OK(t_free_port());
-		cr_assert(asprintf(&text, "{\"listeners\":[{\"name\":\"main\",\"listen\":"
-				   "\"127.0.0.1:%d\",\"pool\":\"p\"}],\"pools\":[{\"name\":\"p\","
-				   "\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\"},"
-				   "{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\"}]}]}", gp[i],
-				   be[0]->port, be[1]->port) > 0);
-		snprintf(name, sizeof(name), "gw%d.json", i);
-		const char *path = T_PTR(t_write_file(name, text));
-		free(text);
-		T_PTR(t_qgate_start(path, gp[i]));
-	}
-	/* HAProxy in TCP mode in front of both */
-	int hp = T_OK(t_free_port());
-	char *hcfg = NULL;
-	cr_assert(asprintf(&hcfg, "global\n  maxconn 256\ndefaults\n  mode tcp\n"
-			   "  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n"
-			   "frontend fe\n  bind 127.0.0.1:%d\n  default_backend gws\n"
-			   "backend gws\n  balance roundrobin\n  server g1 127.0.0.1:%d\n"
-			   "  server g2 127.0.0.1:%d\n", hp, gp[0], gp[1]) > 0);
-	const char *hpath = T_PTR(t_write_file("haproxy.cfg", hcfg));
-	free(hcfg);
-	char *argv[] = { (char *)haproxy, "-f", (char *)hpath, "-db", NULL };
-	struct t_proc *h = T_PTR(t_proc_start("haproxy", argv));
-	T_OK(t_wait_accepting("127.0.0.1", hp, 5000, h->pid));
-
-	/* clients through HAProxy: every answer is its own, and both gateways took clients */
-	int fds[8];
-	for (int i = 0; i < 8; i++)
-		fds[i] = T_OK(t_q_connect("127.0.0.1", hp, "lb:x", NULL));
-	for (int round = 0; round < 20; round++)
-		for (int i = 0; i < 8; i++) {
-			char tok[32];
-			snprintf(tok, sizeof(tok), "lb-%d-%d", i, round);
-			t_call_expect(fds[i], t_call(".mock.echo", 1, t_str(tok)), t_str(tok), 5000);
-		}
-	int64_t seen[2] = { 0, 0 };
-	for (int k = 0; k < 2; k++)
-		seen[k] = count_on(k, ".mock.count");
-	cr_assert(seen[0] > 20 && seen[1] > 20, "backends saw %" PRId64 " and %" PRId64,
-		  seen[0], seen[1]);
-	for (int i = 0; i < 8; i++)
-		close(fds[i]);
-}
-
 /* ------------------------------------------------------------ slow readers */
 
 Test(modes, a_slow_reader_pauses_its_backend_and_the_connection_recovers, .timeout = 90.0)
