@@ -3,12 +3,17 @@
 #
 #   ./scripts/demo.sh
 #
-# Installs what it needs (scripts/install-deps.sh build python), builds into build-demo/, starts
-# two mockq backends (q1 on 5001, q2 on 5002: the addresses docs/examples/demo.json names),
-# queries each with a real q client (PyKX), then starts qgate with docs/examples/demo.json and
-# sends the same queries through it over TCP and q's unix socket, printing every answer and the
-# backend that served it (.mock.id[]). Everything it started is stopped on exit, also on Ctrl-C.
-# Logs of the processes stay in a temporary directory named at the end.
+# Checks first that every port it uses is free: TCP 5001 and 5002 (mockq backends q1 and q2,
+# with q's abstract unix sockets @/tmp/kx.5001 and @/tmp/kx.5002), 5050 (qgate, and its unix
+# socket @/tmp/kx.5050) and 8080 (qgate's stats endpoint and status page): the addresses
+# docs/examples/demo.json names. Then installs what it needs (scripts/install-deps.sh build
+# python), builds into build-demo/, starts the two backends, queries each with a real q
+# client (PyKX), starts qgate and sends the same queries through it over TCP and q's unix
+# socket, printing a table of every answer and the backend that served it (.mock.id[]). Then
+# it shows the gateway's own view: the admin table .qgate.backends[] over q (user admin), a few
+# lines of /metrics, and the status page's address. Run from a terminal, it waits for Enter
+# so the status page can be opened; everything it started is stopped on exit, also on
+# Ctrl-C. Logs of the processes stay in a temporary directory named at the end.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +24,8 @@ CONFIG=docs/examples/demo.json
 Q1_PORT=5001
 Q2_PORT=5002
 GW_PORT=5050	# docs/examples/demo.json: "main" 127.0.0.1:5050 and "local" unix:5050
-STATS_URL=http://127.0.0.1:8080/stats
+STATS_PORT=8080	# docs/examples/demo.json: "stats" 127.0.0.1:8080
+STATS=http://127.0.0.1:$STATS_PORT
 PY="$REPO/.venv/bin/python"
 LOGS=$(mktemp -d /tmp/qgate-demo.XXXXXX)
 PIDS=()
@@ -69,9 +75,21 @@ wait_port() {
 	return 1
 }
 
+# q's abstract unix socket for a port (mockq --unix, qgate's "unix:N" listener)
+unix_open() {
+	grep -q " @/tmp/kx\.$1\$" /proc/net/unix 2>/dev/null
+}
+
 require_free() {
 	if port_open "$1"; then
 		echo "port $1 is already in use: stop whatever listens there and rerun" >&2
+		exit 1
+	fi
+}
+
+require_free_unix() {
+	if unix_open "$1"; then
+		echo "unix socket @/tmp/kx.$1 is already in use: stop whatever listens there" >&2
 		exit 1
 	fi
 }
@@ -96,6 +114,15 @@ start_qgate() {
 client() {
 	"$PY" scripts/demo_client.py "$@"
 }
+
+step "ports: 5001, 5002, 5050 and 8080 on 127.0.0.1, @/tmp/kx.{5001,5002,5050} must be free"
+for p in "$Q1_PORT" "$Q2_PORT" "$GW_PORT" "$STATS_PORT"; do
+	require_free "$p"
+done
+for p in "$Q1_PORT" "$Q2_PORT" "$GW_PORT"; do
+	require_free_unix "$p"
+done
+echo "all free"
 
 step "install: build tools, libraries and the Python q clients"
 bash scripts/install-deps.sh build python
@@ -124,21 +151,30 @@ if [ -x "$BUILD/gateway/qgate" ]; then
 	start_qgate
 
 	step "the same queries through qgate (one address, both backends)"
-	client --label "through qgate (tcp)" --port "$GW_PORT" --rounds 2
-	client --label "through qgate (unix)" --port "$GW_PORT" --unix
+	client --label "through qgate (tcp)" --port "$GW_PORT" --rounds 2 --user demo:demo
+	client --label "through qgate (unix)" --port "$GW_PORT" --unix --user demo:demo
 else
 	step "qgate is not built yet: skipping the gateway part"
 fi
 
-step "stats"
-echo "qgate's stats endpoint: $STATS_URL (GET /stats, /metrics, /health; see docs/operations.md)"
-if "$PY" - "$STATS_URL" <<'EOF'
-import sys, urllib.request
-try:
-    body = urllib.request.urlopen(sys.argv[1], timeout=2).read().decode()
-except OSError as e:
-    print(f"  not served right now ({e}); the config needs a \"stats\" listener")
-    sys.exit(0)
-print("  " + body[:600] + (" ..." if len(body) > 600 else ""))
+step "the gateway's own view over q: .qgate.backends[] (admin users only)"
+client --label "admin table" --port "$GW_PORT" --user admin:admin --admin '.qgate.backends[]'
+
+step "a few lines of /metrics (Prometheus; the whole scrape: curl $STATS/metrics)"
+"$PY" - "$STATS/metrics" <<'EOF'
+import re, sys, urllib.request
+body = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+pick = re.compile(r"^qgate_(backend_up|backend_requests_total|pool_requests_total|"
+                  r"request_duration_seconds_count|clients)\b")
+lines = [l for l in body.splitlines() if pick.match(l)]
+for l in lines[:12]:
+    print("  " + l)
+print(f"  ... {len(body.splitlines())} lines in all")
 EOF
-then :; fi
+
+step "status page"
+echo "  $STATS/  (pools, backends, states, queues, rates and latency; refreshes itself)"
+echo "  also: $STATS/stats (JSON), $STATS/metrics, $STATS/health; docs/operations.md"
+if [ -t 0 ]; then
+	read -r -p "  open it now; press Enter to stop the demo " _ || true
+fi
