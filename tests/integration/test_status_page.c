@@ -394,6 +394,29 @@ Test(status_page, headers_csp_hash_and_token_rules)
 	a = http_raw("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
 	cr_assert_eq(status_of(a), 401, "%.200s", a);
 	free(a);
+	/* a request that arrives in pieces is still answered with the whole page */
+	int fd = T_OK(t_tcp_connect("127.0.0.1", stats_port, 2000));
+	static const char *const pieces[] = { "GET / HT", "TP/1.1\r\nHost: x\r\n", "\r\n" };
+	for (int i = 0; i < 3; i++) {
+		if (i)
+			poll(NULL, 0, 50);
+		T_OK(t_send_all(fd, pieces[i], strlen(pieces[i])));
+	}
+	char buf[65536];
+	size_t got = 0;
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		cr_assert(poll(&pfd, 1, 5000) == 1, "no answer to a request sent in pieces");
+		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		cr_assert(got < sizeof(buf) - 1, "answer too large");
+	}
+	close(fd);
+	buf[got] = '\0';
+	cr_assert_eq(status_of(buf), 200, "%.200s", buf);
+	cr_assert(strstr(buf, "</html>") != NULL, "the page was cut: %zu bytes", got);
 	/* only "/" is the page */
 	a = http_raw("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
 	cr_assert_eq(status_of(a), 404, "%.200s", a);
