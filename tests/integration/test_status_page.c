@@ -167,7 +167,9 @@ static void start_gate(const char *token)
 		"{\"listeners\":[{\"name\":\"main\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"main\"},"
 		"{\"name\":\"odd\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"" HOSTILE_POOL "\"}],"
 		"\"stats\":{\"listen\":\"127.0.0.1:%d\"%s},"
-		"\"pools\":[{\"name\":\"main\",\"health\":{\"interval_ms\":0},\"backends\":["
+		/* down1 stays down once refused: no reconnect (a brief "connecting") in the test */
+		"\"pools\":[{\"name\":\"main\",\"health\":{\"interval_ms\":0},"
+		"\"reconnect\":{\"delay_ms\":60000,\"max_delay_ms\":60000},\"backends\":["
 		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":2},"
 		"{\"name\":\"down1\",\"address\":\"127.0.0.1:%d\",\"connections\":1}]},"
 		"{\"name\":\"" HOSTILE_POOL "\",\"health\":{\"interval_ms\":0},\"backends\":["
