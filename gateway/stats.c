@@ -4,6 +4,9 @@
  *   GET /metrics  Prometheus text format, names qgate_*
  *   GET /health   200 when every pool has a reachable backend, 503 naming those without
  *                 (see tree_pool_healthy: session and lazy pools are judged without a probe)
+ *   GET /         the status page (status.html, embedded at build time), which reads /stats;
+ *                 static, so served without the token, under a CSP that lets it run only
+ *                 its own script and fetch only from here
  * One request per connection (Connection: close), served from the loop of worker 0; the
  * figures are every worker's, summed (see docs/operations.md). The same merged view, and
  * every worker's client list, feed the admin tables (admin.c). Also the latency histogram
@@ -31,6 +34,7 @@
 #include "gateway/listen.h"
 #include "gateway/log.h"
 #include "gateway/runtime.h"
+#include "gateway/status_page.h"
 #include "gateway/worker.h"
 #include "pool/pool.h"
 
@@ -687,6 +691,24 @@ static void respond(struct gw_worker *w, struct gw_conn *c, int status, const ch
 	gw_tx_kick(w, c);
 }
 
+/* The status page: static, so it reveals nothing and needs no token; its headers keep the
+ * browser from running anything but the page's own script, or sniffing, framing, caching it. */
+static void respond_status_page(struct gw_worker *w, struct gw_conn *c)
+{
+	char head[640];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\nCache-Control: no-store\r\n"
+			 "Content-Security-Policy: %s\r\nX-Content-Type-Options: nosniff\r\n"
+			 "Referrer-Policy: no-referrer\r\n\r\n",
+			 gw_status_page_len, gw_status_page_csp);
+	GW_ASSERT(n > 0 && (size_t)n < sizeof(head));
+	gw_chunkq_append(&c->txq, head, (size_t)n);
+	gw_chunkq_append(&c->txq, gw_status_page, gw_status_page_len);
+	c->http.is_done = true;
+	gw_tx_kick(w, c);
+}
+
 void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
 {
 	if (c->http.is_done)
@@ -710,6 +732,10 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 	char *q = strchr(path, '?');
 	if (q)
 		*q = '\0';
+	if (strcmp(path, "/") == 0) {
+		respond_status_page(w, c);
+		return;
+	}
 	if ((strcmp(path, "/stats") == 0 || strcmp(path, "/metrics") == 0) &&
 	    !is_authorized(w, c->http.req)) {
 		respond(w, c, 401, "text/plain", "a bearer token is needed: Authorization: Bearer "
@@ -751,7 +777,7 @@ int gw_stats_open(struct gw_worker *w)
 	if (ret < 0)
 		return ret;
 	gw_info("stats=http://%s msg=\"stats endpoint listening\" "
-		"paths=\"/stats /metrics /health\"", a->text);
+		"paths=\"/ /stats /metrics /health\"", a->text);
 	return 0;
 }
 
