@@ -18,6 +18,9 @@
  *    range, default and doc are written there once, and only table_defaults/table_parse read
  *    them. Code handles what a row cannot say: arrays of objects, secrets, references
  *    between sections and rules that span fields.
+ *  - Every key is reachable from top_table through the rows' .sub (FT_CODE rows name the
+ *    table their code reads with), so gw_cfg_describe lists them all: qgate.json(5) is
+ *    generated from these tables and a new row shows up there with nothing else edited.
  */
 #include "gateway/config.h"
 
@@ -678,7 +681,8 @@ struct field {
 	const char *const *names;	/* FT_ENUM, NULL-terminated */
 	const int *values;		/* FT_ENUM: what each name stores; NULL: its index */
 	size_t off_n;			/* FT_LIST: offsetof the size_t count */
-	const struct table *sub;	/* FT_OBJ */
+	const struct table *sub;	/* FT_OBJ; FT_CODE: the table its check function reads it with */
+	bool is_array;			/* FT_CODE with .sub: an array of such objects */
 	value_fn value;			/* FT_OBJ: reads other forms too (a boolean) */
 	const char *doc;
 };
@@ -716,6 +720,11 @@ struct table {
 #define R_HERE(k, t, fn, doc_) \
 	{ .key = (k), .type = FT_OBJ, .off = 0, .sub = &(t), .value = (fn), .doc = (doc_) }
 #define R_CODE(k, doc_)	{ .key = (k), .type = FT_CODE, .doc = (doc_) }
+/* FT_CODE keys the check function reads with table t, as one object or an array of them:
+ * the parse is code, but the table is named here so gw_cfg_describe finds every key. */
+#define R_CODE_OBJ(k, t, doc_)	{ .key = (k), .type = FT_CODE, .sub = &(t), .doc = (doc_) }
+#define R_CODE_ARR(k, t, doc_) \
+	{ .key = (k), .type = FT_CODE, .sub = &(t), .is_array = true, .doc = (doc_) }
 #define R_GONE(k, why)	{ .key = (k), .type = FT_GONE, .doc = (why) }
 
 static void *at(void *base, size_t off)
@@ -1011,7 +1020,7 @@ static const struct field backend_rows[] = {
 	R_INT("max_inflight", max_inflight, 1, 65535, 1,
 	      "most sync requests this backend runs at once, across all workers "
 	      "(a q process runs one at a time)"),
-	R_CODE("tls", "object, true, false or null: TLS to the backend"),
+	R_CODE_OBJ("tls", backend_tls_table, "object, true, false or null: TLS to the backend"),
 };
 #undef TBL
 static const struct table backend_table = { backend_rows, N_ROWS(backend_rows), backend_check };
@@ -1068,7 +1077,7 @@ static const struct field pool_rows[] = {
 	R_ENUM("affinity", affinity, affinity_names, NULL, GW_AFFINITY_NONE,
 	       "query pools: none (any backend per message), client (one per client), "
 	       "user (one per user)"),
-	R_CODE("backends", "array of backends, at least one"),
+	R_CODE_ARR("backends", backend_table, "array of backends, at least one"),
 	R_HERE("queue", queue_table, NULL, "the wait queue used when no connection is free"),
 	R_MS("query_timeout_ms", query_timeout_ms, 0, 0, "longest wait for an answer; 0: none"),
 	R_OBJ("reconnect", reconnect, reconnect_table, "backoff after a failed connection"),
@@ -1093,7 +1102,7 @@ static const struct field listener_rows[] = {
 	R_STR("name", name, 0, NULL, "name in logs and /stats; default: the listen text"),
 	R_ADDR("listen", addr, 0, "127.0.0.1:5050", "address to listen on"),
 	R_STR("pool", pool, 0, NULL, "pool of this listener's clients; default: the first pool"),
-	R_CODE("tls", "object or null: terminate TLS"),
+	R_CODE_OBJ("tls", listener_tls_table, "object or null: terminate TLS"),
 	R_ENUM("compress", compress, compress_names, NULL, GW_COMPRESS_OFF,
 	       "compress large answers as q does: off, remote clients, always"),
 };
@@ -1182,7 +1191,7 @@ static const struct field log_rows[] = {
 	R_STR("audit_file", audit_file, F_FILE, NULL, "one line per request; null: off"),
 };
 static const struct field auth_rows[] = {
-	R_CODE("users", "the users who may log in"),
+	R_CODE_ARR("users", user_table, "the users who may log in"),
 };
 #undef TBL
 static const struct table stats_table = { stats_rows, N_ROWS(stats_rows), stats_check };
@@ -1203,10 +1212,11 @@ static const struct table resolver_table = {
 
 #define TBL struct gw_config
 static const struct field top_rows[] = {
-	R_CODE("listeners", "where clients connect; default: 127.0.0.1:5050 on the first pool"),
-	R_CODE("auth", "the user table; absent: any credentials"),
-	R_CODE("pools", "the groups of backends, at least one"),
-	R_CODE("rules", "per-message routing, timeouts, refusals"),
+	R_CODE_ARR("listeners", listener_table,
+		   "where clients connect; default: 127.0.0.1:5050 on the first pool"),
+	R_CODE_OBJ("auth", auth_table, "the user table; absent: any credentials"),
+	R_CODE_ARR("pools", pool_table, "the groups of backends, at least one"),
+	R_CODE_ARR("rules", rule_table, "per-message routing, timeouts, refusals"),
 	R_HERE("stats", stats_table, NULL, "the HTTP stats endpoint; absent: none"),
 	R_OBJ("limits", limits, limits_table, "limits on clients and messages"),
 	R_HERE("log", log_table, NULL, "log level and audit log"),
@@ -1218,6 +1228,143 @@ static const struct field top_rows[] = {
 };
 #undef TBL
 static const struct table top_table = { top_rows, N_ROWS(top_rows), top_check };
+
+/* ---------------------------------------------------------------------------------------- */
+/* Describing the tables: the rows as text, for the generated man page qgate.json(5)        */
+
+static const char *type_name(const struct field *f)
+{
+	switch (f->type) {
+	case FT_INT:
+		return "integer";
+	case FT_MS:
+		return "duration (ms)";
+	case FT_DOUBLE:
+		return "number";
+	case FT_BOOL:
+		return "boolean";
+	case FT_ENUM:
+		return "string, one of";
+	case FT_STR:
+		if (f->flags & F_FILE)
+			return "file name";
+		return (f->flags & F_NAME) ? "string without ':'" : "string";
+	case FT_ADDR:
+		return "address";
+	case FT_LIST:
+		return "array of strings";
+	case FT_OBJ:
+		return "object";
+	case FT_CODE:
+		if (!f->sub)
+			return NULL;	/* a secret or a choice of forms: the doc says */
+		return f->is_array ? "array of objects" : "object";
+	case FT_GONE:
+		return "removed";
+	}
+	return NULL;
+}
+
+/* A double as JSON would show it: 2.0 rather than 2, so it reads as a number field. */
+static void fmt_double(char *buf, size_t n, double x)
+{
+	snprintf(buf, n, "%g", x);
+	if (!strpbrk(buf, ".en"))
+		snprintf(buf + strlen(buf), n - strlen(buf), ".0");
+}
+
+static void describe_range(const struct field *f, char *buf, size_t n)
+{
+	char lo[32], hi[32];
+
+	buf[0] = '\0';
+	switch (f->type) {
+	case FT_INT:
+		if (f->max == LLONG_MAX)
+			snprintf(buf, n, ">= %lld", f->min);
+		else
+			snprintf(buf, n, "%lld..%lld", f->min, f->max);
+		break;
+	case FT_MS:
+		if (f->min > 0)
+			snprintf(buf, n, ">= %lld", f->min);
+		break;
+	case FT_DOUBLE:
+		fmt_double(lo, sizeof(lo), f->dmin);
+		fmt_double(hi, sizeof(hi), f->dmax);
+		if (f->dmax > 1e300)
+			snprintf(buf, n, ">= %s", lo);
+		else
+			snprintf(buf, n, "%s..%s", lo, hi);
+		if (f->word)
+			snprintf(buf + strlen(buf), n - strlen(buf), ", or \"%s\"", f->word);
+		break;
+	default:
+		break;
+	}
+}
+
+static void describe_default(const struct field *f, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	switch (f->type) {
+	case FT_INT:
+	case FT_MS:
+		snprintf(buf, n, "%lld", f->def);
+		break;
+	case FT_DOUBLE:
+		fmt_double(buf, n, f->ddef);
+		break;
+	case FT_BOOL:
+		snprintf(buf, n, "%s", f->def ? "true" : "false");
+		break;
+	case FT_ENUM:
+		snprintf(buf, n, "\"%s\"", f->names[f->def]);
+		break;
+	case FT_STR:
+	case FT_ADDR:
+		if (f->sdef)
+			snprintf(buf, n, "\"%s\"", f->sdef);
+		break;
+	default:
+		break;
+	}
+}
+
+static void describe_table(const struct table *t, const char *parent, int depth,
+			   gw_cfg_doc_fn fn, void *arg)
+{
+	for (size_t i = 0; i < t->n_rows; i++) {
+		const struct field *f = &t->rows[i];
+		char path[256], range[96], def[96], sub_parent[260];
+		struct gw_cfg_doc d = {
+			.path = path, .parent = parent, .key = f->key, .depth = depth,
+			.type = type_name(f), .range = range, .def = def,
+			.names = f->type == FT_ENUM ? f->names : NULL, .doc = f->doc,
+			.is_required = (f->flags & F_REQ) != 0, .is_removed = f->type == FT_GONE,
+			.has_children = f->sub != NULL, .is_array = f->is_array,
+		};
+
+		snprintf(path, sizeof(path), "%s%s%s", parent, parent[0] ? "." : "", f->key);
+		describe_range(f, range, sizeof(range));
+		describe_default(f, def, sizeof(def));
+		if (!range[0])
+			d.range = NULL;
+		if (!def[0])
+			d.def = NULL;
+		fn(&d, arg);
+		if (f->sub) {
+			snprintf(sub_parent, sizeof(sub_parent), "%s%s", path,
+				 f->is_array ? "[]" : "");
+			describe_table(f->sub, sub_parent, depth + 1, fn, arg);
+		}
+	}
+}
+
+void gw_cfg_describe(gw_cfg_doc_fn fn, void *arg)
+{
+	describe_table(&top_table, "", 0, fn, arg);
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Checks: the keys the rows leave to code, and the rules that span fields                  */

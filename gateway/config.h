@@ -207,6 +207,35 @@ struct gw_config *gw_cfg_parse(const char *json, const char *name, char **errs);
 
 void gw_cfg_free(struct gw_config *cfg);
 
+/*
+ * One row of the configuration's field tables, as gw_cfg_describe hands it out: what the man
+ * page qgate.json(5) is generated from (docs/man/gen_qgate_json.c), so the page names every
+ * key the loader knows. Strings are valid during the callback only (copy what you keep).
+ */
+struct gw_cfg_doc {
+	const char *path;	/* "pools[].queue.timeout_ms"; an array's elements add "[]" */
+	const char *parent;	/* "pools[].queue"; "" at the top level */
+	const char *key;	/* "timeout_ms" */
+	int depth;		/* 0 for a top-level key */
+	const char *type;	/* "integer", "duration (ms)", ...; NULL: the doc says */
+	const char *range;	/* "1..1000", ">= 1"; NULL: none */
+	const char *def;	/* the default as JSON text ("5000", "\"info\""); NULL: none */
+	const char *const *names;	/* the allowed strings of a choice (NULL-terminated) */
+	const char *doc;	/* the row's one-line description */
+	bool is_required;
+	bool is_removed;	/* a key that is refused, doc says why */
+	bool has_children;	/* rows follow whose parent is path (+ "[]" for an array) */
+	bool is_array;		/* an array of objects: its children's parent is path + "[]" */
+};
+
+typedef void (*gw_cfg_doc_fn)(const struct gw_cfg_doc *row, void *arg);
+
+/*
+ * Call fn for every row of every field table, depth first from the top level, in table
+ * order: an object's row, then its fields. Any thread; reads only constant tables.
+ */
+void gw_cfg_describe(gw_cfg_doc_fn fn, void *arg);
+
 /* Lookups; NULL when absent. */
 const struct gw_pool_cfg *gw_cfg_pool(const struct gw_config *cfg, const char *name);
 const struct gw_user_cfg *gw_cfg_user(const struct gw_config *cfg, const char *name);

@@ -4,8 +4,9 @@
 #
 #   scripts/install-deps.sh [build] [python] [node] [java] [tools] [all]
 #
-#   build   Debian packages to build qgate, mockq and qbench (+ criterion for the tests, and
-#           clang's libFuzzer runtime for the fuzz targets)
+#   build   Debian packages to build qgate, mockq and qbench (+ criterion for the tests,
+#           clang's libFuzzer runtime for the fuzz targets, scdoc for the man pages and
+#           man-db/groff-base to check that they render)
 #   python  Debian python3-venv, then <repo>/.venv with tests/interop/requirements.txt
 #           (PyKX, qPython, pytest, and a NumPy/pandas pair qPython works with)
 #   node    nodejs + npm if missing, then npm ci in tests/interop/node (node-q)
@@ -44,7 +45,7 @@ fail() {
 PKGS=(ca-certificates)
 [ $want_build = 1 ] && PKGS+=(meson ninja-build pkg-config gcc clang liburing-dev libssl-dev
 	libjansson-dev libcriterion-dev openssl libclang-rt-14-dev libc-ares-dev
-	libsystemd-dev scdoc)
+	libsystemd-dev scdoc man-db groff-base)
 [ $want_python = 1 ] && PKGS+=(python3 python3-venv)
 [ $want_java = 1 ] && PKGS+=(maven)
 [ $want_haproxy = 1 ] && PKGS+=(haproxy prometheus chromium systemd logrotate)
