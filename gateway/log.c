@@ -260,7 +260,7 @@ static void payload_to_json(struct out *o, const char *payload)
 			continue;
 		}
 		p++;	/* '=' */
-		size_t vlen;
+		size_t n0 = o->n, vlen;
 		bool is_number = false;
 		if (*p == '"') {
 			p = parse_quoted(p + 1, val, &vlen);
@@ -284,14 +284,23 @@ static void payload_to_json(struct out *o, const char *payload)
 			out_json_str(o, key, klen);
 		}
 		out_str(o, ":");
+		size_t n_val = o->n;
 		if (is_number)
 			out_mem(o, val, vlen);
 		else
 			out_json_str(o, val, vlen);
+		/* the line filled up before the value began: the member goes whole (a value
+		 * cut short is still a closed string) */
+		if (o->is_full && o->n == n_val)
+			o->n = n0;
 	}
 	if (n_text) {
+		size_t n0 = o->n;
 		out_str(o, ",\"text\":");
+		size_t n_val = o->n;
 		out_json_str(o, text, n_text);
+		if (o->is_full && o->n == n_val)
+			o->n = n0;
 	}
 }
 
