@@ -956,6 +956,7 @@ static const char *const strategy_names[] = {
 static const char *const connect_names[] = { "start", "lazy", NULL };
 static const char *const affinity_names[] = { "none", "client", "user", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", "trace", NULL };
+static const char *const log_format_names[] = { "logfmt", "json", NULL };
 static const char *const compress_names[] = { "off", "remote", "always", NULL };
 static const char *const tls_version_names[] = { "1.2", "1.3", NULL };
 static const int tls_versions[] = { 12, 13 };
@@ -1188,6 +1189,8 @@ static const struct field stats_rows[] = {
 };
 static const struct field log_rows[] = {
 	R_ENUM("level", log_level, level_names, NULL, GW_LOG_INFO, "log level (stderr)"),
+	R_ENUM("format", log_format, log_format_names, NULL, GW_LOG_FMT_LOGFMT,
+	       "stderr lines as logfmt (key=value) or one JSON object each"),
 	R_STR("audit_file", audit_file, F_FILE, NULL, "one line per request; null: off"),
 };
 static const struct field auth_rows[] = {

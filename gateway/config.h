@@ -170,6 +170,11 @@ enum gw_log_level {
 	GW_LOG_TRACE,
 };
 
+enum gw_log_format {
+	GW_LOG_FMT_LOGFMT = 0,	/* ts=... level=info msg="..." key=value */
+	GW_LOG_FMT_JSON,	/* {"ts":"...","level":"info","msg":"...","key":"value"} */
+};
+
 struct gw_config {
 	struct gw_listener_cfg *listeners;
 	size_t n_listeners;
@@ -187,6 +192,7 @@ struct gw_config {
 	struct gw_limits_cfg limits;
 	struct gw_resolver_cfg resolver;
 	enum gw_log_level log_level;
+	enum gw_log_format log_format;
 	char *audit_file;
 	int workers;			/* 1 */
 	char *gateway_user;		/* user name a backend sees when no backend "user": "qgate" */

@@ -1,8 +1,13 @@
 /*
- * log — one line per event to stderr: "TIME LEVEL key=value ...".
- * The level is checked before the arguments are evaluated. The threshold lives in the
- * worker/main context and is passed by pointer-free global-free means: gw_log_set_level
- * is called once at start, before any worker thread exists (read-only afterwards).
+ * log — one line per event to stderr, from a logfmt payload the caller formats
+ * ("msg=\"...\" key=value ...", values from peers through gw_log_value). log.format picks the
+ * line: "logfmt" (ts=TIME level=info PAYLOAD) or "json" (one object: ts, level and every
+ * key of the payload, always valid JSON whatever the values hold). When stderr is the
+ * systemd journal (JOURNAL_STREAM names it) each line starts with its syslog priority
+ * (<3> error, <4> warn, <6> info, <7> debug/trace) so journald keeps the level, and logfmt
+ * lines drop their own timestamp (journald stamps every line).
+ * The level is checked before the arguments are evaluated. Level and format are set by the
+ * main thread, at start and on a reload; any thread may log.
  */
 #ifndef GW_GATEWAY_LOG_H
 #define GW_GATEWAY_LOG_H
@@ -14,6 +19,8 @@
 extern enum gw_log_level gw_log_threshold;	/* written once before threads start */
 
 void gw_log_set_level(enum gw_log_level lvl);
+/* GW_LOG_FMT_LOGFMT (the default) or GW_LOG_FMT_JSON; main thread. */
+void gw_log_set_format(enum gw_log_format fmt);
 void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

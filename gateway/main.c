@@ -4,7 +4,9 @@
  * threads, each with its own ring, listeners (TCP: SO_REUSEPORT; Unix: a dup of one shared
  * socket, lshare.h) and backend connections;
  * the main thread only waits for signals: SIGTERM/SIGINT stop, SIGHUP reloads the file
- * (a bad file is refused and the running configuration kept).
+ * (a bad file is refused and the running configuration kept). Under systemd (notify.h) it
+ * also reports READY/RELOADING/STOPPING and a status line, and feeds the watchdog while
+ * every worker's loop is turning.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -22,13 +25,16 @@
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "gateway/lshare.h"
+#include "gateway/notify.h"
 #include "gateway/pwhash.h"
 #include "gateway/resolve.h"
 #include "gateway/shared.h"
 #include "gateway/tls.h"
 #include "gateway/worker.h"
 
+#ifndef QGATE_VERSION	/* meson passes project()'s version */
 #define QGATE_VERSION "0.1.0"
+#endif
 
 struct worker_thread {
 	pthread_t tid;
@@ -162,7 +168,17 @@ struct cfg_list {
 
 static struct gw_claims claims;	/* listening addresses this process holds (main thread) */
 
-static void reload(const char *path, struct cfg_list *cl, struct worker_thread *ts, int n)
+/* a free-text reason as one logfmt line */
+static void log_reason(const char *why)
+{
+	char v[512];
+
+	gw_log_value(v, sizeof(v), why);
+	gw_err("msg=\"configuration refused\" reason=%s", v);
+}
+
+/* Returns true when the new configuration was accepted (and posted to the workers). */
+static bool reload(const char *path, struct cfg_list *cl, struct worker_thread *ts, int n)
 {
 	char *errs = NULL;
 	struct gw_config *cfg = gw_cfg_load(path, &errs);
@@ -175,30 +191,69 @@ static void reload(const char *path, struct cfg_list *cl, struct worker_thread *
 			next = strchr(line, '\n');
 			if (next)
 				*next++ = '\0';
-			gw_err("config_error=\"%s\"", line);
+			char v[512];
+			gw_log_value(v, sizeof(v), line);
+			gw_err("config_error=%s", v);
 		}
 		free(errs);
-		return;
+		return false;
 	}
 	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
 		gw_err("msg=\"SIGHUP: new configuration refused; keeping the running one\" file=%s",
 		       path);
-		gw_err("%s", why);
+		log_reason(why);
 		gw_cfg_free(cfg);
-		return;
+		return false;
 	}
 	struct gw_config **v = realloc(cl->v, (cl->n + 1) * sizeof(*v));
 	if (!v) {
 		gw_cfg_free(cfg);
-		return;
+		return false;
 	}
 	cl->v = v;
 	cl->v[cl->n++] = cfg;
 	gw_log_set_level(cfg->log_level);
+	gw_log_set_format(cfg->log_format);
 	for (int i = 0; i < n; i++)
 		__atomic_store_n(&ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
 	gw_info("msg=\"SIGHUP: configuration accepted, workers apply it within a tick\" file=%s",
 		path);
+	return true;
+}
+
+/* systemd's status line: what the workers last published (each tick), and the last event. */
+static void notify_status(struct worker_thread *ts, int n, const char *event, bool is_ready)
+{
+	uint32_t clients = 0, up = 0, all = 0;
+	char line[256];
+
+	if (!gw_notify_is_enabled())
+		return;
+	for (int i = 0; i < n; i++)
+		clients += __atomic_load_n(&ts[i].w.alive_clients, __ATOMIC_RELAXED);
+	/* every worker connects to every backend: worker 0's view stands for all */
+	up = __atomic_load_n(&ts[0].w.alive_backends_up, __ATOMIC_RELAXED);
+	all = __atomic_load_n(&ts[0].w.alive_backends, __ATOMIC_RELAXED);
+	snprintf(line, sizeof(line), "%u clients, backends up %u/%u, %d workers; %s", clients, up,
+		 all, n, event);
+	if (is_ready)
+		gw_notify_ready(line);
+	else
+		gw_notify_status(line);
+}
+
+/* The watchdog is fed only when every worker's loop has ticked within half the interval: a
+ * stuck worker then stops the feeding, and systemd restarts qgate a half interval later. */
+static bool workers_alive(struct worker_thread *ts, int n, uint64_t window_ms)
+{
+	uint64_t now = gw_now_ms();
+
+	for (int i = 0; i < n; i++) {
+		uint64_t t = __atomic_load_n(&ts[i].w.alive_ms, __ATOMIC_ACQUIRE);
+		if (t + window_ms < now)
+			return false;
+	}
+	return true;
 }
 
 static int run(const struct gw_config *cfg, const char *path, struct cfg_list *cl)
@@ -217,7 +272,7 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		return 1;
 	/* before any worker binds: a port another process holds is refused, not shared */
 	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
-		gw_err("%s", why);
+		log_reason(why);
 		free(ts);
 		free(peers);
 		return 1;
@@ -257,16 +312,44 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		stop = 1;
 	} else {
 		gw_info("msg=\"qgate ready\" version=%s workers=%d", QGATE_VERSION, n);
+		notify_status(ts, n, "started", true);
 	}
+	/* Under systemd the wait wakes every half watchdog interval (or 5 s, for the status
+	 * line); otherwise it sleeps until a signal. */
+	uint64_t wd_half_ms = gw_notify_watchdog_usec() / 2000;
+	uint64_t period_ms = wd_half_ms && wd_half_ms < 5000 ? wd_half_ms : 5000;
+	uint64_t next_status_ms = gw_now_ms() + 5000;
+	const char *event = "started";
+	if (wd_half_ms && !failed && workers_alive(ts, n, wd_half_ms))
+		gw_notify_watchdog();
 	while (!stop) {
 		int sig = 0;
-		if (sigwait(&set, &sig) != 0)
-			continue;
+		if (!gw_notify_is_enabled() || failed) {
+			if (sigwait(&set, &sig) != 0)
+				continue;
+		} else {
+			struct timespec to = { .tv_sec = (time_t)(period_ms / 1000),
+					       .tv_nsec = (long)(period_ms % 1000) * 1000000L };
+			sig = sigtimedwait(&set, NULL, &to);
+			if (wd_half_ms && workers_alive(ts, n, wd_half_ms))
+				gw_notify_watchdog();
+			if (gw_now_ms() >= next_status_ms) {
+				next_status_ms = gw_now_ms() + 5000;
+				notify_status(ts, n, event, false);
+			}
+			if (sig < 0)
+				continue;	/* the timeout (or EINTR) */
+		}
 		if (sig == SIGHUP) {
-			if (!failed)
-				reload(path, cl, ts, n);
+			if (!failed) {
+				gw_notify_reloading();
+				event = reload(path, cl, ts, n) ? "configuration reloaded"
+								: "reload refused, see the log";
+				notify_status(ts, n, event, true);
+			}
 			continue;
 		}
+		gw_notify_stopping();
 		gw_info("msg=\"stopping\" signal=%d", sig);
 		stop = 1;
 	}
@@ -340,6 +423,8 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	gw_log_set_level(cfg->log_level);
+	gw_log_set_format(cfg->log_format);
+	gw_notify_init();
 	int rc = run(cfg, path, &cl);
 	gw_cfg_free(cfg);
 	for (size_t i = 0; i < cl.n; i++)

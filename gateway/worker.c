@@ -332,6 +332,30 @@ static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 		gw_conn_sqe_done(w, c);
 }
 
+/* Tell the main thread this loop is turning (its watchdog feeds systemd only while every
+ * worker's is), with figures for the status line: clients, and backends with a connection
+ * open (up) of all the backends of the pools. */
+static void publish_alive(struct gw_worker *w)
+{
+	uint32_t up = 0, all = 0;
+
+	for (size_t i = 0; i < w->n_pools; i++) {
+		const struct gw_pool_rt *p = w->pools[i];
+		for (size_t b = 0; b < p->n_backends; b++) {
+			const struct gw_backend_rt *be = p->backends[b];
+			all++;
+			/* a session pool's connections are its clients': judged by the last try */
+			if (be->pb.n[POOL_IDLE] + be->pb.n[POOL_BUSY] > 0 ||
+			    be->connect_ok_ms > be->connect_failed_ms)
+				up++;
+		}
+	}
+	__atomic_store_n(&w->alive_clients, w->n_clients, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->alive_backends_up, up, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->alive_backends, all, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->alive_ms, w->now_ms, __ATOMIC_RELEASE);
+}
+
 static void tick(struct gw_worker *w)
 {
 	const struct gw_config *next = __atomic_exchange_n(&w->pending_cfg, NULL,
@@ -348,6 +372,7 @@ static void tick(struct gw_worker *w)
 		w->next_snap_ms = w->now_ms + 250;
 		gw_stats_publish(w);
 	}
+	publish_alive(w);
 	/* idle clients: a cheap scan once a second is plenty at this granularity */
 	uint32_t idle_ms = w->cfg->limits.client_idle_timeout_ms;
 	if (idle_ms && w->now_ms >= w->next_idle_scan_ms) {
@@ -425,6 +450,7 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 	for (size_t p = 0; p < w->n_pools; p++)
 		if (!w->pools[p]->cfg->is_lazy)
 			gw_pool_start(w, w->pools[p]);
+	publish_alive(w);
 	return 0;
 }
 

@@ -109,6 +109,10 @@ struct gw_worker {
 	uint64_t next_idle_scan_ms;
 	uint64_t stop_deadline_ms;
 	uint64_t rng;
+	/* heartbeat for the main thread (its watchdog and status line, notify.h): the loop
+	 * writes these every tick (__atomic), main only reads them */
+	uint64_t alive_ms;		/* now_ms of the last tick */
+	uint32_t alive_clients, alive_backends_up, alive_backends;
 	/* counters */
 	uint64_t cq_overflows, enobufs, protocol_errors, slow_clients, sq_full, login_throttled;
 	bool is_final_flush;		/* shutdown: last errors are being written out */
