@@ -1339,7 +1339,7 @@ static void describe_table(const struct table *t, const char *parent, int depth,
 {
 	for (size_t i = 0; i < t->n_rows; i++) {
 		const struct field *f = &t->rows[i];
-		char path[256], range[96], def[96], sub_parent[260];
+		char path[256], range[96], def[96], sub_parent[256];
 		struct gw_cfg_doc d = {
 			.path = path, .parent = parent, .key = f->key, .depth = depth,
 			.type = type_name(f), .range = range, .def = def,
@@ -1348,7 +1348,10 @@ static void describe_table(const struct table *t, const char *parent, int depth,
 			.has_children = f->sub != NULL, .is_array = f->is_array,
 		};
 
-		snprintf(path, sizeof(path), "%s%s%s", parent, parent[0] ? "." : "", f->key);
+		/* the tables are static: a path that does not fit is a programming error */
+		if (snprintf(path, sizeof(path), "%s%s%s", parent, parent[0] ? "." : "", f->key) >=
+		    (int)sizeof(path))
+			abort();
 		describe_range(f, range, sizeof(range));
 		describe_default(f, def, sizeof(def));
 		if (!range[0])
@@ -1357,8 +1360,9 @@ static void describe_table(const struct table *t, const char *parent, int depth,
 			d.def = NULL;
 		fn(&d, arg);
 		if (f->sub) {
-			snprintf(sub_parent, sizeof(sub_parent), "%s%s", path,
-				 f->is_array ? "[]" : "");
+			if (snprintf(sub_parent, sizeof(sub_parent), "%s%s", path,
+				     f->is_array ? "[]" : "") >= (int)sizeof(sub_parent))
+				abort();
 			describe_table(f->sub, sub_parent, depth + 1, fn, arg);
 		}
 	}

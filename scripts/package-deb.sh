@@ -36,17 +36,22 @@ cd "$REPO"
 # reuse the directory when it reconfigures; the prefix must be /usr (the unit names
 # /usr/sbin/qgate and /etc/qgate/qgate.json)
 opts=(--prefix=/usr --buildtype=release -Dtests=false -Dwerror=true)
+# quiet when it works; the whole output (compiler errors are on stdout) when it does not
+quiet() {
+	local out
+	out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; echo "package-deb: $* failed" >&2; exit 1; }
+}
 if [ -f "$BUILD/build.ninja" ]; then
-	meson setup --reconfigure "$BUILD" "${opts[@]}" >/dev/null
+	quiet meson setup --reconfigure "$BUILD" "${opts[@]}"
 else
-	meson setup "$BUILD" "${opts[@]}" >/dev/null
+	quiet meson setup "$BUILD" "${opts[@]}"
 fi
-meson compile -C "$BUILD" >/dev/null
+quiet meson compile -C "$BUILD"
 
 STAGE=$(mktemp -d /tmp/qgate-deb.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 ROOT=$STAGE/root
-meson install -C "$BUILD" --destdir "$ROOT" --no-rebuild >/dev/null
+quiet meson install -C "$BUILD" --destdir "$ROOT" --no-rebuild
 
 VERSION=$(meson introspect --projectinfo "$BUILD" |
 	python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
