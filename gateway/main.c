@@ -4,7 +4,8 @@
  * threads, each with its own ring, listeners (TCP: SO_REUSEPORT; Unix: a dup of one shared
  * socket, lshare.h) and backend connections;
  * the main thread only waits for signals: SIGTERM/SIGINT stop, SIGHUP reloads the file
- * (a bad file is refused and the running configuration kept).
+ * (a bad file is refused and the running configuration kept); an admin's reload
+ * (.qgate.reload[], POST /admin/reload) runs the same function on a worker thread.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -18,6 +19,7 @@
 
 #include <openssl/crypto.h>
 
+#include "gateway/actions.h"
 #include "gateway/claim.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
@@ -162,43 +164,77 @@ struct cfg_list {
 
 static struct gw_claims claims;	/* listening addresses this process holds (main thread) */
 
-static void reload(const char *path, struct cfg_list *cl, struct worker_thread *ts, int n)
+/*
+ * What a reload needs, set by run() before the workers start: SIGHUP (main thread) and
+ * .qgate.reload[] / POST /admin/reload (a worker thread, actions.h) both run reload_file,
+ * one at a time.
+ */
+static struct {
+	pthread_mutex_t mu;
+	const char *path;
+	struct cfg_list *cl;
+	struct worker_thread *ts;
+	int n;
+} rl = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Load, check and hand the file to every worker. 0, or -1 with the first error lines in
+ * err (err_n bytes; may be NULL). Any thread. */
+static int reload_file(char *err, size_t err_n)
 {
 	char *errs = NULL;
-	struct gw_config *cfg = gw_cfg_load(path, &errs);
 	char why[256];
+	size_t o = 0;
 
+	pthread_mutex_lock(&rl.mu);
+	const char *path = rl.path;
+	struct gw_config *cfg = gw_cfg_load(path, &errs);
 	if (!cfg) {
-		gw_err("msg=\"SIGHUP: new configuration refused; keeping the running one\" file=%s",
+		gw_err("msg=\"reload: new configuration refused; keeping the running one\" file=%s",
 		       path);
 		for (char *line = errs, *next; line && *line; line = next) {
 			next = strchr(line, '\n');
 			if (next)
 				*next++ = '\0';
 			gw_err("config_error=\"%s\"", line);
+			if (err && o + 3 < err_n) {
+				int k = snprintf(err + o, err_n - o, "%s%s", o ? "; " : "", line);
+				o += k > 0 ? (size_t)k : 0;
+			}
 		}
 		free(errs);
-		return;
+		pthread_mutex_unlock(&rl.mu);
+		return -1;
 	}
 	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
-		gw_err("msg=\"SIGHUP: new configuration refused; keeping the running one\" file=%s",
+		gw_err("msg=\"reload: new configuration refused; keeping the running one\" file=%s",
 		       path);
 		gw_err("%s", why);
+		if (err)
+			snprintf(err, err_n, "%s", why);
 		gw_cfg_free(cfg);
-		return;
+		pthread_mutex_unlock(&rl.mu);
+		return -1;
 	}
+	struct cfg_list *cl = rl.cl;
 	struct gw_config **v = realloc(cl->v, (cl->n + 1) * sizeof(*v));
 	if (!v) {
 		gw_cfg_free(cfg);
-		return;
+		if (err)
+			snprintf(err, err_n, "out of memory");
+		pthread_mutex_unlock(&rl.mu);
+		return -1;
 	}
 	cl->v = v;
 	cl->v[cl->n++] = cfg;
 	gw_log_set_level(cfg->log_level);
-	for (int i = 0; i < n; i++)
-		__atomic_store_n(&ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
-	gw_info("msg=\"SIGHUP: configuration accepted, workers apply it within a tick\" file=%s",
+	/* admin state of pools and backends that are gone is forgotten (actions.h) */
+	gw_actions_prune(cfg);
+	for (int i = 0; i < rl.n; i++)
+		__atomic_store_n(&rl.ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
+	gw_info("msg=\"reload: configuration accepted, workers apply it within a tick\" file=%s",
 		path);
+	pthread_mutex_unlock(&rl.mu);
+	return 0;
 }
 
 static int run(const struct gw_config *cfg, const char *path, struct cfg_list *cl)
@@ -231,6 +267,12 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);	/* inherited by the workers */
+	pthread_mutex_lock(&rl.mu);
+	rl.path = path;
+	rl.cl = cl;
+	rl.ts = ts;
+	rl.n = n;
+	pthread_mutex_unlock(&rl.mu);
 	for (int i = 0; i < n; i++) {
 		ts[i].cfg = cfg;
 		ts[i].id = i;
@@ -256,6 +298,7 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		gw_err("msg=\"start-up failed\"");
 		stop = 1;
 	} else {
+		gw_actions_set_reload(reload_file);	/* .qgate.reload[] once all are up */
 		gw_info("msg=\"qgate ready\" version=%s workers=%d", QGATE_VERSION, n);
 	}
 	while (!stop) {
@@ -264,7 +307,7 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 			continue;
 		if (sig == SIGHUP) {
 			if (!failed)
-				reload(path, cl, ts, n);
+				reload_file(NULL, 0);
 			continue;
 		}
 		gw_info("msg=\"stopping\" signal=%d", sig);
@@ -272,6 +315,8 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	}
 	for (int i = 0; i < n; i++)
 		pthread_join(ts[i].tid, NULL);
+	gw_actions_set_reload(NULL);
+	gw_actions_free_all();
 	for (int i = 0; i < n; i++)
 		if (ts[i].run_ret < 0)
 			failed = 1;
