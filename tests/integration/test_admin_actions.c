@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -103,6 +104,16 @@ static void start(const struct opts *o)
 	cr_assert(t_wait_file_contains(gate->err_path, 0, "qgate ready", 5000) == 0,
 		  "qgate did not log \"qgate ready\": %s", t_tail(gate->err_path, 400));
 	T_OK(t_wait_accepting("127.0.0.1", stats_port, 5000, gate->pid));
+}
+
+/* a clean stop (under ASan this also checks for leaks: the admin table, posted kills) */
+static void stop_clean(void)
+{
+	cr_assert(t_proc_alive(gate), "qgate died: %s", t_tail(gate->err_path, 800));
+	T_OK(t_proc_signal(gate, SIGTERM));
+	T_OK(t_proc_wait(gate, 10000));
+	cr_assert(WIFEXITED(gate->status) && WEXITSTATUS(gate->status) == 0,
+		  "qgate exit status %d: %s", gate->status, t_tail(gate->err_path, 1500));
 }
 
 static int ops_connect(void)
@@ -525,6 +536,7 @@ Test(admin_actions, kill_a_client_mid_request)
 	close(ops);
 	close(other);
 	close(victim);
+	stop_clean();
 }
 
 /* ---------------------------------------------------------------- refusals */
@@ -830,6 +842,7 @@ Test(admin_actions, state_survives_reload_and_a_broken_reload_keeps_serving)
 	cr_assert(is_dis);
 	close(dev);
 	close(ops);
+	stop_clean();
 }
 
 /* ---------------------------------------------------------------- workers */
@@ -884,4 +897,5 @@ Test(admin_actions, pause_applies_to_every_worker)
 		close(fds[i]);
 	}
 	close(ops);
+	stop_clean();
 }
