@@ -351,6 +351,13 @@ static bool text_is_call(const uint8_t *t, size_t n, bool may_bracket, char *nam
 	return k == last;
 }
 
+/* the read-only tables (no arguments) */
+static bool is_table(const char *name)
+{
+	return strcmp(name, ".qgate.stats") == 0 || strcmp(name, ".qgate.pools") == 0 ||
+	       strcmp(name, ".qgate.backends") == 0 || strcmp(name, ".qgate.clients") == 0;
+}
+
 /* ------------------------------------------------------------ arguments */
 
 enum arg_kind {
@@ -598,6 +605,9 @@ static enum admin_kind classify(const uint8_t *msg, size_t len, uint64_t max_byt
 			kind = ADMIN_CALL;
 			if (ap)
 				text_args(args, ap, an);
+			/* a table takes no argument: `.qgate.stats[1]; f[2]` is two statements */
+			if (args->n && is_table(name))
+				kind = ADMIN_MENTION;
 		} else if (text_mentions(pk.text, pk.text_len)) {
 			kind = ADMIN_MENTION;
 		}

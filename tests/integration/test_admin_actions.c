@@ -568,6 +568,10 @@ Test(admin_actions, q_refusals_and_call_forms)
 	act_err(ops, t_str(".qgate.reload[1]"), "qgate: .qgate.reload takes no argument");
 	act_err(ops, t_str(".qgate.frob[`p]"), "qgate: unknown admin function");
 	act_err(ops, t_str(".qgate.pause[`p]; 1+1"), "qgate: admin calls must be sent alone");
+	act_err(ops, t_str(".qgate.stats[1]; .qgate.pools[]"),
+		"qgate: admin calls must be sent alone");
+	act_err(ops, t_str(".qgate.pause[`p]; .qgate.resume[`p]"), "qgate: .qgate.pause takes");
+	act_err(ops, t_str(".qgate.kill[1]; f[2]"), "qgate: .qgate.kill takes");
 	cr_assert_not(is_paused(false, "p"));
 	/* the forms q sends: h(`.qgate.pause;`p) is a symbol vector */
 	struct t_obj *sv = t_vec(T_SYM, 2);
