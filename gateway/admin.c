@@ -1,12 +1,16 @@
 /*
  * admin.c — the gateway answering q itself, for admin users: `.qgate.stats[]`,
  * `.qgate.pools[]`, `.qgate.backends[]`, `.qgate.clients[]` come back as q tables built with
- * the codec. Everything else named `.qgate.*` gets `qgate: unknown admin function`; a
- * non-admin user gets `qgate: not allowed`. The gateway evaluates nothing else.
+ * the codec; `.qgate.pause[`p]`, `.qgate.resume`, `.qgate.disable`, `.qgate.enable`,
+ * `.qgate.kill`, `.qgate.reload` have their arguments checked here (each one literal: a
+ * symbol, a string, a whole number) and run the admin actions (actions.h). Everything else
+ * named `.qgate.*` gets `qgate: unknown admin function`; a non-admin user gets
+ * `qgate: not allowed`. The gateway evaluates nothing else.
  *
  * An admin call is a whole message and nothing else (docs/operations.md): a char vector
- * that is only `.qgate.NAME` or `.qgate.NAME[]` (blanks around), or a list headed by the
- * symbol `.qgate.NAME` or the string ".qgate.NAME" (its other items are ignored). Any other
+ * that is only `.qgate.NAME` or `.qgate.NAME[ARGS]` (blanks around; a table takes no ARGS),
+ * or a list (or symbol vector) headed by the symbol `.qgate.NAME` or the string ".qgate.NAME"
+ * (its other items are the arguments, decoded as data; the tables ignore them). Any other
  * message that names `.qgate.` — in query text outside string literals, in the string or
  * lambda at the head of a list — is refused with `qgate: admin calls must be sent alone`,
  * so no statement beside an admin call is dropped and no `.qgate.` text reaches a backend.
