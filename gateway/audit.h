@@ -1,5 +1,5 @@
 /*
- * audit — the audit log (audit.c): one line per finished request, buffered per worker and
+ * audit — the audit log (audit.c): one line per finished request and per admin action, buffered per worker and
  * written on the tick or when the buffer fills. Owner: the worker (audit_fd, audit_buf);
  * worker thread only.
  */
@@ -13,5 +13,9 @@ int gw_audit_open(struct gw_worker *w);
 void gw_audit_flush(struct gw_worker *w);
 void gw_audit_close(struct gw_worker *w);
 void gw_audit_req(struct gw_worker *w, const struct gw_req *r, const char *outcome);
+/* One admin action (actions.c), done or refused; every value already a logfmt value
+ * (gw_log_value): user, peer, arg, outcome. */
+void gw_audit_action(struct gw_worker *w, const char *user, const char *peer, const char *via,
+		     const char *action, const char *arg, const char *outcome);
 
 #endif /* GW_GATEWAY_AUDIT_H */

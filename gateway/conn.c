@@ -33,6 +33,8 @@
 
 /* a kind nobody registered: every hook absent */
 static const struct gw_conn_ops no_ops;
+/* connection ids, unique in the process (__atomic): clients are named by them across workers */
+static uint64_t next_conn_id;
 
 /* ------------------------------------------------------------------- slab */
 
@@ -77,7 +79,8 @@ struct gw_conn *gw_conn_alloc(struct gw_worker *w, enum gw_conn_kind kind, int f
 	c->kind = kind;
 	c->ops = w->conn_ops[kind] ? w->conn_ops[kind] : &no_ops;
 	c->fd = fd;
-	c->id = ++w->next_conn_id;
+	/* unique in the process, not only the worker: .qgate.kill names a client by it */
+	c->id = __atomic_add_fetch(&next_conn_id, 1, __ATOMIC_RELAXED);
 	if (c->ops->on_alloc)
 		c->ops->on_alloc(w, c);
 	return c;

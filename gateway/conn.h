@@ -86,7 +86,7 @@ struct gw_conn {
 	enum gw_conn_kind kind;
 	const struct gw_conn_ops *ops;	/* its kind's (never NULL while allocated) */
 	int fd;
-	uint64_t id;			/* for logs */
+	uint64_t id;			/* for logs; unique in the process (.qgate.kill) */
 	bool is_closing;		/* gw_conn_close was called: nothing more is done for it */
 	bool is_closed;			/* ... and the loop has carried the close out */
 	/* fd is this worker's dup of a socket other workers use too (a Unix listener): its

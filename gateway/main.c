@@ -4,9 +4,10 @@
  * threads, each with its own ring, listeners (TCP: SO_REUSEPORT; Unix: a dup of one shared
  * socket, lshare.h) and backend connections;
  * the main thread only waits for signals: SIGTERM/SIGINT stop, SIGHUP reloads the file
- * (a bad file is refused and the running configuration kept). Under systemd (notify.h) it
- * also reports READY/RELOADING/STOPPING and a status line, and feeds the watchdog while
- * every worker's loop is turning.
+ * (a bad file is refused and the running configuration kept); an admin's reload
+ * (.qgate.reload[], POST /admin/reload) runs the same function on a worker thread. Under
+ * systemd (notify.h) it also reports READY/RELOADING/STOPPING and a status line, and feeds
+ * the watchdog while every worker's loop is turning.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -21,6 +22,7 @@
 
 #include <openssl/crypto.h>
 
+#include "gateway/actions.h"
 #include "gateway/claim.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
@@ -177,15 +179,32 @@ static void log_reason(const char *why)
 	gw_err("msg=\"configuration refused\" reason=%s", v);
 }
 
-/* Returns true when the new configuration was accepted (and posted to the workers). */
-static bool reload(const char *path, struct cfg_list *cl, struct worker_thread *ts, int n)
+/*
+ * What a reload needs, set by run() before the workers start: SIGHUP (main thread) and
+ * .qgate.reload[] / POST /admin/reload (a worker thread, actions.h) both run reload_file,
+ * one at a time.
+ */
+static struct {
+	pthread_mutex_t mu;
+	const char *path;
+	struct cfg_list *cl;
+	struct worker_thread *ts;
+	int n;
+} rl = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Load, check and hand the file to every worker. 0, or -1 with the first error lines in
+ * err (err_n bytes; may be NULL). Any thread. */
+static int reload_file(char *err, size_t err_n)
 {
 	char *errs = NULL;
-	struct gw_config *cfg = gw_cfg_load(path, &errs);
 	char why[256];
+	size_t o = 0;
 
+	pthread_mutex_lock(&rl.mu);
+	const char *path = rl.path;
+	struct gw_config *cfg = gw_cfg_load(path, &errs);
 	if (!cfg) {
-		gw_err("msg=\"SIGHUP: new configuration refused; keeping the running one\" file=%s",
+		gw_err("msg=\"reload: new configuration refused; keeping the running one\" file=%s",
 		       path);
 		for (char *line = errs, *next; line && *line; line = next) {
 			next = strchr(line, '\n');
@@ -194,31 +213,46 @@ static bool reload(const char *path, struct cfg_list *cl, struct worker_thread *
 			char v[512];
 			gw_log_value(v, sizeof(v), line);
 			gw_err("config_error=%s", v);
+			if (err && o + 3 < err_n) {
+				int k = snprintf(err + o, err_n - o, "%s%s", o ? "; " : "", line);
+				o += k > 0 ? (size_t)k : 0;
+			}
 		}
 		free(errs);
-		return false;
+		pthread_mutex_unlock(&rl.mu);
+		return -1;
 	}
 	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
-		gw_err("msg=\"SIGHUP: new configuration refused; keeping the running one\" file=%s",
+		gw_err("msg=\"reload: new configuration refused; keeping the running one\" file=%s",
 		       path);
 		log_reason(why);
+		if (err)
+			snprintf(err, err_n, "%s", why);
 		gw_cfg_free(cfg);
-		return false;
+		pthread_mutex_unlock(&rl.mu);
+		return -1;
 	}
+	struct cfg_list *cl = rl.cl;
 	struct gw_config **v = realloc(cl->v, (cl->n + 1) * sizeof(*v));
 	if (!v) {
 		gw_cfg_free(cfg);
-		return false;
+		if (err)
+			snprintf(err, err_n, "out of memory");
+		pthread_mutex_unlock(&rl.mu);
+		return -1;
 	}
 	cl->v = v;
 	cl->v[cl->n++] = cfg;
 	gw_log_set_level(cfg->log_level);
 	gw_log_set_format(cfg->log_format);
-	for (int i = 0; i < n; i++)
-		__atomic_store_n(&ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
-	gw_info("msg=\"SIGHUP: configuration accepted, workers apply it within a tick\" file=%s",
+	/* admin state of pools and backends that are gone is forgotten (actions.h) */
+	gw_actions_prune(cfg);
+	for (int i = 0; i < rl.n; i++)
+		__atomic_store_n(&rl.ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
+	gw_info("msg=\"reload: configuration accepted, workers apply it within a tick\" file=%s",
 		path);
-	return true;
+	pthread_mutex_unlock(&rl.mu);
+	return 0;
 }
 
 /* systemd's status line: what the workers last published (each tick), and the last event. */
@@ -286,6 +320,12 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);	/* inherited by the workers */
+	pthread_mutex_lock(&rl.mu);
+	rl.path = path;
+	rl.cl = cl;
+	rl.ts = ts;
+	rl.n = n;
+	pthread_mutex_unlock(&rl.mu);
 	for (int i = 0; i < n; i++) {
 		ts[i].cfg = cfg;
 		ts[i].id = i;
@@ -311,6 +351,7 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		gw_err("msg=\"start-up failed\"");
 		stop = 1;
 	} else {
+		gw_actions_set_reload(reload_file);	/* .qgate.reload[] once all are up */
 		gw_info("msg=\"qgate ready\" version=%s workers=%d", QGATE_VERSION, n);
 		notify_status(ts, n, "started", true);
 	}
@@ -343,8 +384,8 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		if (sig == SIGHUP) {
 			if (!failed) {
 				gw_notify_reloading();
-				event = reload(path, cl, ts, n) ? "configuration reloaded"
-								: "reload refused, see the log";
+				event = reload_file(NULL, 0) == 0 ? "configuration reloaded"
+								  : "reload refused, see the log";
 				notify_status(ts, n, event, true);
 			}
 			continue;
@@ -355,6 +396,8 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	}
 	for (int i = 0; i < n; i++)
 		pthread_join(ts[i].tid, NULL);
+	gw_actions_set_reload(NULL);
+	gw_actions_free_all();
 	for (int i = 0; i < n; i++)
 		if (ts[i].run_ret < 0)
 			failed = 1;

@@ -395,7 +395,7 @@ static bool enqueue(struct gw_worker *w, struct gw_req *r, bool is_first)
 
 void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 {
-	uint8_t buf[256];
+	uint8_t buf[1024];	/* an admin action's error (a reload's) can be long */
 	int len;
 
 	if (r->pq.is_queued)
@@ -404,7 +404,7 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 		gw_upstream_abandon(w, r->backend, r);	/* it reads and drops the answer */
 	if (r->pool)
 		r->pool->errors++;
-	if (w->audit_fd >= 0)
+	if (w->audit_fd >= 0 && !r->gw_error)
 		gw_audit_req(w, r, text);
 	r->gw_error = true;
 	if (!r->is_sync) {
@@ -690,9 +690,11 @@ static void handle_message(struct gw_worker *w, struct gw_conn *c, struct gw_chu
 	uint8_t *ans;
 	size_t ans_len;
 	const char *err;
+	bool is_audited;
 	if (gw_admin_call(w, c, msg->data, msg->len, &ans, &ans_len, &err, r->what,
-			  sizeof(r->what))) {
+			  sizeof(r->what), &is_audited)) {
 		/* answered by the gateway itself, in its place among the client's answers */
+		r->gw_error = is_audited;	/* an admin action wrote its own audit line */
 		if (err) {
 			gw_req_fail(w, r, err);
 		} else if (r->is_sync) {
@@ -884,8 +886,10 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 	 * among those, the strategy picks (least_outstanding: the fewest sessions) */
 	struct pool_be *pbe = pool_pick_session(&p->pl, w->now_ms);
 	if (!pbe) {
-		gw_info("conn=%llu peer=%s pool=%s msg=\"no session backend reachable\"",
-			(unsigned long long)c->id, c->peer, p->cfg->name);
+		/* paused (an admin's .qgate.pause): new sessions are refused, not held */
+		gw_info("conn=%llu peer=%s pool=%s msg=\"%s\"", (unsigned long long)c->id, c->peer,
+			p->cfg->name, p->pl.is_paused ? "pool paused: new session refused" :
+			"no session backend reachable");
 		return -ENOENT;
 	}
 	c->cl.session_pool = p;

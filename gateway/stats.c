@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "gateway/actions.h"
 #include "gateway/chunk.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
@@ -102,6 +103,9 @@ const char *gw_backend_state(const struct gw_backend_rt *be)
 {
 	struct gw_conn_counts n = gw_backend_counts(be);
 
+	/* disabled by an admin: draining while it still runs something of this worker's */
+	if (be->pb.is_disabled)
+		return pool_be_outstanding(&be->pb) ? "draining" : "disabled";
 	if (n.idle + n.busy > 0)
 		return "up";
 	return n.connecting ? "connecting" : "down";
@@ -170,6 +174,7 @@ static json_t *stats_tree(struct gw_worker *w)
 									       be->connect_ok_ms));
 			json_object_set_new(bj, "connect_failed_ms", json_integer((json_int_t)
 						be->connect_failed_ms));
+			json_object_set_new(bj, "disabled", json_boolean(be->pb.is_disabled));
 		}
 		json_array_append_new(ps, json_pack(
 			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
@@ -188,6 +193,7 @@ static json_t *stats_tree(struct gw_worker *w)
 		/* summed over the workers: how many opened its connections (lazy: on first use) */
 		json_object_set_new(json_array_get(ps, i), "started",
 				    json_integer(p->pl.is_started ? 1 : 0));
+		json_object_set_new(json_array_get(ps, i), "paused", json_boolean(p->pl.is_paused));
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
@@ -307,7 +313,10 @@ int gw_stats_clients(struct gw_worker *w, struct gw_client_row **out, size_t *n_
 	return 0;
 }
 
-static const char *state_rank[] = { "down", "connecting", "up" };
+/* merged over workers, the highest wins: an admin's disable over any connection state, and
+ * draining (some worker still runs something there) over disabled */
+static const char *state_rank[] = { "down", "connecting", "up", "disabled", "draining" };
+#define N_RANKS (sizeof(state_rank) / sizeof(state_rank[0]))
 
 static bool same_name(const char *a, const char *b)
 {
@@ -316,7 +325,7 @@ static bool same_name(const char *a, const char *b)
 
 static int rank_of(const char *s)
 {
-	for (int i = 2; i >= 0; i--)
+	for (int i = (int)N_RANKS - 1; i >= 0; i--)
 		if (s && strcmp(s, state_rank[i]) == 0)
 			return i;
 	return 0;
@@ -677,7 +686,8 @@ static void respond(struct gw_worker *w, struct gw_conn *c, int status, const ch
 {
 	char head[320];
 	const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found" :
-			     status == 401 ? "Unauthorized" :
+			     status == 401 ? "Unauthorized" : status == 403 ? "Forbidden" :
+			     status == 409 ? "Conflict" : status == 500 ? "Internal Server Error" :
 			     status == 503 ? "Service Unavailable" : "Bad Request";
 	size_t blen = strlen(body);
 	int n = snprintf(head, sizeof(head),
@@ -725,6 +735,15 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 		return;
 	}
 	char method[8] = "", path[128] = "";
+	if (strncmp(c->http.req, "POST ", 5) == 0) {
+		/* admin actions (actions.h): arguments in the query string, a body is ignored */
+		int status = 500;
+		char *body = gw_actions_http(w, c->http.req, is_authorized(w, c->http.req), c->fd,
+					     &status);
+		respond(w, c, status, "application/json", body ? body : "{\"ok\":false}\n");
+		free(body);
+		return;
+	}
 	if (sscanf(c->http.req, "%7s %127s", method, path) != 2 || strcmp(method, "GET") != 0) {
 		respond(w, c, 400, "text/plain", "only GET /stats, /metrics, /health\n");
 		return;

@@ -38,7 +38,7 @@ struct gw_hist {
 struct gw_client_row {
 	int worker;			/* the worker it is connected to */
 	int capability;
-	uint64_t id;			/* connection id, unique within its worker */
+	uint64_t id;			/* connection id, unique in the process (.qgate.kill) */
 	uint64_t requests;
 	uint32_t outstanding;		/* sync requests not answered yet */
 	const char *listener;		/* its listener's name, "" if none */

@@ -878,8 +878,9 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	/* quiet for an interval: nothing heard from the backend, no answer on c */
 	uint64_t heard_ms = c->up.last_used_ms > be->last_heard_ms ? c->up.last_used_ms :
 			    be->last_heard_ms;
+	/* a disabled backend is left alone: an admin took it out on purpose */
 	if (gw_up_state(c) == POOL_IDLE && hint && heard_ms + hint <= w->now_ms &&
-	    !c->up.is_tx_locked && !w->is_stopping) {
+	    !c->up.is_tx_locked && !w->is_stopping && !be->pb.is_disabled) {
 		health_check(w, c);
 		return;
 	}

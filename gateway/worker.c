@@ -20,6 +20,7 @@
 
 #include <liburing.h>
 
+#include "gateway/actions.h"
 #include "gateway/audit.h"
 #include "gateway/auth.h"
 #include "gateway/chunk.h"
@@ -251,6 +252,7 @@ static void wake_peers(struct gw_worker *w)
 static void on_wake(struct gw_worker *w)
 {
 	w->wakes_received++;
+	gw_actions_apply(w, false);	/* an admin action (actions.h) may be why */
 	for (size_t i = 0; i < w->n_pools; i++)
 		if (w->pools[i]->pl.queue_len)
 			gw_pool_dispatch(w, w->pools[i]);
@@ -362,6 +364,8 @@ static void tick(struct gw_worker *w)
 							    __ATOMIC_ACQ_REL);
 	if (next)
 		gw_runtime_reload(w, next);
+	/* admin state for the pools a reload built; else a wakeup lost on a full queue */
+	gw_actions_apply(w, next != NULL);
 	gw_client_tick(w);
 	gw_upstream_tick(w);
 	gw_listen_tick(w);

@@ -61,7 +61,6 @@ struct gw_worker {
 	/* completions taken off the ring and not handled yet (see gw_sqe) */
 	struct io_uring_cqe *cqes;
 	size_t n_cqes, cqe_cap;
-	uint64_t next_conn_id;
 	uint32_t n_clients;
 	/* pools and listeners; pools (and backends) are allocated one by one so that the
 	 * pointers requests and connections hold survive a configuration reload */
@@ -98,6 +97,7 @@ struct gw_worker {
 	uint64_t wake_mask;
 	int wake_fd;			/* its ring's fd for peers' msg_ring, -1: none (__atomic) */
 	uint64_t wakes_received;	/* wakeups from other workers (stats) */
+	uint64_t admin_gen;		/* the admin state's generation last applied (actions.h) */
 	int audit_fd;			/* -1: no audit log */
 	char *audit_buf;
 	size_t audit_len, audit_cap;

@@ -156,6 +156,7 @@ void pool_be_init(struct pool_be *be, struct pool *p, int weight, struct pool_sh
 	be->pool = p;
 	be->weight = weight > 0 ? weight : 1;
 	be->is_retired = false;
+	be->is_disabled = false;
 	if (shared) {
 		be->shared = shared;
 	} else {
@@ -200,7 +201,15 @@ uint32_t pool_be_outstanding(const struct pool_be *be)
 
 bool pool_be_can_take(const struct pool_be *be)
 {
-	return be->n_free > 0 && slot_open(be);
+	return !be->is_disabled && be->n_free > 0 && slot_open(be);
+}
+
+bool pool_be_set_disabled(struct pool_be *be, bool is_disabled)
+{
+	if (be->is_disabled == is_disabled)
+		return false;
+	be->is_disabled = is_disabled;
+	return true;
 }
 
 bool pool_be_is_hopeless(const struct pool_be *be)
@@ -374,8 +383,9 @@ struct pool *pool_client_next(const struct pool_client *cl)
 /* A record pinned as (c, serial) still names that connection, up and usable. */
 static bool still_up(const struct pool_conn *c, uint32_t serial)
 {
+	/* a disabled backend takes nothing new: a pin to it goes, as with a closed connection */
 	return c && c->serial == serial && c->state >= POOL_IDLE &&
-	       !(c->holds & POOL_HOLD_CLOSING);
+	       !(c->holds & POOL_HOLD_CLOSING) && !c->be->is_disabled;
 }
 
 static struct pool_conn *pinned(struct pool_client *cl, const struct pool *p)
@@ -444,7 +454,16 @@ void pool_init(struct pool *p, enum pool_strategy strategy, uint64_t seed, uint3
 	p->now_ms = now_ms;
 	p->is_waiting = false;
 	p->is_started = false;
+	p->is_paused = false;
 	p->next_serial = 0;
+}
+
+bool pool_set_paused(struct pool *p, bool is_paused)
+{
+	if (p->is_paused == is_paused)
+		return false;
+	p->is_paused = is_paused;
+	return true;
 }
 
 void pool_set_backends(struct pool *p, struct pool_be *const *bes, size_t n)
@@ -495,7 +514,7 @@ static struct pool_conn *async_conn(const struct pool_be *be)
 static bool takes_asyncs(const struct pool_be *be, uint64_t arg)
 {
 	(void)arg;
-	return async_conn(be) != NULL;
+	return !be->is_disabled && async_conn(be) != NULL;
 }
 
 static struct pool_conn *free_conn(const struct pool_be *be)
@@ -506,18 +525,27 @@ static struct pool_conn *free_conn(const struct pool_be *be)
 static bool is_up(const struct pool_be *be, uint64_t arg)
 {
 	(void)arg;
-	return pool_be_up(be) > 0;
+	return !be->is_disabled && pool_be_up(be) > 0;
 }
 
 static bool has_hope(const struct pool_be *be, uint64_t arg)
 {
 	(void)arg;
-	return !pool_be_is_hopeless(be);
+	return !be->is_disabled && !pool_be_is_hopeless(be);
+}
+
+/* some disabled backend would have taken it: wait for an enable rather than fail */
+static bool disabled_hope(const struct pool *p)
+{
+	for (size_t b = 0; b < p->n_bes; b++)
+		if (p->bes[b]->is_disabled && !pool_be_is_hopeless(p->bes[b]))
+			return true;
+	return false;
 }
 
 static bool session_due(const struct pool_be *be, uint64_t now_ms)
 {
-	return be->session_retry_at_ms <= now_ms;
+	return !be->is_disabled && be->session_retry_at_ms <= now_ms;
 }
 
 static struct pool_be *pick(struct pool *p, pool_qualifies_fn ok, uint64_t arg)
@@ -539,7 +567,7 @@ static uint64_t mix64(uint64_t x)
 
 static bool may_be_home(const struct pool_be *be)
 {
-	return !be->is_retired && pool_be_up(be) > 0;
+	return !be->is_retired && !be->is_disabled && pool_be_up(be) > 0;
 }
 
 /* user affinity: the backend up with the highest hash of (user, backend), so adding or
@@ -604,7 +632,7 @@ struct pool_decision pool_place(struct pool *p, struct pool_req *r)
 		d.be = home ? home : pick(p, is_up, 0);
 		if (!d.be)
 			d.be = pick(p, has_hope, 0);
-		d.verdict = d.be ? POOL_OPEN : POOL_NONE;
+		d.verdict = d.be ? POOL_OPEN : disabled_hope(p) ? POOL_WAIT : POOL_NONE;
 		return d;
 	}
 	struct pool_conn *pc = pinned(r->client, p);
@@ -653,6 +681,8 @@ struct pool_decision pool_propose(struct pool *p, struct pool_req *r)
 	 * earlier (which may wait in another pool) */
 	if (!pool_list_empty(&p->queue) || (r->client && !pool_list_empty(&r->client->queued)))
 		return d;
+	if (p->is_paused)
+		return d;	/* held in the queue until resumed */
 	return pool_place(p, r);
 }
 
@@ -762,7 +792,7 @@ bool pool_next(struct pool *p, struct pool_link **cursor, struct pool_decision *
 			*cursor = l->next;
 			return true;
 		}
-		if (!room && p->queued_nofree == 0)
+		if (p->is_paused || (!room && p->queued_nofree == 0))
 			break;
 		if (!clients_next(r) || (r->is_sync && !r->is_dedicated && !room))
 			continue;
@@ -789,7 +819,8 @@ struct pool_req *pool_expired(struct pool *p, uint64_t now_ms)
 
 bool pool_update_waiting(struct pool *p)
 {
-	bool syncs_wait = p->queue_len > p->queued_nofree;
+	/* paused: nothing leaves, so no slot is waited for */
+	bool syncs_wait = !p->is_paused && p->queue_len > p->queued_nofree;
 	bool again = false;
 
 	p->is_waiting = false;
@@ -799,7 +830,7 @@ bool pool_update_waiting(struct pool *p)
 		uint64_t bit = reg_bit(be);
 		/* a free connection but no slot: wait for one in turn (with none free here, this
 		 * pool's own answers dispatch it anyway) */
-		bool need = syncs_wait && be->n_free > 0 && !slot_open(be);
+		bool need = syncs_wait && !be->is_disabled && be->n_free > 0 && !slot_open(be);
 		if (need && bit) {
 			__atomic_fetch_or(&s->waiters, bit, __ATOMIC_SEQ_CST);
 			if (slot_open(be))
@@ -857,6 +888,8 @@ bool pool_slot_due(const struct pool_be *be, uint32_t i, uint64_t now_ms)
 struct pool_be *pool_pick_session(struct pool *p, uint64_t now_ms)
 {
 	/* least_outstanding: the backend with the fewest sessions */
+	if (p->is_paused)
+		return NULL;
 	return pick(p, session_due, now_ms);
 }
 

@@ -128,6 +128,8 @@ struct pool_be {
 	struct pool_shared own_shared;
 	int reg;		/* its registration in shared (-1: none, beyond 64) */
 	bool is_retired;	/* pool_be_retire was called: takes nothing new */
+	bool is_disabled;	/* an admin's disable (drain): nothing new is sent to it, what
+				 * runs there finishes; it keeps its connections and hope */
 	uint64_t key;		/* a hash of its name: user affinity (rendezvous) */
 	struct pool_link conns[POOL_NSTATES];	/* pooled connections by state (DOWN unused) */
 	uint32_t n[POOL_NSTATES];	/* ... and how many */
@@ -160,6 +162,15 @@ uint32_t pool_be_outstanding(const struct pool_be *be);
 bool pool_be_can_take(const struct pool_be *be);
 /* none of its connections is up, connecting or to be retried */
 bool pool_be_is_hopeless(const struct pool_be *be);
+/*
+ * An admin disables (drains) or enables the backend: while disabled it is given no new
+ * request, sync or async, pinned or not (a client's pin to one of its connections is
+ * dropped, as when that connection closes), no new session, and is no affinity home; what
+ * it runs finishes. It still counts as hope, so a pool whose backends are all disabled
+ * queues (queue.max and queue.timeout_ms apply) rather than failing. Returns true when the
+ * state changed (on enable the caller dispatches the pool).
+ */
+bool pool_be_set_disabled(struct pool_be *be, bool is_disabled);
 
 /* A fresh record for a new connection (state DOWN until set CONNECTING): a pooled one
  * is &be->slots[slot].rec (DOWN), others are the caller's (zeroed or DOWN). */
@@ -253,6 +264,7 @@ struct pool {
 	bool is_waiting;		/* waits for a slot held or kept for another record:
 					 * the caller's tick dispatches it (a lost wakeup's cover) */
 	bool is_started;		/* its connections were opened (lazy pools: on use) */
+	bool is_paused;			/* an admin's pause: nothing new leaves its queue */
 	uint32_t next_serial;
 	enum pool_affinity affinity;
 	uint64_t affinity_moves;	/* clients moved off a backend that went down */
@@ -262,6 +274,15 @@ struct pool {
 void pool_init(struct pool *p, enum pool_strategy strategy, uint64_t seed, uint32_t queue_max,
 	       uint32_t queue_timeout_ms, int worker, const uint64_t *now_ms);
 void pool_set_backends(struct pool *p, struct pool_be *const *bes, size_t n);
+
+/*
+ * An admin pauses or resumes the pool. While paused, pool_propose says WAIT and pool_next
+ * hands out nothing: new requests queue (queue.max and queue.timeout_ms apply), what was
+ * sent finishes; no new session starts (pool_pick_session says NULL). pool_place (a
+ * departing client's asyncs) ignores the pause. Returns true when the state changed (on
+ * resume the caller dispatches the pool).
+ */
+bool pool_set_paused(struct pool *p, bool is_paused);
 
 /* Some backend has a connection up, connecting, or to be retried. */
 bool pool_has_hope(const struct pool *p);
@@ -353,7 +374,8 @@ int64_t pool_slot_lost(struct pool_be *be, uint32_t i, enum pool_conn_state was,
 /* Slot i is down and due for its next attempt. */
 bool pool_slot_due(const struct pool_be *be, uint32_t i, uint64_t now_ms);
 
-/* Session pools: the backend for a new session (its backoff past), or NULL. */
+/* Session pools: the backend for a new session (its backoff past, not disabled), or NULL
+ * (none, or the pool is paused). */
 struct pool_be *pool_pick_session(struct pool *p, uint64_t now_ms);
 /* a session connection to be failed before it was up: back off (returns the delay) */
 int64_t pool_session_failed(struct pool_be *be, const struct pool_backoff_cfg *bc, double u01,

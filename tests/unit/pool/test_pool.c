@@ -2416,3 +2416,204 @@ Test(pool_affinity, a_client_moves_off_a_backend_that_went_down)
 	cr_assert_null(d.moved_from);
 	cr_assert_eq(p->affinity_moves, 1);
 }
+
+/* ------------------------------------------------------------- admin: pause, disable */
+
+/* a paused pool lets nothing new go, sync, async or dedicated, and hands nothing out of its
+ * queue; resumed, the queue leaves in its order */
+Test(pool_admin, pause_holds_everything_new_until_resume)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 2, 2, 2);
+
+	all_up(f);
+	pool_client_init(&CL[0]);
+	pool_client_init(&CL[1]);
+	cr_assert(pool_set_paused(p, true));
+	cr_assert_not(pool_set_paused(p, true), "a second pause changes nothing");
+	cr_assert_eq(propose_new(p, &RQ[0], &CL[0], true, false).verdict, POOL_WAIT);
+	cr_assert_eq(propose_new(p, &RQ[0], &CL[0], false, false).verdict, POOL_WAIT);
+	cr_assert_eq(propose_new(p, &RQ[0], &CL[0], true, true).verdict, POOL_WAIT);
+	enq(p, 0, &CL[0], true, false);
+	enq(p, 1, &CL[1], false, false);	/* an async: needs no free connection */
+	enq(p, 2, &CL[1], true, true);		/* a dedicated sync */
+	enq(p, 3, &CL[0], true, false);
+	struct pool_link *cur = NULL;
+	struct pool_decision d;
+	cr_assert_not(pool_next(p, &cur, &d), "a paused pool hands nothing out");
+	cr_assert_eq(p->queue_len, 4);
+	/* its queue's deadlines still run (queue.timeout_ms applies while paused) */
+	RQ[0].deadline_ms = 500;
+	cr_assert_eq(pool_expired(p, 1000), &RQ[0]);
+	RQ[0].deadline_ms = 0;
+	/* no slot is waited for while paused */
+	cr_assert_not(pool_update_waiting(p));
+	cr_assert_not(p->is_waiting);
+	cr_assert(pool_set_paused(p, false));
+	cr_assert_not(pool_set_paused(p, false));
+	cur = NULL;
+	for (int i = 0; i < 4; i++) {
+		cr_assert(pool_next(p, &cur, &d), "request %d", i);
+		cr_assert_eq(d.req, &RQ[i], "request %d leaves in order", i);
+		cr_assert_neq(d.verdict, POOL_NONE);
+		cr_assert(pool_commit(p, &d));
+	}
+	cr_assert_eq(p->queue_len, 0);
+}
+
+/* a paused pool still fails what can never go anywhere (no hope), as an unpaused one */
+Test(pool_admin, pause_does_not_hide_a_hopeless_pool)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 1, 1, 1);
+
+	be_give_up(f, 0);
+	pool_set_paused(p, true);
+	pool_client_init(&CL[0]);
+	cr_assert_eq(propose_new(p, &RQ[0], &CL[0], true, false).verdict, POOL_NONE);
+}
+
+/* a paused session pool starts no session */
+Test(pool_admin, pause_refuses_new_sessions)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 2, 0, 1);
+
+	cr_assert_not_null(pool_pick_session(p, 0));
+	pool_set_paused(p, true);
+	cr_assert_null(pool_pick_session(p, 0));
+	pool_set_paused(p, false);
+	cr_assert_not_null(pool_pick_session(p, 0));
+}
+
+/* a disabled backend takes no sync, no async, no dedicated socket, no session */
+Test(pool_admin, disabled_backend_takes_nothing_new)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 2, 2, 2);
+
+	all_up(f);
+	pool_client_init(&CL[0]);
+	cr_assert(pool_be_set_disabled(&f->be[0], true));
+	cr_assert_not(pool_be_set_disabled(&f->be[0], true));
+	cr_assert_not(pool_be_can_take(&f->be[0]));
+	for (int i = 0; i < 8; i++) {
+		struct pool_decision d = propose_new(p, &RQ[0], &CL[0], i % 2 == 0, false);
+		cr_assert_eq(d.verdict, POOL_SEND);
+		cr_assert_eq(d.be, &f->be[1], "try %d went to the disabled backend", i);
+		d = propose_new(p, &RQ[1], &CL[0], true, true);
+		cr_assert_eq(d.verdict, POOL_OPEN);
+		cr_assert_eq(d.be, &f->be[1]);
+		cr_assert_eq(pool_pick_session(p, 0), &f->be[1]);
+	}
+}
+
+/* what runs on a backend disabled meanwhile finishes normally (its slot comes back) */
+Test(pool_admin, disabled_backend_finishes_what_it_runs)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 1, 1, 1);
+
+	all_up(f);
+	pool_client_init(&CL[0]);
+	struct pool_decision d = propose_new(p, &RQ[0], &CL[0], true, false);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	cr_assert(pool_commit(p, &d));
+	pool_be_set_disabled(&f->be[0], true);
+	pool_conn_set_state(d.conn, POOL_IDLE);	/* its answer is in */
+	pool_req_done(&RQ[0]);
+	check_be(&f->be[0]);
+	cr_assert_eq(pool_shared_inflight(f->be[0].shared), 0);
+	cr_assert_eq(d.conn->state, POOL_IDLE, "the connection stays up");
+	cr_assert_eq(propose_new(p, &RQ[1], &CL[0], true, false).verdict, POOL_WAIT);
+}
+
+/* every backend disabled: requests wait (not fail); enabled, they go */
+Test(pool_admin, all_disabled_waits_then_enable_serves)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 2, 1, 1);
+
+	all_up(f);
+	pool_client_init(&CL[0]);
+	pool_client_init(&CL[1]);
+	pool_be_set_disabled(&f->be[0], true);
+	pool_be_set_disabled(&f->be[1], true);
+	cr_assert(pool_has_hope(p));
+	cr_assert_eq(propose_new(p, &RQ[0], &CL[0], true, false).verdict, POOL_WAIT);
+	cr_assert_eq(propose_new(p, &RQ[0], &CL[0], false, false).verdict, POOL_WAIT);
+	cr_assert_eq(propose_new(p, &RQ[0], &CL[0], true, true).verdict, POOL_WAIT);
+	enq(p, 0, &CL[0], true, false);
+	enq(p, 1, &CL[1], true, true);
+	struct pool_link *cur = NULL;
+	struct pool_decision d;
+	cr_assert_not(pool_next(p, &cur, &d));
+	cr_assert(pool_be_set_disabled(&f->be[1], false));
+	cur = NULL;
+	cr_assert(pool_next(p, &cur, &d));
+	cr_assert_eq(d.req, &RQ[0]);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	cr_assert_eq(d.be, &f->be[1]);
+	cr_assert(pool_commit(p, &d));
+	cr_assert(pool_next(p, &cur, &d));
+	cr_assert_eq(d.req, &RQ[1]);
+	cr_assert_eq(d.verdict, POOL_OPEN);
+	cr_assert_eq(d.be, &f->be[1]);
+}
+
+/* an async pin to a disabled backend's connection is dropped: the next sync goes elsewhere */
+Test(pool_admin, pin_to_a_disabled_backend_goes)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 2, 1, 1);
+
+	all_up(f);
+	pool_client_init(&CL[0]);
+	struct pool_decision d = propose_new(p, &RQ[0], &CL[0], false, false);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	cr_assert(pool_commit(p, &d));
+	struct pool_be *pinned_be = d.be;
+	cr_assert_eq(CL[0].pin, d.conn);
+	pool_be_set_disabled(pinned_be, true);
+	d = propose_new(p, &RQ[1], &CL[0], true, false);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	cr_assert_neq(d.be, pinned_be);
+	cr_assert_null(CL[0].pin);
+}
+
+/* affinity: a client whose home is disabled moves, and says from where */
+Test(pool_admin, affinity_moves_off_a_disabled_home)
+{
+	struct fx *f = &W[0];
+	struct pool *p = fx_simple(f, 0, 2, 1, 1);
+
+	p->affinity = POOL_AFFINITY_CLIENT;
+	all_up(f);
+	pool_client_init(&CL[0]);
+	struct pool_decision d = propose_new(p, &RQ[0], &CL[0], true, false);
+	struct pool_be *home = d.be;
+	pool_be_set_disabled(home, true);
+	d = propose_new(p, &RQ[1], &CL[0], true, false);
+	cr_assert_eq(d.verdict, POOL_SEND);
+	cr_assert_neq(d.be, home);
+	cr_assert_eq(d.moved_from, home);
+}
+
+/* a disabled backend's free connection is not waited on for a slot */
+Test(pool_admin, disabled_backend_sets_no_waiter_bit)
+{
+	sh_init(1, 1);
+	struct pool *p0 = fx_make(&W[0], 0, 1, 1, 1, SH, POOL_LEAST_OUTSTANDING, NULL);
+	fx_make(&W[1], 1, 1, 1, 1, SH, POOL_LEAST_OUTSTANDING, NULL);
+	all_up(&W[0]);
+	all_up(&W[1]);
+	conn_busy(&W[1], 0, 0);
+	pool_client_init(&CL[0]);
+	enq(p0, 0, &CL[0], true, false);
+	pool_be_set_disabled(&W[0].be[0], true);
+	pool_update_waiting(p0);
+	cr_assert_eq(__atomic_load_n(&SH[0].waiters, __ATOMIC_SEQ_CST), 0);
+	pool_be_set_disabled(&W[0].be[0], false);
+	pool_update_waiting(p0);
+	cr_assert_neq(__atomic_load_n(&SH[0].waiters, __ATOMIC_SEQ_CST), 0);
+}
