@@ -22,6 +22,7 @@
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "gateway/lshare.h"
+#include "gateway/metrics.h"
 #include "gateway/pwhash.h"
 #include "gateway/resolve.h"
 #include "gateway/shared.h"
@@ -178,6 +179,7 @@ static void reload(const char *path, struct cfg_list *cl, struct worker_thread *
 			gw_err("config_error=\"%s\"", line);
 		}
 		free(errs);
+		gw_metrics_note_config(false);
 		return;
 	}
 	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
@@ -185,11 +187,13 @@ static void reload(const char *path, struct cfg_list *cl, struct worker_thread *
 		       path);
 		gw_err("%s", why);
 		gw_cfg_free(cfg);
+		gw_metrics_note_config(false);
 		return;
 	}
 	struct gw_config **v = realloc(cl->v, (cl->n + 1) * sizeof(*v));
 	if (!v) {
 		gw_cfg_free(cfg);
+		gw_metrics_note_config(false);
 		return;
 	}
 	cl->v = v;
@@ -197,6 +201,7 @@ static void reload(const char *path, struct cfg_list *cl, struct worker_thread *
 	gw_log_set_level(cfg->log_level);
 	for (int i = 0; i < n; i++)
 		__atomic_store_n(&ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
+	gw_metrics_note_config(true);
 	gw_info("msg=\"SIGHUP: configuration accepted, workers apply it within a tick\" file=%s",
 		path);
 }
@@ -340,6 +345,7 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	gw_log_set_level(cfg->log_level);
+	gw_metrics_init(QGATE_VERSION);
 	int rc = run(cfg, path, &cl);
 	gw_cfg_free(cfg);
 	for (size_t i = 0; i < cl.n; i++)
