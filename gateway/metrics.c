@@ -244,7 +244,7 @@ static const struct fam backend_fams[] = {
 	{ "requests", "qgate_backend_requests_total", "counter",
 	  "Requests sent to the backend.", V_INT },
 	{ "errors", "qgate_backend_errors_total", "counter",
-	  "Requests sent to the backend that ended in a qgate: error.", V_INT },
+	  "Requests whose connection to the backend closed before their answer.", V_INT },
 	{ "reconnects", "qgate_backend_reconnects_total", "counter",
 	  "Connections to the backend opened again after one closed.", V_INT },
 	{ "lookups", "qgate_backend_lookups_total", "counter",
