@@ -27,6 +27,7 @@
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "gateway/lshare.h"
+#include "gateway/metrics.h"
 #include "gateway/notify.h"
 #include "gateway/pwhash.h"
 #include "gateway/resolve.h"
@@ -219,6 +220,7 @@ static int reload_file(char *err, size_t err_n)
 			}
 		}
 		free(errs);
+		gw_metrics_note_config(false);
 		pthread_mutex_unlock(&rl.mu);
 		return -1;
 	}
@@ -229,6 +231,7 @@ static int reload_file(char *err, size_t err_n)
 		if (err)
 			snprintf(err, err_n, "%s", why);
 		gw_cfg_free(cfg);
+		gw_metrics_note_config(false);
 		pthread_mutex_unlock(&rl.mu);
 		return -1;
 	}
@@ -236,6 +239,7 @@ static int reload_file(char *err, size_t err_n)
 	struct gw_config **v = realloc(cl->v, (cl->n + 1) * sizeof(*v));
 	if (!v) {
 		gw_cfg_free(cfg);
+		gw_metrics_note_config(false);
 		if (err)
 			snprintf(err, err_n, "out of memory");
 		pthread_mutex_unlock(&rl.mu);
@@ -249,6 +253,7 @@ static int reload_file(char *err, size_t err_n)
 	gw_actions_prune(cfg);
 	for (int i = 0; i < rl.n; i++)
 		__atomic_store_n(&rl.ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
+	gw_metrics_note_config(true);
 	gw_info("msg=\"reload: configuration accepted, workers apply it within a tick\" file=%s",
 		path);
 	pthread_mutex_unlock(&rl.mu);
@@ -468,6 +473,7 @@ int main(int argc, char **argv)
 	gw_log_set_level(cfg->log_level);
 	gw_log_set_format(cfg->log_format);
 	gw_notify_init();
+	gw_metrics_init(QGATE_VERSION);
 	int rc = run(cfg, path, &cl);
 	gw_cfg_free(cfg);
 	for (size_t i = 0; i < cl.n; i++)

@@ -44,6 +44,7 @@ struct gw_backend_rt {
 	 * health checks failed in a row since then (health.failures of them take it out) */
 	uint64_t last_heard_ms;
 	uint32_t health_fails;
+	struct gw_hist latency;		/* as the pool's, for the answers this backend sent */
 };
 
 struct gw_pool_rt {

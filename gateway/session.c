@@ -364,8 +364,13 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 	if (r->is_compressing)
 		compress_answer(c, r);
 	r->state = GW_REQ_DONE;
-	if (r->pool)
-		gw_hist_add(&r->pool->latency, gw_now_us() - r->t_start_us);
+	if (r->pool) {
+		uint64_t us = gw_now_us() - r->t_start_us;
+		gw_hist_add(&r->pool->latency, us);
+		/* the backend that answered (none when qgate made the answer: gw_req_fail) */
+		if (r->backend && r->backend->kind == GW_CONN_BACKEND && r->backend->up.be)
+			gw_hist_add(&r->backend->up.be->latency, us);
+	}
 	if (w->audit_fd >= 0 && !r->gw_error)
 		gw_audit_req(w, r, r->is_qerror ? "q error" : "ok");
 	pool_req_done(&r->pq);	/* the answer may prove its client's asyncs ran */

@@ -1,7 +1,7 @@
 /*
  * stats.c — what the gateway is doing, over HTTP on its own address (stats.listen):
  *   GET /stats    JSON: per listener, per pool, per backend
- *   GET /metrics  Prometheus text format, names qgate_*
+ *   GET /metrics  Prometheus text format, names qgate_* (metrics.c renders this tree)
  *   GET /health   200 when every pool has a reachable backend, 503 naming those without
  *                 (see tree_pool_healthy: session and lazy pools are judged without a probe)
  *   GET /         the status page (status.html, embedded at build time), which reads /stats;
@@ -34,6 +34,7 @@
 #include "gateway/conn.h"
 #include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/metrics.h"
 #include "gateway/runtime.h"
 #include "gateway/status_page.h"
 #include "gateway/worker.h"
@@ -65,6 +66,7 @@ void gw_hist_add(struct gw_hist *h, uint64_t us)
 {
 	h->counts[hist_bucket(us)]++;
 	h->total++;
+	h->sum_us += us;
 	if (us > h->max_us)
 		h->max_us = us;
 }
@@ -84,6 +86,25 @@ uint64_t gw_hist_quantile(const struct gw_hist *h, double q)
 		}
 	}
 	return h->max_us;
+}
+
+/*
+ * Cumulative counts at the bounds le_us: a log bucket counts under the first bound at or
+ * above its upper edge, so a sample within a bucket's width (~12%) below a bound may be
+ * counted under the next bound up, never under a lower one.
+ */
+void gw_hist_le_counts(const struct gw_hist *h, const uint64_t *le_us, size_t n, uint64_t *cum)
+{
+	size_t k = 0;
+	uint64_t seen = 0;
+
+	for (unsigned b = 0; b < GW_HIST_BUCKETS && k < n; b++) {
+		while (k < n && hist_upper_us(b) > le_us[k])
+			cum[k++] = seen;
+		seen += h->counts[b];
+	}
+	while (k < n)
+		cum[k++] = seen;
 }
 
 /* ---------------------------------------------------------------- figures */
@@ -128,8 +149,8 @@ static json_t *latency_json(const struct gw_hist *h)
 		if (h->counts[i])
 			json_array_append_new(hist, json_pack("[i,I]", (int)i,
 							      (json_int_t)h->counts[i]));
-	return json_pack("{s:I,s:I,s:o}", "count", (json_int_t)h->total, "max_us",
-			 (json_int_t)h->max_us, "hist", hist);
+	return json_pack("{s:I,s:I,s:I,s:o}", "count", (json_int_t)h->total, "max_us",
+			 (json_int_t)h->max_us, "sum_us", (json_int_t)h->sum_us, "hist", hist);
 }
 
 /* This worker's figures as a JSON tree (latency still as raw buckets). */
@@ -175,6 +196,7 @@ static json_t *stats_tree(struct gw_worker *w)
 			json_object_set_new(bj, "connect_failed_ms", json_integer((json_int_t)
 						be->connect_failed_ms));
 			json_object_set_new(bj, "disabled", json_boolean(be->pb.is_disabled));
+			json_object_set_new(bj, "latency", latency_json(&be->latency));
 		}
 		json_array_append_new(ps, json_pack(
 			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
@@ -413,32 +435,50 @@ static void merge_into(json_t *dst, json_t *src)
 	}
 }
 
-/* Turn each pool's raw latency buckets into percentiles. */
+/* o's raw latency buckets into percentiles, and cumulative counts at the metrics' bounds
+ * (le_us: {"100": answers in 100 us or less, ...}; count is +Inf's). */
+static void finish_one_latency(json_t *o)
+{
+	json_t *lat = json_object_get(o, "latency"), *pair, *le = json_object();
+	struct gw_hist h;
+	uint64_t cum[32];
+	size_t j, n = gw_metrics_n_le < 32 ? gw_metrics_n_le : 32;
+
+	memset(&h, 0, sizeof(h));
+	json_array_foreach(json_object_get(lat, "hist"), j, pair) {
+		json_int_t b = json_integer_value(json_array_get(pair, 0));
+		if (b >= 0 && b < GW_HIST_BUCKETS)
+			h.counts[b] += (uint64_t)json_integer_value(json_array_get(pair, 1));
+	}
+	h.total = (uint64_t)json_integer_value(json_object_get(lat, "count"));
+	h.max_us = (uint64_t)json_integer_value(json_object_get(lat, "max_us"));
+	h.sum_us = (uint64_t)json_integer_value(json_object_get(lat, "sum_us"));
+	gw_hist_le_counts(&h, gw_metrics_le_us, n, cum);
+	for (j = 0; j < n; j++) {
+		char key[24];
+		snprintf(key, sizeof(key), "%llu", (unsigned long long)gw_metrics_le_us[j]);
+		json_object_set_new(le, key, json_integer((json_int_t)cum[j]));
+	}
+	json_object_set_new(o, "latency", json_pack(
+		"{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "count", (json_int_t)h.total,
+		"sum_us", (json_int_t)h.sum_us,
+		"p50_us", (json_int_t)gw_hist_quantile(&h, 0.50),
+		"p90_us", (json_int_t)gw_hist_quantile(&h, 0.90),
+		"p99_us", (json_int_t)gw_hist_quantile(&h, 0.99),
+		"p999_us", (json_int_t)gw_hist_quantile(&h, 0.999),
+		"max_us", (json_int_t)h.max_us, "le_us", le));
+}
+
+/* Every pool's and backend's latency into its finished form. */
 static void finish_latency(json_t *root)
 {
-	size_t i;
-	json_t *p;
+	size_t i, j;
+	json_t *p, *b;
 
 	json_array_foreach(json_object_get(root, "pools"), i, p) {
-		json_t *lat = json_object_get(p, "latency"), *pair;
-		struct gw_hist h;
-		size_t j;
-
-		memset(&h, 0, sizeof(h));
-		json_array_foreach(json_object_get(lat, "hist"), j, pair) {
-			json_int_t b = json_integer_value(json_array_get(pair, 0));
-			if (b >= 0 && b < GW_HIST_BUCKETS)
-				h.counts[b] += (uint64_t)json_integer_value(json_array_get(pair, 1));
-		}
-		h.total = (uint64_t)json_integer_value(json_object_get(lat, "count"));
-		h.max_us = (uint64_t)json_integer_value(json_object_get(lat, "max_us"));
-		json_object_set_new(p, "latency", json_pack(
-			"{s:I,s:I,s:I,s:I,s:I,s:I}", "count", (json_int_t)h.total,
-			"p50_us", (json_int_t)gw_hist_quantile(&h, 0.50),
-			"p90_us", (json_int_t)gw_hist_quantile(&h, 0.90),
-			"p99_us", (json_int_t)gw_hist_quantile(&h, 0.99),
-			"p999_us", (json_int_t)gw_hist_quantile(&h, 0.999),
-			"max_us", (json_int_t)h.max_us));
+		finish_one_latency(p);
+		json_array_foreach(json_object_get(p, "backends"), j, b)
+			finish_one_latency(b);
 	}
 }
 
@@ -527,90 +567,10 @@ static void tb_printf(struct textbuf *t, const char *fmt, ...)
 	}
 }
 
-static long long jint(json_t *o, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(o, key));
-}
-
 static const char *jstr(json_t *o, const char *key)
 {
 	const char *s = json_string_value(json_object_get(o, key));
 	return s ? s : "";
-}
-
-static char *metrics_text(json_t *root)
-{
-	struct textbuf t = { .p = malloc(4096), .len = 0, .cap = 4096 };
-	json_t *gw = json_object_get(root, "gateway"), *ls = json_object_get(root, "listeners");
-	json_t *ps = json_object_get(root, "pools"), *x, *p, *b;
-	size_t i, j;
-
-	if (!t.p)
-		abort();
-	t.p[0] = '\0';
-	tb_printf(&t, "# TYPE qgate_clients gauge\nqgate_clients %lld\n", jint(gw, "clients"));
-	tb_printf(&t, "# TYPE qgate_protocol_errors_total counter\n"
-		  "qgate_protocol_errors_total %lld\n", jint(gw, "protocol_errors"));
-	tb_printf(&t, "# TYPE qgate_login_throttled_total counter\n"
-		  "qgate_login_throttled_total %lld\n", jint(gw, "login_throttled"));
-	tb_printf(&t, "# TYPE qgate_slow_clients_closed_total counter\n"
-		  "qgate_slow_clients_closed_total %lld\n", jint(gw, "slow_clients_closed"));
-	tb_printf(&t, "# TYPE qgate_listener_clients gauge\n");
-	json_array_foreach(ls, i, x)
-		tb_printf(&t, "qgate_listener_clients{listener=\"%s\"} %lld\n", jstr(x, "name"),
-			  jint(x, "clients"));
-	static const char *const pool_counters[] = {
-		"requests", "errors", "queue_full", "queue_timeouts", "timeouts",
-		"dropped_unsolicited", "unsolicited_closes",
-	};
-	for (size_t k = 0; k < sizeof(pool_counters) / sizeof(pool_counters[0]); k++) {
-		tb_printf(&t, "# TYPE qgate_pool_%s_total counter\n", pool_counters[k]);
-		json_array_foreach(ps, i, p)
-			tb_printf(&t, "qgate_pool_%s_total{pool=\"%s\"} %lld\n", pool_counters[k],
-				  jstr(p, "name"), jint(p, pool_counters[k]));
-	}
-	tb_printf(&t, "# TYPE qgate_pool_queued gauge\n");
-	json_array_foreach(ps, i, p)
-		tb_printf(&t, "qgate_pool_queued{pool=\"%s\"} %lld\n", jstr(p, "name"),
-			  jint(p, "queued"));
-	tb_printf(&t, "# TYPE qgate_pool_latency_seconds summary\n");
-	json_array_foreach(ps, i, p) {
-		static const char *const qk[] = { "p50_us", "p90_us", "p99_us", "p999_us" };
-		static const char *const qv[] = { "0.5", "0.9", "0.99", "0.999" };
-		json_t *lat = json_object_get(p, "latency");
-		for (size_t k = 0; k < 4; k++)
-			tb_printf(&t, "qgate_pool_latency_seconds{pool=\"%s\",quantile=\"%s\"} %.6f\n",
-				  jstr(p, "name"), qv[k], (double)jint(lat, qk[k]) / 1e6);
-		tb_printf(&t, "qgate_pool_latency_seconds_count{pool=\"%s\"} %lld\n",
-			  jstr(p, "name"), jint(lat, "count"));
-	}
-	tb_printf(&t, "# TYPE qgate_backend_up gauge\n");
-	json_array_foreach(ps, i, p)
-		json_array_foreach(json_object_get(p, "backends"), j, b)
-			tb_printf(&t, "qgate_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
-				  jstr(p, "name"), jstr(b, "name"), tree_pool_up(b));
-	tb_printf(&t, "# TYPE qgate_backend_connections gauge\n");
-	json_array_foreach(ps, i, p)
-		json_array_foreach(json_object_get(p, "backends"), j, b) {
-			static const char *const st[] = { "idle", "busy", "connecting" };
-			json_t *conns = json_object_get(b, "connections");
-			for (size_t k = 0; k < 3; k++)
-				tb_printf(&t, "qgate_backend_connections{pool=\"%s\",backend=\"%s\","
-					  "state=\"%s\"} %lld\n", jstr(p, "name"), jstr(b, "name"),
-					  st[k], jint(conns, st[k]));
-		}
-	static const char *const be_counters[] = { "requests", "errors", "reconnects",
-						   "bytes_in", "bytes_out", "lookups",
-						   "lookup_failures" };
-	for (size_t k = 0; k < sizeof(be_counters) / sizeof(be_counters[0]); k++) {
-		tb_printf(&t, "# TYPE qgate_backend_%s_total counter\n", be_counters[k]);
-		json_array_foreach(ps, i, p)
-			json_array_foreach(json_object_get(p, "backends"), j, b)
-				tb_printf(&t, "qgate_backend_%s_total{pool=\"%s\",backend=\"%s\"} "
-					  "%lld\n", be_counters[k], jstr(p, "name"), jstr(b, "name"),
-					  jint(b, be_counters[k]));
-	}
-	return t.p;
 }
 
 /* ------------------------------------------------------------------ HTTP */
@@ -767,8 +727,11 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 		respond(w, c, 200, "application/json", js ? js : "{}");
 		free(js);
 	} else if (strcmp(path, "/metrics") == 0) {
-		char *m = metrics_text(tree);
-		respond(w, c, 200, "text/plain; version=0.0.4", m);
+		char *m = gw_metrics_text(tree);
+		if (m)
+			respond(w, c, 200, "text/plain; version=0.0.4; charset=utf-8", m);
+		else
+			respond(w, c, 503, "text/plain", "out of memory\n");
 		free(m);
 	} else if (strcmp(path, "/health") == 0) {
 		struct textbuf tb = { 0 };

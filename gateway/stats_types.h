@@ -1,6 +1,6 @@
 /*
  * stats_types — struct gw_http, a stats endpoint connection's state (the http member of
- * struct gw_conn's union), struct gw_hist, the latency histogram a pool keeps, and struct
+ * struct gw_conn's union), struct gw_hist, the latency histogram a pool and a backend keep, and struct
  * gw_client_row, one client as a snapshot lists it. Types only. Owner: stats.c
  * (gw_hist_add, gw_hist_quantile, gw_stats_publish); the worker thread only, but client rows
  * published in a snapshot are read by other workers under the publisher's snap_mu.
@@ -22,12 +22,14 @@ struct gw_http {
 	struct pool_link link;	/* worker.http_conns, oldest first */
 };
 
-/* Latency histogram: log buckets of microseconds, ~12% resolution, no samples kept. */
+/* Latency histogram: log buckets of microseconds, ~12% resolution, no samples kept; the
+ * sum is exact (Prometheus's _sum, averages). */
 #define GW_HIST_BUCKETS 512
 struct gw_hist {
 	uint64_t counts[GW_HIST_BUCKETS];
 	uint64_t total;
 	uint64_t max_us;
+	uint64_t sum_us;
 };
 
 /*

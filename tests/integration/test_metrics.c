@@ -1,0 +1,968 @@
+/*
+ * test_metrics — /metrics done right (issue #10 items 4-6), against a real qgate and mockq:
+ *   hostile pool, backend and listener names (quote, backslash, newline, braces, '=', ',',
+ *   UTF-8, 1500 characters) come out escaped: `promtool check metrics` (Debian prometheus)
+ *   passes with no complaint, and our own parse finds HELP and TYPE once per family,
+ *   families whole, label values that unescape to the configured names, and histograms
+ *   that are cumulative, end in +Inf = _count, with _sum and buckets matching known
+ *   latencies (mockq's .mock.sleep);
+ *   every numeric leaf of /stats has its metric (the table leaf_map below: a new /stats field
+ *   without one fails here), with the same value, and every family is in docs/operations.md;
+ *   a refused SIGHUP sets qgate_config_last_reload_success to 0 and leaves its timestamp, an
+ *   accepted one sets 1 and moves it; scrapes during reloads stay well-formed;
+ *   with workers: 2 a backend's histogram counts both workers' answers;
+ *   docs/grafana/qgate.json is valid, every panel has a datasource, and every metric name
+ *   its queries use is in a live scrape.
+ * QGATE_SRC (set by meson) locates docs/.
+ */
+#include <sys/socket.h>
+#include <math.h>
+#include <poll.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "tests/support/t_crit.h"
+
+#define TOKEN "s3cret-metrics"
+#define PROMTOOL "/usr/bin/promtool"
+
+static struct t_proc *be[2], *gate;
+static int gw_port, stats_port;
+static const char *cfg_path;
+static char *good_cfg;
+
+static void setup(void)
+{
+	cr_assert(t_env_init() == 0, "%s", t_errmsg());
+	gate = be[0] = be[1] = NULL;
+	good_cfg = NULL;
+}
+
+static void teardown(void)
+{
+	free(good_cfg);
+	t_env_fini();
+}
+
+TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 60.0);
+
+/* ------------------------------------------------------------ hostile names */
+
+#define POOL_NAME "po\"ol\\ {a=\"b\",c} \nnext line \xc3\xa9\xe6\x97\xa5\xe6\x9c\xac"
+#define BE1_NAME "b\"1\\\n{le=\"0.1\"},=:5001"
+#define LISTENER_NAME "l\"\\\n{x}"
+static char be2_name[1600];	/* long: "b2-" and 1500 characters, UTF-8 among them */
+
+static void make_long_name(void)
+{
+	size_t n = 0;
+
+	n += (size_t)snprintf(be2_name, sizeof(be2_name), "b2-");
+	while (n + 3 < 1503) {
+		memcpy(be2_name + n, (n % 7) ? "xy" : "\xc3\xa9", 2);
+		n += 2;
+	}
+	be2_name[n] = '\0';
+}
+
+/* The gateway's config: hostile names, two mockq backends, stats behind TOKEN. */
+static char *config_text(int workers, const char *log_level)
+{
+	json_t *root = json_pack(
+		"{s:i, s:[{s:s, s:s, s:s}], s:{s:s, s:s}, s:{s:s},"
+		" s:[{s:s, s:{s:i}, s:[{s:s, s:s, s:i}, {s:s, s:s, s:i}]}]}",
+		"workers", workers,
+		"listeners", "name", LISTENER_NAME, "listen", "", "pool", POOL_NAME,
+		"stats", "listen", "", "token", TOKEN,
+		"log", "level", log_level,
+		"pools", "name", POOL_NAME, "health", "interval_ms", 0, "backends",
+		"name", BE1_NAME, "address", "", "connections", 1,
+		"name", be2_name, "address", "", "connections", 1);
+	char addr[64];
+
+	cr_assert(root != NULL);
+	json_t *l = json_array_get(json_object_get(root, "listeners"), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", gw_port);
+	json_object_set_new(l, "listen", json_string(addr));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", stats_port);
+	json_object_set_new(json_object_get(root, "stats"), "listen", json_string(addr));
+	json_t *bs = json_object_get(json_array_get(json_object_get(root, "pools"), 0), "backends");
+	for (int i = 0; i < 2; i++) {
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", be[i]->port);
+		json_object_set_new(json_array_get(bs, (size_t)i), "address", json_string(addr));
+	}
+	char *text = json_dumps(root, JSON_INDENT(1));
+	json_decref(root);
+	return text;
+}
+
+static void start_gate(int workers, const char *log_level)
+{
+	cr_assert(t_bin("QGATE_BIN") != NULL, "%s", t_errmsg());
+	make_long_name();
+	be[0] = T_PTR(t_mockq_start("b1", NULL));
+	be[1] = T_PTR(t_mockq_start("b2", NULL));
+	gw_port = T_OK(t_free_port());
+	stats_port = T_OK(t_free_port());
+	good_cfg = T_PTR(config_text(workers, log_level));
+	cfg_path = T_PTR(t_write_file("gw.json", good_cfg));
+	gate = t_qgate_start(cfg_path, gw_port);
+	cr_assert(gate != NULL, "%s", t_errmsg());
+	T_OK(t_wait_accepting("127.0.0.1", stats_port, 5000, gate->pid));
+}
+
+/* ------------------------------------------------------------ HTTP with the token */
+
+static int get(const char *path, char **body)
+{
+	char req[256], *buf = NULL;
+	size_t got = 0, cap = 0;
+	int status = 0, fd = T_OK(t_tcp_connect("127.0.0.1", stats_port, 2000));
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+		 TOKEN "\r\n\r\n", path);
+	T_OK(t_send_all(fd, req, strlen(req)));
+	int64_t deadline = t_now_ms() + 5000;
+	for (;;) {
+		if (got + 65536 > cap) {
+			cap = cap * 2 + 65536;
+			buf = realloc(buf, cap);
+			cr_assert(buf);
+		}
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int left = (int)(deadline - t_now_ms());
+		cr_assert(left > 0 && poll(&pfd, 1, left) == 1, "GET %s: no answer in 5 s", path);
+		ssize_t n = recv(fd, buf + got, cap - got - 1, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	cr_assert(sscanf(buf, "HTTP/1.1 %d", &status) == 1, "not HTTP: %.80s", buf);
+	char *b = strstr(buf, "\r\n\r\n");
+	*body = strdup(b ? b + 4 : "");
+	free(buf);
+	return status;
+}
+
+static json_t *get_stats(void)
+{
+	char *body;
+	json_error_t e;
+
+	cr_assert_eq(get("/stats", &body), 200);
+	json_t *j = json_loads(body, 0, &e);
+	cr_assert(j, "bad /stats JSON: %s", e.text);
+	free(body);
+	return j;
+}
+
+/* ------------------------------------------------------------ exposition parser */
+
+#define MAX_LABELS 8
+
+struct sample {
+	char *name;
+	int n;
+	char *k[MAX_LABELS], *v[MAX_LABELS];
+	double val;
+};
+
+struct family {
+	char *name, *type;
+	bool has_help;
+};
+
+struct scrape {
+	char *text;
+	struct sample *s;
+	size_t n, cap;
+	struct family *f;
+	size_t nf, capf;
+};
+
+static struct family *fam_find(struct scrape *sc, const char *name)
+{
+	for (size_t i = 0; i < sc->nf; i++)
+		if (strcmp(sc->f[i].name, name) == 0)
+			return &sc->f[i];
+	return NULL;
+}
+
+static struct family *fam_add(struct scrape *sc, const char *name)
+{
+	if (sc->nf == sc->capf) {
+		sc->capf = sc->capf * 2 + 16;
+		sc->f = realloc(sc->f, sc->capf * sizeof(*sc->f));
+		cr_assert(sc->f);
+	}
+	struct family *f = &sc->f[sc->nf++];
+	memset(f, 0, sizeof(*f));
+	f->name = strdup(name);
+	return f;
+}
+
+/* the family a sample belongs to: its name, or a histogram's minus _bucket/_sum/_count */
+static struct family *family_of(struct scrape *sc, const char *name)
+{
+	static const char *const sfx[] = { "_bucket", "_sum", "_count" };
+	struct family *f = fam_find(sc, name);
+
+	if (f)
+		return f;
+	for (size_t i = 0; i < 3; i++) {
+		size_t n = strlen(name), m = strlen(sfx[i]);
+		if (n > m && strcmp(name + n - m, sfx[i]) == 0) {
+			char base[256];
+			snprintf(base, sizeof(base), "%.*s", (int)(n - m), name);
+			f = fam_find(sc, base);
+			if (f && f->type && strcmp(f->type, "histogram") == 0)
+				return f;
+		}
+	}
+	return NULL;
+}
+
+/* Parse text (kept) with the exposition format's rules; any breach fails the test. */
+static void parse(struct scrape *sc, char *text)
+{
+	struct family *cur = NULL;
+	int line_no = 0;
+
+	memset(sc, 0, sizeof(*sc));
+	sc->text = text;
+	for (char *line = text, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		cr_assert(next, "line %d not terminated: %.80s", line_no, line);
+		*next++ = '\0';
+		line_no++;
+		if (strncmp(line, "# HELP ", 7) == 0 || strncmp(line, "# TYPE ", 7) == 0) {
+			bool is_help = line[2] == 'H';
+			char *name = line + 7, *rest = strchr(name, ' ');
+			cr_assert(rest, "line %d: %s", line_no, line);
+			*rest++ = '\0';
+			struct family *f = fam_find(sc, name);
+			if (!f) {
+				f = fam_add(sc, name);
+			} else {
+				cr_assert(f == cur, "line %d: family %s declared again after others",
+					  line_no, name);
+			}
+			if (is_help) {
+				cr_assert(!f->has_help, "line %d: HELP twice for %s", line_no, name);
+				cr_assert(*rest, "line %d: empty HELP for %s", line_no, name);
+				f->has_help = true;
+			} else {
+				cr_assert(!f->type, "line %d: TYPE twice for %s", line_no, name);
+				f->type = strdup(rest);
+			}
+			cur = f;
+			continue;
+		}
+		cr_assert(line[0] != '#', "line %d: stray comment: %s", line_no, line);
+		if (sc->n == sc->cap) {
+			sc->cap = sc->cap * 2 + 64;
+			sc->s = realloc(sc->s, sc->cap * sizeof(*sc->s));
+			cr_assert(sc->s);
+		}
+		struct sample *s = &sc->s[sc->n++];
+		memset(s, 0, sizeof(*s));
+		size_t nl = strcspn(line, "{ ");
+		s->name = strndup(line, nl);
+		char *p = line + nl;
+		if (*p == '{') {
+			p++;
+			while (*p != '}') {
+				char *eq = strchr(p, '=');
+				cr_assert(eq && eq[1] == '"' && s->n < MAX_LABELS, "line %d: bad labels: %s",
+					  line_no, line);
+				s->k[s->n] = strndup(p, (size_t)(eq - p));
+				p = eq + 2;
+				char *v = malloc(strlen(p) + 1), *o = v;
+				while (*p != '"') {
+					cr_assert(*p, "line %d: label value not closed", line_no);
+					if (*p == '\\') {
+						p++;
+						cr_assert(*p == '\\' || *p == '"' || *p == 'n',
+							  "line %d: bad escape \\%c", line_no, *p);
+						*o++ = *p == 'n' ? '\n' : *p;
+						p++;
+					} else {
+						cr_assert(*p != '\n');
+						*o++ = *p++;
+					}
+				}
+				*o = '\0';
+				s->v[s->n++] = v;
+				p++;
+				if (*p == ',')
+					p++;
+			}
+			p++;
+		}
+		cr_assert(*p == ' ', "line %d: no value: %s", line_no, line);
+		char *end;
+		s->val = strtod(p + 1, &end);
+		cr_assert(end != p + 1 && *end == '\0', "line %d: bad value: %s", line_no, line);
+		struct family *f = family_of(sc, s->name);
+		cr_assert(f && f->has_help && f->type, "line %d: %s has no HELP and TYPE before it",
+			  line_no, s->name);
+		cr_assert(f == cur, "line %d: %s outside its family's block", line_no, s->name);
+	}
+}
+
+static void scrape_free(struct scrape *sc)
+{
+	for (size_t i = 0; i < sc->n; i++) {
+		free(sc->s[i].name);
+		for (int k = 0; k < sc->s[i].n; k++) {
+			free(sc->s[i].k[k]);
+			free(sc->s[i].v[k]);
+		}
+	}
+	for (size_t i = 0; i < sc->nf; i++) {
+		free(sc->f[i].name);
+		free(sc->f[i].type);
+	}
+	free(sc->s);
+	free(sc->f);
+	free(sc->text);
+}
+
+static const char *label(const struct sample *s, const char *k)
+{
+	for (int i = 0; i < s->n; i++)
+		if (strcmp(s->k[i], k) == 0)
+			return s->v[i];
+	return NULL;
+}
+
+/* every pair of want (NULL-ended k, v list) is among s's labels */
+static bool has_labels(const struct sample *s, const char *const *want)
+{
+	for (; want && want[0]; want += 2) {
+		const char *v = label(s, want[0]);
+		if (!v || strcmp(v, want[1]) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* the sum (or max) of name's samples with those labels, and how many there were; le >= 0:
+ * only the bucket with that bound */
+static double agg(const struct scrape *sc, const char *name, const char *const *want, double le,
+		  bool is_max, int *n_found)
+{
+	double r = 0;
+
+	*n_found = 0;
+	for (size_t i = 0; i < sc->n; i++) {
+		const struct sample *s = &sc->s[i];
+		if (strcmp(s->name, name) != 0 || !has_labels(s, want))
+			continue;
+		if (le >= 0) {
+			const char *l = label(s, "le");
+			if (!l || fabs(strtod(l, NULL) - le) > 1e-12)
+				continue;
+		}
+		r = is_max ? fmax(r, s->val) : r + s->val;
+		(*n_found)++;
+	}
+	return r;
+}
+
+static double value_of(const struct scrape *sc, const char *name, const char *const *want)
+{
+	int n;
+	double v = agg(sc, name, want, -1, false, &n);
+
+	cr_assert_eq(n, 1, "%s: %d samples with those labels, want 1", name, n);
+	return v;
+}
+
+/* Histograms: per series, buckets ascending and cumulative, +Inf last and equal to _count,
+ * a _sum present. */
+static void check_histograms(const struct scrape *sc)
+{
+	for (size_t i = 0; i < sc->n; i++) {
+		const struct sample *c = &sc->s[i];
+		size_t n = strlen(c->name);
+		if (n < 7 || strcmp(c->name + n - 6, "_count") != 0)
+			continue;
+		char bucket[256], sum[256];
+		snprintf(bucket, sizeof(bucket), "%.*s_bucket", (int)(n - 6), c->name);
+		snprintf(sum, sizeof(sum), "%.*s_sum", (int)(n - 6), c->name);
+		const char *want[2 * MAX_LABELS + 1];
+		for (int k = 0; k < c->n; k++) {
+			want[2 * k] = c->k[k];
+			want[2 * k + 1] = c->v[k];
+		}
+		want[2 * c->n] = NULL;
+		double prev_le = -1, prev = 0;
+		int n_buckets = 0;
+		bool has_inf = false;
+		for (size_t j = 0; j < sc->n; j++) {
+			const struct sample *b = &sc->s[j];
+			if (strcmp(b->name, bucket) != 0 || b->n != c->n + 1 || !has_labels(b, want))
+				continue;
+			const char *l = label(b, "le");
+			cr_assert(l && !has_inf, "%s: a bucket after +Inf, or no le", bucket);
+			double le = strcmp(l, "+Inf") == 0 ? INFINITY : strtod(l, NULL);
+			cr_assert(le > prev_le, "%s: le %s not ascending", bucket, l);
+			cr_assert(b->val >= prev, "%s: le %s has %g < %g: not cumulative", bucket, l,
+				  b->val, prev);
+			has_inf = isinf(le);
+			prev_le = le;
+			prev = b->val;
+			n_buckets++;
+		}
+		cr_assert(has_inf && n_buckets > 1, "%s: %d buckets, +Inf %d", bucket, n_buckets,
+			  has_inf);
+		cr_assert_eq(prev, c->val, "%s: +Inf %g != _count %g", bucket, prev, c->val);
+		int nsum;
+		agg(sc, sum, want, -1, false, &nsum);
+		cr_assert_eq(nsum, 1, "%s: %d _sum samples", sum, nsum);
+	}
+}
+
+static void scrape_now(struct scrape *sc)
+{
+	char *body;
+
+	cr_assert_eq(get("/metrics", &body), 200);
+	parse(sc, body);
+	check_histograms(sc);
+}
+
+/* promtool check metrics on text: exit 0 and not a word */
+static void promtool_clean(const char *text)
+{
+	char *out = NULL, *err = NULL;
+	char *const argv[] = { PROMTOOL, "check", "metrics", NULL };
+
+	cr_assert(access(PROMTOOL, X_OK) == 0, PROMTOOL " missing: apt-get install prometheus");
+	t_write_file("metrics.txt", text);	/* left for a look when the test fails */
+	int rc = t_run(argv, text, 20000, &out, &err);
+	cr_assert(rc == 0 && (!out || !*out) && (!err || !*err),
+		  "promtool check metrics exit %d:\n%s%s", rc, out ? out : "", err ? err : "");
+	free(out);
+	free(err);
+}
+
+/* n sync calls of .mock.sleep[ms] on a new client */
+static void sleeps(int n, int ms)
+{
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "u:p", NULL));
+
+	for (int i = 0; i < n; i++)
+		t_call_expect(fd, t_call(".mock.sleep", 1, t_long(ms)), t_long(ms), 5000);
+	close(fd);
+}
+
+/* ------------------------------------------------------------ the tests */
+
+Test(metrics, hostile_names_pass_promtool_and_round_trip)
+{
+	start_gate(1, "info");
+	sleeps(20, 30);
+
+	char *body;
+	cr_assert_eq(get("/metrics", &body), 200);
+	promtool_clean(body);
+	free(body);
+
+	struct scrape sc;
+	scrape_now(&sc);
+	/* the names come back exactly as configured once unescaped */
+	const char *const l1[] = { "listener", LISTENER_NAME, NULL };
+	cr_assert(value_of(&sc, "qgate_listener_accepted_connections_total", l1) >= 1);
+	const char *const b1[] = { "pool", POOL_NAME, "backend", BE1_NAME, NULL };
+	const char *const b2[] = { "pool", POOL_NAME, "backend", be2_name, NULL };
+	cr_assert_eq(value_of(&sc, "qgate_backend_up", b1), 1);
+	cr_assert_eq(value_of(&sc, "qgate_backend_up", b2), 1);
+	const char *const p[] = { "pool", POOL_NAME, NULL };
+	cr_assert_eq(value_of(&sc, "qgate_pool_requests_total", p), 20);
+
+	/* 20 answers of 30-odd ms: all in le=0.05, none in le=0.025, over both backends */
+	int n;
+	double in25 = agg(&sc, "qgate_request_duration_seconds_bucket", p, 0.025, false, &n);
+	cr_assert_eq(n, 2, "le=0.025 buckets: %d, want one per backend", n);
+	double in50 = agg(&sc, "qgate_request_duration_seconds_bucket", p, 0.05, false, &n);
+	double count = agg(&sc, "qgate_request_duration_seconds_count", p, -1, false, &n);
+	double sum = agg(&sc, "qgate_request_duration_seconds_sum", p, -1, false, &n);
+	cr_assert(in25 == 0 && in50 == 20 && count == 20,
+		  "le=0.025: %g, le=0.05: %g, count %g (want 0, 20, 20)", in25, in50, count);
+	cr_assert(sum >= 0.6 && sum < 1.0, "_sum %g s for 20 answers of 30 ms", sum);
+	/* each log bucket went to the bound above its upper edge: 30 ms is under 0.05 */
+	double max = agg(&sc, "qgate_request_duration_max_seconds", p, -1, true, &n);
+	cr_assert(max >= 0.030 && max < 0.05, "max %g", max);
+	/* build, process and config figures */
+	const char *const none[] = { NULL };
+	cr_assert_eq(value_of(&sc, "qgate_build_info", none), 1);
+	cr_assert(value_of(&sc, "process_open_fds", none) > 5);
+	cr_assert(value_of(&sc, "process_resident_memory_bytes", none) > 1e6);
+	double start = value_of(&sc, "process_start_time_seconds", none);
+	cr_assert(fabs(start - (double)time(NULL)) < 60, "process_start_time_seconds %f", start);
+	cr_assert_eq(value_of(&sc, "qgate_config_last_reload_success", none), 1);
+	scrape_free(&sc);
+
+}
+
+/*
+ * Every numeric leaf of /stats and its metric. Paths: keys joined by '/', array items as
+ * "[]", a final "*" for any key. how: EQ the value is the metric's (summed over the
+ * backends for a pool's latency), US microseconds against seconds, LE a bucket (the key is
+ * its bound in µs), TS a timestamp (0 stays 0), ANY present only (percentiles: from the
+ * buckets; held_bytes: moves between the two reads).
+ */
+enum how { EQ = 0, US, LE, TS, ANY, MAX_US };
+
+static const struct leaf_map {
+	const char *path, *metric, *lk, *lv;
+	enum how how;
+} leaf_map[] = {
+	{ "gateway/workers", "qgate_workers", NULL, NULL, EQ },
+	{ "gateway/clients", "qgate_clients", NULL, NULL, EQ },
+	{ "gateway/login_throttled", "qgate_login_throttled_total", NULL, NULL, EQ },
+	{ "gateway/held_bytes", "qgate_held_bytes", NULL, NULL, ANY },
+	{ "gateway/budget_pauses", "qgate_budget_pauses_total", NULL, NULL, EQ },
+	{ "gateway/protocol_errors", "qgate_protocol_errors_total", NULL, NULL, EQ },
+	{ "gateway/slow_clients_closed", "qgate_slow_clients_closed_total", NULL, NULL, EQ },
+	{ "gateway/sq_full", "qgate_sq_full_total", NULL, NULL, EQ },
+	{ "gateway/rx_enobufs", "qgate_rx_enobufs_total", NULL, NULL, EQ },
+	{ "gateway/cq_overflows", "qgate_cq_overflows_total", NULL, NULL, EQ },
+	{ "gateway/inflight_wakeups", "qgate_inflight_wakeups_total", NULL, NULL, EQ },
+	{ "listeners[]/clients", "qgate_listener_clients", NULL, NULL, EQ },
+	{ "listeners[]/accepted", "qgate_listener_accepted_connections_total", NULL, NULL, EQ },
+	{ "pools[]/queued", "qgate_pool_queued_requests", NULL, NULL, EQ },
+	{ "pools[]/requests", "qgate_pool_requests_total", NULL, NULL, EQ },
+	{ "pools[]/errors", "qgate_pool_errors_total", NULL, NULL, EQ },
+	{ "pools[]/queue_full", "qgate_pool_queue_full_total", NULL, NULL, EQ },
+	{ "pools[]/queue_timeouts", "qgate_pool_queue_timeouts_total", NULL, NULL, EQ },
+	{ "pools[]/timeouts", "qgate_pool_timeouts_total", NULL, NULL, EQ },
+	{ "pools[]/dropped_unsolicited", "qgate_pool_dropped_unsolicited_total", NULL, NULL, EQ },
+	{ "pools[]/unsolicited_closes", "qgate_pool_unsolicited_closes_total", NULL, NULL, EQ },
+	{ "pools[]/health_failures", "qgate_pool_health_failures_total", NULL, NULL, EQ },
+	{ "pools[]/affinity_moves", "qgate_pool_affinity_moves_total", NULL, NULL, EQ },
+	{ "pools[]/dedicated", "qgate_pool_dedicated_connections", NULL, NULL, EQ },
+	{ "pools[]/sessions", "qgate_pool_session_connections", NULL, NULL, EQ },
+	{ "pools[]/started", "qgate_pool_started_workers", NULL, NULL, EQ },
+	{ "pools[]/latency/count", "qgate_request_duration_seconds_count", NULL, NULL, EQ },
+	{ "pools[]/latency/sum_us", "qgate_request_duration_seconds_sum", NULL, NULL, US },
+	{ "pools[]/latency/p50_us", "qgate_request_duration_seconds_bucket", NULL, NULL, ANY },
+	{ "pools[]/latency/p90_us", "qgate_request_duration_seconds_bucket", NULL, NULL, ANY },
+	{ "pools[]/latency/p99_us", "qgate_request_duration_seconds_bucket", NULL, NULL, ANY },
+	{ "pools[]/latency/p999_us", "qgate_request_duration_seconds_bucket", NULL, NULL, ANY },
+	{ "pools[]/latency/max_us", "qgate_request_duration_max_seconds", NULL, NULL, MAX_US },
+	{ "pools[]/latency/le_us/*", "qgate_request_duration_seconds_bucket", NULL, NULL, LE },
+	{ "pools[]/backends[]/connections/idle", "qgate_backend_connections", "state", "idle", EQ },
+	{ "pools[]/backends[]/connections/busy", "qgate_backend_connections", "state", "busy", EQ },
+	{ "pools[]/backends[]/connections/connecting", "qgate_backend_connections", "state",
+	  "connecting", EQ },
+	{ "pools[]/backends[]/requests", "qgate_backend_requests_total", NULL, NULL, EQ },
+	{ "pools[]/backends[]/errors", "qgate_backend_errors_total", NULL, NULL, EQ },
+	{ "pools[]/backends[]/reconnects", "qgate_backend_reconnects_total", NULL, NULL, EQ },
+	{ "pools[]/backends[]/lookups", "qgate_backend_lookups_total", NULL, NULL, EQ },
+	{ "pools[]/backends[]/lookup_failures", "qgate_backend_lookup_failures_total", NULL, NULL,
+	  EQ },
+	{ "pools[]/backends[]/outstanding", "qgate_backend_outstanding_requests", NULL, NULL, EQ },
+	{ "pools[]/backends[]/bytes_in", "qgate_backend_received_bytes_total", NULL, NULL, EQ },
+	{ "pools[]/backends[]/bytes_out", "qgate_backend_sent_bytes_total", NULL, NULL, EQ },
+	{ "pools[]/backends[]/weight", "qgate_backend_weight", NULL, NULL, EQ },
+	{ "pools[]/backends[]/inflight", "qgate_backend_inflight_requests", NULL, NULL, EQ },
+	{ "pools[]/backends[]/max_inflight", "qgate_backend_max_inflight_requests", NULL, NULL,
+	  EQ },
+	{ "pools[]/backends[]/connect_ok_ms",
+	  "qgate_backend_last_connect_success_timestamp_seconds", NULL, NULL, TS },
+	{ "pools[]/backends[]/connect_failed_ms",
+	  "qgate_backend_last_connect_failure_timestamp_seconds", NULL, NULL, TS },
+	{ "pools[]/backends[]/latency/count", "qgate_request_duration_seconds_count", NULL, NULL,
+	  EQ },
+	{ "pools[]/backends[]/latency/sum_us", "qgate_request_duration_seconds_sum", NULL, NULL,
+	  US },
+	{ "pools[]/backends[]/latency/p50_us", "qgate_request_duration_seconds_bucket", NULL, NULL,
+	  ANY },
+	{ "pools[]/backends[]/latency/p90_us", "qgate_request_duration_seconds_bucket", NULL, NULL,
+	  ANY },
+	{ "pools[]/backends[]/latency/p99_us", "qgate_request_duration_seconds_bucket", NULL, NULL,
+	  ANY },
+	{ "pools[]/backends[]/latency/p999_us", "qgate_request_duration_seconds_bucket", NULL, NULL,
+	  ANY },
+	{ "pools[]/backends[]/latency/max_us", "qgate_request_duration_max_seconds", NULL, NULL,
+	  MAX_US },
+	{ "pools[]/backends[]/latency/le_us/*", "qgate_request_duration_seconds_bucket", NULL, NULL,
+	  LE },
+};
+
+static const struct leaf_map *map_of(const char *path, const char **last_key)
+{
+	for (size_t i = 0; i < sizeof(leaf_map) / sizeof(leaf_map[0]); i++) {
+		const char *m = leaf_map[i].path;
+		size_t n = strlen(m);
+		if (strcmp(m, path) == 0)
+			return &leaf_map[i];
+		if (m[n - 1] == '*' && strncmp(m, path, n - 1) == 0 && !strchr(path + n - 1, '/')) {
+			*last_key = path + n - 1;
+			return &leaf_map[i];
+		}
+	}
+	return NULL;
+}
+
+struct walk {
+	const struct scrape *sc;
+	const char *labels[8];	/* listener= / pool= / backend= of the objects walked into */
+	int n_labels;
+	int n_leaves;
+	char missing[4096];
+};
+
+static void check_leaf(struct walk *wk, const char *path, json_t *v)
+{
+	const char *key = NULL;
+	const struct leaf_map *m = map_of(path, &key);
+
+	if (!m) {
+		size_t l = strlen(wk->missing);
+		snprintf(wk->missing + l, sizeof(wk->missing) - l, " %s", path);
+		return;
+	}
+	wk->n_leaves++;
+	const char *want[12];
+	int k = 0;
+	for (int i = 0; i < wk->n_labels; i++)
+		want[k++] = wk->labels[i];
+	if (m->lk) {
+		want[k++] = m->lk;
+		want[k++] = m->lv;
+	}
+	want[k] = NULL;
+	double leaf = (double)json_integer_value(v), le = -1;
+	if (m->how == LE)
+		le = strtod(key, NULL) / 1e6;
+	int n;
+	double got = agg(wk->sc, m->metric, want, le, m->how == MAX_US, &n);
+	cr_assert(n >= 1, "/stats %s (%s...): no %s sample with its labels", path,
+		  wk->n_labels ? wk->labels[1] : "", m->metric);
+	switch (m->how) {
+	case EQ:
+	case LE:
+		cr_assert(got == leaf, "/stats %s = %.0f but %s = %g", path, leaf, m->metric, got);
+		break;
+	case US:
+	case MAX_US:
+		cr_assert(fabs(got * 1e6 - leaf) <= 1 + 1e-9 * leaf,
+			  "/stats %s = %.0f us but %s = %g s", path, leaf, m->metric, got);
+		break;
+	case TS:
+		cr_assert(leaf == 0 ? got == 0 : got > 1e9, "/stats %s = %.0f but %s = %g", path,
+			  leaf, m->metric, got);
+		break;
+	case ANY:
+		break;
+	}
+}
+
+static void walk(struct walk *wk, json_t *o, const char *path, const char *label_key)
+{
+	char sub[512];
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (json_is_integer(o) || json_is_real(o)) {
+		check_leaf(wk, path, o);
+		return;
+	}
+	if (json_is_object(o)) {
+		int saved = wk->n_labels;
+		if (label_key && json_is_string(json_object_get(o, "name"))) {
+			wk->labels[wk->n_labels++] = label_key;
+			wk->labels[wk->n_labels++] = json_string_value(json_object_get(o, "name"));
+		}
+		json_object_foreach(o, key, v) {
+			snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "/" : "", key);
+			const char *lk = strcmp(key, "listeners") == 0 ? "listener" :
+					 strcmp(key, "pools") == 0 ? "pool" :
+					 strcmp(key, "backends") == 0 ? "backend" : NULL;
+			walk(wk, v, sub, lk);
+		}
+		wk->n_labels = saved;
+	} else if (json_is_array(o)) {
+		snprintf(sub, sizeof(sub), "%s[]", path);
+		json_array_foreach(o, i, v)
+			walk(wk, v, sub, label_key);
+	}
+}
+
+static char *read_source(const char *rel)
+{
+	const char *root = getenv("QGATE_SRC");
+	char path[1024];
+
+	cr_assert(root && *root, "QGATE_SRC is not set (meson sets it)");
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	char *text = t_read_file(path);
+	cr_assert(text, "cannot read %s", path);
+	return text;
+}
+
+Test(metrics, every_stats_figure_has_its_metric)
+{
+	start_gate(1, "info");
+	sleeps(5, 1);
+	/* a second client, left connected: gauges that are not 0 */
+	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "u:p", NULL));
+	t_call_expect(fd, t_call(".mock.echo", 1, t_long(7)), t_long(7), 5000);
+
+	json_t *st = get_stats();
+	struct scrape sc;
+	scrape_now(&sc);
+	struct walk wk = { .sc = &sc };
+	walk(&wk, st, "", NULL);
+	cr_assert(wk.missing[0] == '\0', "/stats figures without a metric (add one in "
+		  "gateway/metrics.c and a row in leaf_map):%s", wk.missing);
+	cr_assert(wk.n_leaves > 100, "only %d leaves checked", wk.n_leaves);
+	json_decref(st);
+
+	/* docs/operations.md names every family */
+	char *doc = read_source("docs/operations.md");
+	for (size_t i = 0; i < sc.nf; i++) {
+		char needle[300];
+		snprintf(needle, sizeof(needle), "`%s`", sc.f[i].name);
+		cr_assert(strstr(doc, needle), "docs/operations.md does not list %s", sc.f[i].name);
+	}
+	free(doc);
+	scrape_free(&sc);
+	close(fd);
+}
+
+static double scalar(const char *name, const char *lk, const char *lv)
+{
+	struct scrape sc;
+	const char *const want[] = { lk, lv, NULL };
+
+	scrape_now(&sc);
+	double v = value_of(&sc, name, want);
+	scrape_free(&sc);
+	return v;
+}
+
+/* wait (bounded) until the reload counter of result reaches n */
+static void wait_reloads(const char *result, double n)
+{
+	int64_t deadline = t_now_ms() + 5000;
+	double v;
+
+	while ((v = scalar("qgate_config_reloads_total", "result", result)) < n &&
+	       t_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	cr_assert_eq(v, n, "qgate_config_reloads_total{result=\"%s\"} %g, want %g", result, v, n);
+}
+
+Test(metrics, reload_success_and_failure)
+{
+	start_gate(1, "info");
+	double ok = scalar("qgate_config_last_reload_success", NULL, NULL);
+	double t0 = scalar("qgate_config_last_reload_success_timestamp_seconds", NULL, NULL);
+	cr_assert(ok == 1 && fabs(t0 - (double)time(NULL)) < 60, "at start: %g at %f", ok, t0);
+
+	/* refused: a file that is not JSON, then one naming an unknown pool */
+	static const char *const bad[] = {
+		"{\"listeners\": [", "{\"listeners\":[{\"listen\":\"127.0.0.1:1\",\"pool\":\"nope\"}],"
+		"\"pools\":[]}",
+	};
+	for (int i = 0; i < 2; i++) {
+		T_PTR(t_write_file("gw.json", bad[i]));
+		T_OK(t_proc_signal(gate, SIGHUP));
+		wait_reloads("failure", i + 1);
+		cr_assert_eq(scalar("qgate_config_last_reload_success", NULL, NULL), 0);
+		double t = scalar("qgate_config_last_reload_success_timestamp_seconds", NULL, NULL);
+		cr_assert_eq(t, t0, "refused reload moved the timestamp: %f -> %f", t0, t);
+	}
+	/* the running configuration still serves */
+	sleeps(1, 1);
+
+	/* accepted: back to 1, the timestamp moves forward */
+	poll(NULL, 0, 20);
+	T_PTR(t_write_file("gw.json", good_cfg));
+	T_OK(t_proc_signal(gate, SIGHUP));
+	wait_reloads("success", 1);
+	cr_assert_eq(scalar("qgate_config_last_reload_success", NULL, NULL), 1);
+	double t1 = scalar("qgate_config_last_reload_success_timestamp_seconds", NULL, NULL);
+	cr_assert(t1 > t0, "accepted reload: timestamp %f, was %f", t1, t0);
+
+	/* scrapes while reloads land stay whole and parse (scrape_now checks) */
+	for (int i = 0; i < 20; i++) {
+		T_OK(t_proc_signal(gate, SIGHUP));
+		struct scrape sc;
+		scrape_now(&sc);
+		scrape_free(&sc);
+	}
+	cr_assert(t_proc_alive(gate));
+	cr_assert_eq(scalar("qgate_config_last_reload_success", NULL, NULL), 1);
+}
+
+/* clients worker k accepted, from qgate's debug log after byte from (the listener's name
+ * holds a newline: the line's msg= may be on the next text line) */
+static int accepted_by(int k, size_t from)
+{
+	char *log = t_read_file(gate->err_path), w[32];
+	int n = 0;
+
+	snprintf(w, sizeof(w), "worker=%d conn=", k);
+	for (char *l = log ? strstr(log + from, w) : NULL; l; l = strstr(l + 1, w)) {
+		char *m = strstr(l, " msg=");
+		n += m && strncmp(m, " msg=\"accepted\"", 15) == 0;
+	}
+	free(log);
+	return n;
+}
+
+Test(metrics, backend_histogram_sums_both_workers)
+{
+	start_gate(2, "debug");
+	size_t from = t_file_size(gate->err_path);
+	int fds[16], n = 0, calls = 0;
+
+	while (n < 4 || (n < 16 && (accepted_by(0, from) == 0 || accepted_by(1, from) == 0))) {
+		fds[n] = T_OK(t_q_connect("127.0.0.1", gw_port, "u:p", NULL));
+		for (int k = 0; k < 3; k++, calls++)
+			t_call_expect(fds[n], t_call(".mock.echo", 1, t_long(k)), t_long(k), 5000);
+		n++;
+	}
+	cr_assert(accepted_by(0, from) > 0 && accepted_by(1, from) > 0,
+		  "%d clients all on one worker", n);
+	const char *const p[] = { "pool", POOL_NAME, NULL };
+	int64_t deadline = t_now_ms() + 3000;
+	double count = -1, inf = -1, reqs = -1;
+	while (t_now_ms() < deadline) {
+		struct scrape sc;
+		int m;
+		scrape_now(&sc);
+		count = agg(&sc, "qgate_request_duration_seconds_count", p, -1, false, &m);
+		inf = agg(&sc, "qgate_request_duration_seconds_bucket", p, INFINITY, false, &m);
+		reqs = agg(&sc, "qgate_backend_requests_total", p, -1, false, &m);
+		scrape_free(&sc);
+		if (count == calls)
+			break;
+		poll(NULL, 0, 50);	/* the other worker publishes every 250 ms */
+	}
+	cr_assert(count == calls && reqs == calls, "histogram count %g, backend requests %g, want "
+		  "%d (clients on worker 0: %d, worker 1: %d)", count, reqs, calls,
+		  accepted_by(0, from), accepted_by(1, from));
+	(void)inf;
+	json_t *st = get_stats();
+	json_t *pool = json_array_get(json_object_get(st, "pools"), 0);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(pool, "latency"), "count")),
+		     calls);
+	json_decref(st);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* ------------------------------------------------------------ the dashboard */
+
+static void collect_exprs(json_t *o, json_t *out)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (json_is_object(o)) {
+		json_object_foreach(o, key, v) {
+			if ((strcmp(key, "expr") == 0 || strcmp(key, "definition") == 0 ||
+			     strcmp(key, "query") == 0) && json_is_string(v))
+				json_array_append(out, v);
+			else
+				collect_exprs(v, out);
+		}
+	} else if (json_is_array(o)) {
+		json_array_foreach(o, i, v)
+			collect_exprs(v, out);
+	}
+}
+
+static void check_panels(json_t *panels, int *n_panels, int *n_targets)
+{
+	size_t i;
+	json_t *pn;
+
+	json_array_foreach(panels, i, pn) {
+		const char *type = json_string_value(json_object_get(pn, "type"));
+		const char *title = json_string_value(json_object_get(pn, "title"));
+		cr_assert(type && title, "panel %zu has no type or title", i);
+		if (strcmp(type, "row") == 0) {	/* a row holds panels, no query */
+			check_panels(json_object_get(pn, "panels"), n_panels, n_targets);
+			continue;
+		}
+		(*n_panels)++;
+		json_t *ds = json_object_get(pn, "datasource");
+		cr_assert(ds && strcmp(json_string_value(json_object_get(ds, "uid")) ?: "",
+				       "${DS_PROMETHEUS}") == 0, "panel \"%s\" has no datasource", title);
+		json_t *ts = json_object_get(pn, "targets"), *t;
+		size_t j;
+		cr_assert(json_array_size(ts) > 0, "panel \"%s\" has no query", title);
+		json_array_foreach(ts, j, t) {
+			cr_assert(json_is_string(json_object_get(t, "expr")), "panel \"%s\": no expr",
+				  title);
+			(*n_targets)++;
+		}
+	}
+}
+
+Test(metrics, dashboard_uses_only_exported_names)
+{
+	char *text = read_source("docs/grafana/qgate.json");
+	json_error_t e;
+	json_t *d = json_loads(text, 0, &e);
+	cr_assert(d, "docs/grafana/qgate.json: %s (line %d)", e.text, e.line);
+	free(text);
+	cr_assert(json_integer_value(json_object_get(d, "schemaVersion")) >= 36);
+	json_t *in = json_array_get(json_object_get(d, "__inputs"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(in, "name")) ?: "", "DS_PROMETHEUS");
+	int n_panels = 0, n_targets = 0;
+	check_panels(json_object_get(d, "panels"), &n_panels, &n_targets);
+	cr_assert(n_panels >= 8 && n_targets >= n_panels, "%d panels, %d queries", n_panels,
+		  n_targets);
+
+	start_gate(1, "info");
+	sleeps(2, 1);
+	struct scrape sc;
+	scrape_now(&sc);
+	json_t *exprs = json_array();
+	collect_exprs(d, exprs);
+	regex_t re;
+	cr_assert(regcomp(&re, "(qgate|process)_[A-Za-z0-9_]+", REG_EXTENDED) == 0);
+	size_t i;
+	json_t *x;
+	int n_names = 0;
+	json_array_foreach(exprs, i, x) {
+		const char *s = json_string_value(x);
+		regmatch_t mt;
+		while (regexec(&re, s, 1, &mt, 0) == 0) {
+			char name[200];
+			snprintf(name, sizeof(name), "%.*s", (int)(mt.rm_eo - mt.rm_so), s + mt.rm_so);
+			bool found = false;
+			for (size_t k = 0; k < sc.n && !found; k++)
+				found = strcmp(sc.s[k].name, name) == 0;
+			cr_assert(found, "the dashboard uses %s, which qgate does not export (in: %s)",
+				  name, s);
+			n_names++;
+			s += mt.rm_eo;
+		}
+	}
+	cr_assert(n_names >= n_targets, "%d names in %d queries", n_names, n_targets);
+	regfree(&re);
+	json_decref(exprs);
+	json_decref(d);
+	scrape_free(&sc);
+}
