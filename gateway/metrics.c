@@ -136,6 +136,7 @@ enum conv {
 	V_US_S,		/* microseconds -> seconds */
 	V_MONO_MS,	/* an instant on the monotonic clock in ms -> Unix time in s, 0: never */
 	V_IS_UP,	/* a state string -> 1 when "up" */
+	V_BOOL,		/* true -> 1, false or absent -> 0 */
 };
 
 struct fam {
@@ -171,6 +172,9 @@ static void put_value(FILE *f, json_t *o, const struct fam *m, const struct cloc
 	}
 	case V_IS_UP:
 		fprintf(f, "%d\n", strcmp(jstr(o, m->key), "up") == 0);
+		break;
+	case V_BOOL:
+		fprintf(f, "%d\n", json_is_true(v));
 		break;
 	}
 }
@@ -209,6 +213,8 @@ static const struct fam listener_fams[] = {
 
 static const struct fam pool_fams[] = {
 	{ "state", "qgate_pool_up", "gauge", "1 when some backend of the pool is up.", V_IS_UP },
+	{ "paused", "qgate_pool_paused", "gauge",
+	  "1 while an admin holds the pool's new requests in its queue (.qgate.pause).", V_BOOL },
 	{ "queued", "qgate_pool_queued_requests", "gauge",
 	  "Requests waiting in the pool's queue for a backend connection.", V_INT },
 	{ "requests", "qgate_pool_requests_total", "counter", "Requests routed to the pool.",
@@ -240,7 +246,10 @@ static const struct fam pool_fams[] = {
 
 static const struct fam backend_fams[] = {
 	{ "state", "qgate_backend_up", "gauge",
-	  "1 when the backend has a connection up (any worker).", V_IS_UP },
+	  "1 when the backend has a connection up (any worker) and is not disabled.", V_IS_UP },
+	{ "disabled", "qgate_backend_disabled", "gauge",
+	  "1 while an admin has disabled the backend (.qgate.disable): it takes nothing new.",
+	  V_BOOL },
 	{ "requests", "qgate_backend_requests_total", "counter",
 	  "Requests sent to the backend.", V_INT },
 	{ "errors", "qgate_backend_errors_total", "counter",
@@ -272,7 +281,8 @@ static const struct fam backend_fams[] = {
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char *const backend_states[] = { "up", "connecting", "down" };
+static const char *const backend_states[] = { "up", "connecting", "down", "disabled",
+					       "draining" };
 static const char *const conn_states[] = { "idle", "busy", "connecting" };
 
 /* one family over each object of an array, labelled label="its name" */
@@ -310,8 +320,8 @@ static void backend_figures(FILE *f, json_t *ps, const struct clocks *ck)
 		}
 	}
 	help_type(f, "qgate_backend_state", "gauge",
-		  "1 for the backend's state (up: a connection up, connecting, down), 0 for the "
-		  "others.");
+		  "1 for the backend's state (up: a connection up, connecting, down; disabled by an "
+		  "admin, draining while it still runs requests), 0 for the others.");
 	EACH_BACKEND(ps, i, p, j, b)
 		for (k = 0; k < N_OF(backend_states); k++) {
 			const char *kv[] = { "pool", jstr(p, "name"), "backend", jstr(b, "name"),

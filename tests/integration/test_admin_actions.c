@@ -246,6 +246,17 @@ static bool is_paused(bool has_token, const char *pool)
 	return v;
 }
 
+/* /metrics has this exact line (with the token when the gateway has one) */
+static void metric_is(bool has_token, const char *line)
+{
+	char *body, want[512];
+
+	cr_assert_eq(http("GET", "/metrics", has_token ? TOKEN : NULL, NULL, &body), 200);
+	snprintf(want, sizeof(want), "\n%s\n", line);
+	cr_assert(strstr(body, want) != NULL, "/metrics has no line %s", line);
+	free(body);
+}
+
 /* backend's state string in /stats, copied into out */
 static void be_state(bool has_token, const char *pool, const char *be, char *out, size_t n,
 		     bool *is_disabled)
@@ -343,6 +354,7 @@ Test(admin_actions, q_pause_holds_then_resume_answers_in_order)
 	act_ok(ops, t_str(".qgate.pause[`p]"), "paused");
 	act_ok(ops, t_str(".qgate.pause[`p]"), "paused");	/* idempotent */
 	cr_assert(is_paused(false, "p"));
+	metric_is(false, "qgate_pool_paused{pool=\"p\"} 1");
 	for (int k = 0; k < PER_CLIENT; k++)
 		for (int i = 0; i < N_CLIENTS; i++)
 			T_OK(t_send_free(fds[i], T_SYNC, t_call(".mock.echo", 1,
@@ -437,6 +449,14 @@ Test(admin_actions, disable_drains_in_flight_and_sends_nothing_new)
 	be_state(false, "p", busy, state, sizeof(state), &is_dis);
 	cr_assert(strcmp(state, "draining") == 0 && is_dis, "%s: state %s disabled %d", busy,
 		  state, is_dis);
+	char line[160];
+	snprintf(line, sizeof(line), "qgate_backend_disabled{pool=\"p\",backend=\"%s\"} 1", busy);
+	metric_is(false, line);
+	snprintf(line, sizeof(line), "qgate_backend_state{pool=\"p\",backend=\"%s\","
+		 "state=\"draining\"} 1", busy);
+	metric_is(false, line);
+	snprintf(line, sizeof(line), "qgate_backend_disabled{pool=\"p\",backend=\"%s\"} 0", other);
+	metric_is(false, line);
 	for (int i = 0; i < 6; i++) {
 		char who[32];
 		served_by(b, who, sizeof(who));
@@ -451,6 +471,11 @@ Test(admin_actions, disable_drains_in_flight_and_sends_nothing_new)
 	t_free(r);
 	be_state(false, "p", busy, state, sizeof(state), &is_dis);
 	cr_assert(strcmp(state, "disabled") == 0 && is_dis, "after: state %s", state);
+	snprintf(line, sizeof(line), "qgate_backend_state{pool=\"p\",backend=\"%s\","
+		 "state=\"disabled\"} 1", busy);
+	metric_is(false, line);
+	snprintf(line, sizeof(line), "qgate_backend_up{pool=\"p\",backend=\"%s\"} 0", busy);
+	metric_is(false, line);
 	/* the admin table shows it */
 	struct t_obj *t = t_call_ok(ops, t_str(".qgate.backends[]"), 5000);
 	const struct t_obj *names = column(t, "backend"), *states = column(t, "state");
@@ -619,6 +644,7 @@ Test(admin_actions, http_without_a_token_is_refused)
 	cr_assert_eq(st, 403, "status %d: %s", st, body);
 	free(body);
 	cr_assert_not(is_paused(false, "p"));
+	metric_is(false, "qgate_pool_paused{pool=\"p\"} 0");
 }
 
 /* With a token: no token or the wrong one is 401; the right one acts; bad names and
