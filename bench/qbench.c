@@ -448,7 +448,7 @@ static void on_message(struct bconn *c, const uint8_t *msg, size_t len)
 		problem("connection %d: error response '%.*s", c->id,
 			(int)(plen > 101 ? 100 : plen - 1), (const char *)payload + 1);
 	} else if (plen != c->expect_len + g.tail_len || memcmp(payload, c->expect, c->expect_len) ||
-		   memcmp(payload + c->expect_len, g.tail, g.tail_len)) {
+		   (g.tail_len && memcmp(payload + c->expect_len, g.tail, g.tail_len))) {
 		g.mismatches++;
 		problem("connection %d: response is not its own token (%zu bytes, want %zu)",
 			c->id, plen, c->expect_len + g.tail_len);
