@@ -65,7 +65,7 @@ static struct {
 	struct dir *starved;
 	struct signalfd_siginfo si;
 	bool is_stopping;
-	unsigned long long accepted, bytes[2], errors, partial;
+	unsigned long long accepted, bytes[2], errors, partial, enobufs;
 } g = { .buf_count = 256, .buf_size = 32768 };
 
 /* user_data: a pointer (8-byte aligned) with the op in the low 3 bits, and the direction */
@@ -247,6 +247,7 @@ static void on_recv(struct pair *p, int i, struct io_uring_cqe *cqe)
 		return;
 	if (cqe->res == -ENOBUFS) {
 		/* every buffer is queued somewhere: retry when one comes back */
+		g.enobufs++;
 		if (d->is_starved)
 			return;
 		d->is_starved = true;
@@ -518,7 +519,8 @@ int main(int argc, char **argv)
 			wake_starved();
 	}
 	fprintf(stderr, "floor: %llu connections, %llu bytes client->backend, "
-			"%llu bytes backend->client, %llu errors, %llu partial sends\n",
-		g.accepted, g.bytes[0], g.bytes[1], g.errors, g.partial);
+			"%llu bytes backend->client, %llu errors, %llu partial sends, "
+			"%llu recvs without a buffer\n",
+		g.accepted, g.bytes[0], g.bytes[1], g.errors, g.partial, g.enobufs);
 	return 0;
 }
