@@ -60,8 +60,9 @@ static void decide(struct pool_limit *l, uint64_t now_us)
 		l->probe_at_us = now_us + POOL_LIMIT_PROBE_US;
 		return;
 	}
-	if (med < l->min_rtt_us)
-		l->min_rtt_us = med;	/* faster than thought: the floor moves down at once */
+	/* the floor comes from the probes only: a window's median is compared with answers
+	 * that ran alone under the same recent conditions (a busy host slows both), never
+	 * with one lucky quiet moment */
 	uint64_t min = l->min_rtt_us;
 	if ((uint64_t)med * 100 > min * POOL_LIMIT_DOWN_PCT) {
 		/* queueing inside q grows: shrink in proportion to the excess, by one at least */

@@ -8,8 +8,9 @@
  * The limiter. A q process runs one request at a time, so a request sent while another runs
  * waits inside q: its latency is the round trip, plus the wait, plus its own service time.
  * The limiter keeps the no-load latency (min_rtt_us: the median of a window of answers sent
- * alone, measured again every POOL_LIMIT_PROBE_US) and the recent latency (short_rtt_us: the
- * median of the last window of POOL_LIMIT_WINDOW answers). While short stays within
+ * alone, measured again every POOL_LIMIT_PROBE_US at limit 1, so under the host's present
+ * load: a busy gateway host slows every answer, and that is not q queueing) and the recent
+ * latency (short_rtt_us: the median of the last window of POOL_LIMIT_WINDOW answers). While short stays within
  * POOL_LIMIT_UP_PCT of min, queueing inside q is not growing: the limit goes up by one (if
  * it was used). Above POOL_LIMIT_DOWN_PCT, q queues: the limit shrinks in proportion, and
  * does not grow again for POOL_LIMIT_HOLD windows. So a backend whose calls are tiny next
@@ -26,11 +27,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define POOL_LIMIT_WINDOW 8		/* answers per decision */
-#define POOL_LIMIT_UP_PCT 125		/* short <= 1.25 x min: room for one more */
-#define POOL_LIMIT_DOWN_PCT 150		/* short > 1.5 x min: q queues, shrink */
+#define POOL_LIMIT_WINDOW 16		/* answers per decision */
+#define POOL_LIMIT_UP_PCT 150		/* short <= 1.5 x min: room for one more */
+#define POOL_LIMIT_DOWN_PCT 175		/* short > 1.75 x min: q queues, shrink */
 #define POOL_LIMIT_HOLD 4		/* windows without growth after a shrink */
-#define POOL_LIMIT_PROBE_US 5000000	/* min_rtt measured again (at limit 1) this often */
+#define POOL_LIMIT_PROBE_US 1000000	/* min_rtt measured again (at limit 1) this often */
 #define POOL_LIMIT_CEILING_DEFAULT 4
 
 struct pool_limit {

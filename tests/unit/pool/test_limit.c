@@ -110,7 +110,8 @@ Test(pool_limit, starts_at_one_and_probes)
 	cr_assert(l.is_probing);
 	cr_assert_eq(l.min_rtt_us, 0);
 	/* the probe window: answers that ran alone give the no-load latency (the median) */
-	static const uint32_t rtt[POOL_LIMIT_WINDOW] = { 50, 48, 900, 51, 49, 50, 52, 47 };
+	static const uint32_t rtt[POOL_LIMIT_WINDOW] = { 50, 48, 900, 51, 49, 50, 52, 47,
+							  50, 49, 50, 51, 1200, 50, 48, 52 };
 	for (int i = 0; i < POOL_LIMIT_WINDOW; i++)
 		pool_limit_sample(&l, rtt[i], 1, 1000 + (uint64_t)i);
 	cr_assert_not(l.is_probing);
@@ -180,7 +181,7 @@ Test(pool_limit, stops_where_q_saturates)
 	cr_assert_geq(m.lim.limit, 4);
 	cr_assert_leq(m.lim_max, 8, "limit reached %u", m.lim_max);
 	double wait = (double)m.waited_us / (double)m.answers;
-	cr_assert_lt(wait, 3 * 10, "each answer waited %.0f us inside q", wait);
+	cr_assert_lt(wait, 4 * 10, "each answer waited %.0f us inside q", wait);
 }
 
 /* The limit grows only when it is used: a gateway with two connections to offer never
