@@ -650,7 +650,8 @@ static bool get_addr(struct ctx *c, json_t *obj, const char *key, int flags, con
  * key"), read by the table's check function, which also does the cross-field checks.
  */
 enum ftype {
-	FT_INT = 0,	/* integer in [min, max]; stored as a signed/unsigned integer of .size */
+	FT_INT = 0,	/* integer in [min, max]; stored as a signed/unsigned integer of .size;
+			 * also the string .word, meaning .word_val (a default may be it) */
 	FT_MS,		/* duration: whole milliseconds in [min, UINT32_MAX], uint32_t */
 	FT_DOUBLE,	/* number in [dmin, dmax]; also the string .word, meaning .word_val */
 	FT_BOOL,	/* true or false */
@@ -675,7 +676,7 @@ struct field {
 	size_t size;			/* sizeof the member */
 	long long min, max, def;	/* FT_INT, FT_MS (min), FT_BOOL, FT_ENUM (index) */
 	double dmin, dmax, ddef;	/* FT_DOUBLE */
-	const char *word;		/* FT_DOUBLE: a word accepted too ("constant") */
+	const char *word;		/* FT_DOUBLE, FT_INT: a word accepted too ("constant") */
 	double word_val;
 	const char *sdef;		/* FT_STR, FT_ADDR: default text; NULL: none */
 	const char *const *names;	/* FT_ENUM, NULL-terminated */
@@ -700,6 +701,10 @@ struct table {
 	{ .key = (k), .off = offsetof(TBL, m), .size = sizeof(((TBL *)0)->m), __VA_ARGS__ }
 #define R_INT(k, m, lo, hi, d, doc_) \
 	ROW(k, m, .type = FT_INT, .min = (lo), .max = (hi), .def = (d), .doc = (doc_))
+/* an integer, or the string w meaning wv (which the default d may be) */
+#define R_INT_OR(k, m, lo, hi, d, w, wv, doc_) \
+	ROW(k, m, .type = FT_INT, .min = (lo), .max = (hi), .def = (d), .word = (w), \
+	    .word_val = (wv), .doc = (doc_))
 #define R_MS(k, m, lo, d, doc_) \
 	ROW(k, m, .type = FT_MS, .min = (lo), .max = UINT32_MAX, .def = (d), .doc = (doc_))
 #define R_DBL(k, m, lo, hi, d, doc_) \
@@ -867,7 +872,12 @@ static void parse_row(struct ctx *c, const struct field *f, json_t *obj, void *b
 
 	switch (f->type) {
 	case FT_INT:
-		if (get_int(c, obj, f->key, f->min, f->max, &x))
+		if (f->word && json_is_string(v) && !strcmp(json_string_value(v), f->word))
+			put_int(p, f, (long long)f->word_val);
+		else if (f->word && v && !json_is_integer(v))
+			err_key(c, f->key, "must be an integer between %lld and %lld, or \"%s\"",
+				f->min, f->max, f->word);
+		else if (get_int(c, obj, f->key, f->min, f->max, &x))
 			put_int(p, f, x);
 		break;
 	case FT_MS:
@@ -1018,9 +1028,11 @@ static const struct field backend_rows[] = {
 	R_CODE("password_file", "file holding the password (read at load)"),
 	R_INT("connections", connections, 1, 1000, 2, "connections to this backend, per worker"),
 	R_INT("weight", weight, 1, 1000000, 1, "relative share of the traffic"),
-	R_INT("max_inflight", max_inflight, 1, 65535, 1,
-	      "most sync requests this backend runs at once, across all workers "
-	      "(a q process runs one at a time)"),
+	R_INT_OR("max_inflight", max_inflight, 1, 65535, 0, "auto", 0,
+		 "most sync requests this backend runs at once, across all workers; \"auto\": "
+		 "learned from its answer times, 1..max_inflight_ceiling"),
+	R_INT("max_inflight_ceiling", max_inflight_ceiling, 1, 65535, 4,
+	      "with \"auto\": the most the learned limit may reach"),
 	R_CODE_OBJ("tls", backend_tls_table, "object, true, false or null: TLS to the backend"),
 };
 #undef TBL
@@ -1287,6 +1299,8 @@ static void describe_range(const struct field *f, char *buf, size_t n)
 			snprintf(buf, n, ">= %lld", f->min);
 		else
 			snprintf(buf, n, "%lld..%lld", f->min, f->max);
+		if (f->word)
+			snprintf(buf + strlen(buf), n - strlen(buf), ", or \"%s\"", f->word);
 		break;
 	case FT_MS:
 		if (f->min > 0)
@@ -1312,6 +1326,11 @@ static void describe_default(const struct field *f, char *buf, size_t n)
 	buf[0] = '\0';
 	switch (f->type) {
 	case FT_INT:
+		if (f->word && f->def == (long long)f->word_val)
+			snprintf(buf, n, "\"%s\"", f->word);
+		else
+			snprintf(buf, n, "%lld", f->def);
+		break;
 	case FT_MS:
 		snprintf(buf, n, "%lld", f->def);
 		break;
@@ -1443,6 +1462,9 @@ static void backend_check(struct ctx *c, json_t *j, void *base)
 	if (!b->name && !get(j, "name") && b->addr.text)
 		b->name = xstrdup(c, b->addr.text);	/* default name: the address */
 	b->tls = parse_backend_tls(c, j);
+	if (b->max_inflight && get(j, "max_inflight_ceiling"))
+		err_key(c, "max_inflight_ceiling", "applies to \"max_inflight\": \"auto\" only "
+			"(max_inflight is %u here)", b->max_inflight);
 
 	if (n_src > 1) {
 		err_at(c, "give only one of password, password_env, password_file");
@@ -1533,8 +1555,28 @@ static void pool_check(struct ctx *c, json_t *j, void *base)
 			"pool already gives each client a backend of its own)");
 }
 
+/* max_inflight as the config shows it: a number or "auto" */
+static const char *limit_text(const struct gw_backend_cfg *be, char *buf, size_t n)
+{
+	if (!be->max_inflight)
+		return "\"auto\"";
+	snprintf(buf, n, "%u", be->max_inflight);
+	return buf;
+}
+
+/* The field in which backends a and b (one address) disagree, or NULL. */
+static const char *limit_differs(const struct gw_backend_cfg *a, const struct gw_backend_cfg *b)
+{
+	if (a->max_inflight != b->max_inflight)
+		return "max_inflight";
+	if (!a->max_inflight && a->max_inflight_ceiling != b->max_inflight_ceiling)
+		return "max_inflight_ceiling";
+	return NULL;
+}
+
 /* A q process has one max_inflight however many pools name it: backends at the same
- * address must agree on it (they share one count, gateway/shared.c). */
+ * address must agree on it (they share one count and one limiter, gateway/shared.c), on
+ * "auto" or a number alike, and with "auto" on its ceiling. */
 static void check_same_backends(struct ctx *c, const struct gw_config *cfg)
 {
 	size_t old = path_push_key(c, "pools");
@@ -1549,14 +1591,24 @@ static void check_same_backends(struct ctx *c, const struct gw_config *cfg)
 				size_t nb = k == i ? b : cfg->pools[k].n_backends;
 				for (size_t m = 0; m < nb && !found; m++) {
 					const struct gw_backend_cfg *o2 = &cfg->pools[k].backends[m];
+					const char *what;
+					char t1[16], t2[16];
 					if (!be->addr.text || !o2->addr.text ||
 					    !gw_addr_same(&be->addr, &o2->addr) ||
-					    be->max_inflight == o2->max_inflight)
+					    !(what = limit_differs(be, o2)))
 						continue;
 					size_t oi = path_push_idx(c, b);
-					err_key(c, "max_inflight", "%u differs from %u given for the "
-						"same address in pools[%zu].backends[%zu] (one q process, "
-						"one limit)", be->max_inflight, o2->max_inflight, k, m);
+					if (!strcmp(what, "max_inflight"))
+						err_key(c, what, "%s differs from %s given for the same "
+							"address in pools[%zu].backends[%zu] (one q "
+							"process, one limit: give both the same number, or "
+							"both \"auto\")", limit_text(be, t1, sizeof(t1)),
+							limit_text(o2, t2, sizeof(t2)), k, m);
+					else
+						err_key(c, what, "%d differs from %d given for the same "
+							"address in pools[%zu].backends[%zu] (one q "
+							"process, one limiter)", be->max_inflight_ceiling,
+							o2->max_inflight_ceiling, k, m);
 					path_pop(c, oi);
 					found = true;
 				}

@@ -80,11 +80,13 @@ struct gw_backend_cfg {
 	int connections;	/* default 2 */
 	int weight;		/* default 1, >= 1 */
 	/*
-	 * Most sync requests this backend runs at once, summed over all workers (1..65535,
-	 * default 1: a q process runs one at a time); requests beyond it wait in the pool's
-	 * queue (pool/ enforces it through the shared counters of gateway/shared.c).
+	 * Most sync requests this backend runs at once, summed over all workers (1..65535);
+	 * 0 is "auto" (the default): learned from its answer times between 1 and
+	 * max_inflight_ceiling (pool/limit.h). Requests beyond it wait in the pool's queue
+	 * (pool/ enforces it through the shared counters of gateway/shared.c).
 	 */
 	uint32_t max_inflight;
+	int max_inflight_ceiling;	/* default 4 */
 	struct gw_tls_cfg *tls;	/* NULL: plain */
 };
 

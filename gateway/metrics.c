@@ -137,6 +137,7 @@ enum conv {
 	V_MONO_MS,	/* an instant on the monotonic clock in ms -> Unix time in s, 0: never */
 	V_IS_UP,	/* a state string -> 1 when "up" */
 	V_BOOL,		/* true -> 1, false or absent -> 0 */
+	V_IS_AUTO,	/* a mode string -> 1 when "auto" */
 };
 
 struct fam {
@@ -175,6 +176,9 @@ static void put_value(FILE *f, json_t *o, const struct fam *m, const struct cloc
 		break;
 	case V_BOOL:
 		fprintf(f, "%d\n", json_is_true(v));
+		break;
+	case V_IS_AUTO:
+		fprintf(f, "%d\n", strcmp(jstr(o, m->key), "auto") == 0);
 		break;
 	}
 }
@@ -242,6 +246,8 @@ static const struct fam pool_fams[] = {
 	  "Session backend connections open (session pools: one per client).", V_INT },
 	{ "started", "qgate_pool_started_workers", "gauge",
 	  "Workers that opened the pool's connections (lazy pools: on first use).", V_INT },
+	{ "cost_entries", "qgate_pool_cost_entries", "gauge",
+	  "Call costs the pool has learned (entries in use, summed over the workers).", V_INT },
 };
 
 static const struct fam backend_fams[] = {
@@ -270,7 +276,15 @@ static const struct fam backend_fams[] = {
 	{ "inflight", "qgate_backend_inflight_requests", "gauge",
 	  "Requests the backend runs now, counted over every worker and pool naming it.", V_INT },
 	{ "max_inflight", "qgate_backend_max_inflight_requests", "gauge",
-	  "The backend's max_inflight: requests it may run at once.", V_INT },
+	  "The backend's max_inflight: requests it may run at once (auto: the limit now).",
+	  V_INT },
+	{ "max_inflight_mode", "qgate_backend_max_inflight_auto", "gauge",
+	  "1 when the backend's max_inflight is \"auto\" (learned), 0 when fixed.", V_IS_AUTO },
+	{ "min_rtt_us", "qgate_backend_min_rtt_seconds", "gauge",
+	  "Auto max_inflight: the backend's no-load answer time as the limiter measured it.",
+	  V_US_S },
+	{ "short_rtt_us", "qgate_backend_short_rtt_seconds", "gauge",
+	  "Auto max_inflight: the median answer time of the limiter's last window.", V_US_S },
 	{ "connect_ok_ms", "qgate_backend_last_connect_success_timestamp_seconds", "gauge",
 	  "Session pools: when the last session connection came up, Unix time; 0 never.",
 	  V_MONO_MS },

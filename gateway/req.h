@@ -40,6 +40,7 @@ struct gw_req {
 	struct gw_chunkq resp;		/* buffered answer while not at the head */
 	uint32_t timeout_ms;		/* query timeout (rule or pool), 0 none */
 	uint64_t t_start_us;
+	uint64_t t_sent_us;		/* sync, pooled: when handed to its backend connection */
 	struct gw_conn *backend;	/* SENT: the connection that owes its answer (a holder) */
 	/* for the audit log */
 	char user[32];

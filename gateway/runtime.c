@@ -139,7 +139,8 @@ static struct gw_backend_rt *backend_new(struct gw_worker *w, struct gw_pool_rt 
 	}
 	/* one count of requests in flight per backend across all workers (max_inflight) */
 	pool_be_init(&be->pb, &p->pl, bc->weight,
-		     gw_shared_backend(&bc->addr, bc->max_inflight),
+		     gw_shared_backend(&bc->addr, bc->max_inflight,
+				       (uint32_t)bc->max_inflight_ceiling),
 		     bc->max_inflight, slots, (uint32_t)bc->connections);
 	be->pb.key = pool_key_of(bc->name, strlen(bc->name));
 	if (bc->tls) {
@@ -209,6 +210,8 @@ static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg
 		  w->rng ^ (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL, pc->queue_max,
 		  pc->queue_timeout_ms, w->id, &w->now_ms);
 	p->pl.affinity = (enum pool_affinity)pc->affinity;
+	pool_costs_init(&p->costs);
+	p->pl.costs = &p->costs;
 	pool_list_init(&p->dispatch_link);
 	for (size_t b = 0; b < pc->n_backends; b++) {
 		bes[b] = backend_new(w, p, &pc->backends[b]);
@@ -383,7 +386,8 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 			bes[b] = p->backends[o];
 			bes[b]->cfg = bc;
 			bes[b]->pb.weight = bc->weight > 0 ? bc->weight : 1;
-			pool_shared_set_max(bes[b]->pb.shared, bc->max_inflight);
+			pool_shared_set_max(bes[b]->pb.shared, bc->max_inflight,
+					    (uint32_t)bc->max_inflight_ceiling);
 			if (bc->tls) {
 				char path[64];
 				backend_path(w->cfg, bc, path, sizeof(path));

@@ -641,6 +641,19 @@ static struct gw_chunk *undo_request(struct gw_conn *c, struct gw_req *r)
 	return msg;
 }
 
+/*
+ * The key of r's call in its pool's cost table (pool/limit.h): the function name of a list
+ * message; for a text query, its text up to the first '[' (a call written as text,
+ * ".f[1;2]", is .f's) and at most 32 bytes; "" (one key) for anything else.
+ */
+#define COST_KEY_MAX 32
+static uint64_t cost_key(const char *what)
+{
+	size_t n = strcspn(what, "[");
+
+	return pool_key_of(what, n < COST_KEY_MAX ? n : COST_KEY_MAX);
+}
+
 /* Route r (its message head must be in r->msg). false: r was failed with a q error. */
 static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 {
@@ -648,6 +661,7 @@ static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req 
 
 	gw_route(w, c, r->msg->data, r->msg->len, &rt);
 	memcpy(r->what, rt.what, sizeof(r->what));
+	r->pq.cost_key = cost_key(r->what);
 	r->req_bytes = c->cl.rx_hdr.length;
 	r->pool = rt.pool;
 	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms :

@@ -196,6 +196,15 @@ static json_t *stats_tree(struct gw_worker *w)
 			json_object_set_new(bj, "connect_failed_ms", json_integer((json_int_t)
 						be->connect_failed_ms));
 			json_object_set_new(bj, "disabled", json_boolean(be->pb.is_disabled));
+			/* max_inflight "auto": the limit above is the limiter's, learned from
+			 * these (pool/limit.h; all workers: the backend's own view) */
+			const struct pool_shared *sh = be->pb.shared;
+			json_object_set_new(bj, "max_inflight_mode", json_string(
+				pool_shared_is_auto(sh) ? "auto" : "fixed"));
+			json_object_set_new(bj, "min_rtt_us", json_integer((json_int_t)
+				__atomic_load_n(&sh->min_rtt_us, __ATOMIC_RELAXED)));
+			json_object_set_new(bj, "short_rtt_us", json_integer((json_int_t)
+				__atomic_load_n(&sh->short_rtt_us, __ATOMIC_RELAXED)));
 			json_object_set_new(bj, "latency", latency_json(&be->latency));
 		}
 		json_array_append_new(ps, json_pack(
@@ -216,6 +225,9 @@ static json_t *stats_tree(struct gw_worker *w)
 		json_object_set_new(json_array_get(ps, i), "started",
 				    json_integer(p->pl.is_started ? 1 : 0));
 		json_object_set_new(json_array_get(ps, i), "paused", json_boolean(p->pl.is_paused));
+		/* call costs learned (entries in use, summed over the workers' own tables) */
+		json_object_set_new(json_array_get(ps, i), "cost_entries",
+				    json_integer((json_int_t)p->costs.n_used));
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
@@ -411,7 +423,8 @@ static void merge_into(json_t *dst, json_t *src)
 		} else if (json_is_integer(sv) && json_is_integer(dv)) {
 			/* the same figure in every worker, not a share of it */
 			if (strcmp(key, "weight") == 0 || strcmp(key, "max_inflight") == 0 ||
-			    strcmp(key, "inflight") == 0)
+			    strcmp(key, "inflight") == 0 || strcmp(key, "min_rtt_us") == 0 ||
+			    strcmp(key, "short_rtt_us") == 0)
 				continue;
 			/* instants (the monotonic clock is the same in every worker): the latest */
 			if (strcmp(key, "max_us") == 0 || strcmp(key, "connect_ok_ms") == 0 ||

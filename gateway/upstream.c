@@ -425,6 +425,21 @@ static void answer_done(struct gw_worker *w, struct gw_conn *c)
 	gw_pool_dispatch(w, c->up.be->pool);
 }
 
+/*
+ * The answer to r (a pooled sync request) starts: from its send to here is how long the
+ * backend took to run it, queueing inside q included (and not the answer's transfer, nor a
+ * slow client's reading). It teaches the pool what such calls cost and the backend's limiter
+ * (max_inflight "auto") how q copes with what it was sent.
+ */
+static void answer_started(struct gw_conn *c, struct gw_req *r)
+{
+	if (r->is_health || !r->t_sent_us || gw_up_kind(c) != POOL_CONN_POOLED)
+		return;
+	uint64_t now = gw_now_us(), us = now - r->t_sent_us;
+	pool_answer_time(c->up.rec, r->pq.cost_key, us > UINT32_MAX ? UINT32_MAX : (uint32_t)us,
+			 now);
+}
+
 static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_frame_step *st)
 {
 	struct gw_pool_rt *p = c->up.be->pool;
@@ -439,8 +454,10 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 			gw_conn_close(w, c, "unsolicited response");
 			return;
 		}
-		if (c->up.owed)
+		if (c->up.owed) {
 			c->up.has_hdr_pending = true;	/* sent with the first body bytes */
+			answer_started(c, c->up.owed);
+		}
 		return;
 	}
 	/* a message the backend started: no client of a shared connection may get it */
@@ -609,6 +626,7 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 		/* checked out by the pool for r: BUSY, with its max_inflight slot */
 		GW_ASSERT(gw_up_state(c) == POOL_BUSY && c->up.rec->holds_slot && !c->up.owed);
 		checked_out(w, c, r);
+		r->t_sent_us = gw_now_us();
 		if (msg)
 			gw_tx_append_chunk(w, c, msg);
 	} else {

@@ -409,7 +409,8 @@ Test(config, defaults_of_every_field)
 	cr_expect_null(b->password);
 	cr_expect_eq(b->connections, 2);
 	cr_expect_eq(b->weight, 1);
-	cr_expect_eq(b->max_inflight, 1);
+	cr_expect_eq(b->max_inflight, 0);	/* "auto" */
+	cr_expect_eq(b->max_inflight_ceiling, 4);
 	cr_expect_null(b->tls);
 	gw_cfg_free(cfg);
 }
@@ -905,7 +906,8 @@ Test(config, rejects_bad_backend_passwords)
 	T_RUN(cases);
 }
 
-/* backends[].max_inflight: 1..65535, default 1 (a q process runs one request at a time). */
+/* backends[].max_inflight: 1..65535 or "auto" (0, the default: learned up to
+ * max_inflight_ceiling, 1..65535, default 4). */
 Test(config, backend_max_inflight)
 {
 	static const struct t_case cases[] = {
@@ -917,16 +919,40 @@ Test(config, backend_max_inflight)
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': -1}]}]}",
 		  "pools[0].backends[0].max_inflight: must be between 1 and 65535 (got -1)" },
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': '4'}]}]}",
-		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
+		  "pools[0].backends[0].max_inflight: must be an integer between 1 and 65535, or "
+		  "\"auto\"" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 'Auto'}]}]}",
+		  "pools[0].backends[0].max_inflight: must be an integer between 1 and 65535, or "
+		  "\"auto\"" },
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 1.5}]}]}",
-		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
+		  "pools[0].backends[0].max_inflight: must be an integer between 1 and 65535, or "
+		  "\"auto\"" },
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflght': 2}]}]}",
 		  "pools[0].backends[0].max_inflght: unknown key (did you mean \"max_inflight\"?)" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1',"
+		  " 'max_inflight_ceiling': 0}]}]}",
+		  "pools[0].backends[0].max_inflight_ceiling: must be between 1 and 65535 (got 0)" },
+		/* a ceiling means nothing to a fixed limit: refused, not ignored */
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 2,"
+		  " 'max_inflight_ceiling': 8}]}]}",
+		  "pools[0].backends[0].max_inflight_ceiling: applies to \"max_inflight\": \"auto\" "
+		  "only (max_inflight is 2 here)" },
 		/* one q process, one count: every pool naming it gives the same limit */
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 2}]},"
-		  " {'name': 'r', 'backends': [{'address': 'h:2'}, {'address': 'h:1'}]}]}",
+		  " {'name': 'r', 'backends': [{'address': 'h:2', 'max_inflight': 3},"
+		  " {'address': 'h:1', 'max_inflight': 1}]}]}",
 		  "pools[1].backends[1].max_inflight: 1 differs from 2 given for the same address in "
-		  "pools[0].backends[0] (one q process, one limit)" },
+		  "pools[0].backends[0] (one q process, one limit" },
+		/* "auto" (the default) next to a number for one address */
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 2}]},"
+		  " {'name': 'r', 'backends': [{'address': 'h:2'}, {'address': 'h:1'}]}]}",
+		  "pools[1].backends[1].max_inflight: \"auto\" differs from 2 given for the same "
+		  "address in pools[0].backends[0] (one q process, one limit: give both the same "
+		  "number, or both \"auto\")" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'}]},"
+		  " {'name': 'r', 'backends': [{'address': 'h:1', 'max_inflight_ceiling': 8}]}]}",
+		  "pools[1].backends[0].max_inflight_ceiling: 8 differs from 4 given for the same "
+		  "address in pools[0].backends[0] (one q process, one limiter)" },
 	};
 	char *errs = NULL;
 	struct gw_config *cfg;
@@ -935,14 +961,21 @@ Test(config, backend_max_inflight)
 	cfg = t_parse("{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'},"
 		      " {'address': 'h:2', 'max_inflight': 1}, {'address': 'h:3', 'max_inflight': 8},"
 		      " {'address': 'h:4', 'max_inflight': 65535}, {'address': 'h:5',"
-		      " 'max_inflight': null}]}]}", &errs);
+		      " 'max_inflight': null}, {'address': 'h:6', 'max_inflight': 'auto',"
+		      " 'max_inflight_ceiling': 16}]},"
+		      " {'name': 'r', 'backends': [{'address': 'h:6', 'max_inflight': 'auto',"
+		      " 'max_inflight_ceiling': 16}, {'address': 'h:3', 'max_inflight': 8}]}]}",
+		      &errs);
 	cr_assert_not_null(cfg, "%s", errs ? errs : "");
-	cr_assert_eq(cfg->pools[0].n_backends, 5);
-	cr_expect_eq(cfg->pools[0].backends[0].max_inflight, 1);	/* the default */
+	cr_assert_eq(cfg->pools[0].n_backends, 6);
+	cr_expect_eq(cfg->pools[0].backends[0].max_inflight, 0);	/* the default: auto */
+	cr_expect_eq(cfg->pools[0].backends[0].max_inflight_ceiling, 4);
 	cr_expect_eq(cfg->pools[0].backends[1].max_inflight, 1);
 	cr_expect_eq(cfg->pools[0].backends[2].max_inflight, 8);
 	cr_expect_eq(cfg->pools[0].backends[3].max_inflight, 65535);
-	cr_expect_eq(cfg->pools[0].backends[4].max_inflight, 1);	/* null: the default */
+	cr_expect_eq(cfg->pools[0].backends[4].max_inflight, 0);	/* null: the default */
+	cr_expect_eq(cfg->pools[0].backends[5].max_inflight, 0);
+	cr_expect_eq(cfg->pools[0].backends[5].max_inflight_ceiling, 16);
 	gw_cfg_free(cfg);
 }
 
