@@ -146,8 +146,10 @@ static int up_connect(struct gw_worker *w, struct gw_conn *c, const struct socka
 	/* the q handshake must also be over within twice the connect timeout */
 	c->up.query_deadline_ms = w->now_ms + 2ull * tmo;
 	/* connect + linked timeout must be submitted together: reserve both SQEs */
-	if (io_uring_sq_space_left(&w->ring) < 2)
+	if (io_uring_sq_space_left(&w->ring) < 2) {
+		w->ring_enters++;
 		io_uring_submit(&w->ring);
+	}
 	struct io_uring_sqe *sqe = gw_sqe(w);
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->up.sa, c->up.sa_len);
 	sqe->flags |= IOSQE_IO_LINK;

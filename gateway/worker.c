@@ -95,8 +95,10 @@ struct io_uring_sqe *gw_sqe(struct gw_worker *w)
 	for (int i = 0; !sqe && i < 64; i++) {
 		if (i == 0)
 			w->sq_full++;
+		w->ring_enters++;	/* a full queue always has something to submit */
 		if (io_uring_submit(&w->ring) < 0 || i > 0) {
 			stash_cqes(w);
+			w->ring_enters++;
 			io_uring_get_events(&w->ring);
 			stash_cqes(w);
 		}
@@ -107,6 +109,21 @@ struct io_uring_sqe *gw_sqe(struct gw_worker *w)
 		abort();
 	}
 	return sqe;
+}
+
+/*
+ * Whether a submit-and-wait for wait_nr completions enters the kernel: as liburing decides
+ * it (2.3, _io_uring_get_cqe) without SQPOLL — something to submit, fewer completions ready
+ * than waited for, or (waiting for none) deferred work the kernel must flush first.
+ */
+bool gw_ring_will_enter(struct io_uring *ring, unsigned wait_nr)
+{
+	unsigned ready = io_uring_cq_ready(ring);
+
+	if (io_uring_sq_ready(ring) > 0 || wait_nr > ready)
+		return true;
+	return wait_nr == 0 && ready == 0 &&
+	       (IO_URING_READ_ONCE(*ring->sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
 }
 
 static int setup_ring(struct gw_worker *w)
@@ -518,7 +535,11 @@ int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms)
 	ts.tv_sec = (long long)(wait_ms / 1000);
 	ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
 	/* completions stashed by gw_sqe are waiting already: do not sleep */
-	int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, w->n_cqes ? 0 : 1, &ts, NULL);
+	unsigned wait_nr = w->n_cqes ? 0 : 1;
+	w->loop_turns++;
+	if (gw_ring_will_enter(&w->ring, wait_nr))
+		w->ring_enters++;
+	int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, wait_nr, &ts, NULL);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
 		gw_err("worker=%d msg=\"ring wait failed\" err=\"%s\"", w->id, strerror(-ret));
 		return ret;

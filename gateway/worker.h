@@ -113,7 +113,9 @@ struct gw_worker {
 	 * writes these every tick (__atomic), main only reads them */
 	uint64_t alive_ms;		/* now_ms of the last tick */
 	uint32_t alive_clients, alive_backends_up, alive_backends;
-	/* counters */
+	/* counters; ring_enters: io_uring_enter calls the loop made (submits and waits), so
+	 * that kernel crossings per request can be measured (docs/performance.md) */
+	uint64_t ring_enters, loop_turns;
 	uint64_t cq_overflows, enobufs, protocol_errors, slow_clients, sq_full, login_throttled;
 	bool is_final_flush;		/* shutdown: last errors are being written out */
 };
@@ -164,6 +166,8 @@ uint32_t gw_worker_slots_needed(const struct gw_config *cfg);
  * it submits, and may move completions off the ring into w->cqes for the loop to handle
  * later; it never runs a completion handler. Worker thread only. */
 struct io_uring_sqe *gw_sqe(struct gw_worker *w);
+/* whether io_uring_submit_and_wait* for wait_nr completions enters the kernel (counted) */
+bool gw_ring_will_enter(struct io_uring *ring, unsigned wait_nr);
 /* give provided buffer bid back to the ring (published at once) */
 void gw_buf_return(struct gw_worker *w, unsigned bid);
 
