@@ -148,6 +148,7 @@ static int up_connect(struct gw_worker *w, struct gw_conn *c, const struct socka
 	/* connect + linked timeout must be submitted together: reserve both SQEs */
 	if (io_uring_sq_space_left(&w->ring) < 2) {
 		w->ring_enters++;
+		w->quiet_sends = 0;	/* their completions may end the turn's wait */
 		io_uring_submit(&w->ring);
 	}
 	struct io_uring_sqe *sqe = gw_sqe(w);

@@ -42,6 +42,10 @@
 #define BUF_COUNT 1024		/* power of two */
 #define BUF_SIZE (32 * 1024)
 #define TICK_MS 10
+/* the longest a wait that counts on quiet sends may last: should one of them not complete
+ * at once (its socket full), its completion is handled this late at worst, which is the
+ * tick's granularity for every deadline anyway */
+#define QUIET_WAIT_MS TICK_MS
 
 uint64_t gw_now_ms(void)
 {
@@ -96,6 +100,7 @@ struct io_uring_sqe *gw_sqe(struct gw_worker *w)
 		if (i == 0)
 			w->sq_full++;
 		w->ring_enters++;	/* a full queue always has something to submit */
+		w->quiet_sends = 0;	/* their completions come back in this submit */
 		if (io_uring_submit(&w->ring) < 0 || i > 0) {
 			stash_cqes(w);
 			w->ring_enters++;
@@ -532,10 +537,20 @@ int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms)
 
 	if (wait_ms > max_wait_ms)
 		wait_ms = max_wait_ms;
+	/*
+	 * One enter per turn: it submits what the handlers prepared and waits. A small send to
+	 * a socket with room completes inside that enter, and its completion alone would end
+	 * the wait at once, costing a second enter for the event the loop is really waiting
+	 * for (the answer to the request just sent). So the wait asks for one completion more
+	 * per such send, bounded by QUIET_WAIT_MS in case one of them had to wait for room.
+	 */
+	unsigned wait_nr = w->n_cqes ? 0 : 1 + w->quiet_sends;
+	if (wait_nr > 1 && wait_ms > QUIET_WAIT_MS)
+		wait_ms = QUIET_WAIT_MS;
+	w->quiet_sends = 0;
 	ts.tv_sec = (long long)(wait_ms / 1000);
 	ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
-	/* completions stashed by gw_sqe are waiting already: do not sleep */
-	unsigned wait_nr = w->n_cqes ? 0 : 1;
+	/* completions stashed by gw_sqe are waiting already: do not sleep (wait_nr 0) */
 	w->loop_turns++;
 	if (gw_ring_will_enter(&w->ring, wait_nr))
 		w->ring_enters++;

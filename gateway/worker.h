@@ -113,6 +113,10 @@ struct gw_worker {
 	 * writes these every tick (__atomic), main only reads them */
 	uint64_t alive_ms;		/* now_ms of the last tick */
 	uint32_t alive_clients, alive_backends_up, alive_backends;
+	/* sends submitted this turn that are expected to complete at once, inside the enter
+	 * that submits them (conn.c, gw_tx_kick): the turn's wait asks for one completion more
+	 * per such send, so that their completions do not end the wait on their own */
+	uint32_t quiet_sends;
 	/* counters; ring_enters: io_uring_enter calls the loop made (submits and waits), so
 	 * that kernel crossings per request can be measured (docs/performance.md) */
 	uint64_t ring_enters, loop_turns;
