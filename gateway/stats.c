@@ -611,8 +611,10 @@ void gw_stats_tick(struct gw_worker *w)
 	/* oldest first: the first one not yet due ends the scan */
 	while (!pool_list_empty(&w->http_conns)) {
 		struct gw_conn *c = pool_container_of(w->http_conns.next, struct gw_conn, http.link);
-		if (c->http.deadline_ms > w->now_ms)
+		if (c->http.deadline_ms > w->now_ms) {
+			gw_worker_due(w, c->http.deadline_ms);
 			break;
+		}
 		pool_list_del(&c->http.link);
 		w->n_http--;
 		gw_conn_close(w, c, "stats request timeout");

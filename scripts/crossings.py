@@ -114,6 +114,12 @@ def main():
         procs.append(g)
         wait_port(gport, g, "qgate")
         time.sleep(0.5)	# backend connections up
+        # idle: what the loop costs with nothing to do (wakeups per second)
+        a = sample(g.pid, sport)
+        time.sleep(args.seconds)
+        z = sample(g.pid, sport)
+        idle = {"enters_per_s": (z["enters"] - a["enters"]) / args.seconds,
+                "ctx_per_s": (sum(z["ctx"]) - sum(a["ctx"])) / args.seconds}
         for n in (int(x) for x in args.clients.split(",")):
             a = sample(g.pid, sport)
             out = subprocess.run([qbench, "--port", str(gport), "--conns", str(n),
@@ -150,8 +156,10 @@ def main():
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps({"idle": idle, "load": rows}, indent=1))
         return
+    print(f"idle ({args.seconds:g} s, 2 /stats reads included): "
+          f"{idle['enters_per_s']:.1f} enters/s, {idle['ctx_per_s']:.1f} context switches/s")
     print("| clients | req/s | enters/req | turns/req | ctx sw/req (vol+invol) "
           "| CPU µs/req user / sys | p99 µs |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
