@@ -74,7 +74,7 @@ void gw_chunk_free(struct gw_chunk *ch)
 	if (!ch)
 		return;
 	__atomic_sub_fetch(&held_bytes, ch->cap, __ATOMIC_RELAXED);
-	if (ch->alloc == GW_CHUNK_SMALL && cache_n < CACHE_MAX) {
+	if (ch->alloc == GW_CHUNK_SMALL && (int)cache_n < CACHE_MAX) {
 		ch->next = cache;
 		cache = ch;
 		cache_n++;

@@ -144,7 +144,7 @@ void gw_req_release(struct gw_req *r)
 	GW_ASSERT(pool_list_empty(&r->pq.clink));
 	gw_chunk_free(r->msg);
 	gw_chunkq_free(&r->resp);
-	if (req_cache_n < REQ_CACHE_MAX) {
+	if ((int)req_cache_n < REQ_CACHE_MAX) {
 		r->next_slot = req_cache;
 		req_cache = r;
 		req_cache_n++;
