@@ -14,11 +14,7 @@ static uint64_t held_bytes;
  * Small chunks freed by this thread, kept for its next ones: a request and its answer
  * then cost no malloc. Bounded; not under ASan, which must see every use after free.
  */
-#ifdef __SANITIZE_ADDRESS__
-#define CACHE_MAX 0
-#else
-#define CACHE_MAX 256
-#endif
+#define CACHE_MAX GW_FREE_LIST_MAX
 static __thread struct gw_chunk *cache;
 static __thread unsigned cache_n;
 
@@ -36,7 +32,7 @@ struct gw_chunk *gw_chunk_new(size_t cap)
 		cache = ch->next;
 		cache_n--;
 	} else {
-		size_t alloc = cap <= GW_CHUNK_SMALL && CACHE_MAX ? GW_CHUNK_SMALL : cap;
+		size_t alloc = CACHE_MAX > 0 && cap <= GW_CHUNK_SMALL ? GW_CHUNK_SMALL : cap;
 		ch = malloc(sizeof(*ch) + alloc);
 		if (!ch)
 			abort();	/* out of memory on the data path: nothing sane to do */

@@ -16,6 +16,19 @@
 #define GW_CHUNK_BYTES (64 * 1024)
 #define GW_CHUNK_SMALL 4096
 
+/* free lists (chunks, requests) only without ASan, which must see every use after free:
+ * gcc says so with __SANITIZE_ADDRESS__, clang with __has_feature */
+#if defined(__SANITIZE_ADDRESS__)
+#define GW_FREE_LIST_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GW_FREE_LIST_MAX 0
+#endif
+#endif
+#ifndef GW_FREE_LIST_MAX
+#define GW_FREE_LIST_MAX 256
+#endif
+
 struct gw_chunk {
 	struct gw_chunk *next;
 	size_t len;	/* bytes written into data */

@@ -103,11 +103,7 @@ static void close_after_send(struct gw_worker *w, struct gw_conn *c, const char 
 
 /* Requests let go of by this worker, for its next ones; bounded, and not under ASan (a
  * use after free must be seen, not served by a reused request). */
-#ifdef __SANITIZE_ADDRESS__
-#define REQ_CACHE_MAX 0
-#else
-#define REQ_CACHE_MAX 256
-#endif
+#define REQ_CACHE_MAX GW_FREE_LIST_MAX
 static __thread struct gw_req *req_cache;
 static __thread unsigned req_cache_n;
 
