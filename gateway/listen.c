@@ -191,8 +191,12 @@ void gw_listen_tick(struct gw_worker *w)
 		return;
 	for (size_t i = 0; i <= w->n_listeners; i++) {
 		struct gw_conn *c = i < w->n_listeners ? w->listeners[i]->conn : w->stats_conn;
-		if (!c || c->is_closing || c->lis.is_armed || c->lis.retry_at_ms > w->now_ms)
+		if (!c || c->is_closing || c->lis.is_armed)
 			continue;
+		if (c->lis.retry_at_ms > w->now_ms) {
+			gw_worker_due(w, c->lis.retry_at_ms);
+			continue;
+		}
 		if (c != w->stats_conn && is_full(w))
 			continue;	/* re-armed once a client leaves */
 		gw_listen_arm(w, c);

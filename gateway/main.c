@@ -251,8 +251,10 @@ static int reload_file(char *err, size_t err_n)
 	gw_log_set_format(cfg->log_format);
 	/* admin state of pools and backends that are gone is forgotten (actions.h) */
 	gw_actions_prune(cfg);
-	for (int i = 0; i < rl.n; i++)
+	for (int i = 0; i < rl.n; i++) {
 		__atomic_store_n(&rl.ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
+		gw_worker_poke(&rl.ts[i].w);	/* an idle worker may be asleep for a while */
+	}
 	gw_metrics_note_config(true);
 	gw_info("msg=\"reload: configuration accepted, workers apply it within a tick\" file=%s",
 		path);
@@ -400,7 +402,10 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		stop = 1;
 	}
 	for (int i = 0; i < n; i++)
+		gw_worker_poke(&ts[i].w);	/* the stop is seen at once, not at the next deadline */
+	for (int i = 0; i < n; i++)
 		pthread_join(ts[i].tid, NULL);
+	gw_worker_poke_done();
 	gw_actions_set_reload(NULL);
 	gw_actions_free_all();
 	for (int i = 0; i < n; i++)

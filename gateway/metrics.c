@@ -206,6 +206,10 @@ static const struct fam gateway_fams[] = {
 	  "io_uring completion queue overflows.", V_INT },
 	{ "inflight_wakeups", "qgate_inflight_wakeups_total", "counter",
 	  "Times a worker handed a freed max_inflight slot to another worker.", V_INT },
+	{ "ring_enters", "qgate_ring_enters_total", "counter",
+	  "io_uring_enter system calls the workers made (submits and waits).", V_INT },
+	{ "loop_turns", "qgate_loop_turns_total", "counter",
+	  "Turns of the workers' event loops.", V_INT },
 };
 
 static const struct fam listener_fams[] = {

@@ -54,8 +54,14 @@ struct gw_req {
 	uint8_t retries;		/* idempotent pools: times resent after a backend died */
 };
 
-/* the one function that frees a request: does so once nothing holds it (see above) */
+/* a zeroed request, from the calling worker's free list when it has one (no malloc on
+ * the small-message path); aborts when out of memory */
+struct gw_req *gw_req_new(void);
+/* the one function that frees a request: does so once nothing holds it (see above); the
+ * request goes back to the free list */
 void gw_req_release(struct gw_req *r);
+/* free the calling worker's free list (as it ends) */
+void gw_req_cache_free(void);
 
 static inline struct gw_req *gw_req_of(struct pool_req *pq)
 {

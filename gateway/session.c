@@ -101,6 +101,38 @@ static void close_after_send(struct gw_worker *w, struct gw_conn *c, const char 
 	gw_client_update_recv(w, c);
 }
 
+/* Requests let go of by this worker, for its next ones; bounded, and not under ASan (a
+ * use after free must be seen, not served by a reused request). */
+#define REQ_CACHE_MAX GW_FREE_LIST_MAX
+static __thread struct gw_req *req_cache;
+static __thread unsigned req_cache_n;
+
+struct gw_req *gw_req_new(void)
+{
+	struct gw_req *r = req_cache;
+
+	if (r) {
+		req_cache = r->next_slot;
+		req_cache_n--;
+		memset(r, 0, sizeof(*r));
+		return r;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		abort();
+	return r;
+}
+
+void gw_req_cache_free(void)
+{
+	while (req_cache) {
+		struct gw_req *r = req_cache;
+		req_cache = r->next_slot;
+		free(r);
+	}
+	req_cache_n = 0;
+}
+
 void gw_req_release(struct gw_req *r)
 {
 	if (r->is_in_slots || r->backend || r->pq.is_queued)
@@ -108,6 +140,12 @@ void gw_req_release(struct gw_req *r)
 	GW_ASSERT(pool_list_empty(&r->pq.clink));
 	gw_chunk_free(r->msg);
 	gw_chunkq_free(&r->resp);
+	if ((int)req_cache_n < REQ_CACHE_MAX) {
+		r->next_slot = req_cache;
+		req_cache = r;
+		req_cache_n++;
+		return;
+	}
 	free(r);
 }
 
@@ -593,10 +631,8 @@ static void client_protocol_error(struct gw_worker *w, struct gw_conn *c, const 
 /* A request for msg (ownership moves to it); sync requests take the next slot. */
 static struct gw_req *new_request(struct gw_conn *c, struct gw_chunk *msg)
 {
-	struct gw_req *r = calloc(1, sizeof(*r));
+	struct gw_req *r = gw_req_new();
 
-	if (!r)
-		abort();
 	c->cl.requests++;
 	r->client = c;
 	r->client_gen = c->gen;
@@ -1282,6 +1318,8 @@ void gw_client_tick(struct gw_worker *w)
 			gw_info("conn=%llu peer=%s msg=\"closing client: handshake timeout\"",
 				(unsigned long long)c->id, c->peer);
 			gw_conn_close(w, c, "handshake timeout");
+		} else {
+			gw_worker_due(w, c->cl.handshake_deadline_ms);
 		}
 		l = next;
 	}
@@ -1291,8 +1329,10 @@ void gw_client_tick(struct gw_worker *w)
 	uint32_t mt = w->cfg->limits.message_timeout_ms;
 	while (mt && !pool_list_empty(&w->receiving)) {
 		struct gw_conn *c = pool_container_of(w->receiving.next, struct gw_conn, cl.rx_link);
-		if (c->cl.msg_started_ms + mt > w->now_ms)
+		if (c->cl.msg_started_ms + mt > w->now_ms) {
+			gw_worker_due(w, c->cl.msg_started_ms + mt);
 			break;
+		}
 		pool_list_del(&c->cl.rx_link);
 		gw_warn("conn=%llu peer=%s user=%s msg=\"closing client: message not complete "
 			"after %u ms\" streaming=%d", (unsigned long long)c->id, c->peer,
@@ -1302,6 +1342,7 @@ void gw_client_tick(struct gw_worker *w)
 	/* the buffer budget has room again (with some slack): read every client again; if it
 	 * is still spent with nothing queued, let the oldest half-received message finish */
 	if (w->is_budget_paused) {
+		gw_worker_due(w, w->now_ms + GW_TICK_MS);	/* the budget is looked at again each tick */
 		uint64_t budget = w->cfg->limits.max_buffered_bytes;
 		bool has_room = gw_held_bytes() <= budget - budget / 8;
 		bool has_finisher = budget_finisher(w) != NULL;
@@ -1322,8 +1363,10 @@ void gw_client_tick(struct gw_worker *w)
 	while (!pool_list_empty(&w->lingering)) {
 		struct gw_conn *c = pool_container_of(w->lingering.next, struct gw_conn,
 						      cl.linger_link);
-		if (c->cl.linger_deadline_ms > w->now_ms)
+		if (c->cl.linger_deadline_ms > w->now_ms) {
+			gw_worker_due(w, c->cl.linger_deadline_ms);
 			break;
+		}
 		pool_list_del(&c->cl.linger_link);
 		gw_conn_close(w, c, "closing: last bytes not read in time");
 	}
@@ -1335,6 +1378,12 @@ void gw_client_tick(struct gw_worker *w)
 			struct gw_req *r = gw_req_of(pq);
 			p->queue_timeouts++;
 			gw_req_fail(w, r, "qgate: queue timeout");
+		}
+		/* the earliest queue deadline (a retry's is its own): queues are bounded */
+		for (struct pool_link *ql = p->pl.queue.next; ql != &p->pl.queue; ql = ql->next) {
+			const struct pool_req *q = pool_container_of(ql, struct pool_req, qlink);
+			if (q->deadline_ms)
+				gw_worker_due(w, q->deadline_ms);
 		}
 	}
 }

@@ -231,7 +231,7 @@ static json_t *stats_tree(struct gw_worker *w)
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
-	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		"workers", 1, "clients", (json_int_t)w->n_clients,
 		"login_throttled", (json_int_t)w->login_throttled,
 		"held_bytes", (json_int_t)(w->id == 0 ? gw_held_bytes() : 0),
@@ -240,7 +240,8 @@ static json_t *stats_tree(struct gw_worker *w)
 		"slow_clients_closed", (json_int_t)w->slow_clients,
 		"sq_full", (json_int_t)w->sq_full,
 		"rx_enobufs", (json_int_t)w->enobufs, "cq_overflows", (json_int_t)w->cq_overflows,
-		"inflight_wakeups", (json_int_t)w->wakes_received));
+		"inflight_wakeups", (json_int_t)w->wakes_received,
+		"ring_enters", (json_int_t)w->ring_enters, "loop_turns", (json_int_t)w->loop_turns));
 	return root;
 }
 
@@ -623,8 +624,10 @@ void gw_stats_tick(struct gw_worker *w)
 	/* oldest first: the first one not yet due ends the scan */
 	while (!pool_list_empty(&w->http_conns)) {
 		struct gw_conn *c = pool_container_of(w->http_conns.next, struct gw_conn, http.link);
-		if (c->http.deadline_ms > w->now_ms)
+		if (c->http.deadline_ms > w->now_ms) {
+			gw_worker_due(w, c->http.deadline_ms);
 			break;
+		}
 		pool_list_del(&c->http.link);
 		w->n_http--;
 		gw_conn_close(w, c, "stats request timeout");

@@ -146,8 +146,11 @@ static int up_connect(struct gw_worker *w, struct gw_conn *c, const struct socka
 	/* the q handshake must also be over within twice the connect timeout */
 	c->up.query_deadline_ms = w->now_ms + 2ull * tmo;
 	/* connect + linked timeout must be submitted together: reserve both SQEs */
-	if (io_uring_sq_space_left(&w->ring) < 2)
+	if (io_uring_sq_space_left(&w->ring) < 2) {
+		w->ring_enters++;
+		w->quiet_sends = 0;	/* their completions may end the turn's wait */
 		io_uring_submit(&w->ring);
+	}
 	struct io_uring_sqe *sqe = gw_sqe(w);
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->up.sa, c->up.sa_len);
 	sqe->flags |= IOSQE_IO_LINK;
@@ -785,9 +788,7 @@ static void health_check(struct gw_worker *w, struct gw_conn *c)
 
 	if (pool_shared_inflight(c->up.be->pb.shared) > 0 || !pool_checkout(c->up.rec))
 		return;
-	struct gw_req *r = calloc(1, sizeof(*r));
-	if (!r)
-		abort();
+	struct gw_req *r = gw_req_new();
 	r->is_sync = true;
 	r->is_health = true;
 	r->pool = c->up.be->pool;
@@ -838,6 +839,22 @@ static bool output_stalled(struct gw_worker *w, struct gw_conn *c)
 	return true;
 }
 
+/* When output_stalled would say yes for c, if nothing changes (the loop's next deadline). */
+static void note_output_due(struct gw_worker *w, const struct gw_conn *c)
+{
+	uint32_t tmo = w->cfg->limits.client_output_timeout_ms;
+
+	if (!tmo || !c->up.is_paused_for_client)
+		return;
+	bool is_session = gw_up_kind(c) == POOL_CONN_SESSION;
+	const struct gw_conn *cl = is_session ? session_client(c) :
+				   c->up.owed ? c->up.owed->client : NULL;
+	if (cl && cl->kind == GW_CONN_CLIENT && cl->cl.output_stuck_since_ms)
+		gw_worker_due(w, cl->cl.output_stuck_since_ms + tmo);
+	else
+		gw_worker_due(w, w->now_ms + GW_TICK_MS);	/* not known here: looked at each tick */
+}
+
 /* health.failures checks in a row failed: be's idle connections close and reconnect with
  * backoff (c, draining the last check's answer, too). Its busy ones keep their requests. */
 static void take_out(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backend_rt *be,
@@ -886,13 +903,17 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	uint32_t hint = p->cfg->health.interval_ms;
 
 	if (!c) {
-		if (p->pl.is_started && !w->is_stopping && pool_slot_due(&be->pb, (uint32_t)s,
-									 w->now_ms))
+		if (!p->pl.is_started || w->is_stopping)
+			return;
+		if (pool_slot_due(&be->pb, (uint32_t)s, w->now_ms))
 			gw_upstream_start(w, be, s);
+		else if (!be->pb.slots[s].is_given_up)
+			gw_worker_due(w, be->pb.slots[s].retry_at_ms);
 		return;
 	}
 	if (c->is_closing || output_stalled(w, c))
 		return;
+	note_output_due(w, c);
 	/* quiet for an interval: nothing heard from the backend, no answer on c */
 	uint64_t heard_ms = c->up.last_used_ms > be->last_heard_ms ? c->up.last_used_ms :
 			    be->last_heard_ms;
@@ -902,6 +923,13 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 		health_check(w, c);
 		return;
 	}
+	if (gw_up_state(c) == POOL_IDLE && hint && !c->up.is_tx_locked && !be->pb.is_disabled)
+		gw_worker_due(w, heard_ms + hint);
+	/* (a check skipped because the backend is busy elsewhere: looked at every tick) */
+	if (gw_up_state(c) == POOL_IDLE && hint && heard_ms + hint <= w->now_ms)
+		gw_worker_due(w, w->now_ms + GW_TICK_MS);
+	if (c->up.query_deadline_ms > w->now_ms)
+		gw_worker_due(w, c->up.query_deadline_ms);
 	if (!c->up.query_deadline_ms || c->up.query_deadline_ms > w->now_ms)
 		return;
 	enum pool_conn_state st = gw_up_state(c);
@@ -937,8 +965,10 @@ void gw_upstream_tick(struct gw_worker *w)
 			continue;	/* no warm connections: one per client */
 		/* waiting for another worker's max_inflight slot: a wakeup that could not be
 		 * sent (its ring full) is made up for here */
-		if (p->pl.is_waiting)
+		if (p->pl.is_waiting) {
 			gw_pool_dispatch(w, p);
+			gw_worker_due(w, w->now_ms + GW_TICK_MS);
+		}
 		for (size_t b = 0; b < p->n_backends; b++)
 			for (int s = 0; s < p->backends[b]->cfg->connections; s++)
 				tick_pooled(w, p, p->backends[b], s);
@@ -957,8 +987,12 @@ void gw_upstream_tick(struct gw_worker *w)
 		struct pool_link *next = l->next;
 		struct gw_conn *c = pool_container_of(l, struct gw_conn, up.extra_link);
 		l = next;
-		if (c->is_closing || output_stalled(w, c) || !c->up.query_deadline_ms ||
-		    c->up.query_deadline_ms > w->now_ms)
+		if (c->is_closing || output_stalled(w, c))
+			continue;
+		note_output_due(w, c);
+		if (c->up.query_deadline_ms > w->now_ms)
+			gw_worker_due(w, c->up.query_deadline_ms);
+		if (!c->up.query_deadline_ms || c->up.query_deadline_ms > w->now_ms)
 			continue;
 		if (gw_up_state(c) < POOL_IDLE) {
 			gw_warn("backend=%s msg=\"handshake timeout\"", be_name(c));

@@ -540,6 +540,8 @@ static const struct leaf_map {
 	{ "gateway/rx_enobufs", "qgate_rx_enobufs_total", NULL, NULL, EQ },
 	{ "gateway/cq_overflows", "qgate_cq_overflows_total", NULL, NULL, EQ },
 	{ "gateway/inflight_wakeups", "qgate_inflight_wakeups_total", NULL, NULL, EQ },
+	{ "gateway/ring_enters", "qgate_ring_enters_total", NULL, NULL, ANY },
+	{ "gateway/loop_turns", "qgate_loop_turns_total", NULL, NULL, ANY },
 	{ "listeners[]/clients", "qgate_listener_clients", NULL, NULL, EQ },
 	{ "listeners[]/accepted", "qgate_listener_accepted_connections_total", NULL, NULL, EQ },
 	{ "pools[]/queued", "qgate_pool_queued_requests", NULL, NULL, EQ },
