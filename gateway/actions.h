@@ -79,7 +79,8 @@ struct gw_action_result {
 /*
  * The actions. Each validates its arguments against the last accepted configuration,
  * changes the shared table, applies it to this worker at once, wakes the others and waits
- * for them (above); then audits and logs. Idempotent: pausing a paused pool answers "paused" again.
+ * for them (above); then audits and logs. Idempotent: pausing a paused pool answers
+ * "paused" again.
  * disable/enable: pool NULL names the backend alone, as `backend` (every pool that has a
  * backend of that name) or `pool.backend`; a name that reads both ways, or splits at two
  * dots, is ambiguous (409): then give the pool apart. Worker thread.

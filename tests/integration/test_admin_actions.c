@@ -1155,8 +1155,9 @@ Test(admin_actions, reloads_of_an_unchanged_file_keep_no_memory, .timeout = 120.
 	stop_clean();
 }
 
-/* Review 1 #4: after SIGTERM, `.qgate.reload[]` is refused (`qgate: gateway stopping`), a SIGHUP is logged and ignored, and a listener the new file
- * adds is never opened; the request in flight still gets its answer. */
+/* Review 1 #4: after SIGTERM, `.qgate.reload[]` is refused (`qgate: gateway stopping`), a
+ * SIGHUP is logged and ignored, and a listener the new file adds is never opened; the request
+ * in flight still gets its answer. */
 Test(admin_actions, no_reload_while_stopping)
 {
 	struct opts o = { .workers = 2, .queue_timeout_ms = 0, .grace_ms = 4000 };
