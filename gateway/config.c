@@ -58,6 +58,7 @@ struct ctx {
 	size_t path_len;
 	const char *base_dir;	/* for relative file names; NULL = working directory */
 	const struct gw_config *cfg;	/* the config being built, for references to pools */
+	bool has_secret_files;	/* a password_file or token_file was read */
 };
 
 static void err_append(struct ctx *c, const char *line)
@@ -592,6 +593,8 @@ static void get_secret_file(struct ctx *c, json_t *obj, const char *key, char **
 
 	if (get_file(c, obj, key, 0, false, &file)) {
 		int rc = read_secret(file, out);
+
+		c->has_secret_files = true;
 
 		if (rc == -ENOMEM)
 			c->is_oom = true;
@@ -2109,7 +2112,6 @@ struct gw_config *gw_cfg_load(const char *path, char **errs)
 		return finish(&c, NULL, &jerr, path, errs);
 	}
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-	free(buf);
 
 	/* relative file names in the config are relative to the config's own directory */
 	slash = strrchr(path, '/');
@@ -2121,6 +2123,13 @@ struct gw_config *gw_cfg_load(const char *path, char **errs)
 	}
 	cfg = finish(&c, root, &jerr, path, errs);
 	free(dir);
+	if (cfg) {
+		cfg->source = buf;	/* what a reload compares (main.c) */
+		cfg->source_len = len;
+		cfg->has_secret_files = c.has_secret_files;
+	} else {
+		free(buf);
+	}
 	return cfg;
 }
 
@@ -2198,6 +2207,7 @@ void gw_cfg_free(struct gw_config *cfg)
 		OPENSSL_cleanse(cfg->stats_token, strlen(cfg->stats_token));
 	free(cfg->stats_token);
 	free(cfg->gateway_user);
+	free(cfg->source);
 	free(cfg);
 }
 

@@ -198,6 +198,12 @@ struct gw_config {
 	char *audit_file;
 	int workers;			/* 1 */
 	char *gateway_user;		/* user name a backend sees when no backend "user": "qgate" */
+	/* gw_cfg_load: the file's bytes it was built from (a reload of the same bytes builds
+	 * nothing new), and whether it read other files whose content it keeps (password_file,
+	 * token_file: then the same bytes may still mean a new configuration) */
+	char *source;
+	size_t source_len;
+	bool has_secret_files;
 };
 
 /*

@@ -418,15 +418,54 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 	gw_client_update_recv(w, c);
 }
 
+/*
+ * A departed client's order, for the asyncs it left queued (gw_client_on_close): q runs what
+ * a client wrote before it left, so they stay queued, oldest first, under this record that
+ * outlives the client (its pins copied: they go where its earlier messages went), until the
+ * pool lets them go, they time out, or their pool goes. Such a request has client NULL and
+ * pq.client here; the record is freed with its last request's leaving the queue.
+ */
+struct ghost {
+	struct pool_client pc;
+};
+
+static struct ghost *ghost_of(const struct gw_req *r)
+{
+	return !r->client && r->pq.client ? pool_container_of(r->pq.client, struct ghost, pc) :
+					    NULL;
+}
+
+/* r of ghost g has left its queue: g goes with its last request */
+static void ghost_left(struct ghost *g, struct gw_req *r)
+{
+	r->pq.client = NULL;
+	if (pool_list_empty(&g->pc.queued))
+		free(g);
+}
+
 /* Take r out of its pool's queue and its client's. */
 static void unqueue(struct gw_worker *w, struct gw_req *r)
 {
+	struct ghost *g = ghost_of(r);
 	struct pool *next = pool_unqueue(&r->pq);
 
 	/* its client's next message may wait in another pool that nothing else will look at
 	 * (this one left unsent: timed out, failed) */
 	if (next)
 		gw_pool_dispatch(w, gw_pool_of(next));
+	if (g)
+		ghost_left(g, r);
+}
+
+void gw_req_drop_queued(struct gw_req *r)
+{
+	struct ghost *g = ghost_of(r);
+
+	pool_unqueue(&r->pq);
+	if (g)
+		ghost_left(g, r);
+	r->state = GW_REQ_NEW;
+	gw_req_release(r);
 }
 
 /* Queue r in its pool and behind its client's earlier messages (a retry: before them);
@@ -565,13 +604,18 @@ static void dispatch_pass(struct gw_worker *w, struct gw_pool_rt *p)
 		/* a client not reading its answers takes no connection for another */
 		if (d.verdict == POOL_SEND && r->is_sync && r->client && output_blocked(w, r->client))
 			continue;
+		struct ghost *g = ghost_of(r);
 		if (!pool_commit(&p->pl, &d))
 			continue;
+		if (g)
+			r->pq.client = NULL;	/* (an async: freed once written) */
 		carry_out(w, r, &d);
 		/* its client's next message may wait in another pool */
 		struct pool *np = pc ? pool_client_next(pc) : NULL;
 		if (np && np != &p->pl)
 			gw_pool_dispatch(w, gw_pool_of(np));
+		if (g && pool_list_empty(&g->pc.queued))
+			free(g);
 	}
 }
 
@@ -1228,23 +1272,42 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 			gw_conn_close(w, uc, "client left mid-message");
 		}
 	}
-	/* its queued messages leave the pool queues, oldest first; q runs what a client wrote
-	 * before it left, so asyncs go now (to the pinned connection when there is one) */
-	while (!pool_list_empty(&c->cl.pc.queued)) {
-		struct gw_req *r = gw_req_of(pool_container_of(c->cl.pc.queued.next,
-							       struct pool_req, clink));
+	/* its queued syncs leave the pool queues (nobody takes their answers); q runs what a
+	 * client wrote before it left, so its asyncs still go, oldest first: now when they can
+	 * (to the pinned connection when there is one); from the first that cannot (a paused
+	 * pool, its connection streaming, none up) they and the asyncs after it stay queued in
+	 * its order under a record that outlives it (struct ghost), as any client's requests
+	 * wait: until the pool lets them go, queue.timeout_ms, or their pool is removed */
+	struct ghost *g = NULL;
+	for (struct pool_link *l = c->cl.pc.queued.next; l != &c->cl.pc.queued;) {
+		struct gw_req *r = gw_req_of(pool_container_of(l, struct pool_req, clink));
 		struct gw_pool_rt *p = r->pool;
-		unqueue(w, r);
-		if (r->is_sync)
-			continue;	/* in its slot: let go of below */
-		struct pool_decision d = pool_place(&p->pl, &r->pq);
-		if (d.verdict == POOL_SEND && pool_commit(&p->pl, &d)) {
-			gw_upstream_send(w, d.conn->owner, r);
-		} else {
-			gw_warn("conn=%llu user=%s msg=\"async message of a departed client "
-				"dropped: no connection up\"", (unsigned long long)c->id, c->cl.user_log);
-			gw_req_release(r);
+		l = l->next;
+		if (r->is_sync) {
+			unqueue(w, r);	/* in its slot: let go of below */
+			continue;
 		}
+		if (!g && !p->pl.is_paused) {
+			struct pool_decision d = pool_place(&p->pl, &r->pq);
+			if (d.verdict == POOL_SEND && pool_commit(&p->pl, &d)) {
+				gw_upstream_send(w, d.conn->owner, r);
+				continue;
+			}
+		}
+		if (!g) {
+			g = calloc(1, sizeof(*g));
+			if (!g)
+				abort();
+			g->pc = c->cl.pc;	/* its pins and affinity homes */
+			pool_list_init(&g->pc.queued);
+			gw_debug("conn=%llu user=%s pool=%s msg=\"client left: its asyncs wait in "
+				 "the queue\"", (unsigned long long)c->id, c->cl.user_log,
+				 p->cfg->name);
+		}
+		pool_list_del(&r->pq.clink);
+		pool_list_add_tail(&g->pc.queued, &r->pq.clink);
+		r->pq.client = &g->pc;
+		r->client = NULL;
 	}
 	pool_client_gone(&c->cl.pc);
 	struct gw_req *r = c->cl.slots_head;

@@ -661,7 +661,8 @@ static void respond(struct gw_worker *w, struct gw_conn *c, int status, const ch
 		    const char *body)
 {
 	char head[320];
-	const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found" :
+	const char *reason = status == 200 ? "OK" : status == 202 ? "Accepted" :
+			     status == 404 ? "Not Found" :
 			     status == 401 ? "Unauthorized" : status == 403 ? "Forbidden" :
 			     status == 409 ? "Conflict" : status == 500 ? "Internal Server Error" :
 			     status == 503 ? "Service Unavailable" : "Bad Request";

@@ -272,6 +272,12 @@ static void wake_peers(struct gw_worker *w)
 	}
 }
 
+void gw_worker_wake_now(struct gw_worker *w)
+{
+	wake_peers(w);
+	io_uring_submit(&w->ring);	/* (a failure: their ticks make up for it) */
+}
+
 /* A freed max_inflight slot is kept for one of this worker's pools: every pool with
  * waiters looks again. */
 static void on_wake(struct gw_worker *w)
@@ -435,8 +441,10 @@ static uint64_t idle_max_ms(void)
 
 static void tick(struct gw_worker *w)
 {
-	const struct gw_config *next = __atomic_exchange_n(&w->pending_cfg, NULL,
-							    __ATOMIC_ACQ_REL);
+	/* a stopping worker binds and builds nothing new (a reload accepted just before the
+	 * SIGTERM is left unapplied) */
+	const struct gw_config *next = w->is_stopping ? NULL :
+		__atomic_exchange_n(&w->pending_cfg, NULL, __ATOMIC_ACQ_REL);
 	if (next)
 		gw_runtime_reload(w, next);
 	/* admin state for the pools a reload built; else a wakeup lost on a full queue */
@@ -696,11 +704,8 @@ void gw_worker_destroy(struct gw_worker *w)
 	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
 		struct gw_pool_rt *p = w->pools[i];
 		while (!pool_list_empty(&p->pl.queue)) {
-			struct gw_req *r = gw_req_of(pool_container_of(p->pl.queue.next,
-								       struct pool_req, qlink));
-			pool_unqueue(&r->pq);
-			r->state = GW_REQ_NEW;
-			gw_req_release(r);
+			gw_req_drop_queued(gw_req_of(pool_container_of(p->pl.queue.next,
+								       struct pool_req, qlink)));
 		}
 	}
 	/* requests held by a backend connection: its client's slot list lets go first */

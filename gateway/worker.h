@@ -97,7 +97,8 @@ struct gw_worker {
 	uint64_t wake_mask;
 	int wake_fd;			/* its ring's fd for peers' msg_ring, -1: none (__atomic) */
 	uint64_t wakes_received;	/* wakeups from other workers (stats) */
-	uint64_t admin_gen;		/* the admin state's generation last applied (actions.h) */
+	uint64_t admin_gen;		/* the admin state's generation last applied (actions.h;
+					 * __atomic: other workers wait for it) */
 	int audit_fd;			/* -1: no audit log */
 	char *audit_buf;
 	size_t audit_len, audit_cap;
@@ -197,5 +198,8 @@ struct io_uring_sqe *gw_sqe(struct gw_worker *w);
 bool gw_ring_will_enter(struct io_uring *ring, unsigned wait_nr);
 /* give provided buffer bid back to the ring (published at once) */
 void gw_buf_return(struct gw_worker *w, unsigned bid);
+/* Send the wakeups of w->wake_mask now rather than after this turn (an admin action that
+ * waits for the other workers, actions.c). Worker thread only; runs no completion handler. */
+void gw_worker_wake_now(struct gw_worker *w);
 
 #endif /* GW_GATEWAY_WORKER_H */

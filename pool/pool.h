@@ -323,7 +323,7 @@ void pool_set_backends(struct pool *p, struct pool_be *const *bes, size_t n);
  * An admin pauses or resumes the pool. While paused, pool_propose says WAIT and pool_next
  * hands out nothing: new requests queue (queue.max and queue.timeout_ms apply), what was
  * sent finishes; no new session starts (pool_pick_session says NULL). pool_place (a
- * departing client's asyncs) ignores the pause. Returns true when the state changed (on
+ * departing client's asyncs) ignores the pause: its caller checks is_paused. Returns true when the state changed (on
  * resume the caller dispatches the pool).
  */
 bool pool_set_paused(struct pool *p, bool is_paused);
