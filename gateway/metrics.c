@@ -18,6 +18,8 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "gateway/stats_types.h"
+
 /* ------------------------------------------------------------ what main records */
 
 /* 100 µs .. 10 s: a q query ranges from a cached lookup to a scan of a day's data */
@@ -26,6 +28,9 @@ const uint64_t gw_metrics_le_us[] = {
 	1000000, 2500000, 5000000, 10000000,
 };
 const size_t gw_metrics_n_le = sizeof(gw_metrics_le_us) / sizeof(gw_metrics_le_us[0]);
+/* struct gw_hist keeps one exact counter per bound */
+_Static_assert(sizeof(gw_metrics_le_us) / sizeof(gw_metrics_le_us[0]) == GW_HIST_N_LE,
+	       "GW_HIST_N_LE must be the number of gw_metrics_le_us bounds");
 
 static const char *build_version = "unknown";
 /* written by the main thread, read by the worker serving /metrics */

@@ -27,9 +27,9 @@ extern const struct gw_conn_ops gw_stats_conn_ops;
 
 void gw_hist_add(struct gw_hist *h, uint64_t us);
 uint64_t gw_hist_quantile(const struct gw_hist *h, double q);
-/* cum[k]: samples at or below le_us[k] (ascending, n of them), judged by each log bucket's
- * upper edge: a sample may count under the next bound up, never a lower one */
-void gw_hist_le_counts(const struct gw_hist *h, const uint64_t *le_us, size_t n, uint64_t *cum);
+/* cum[k] (GW_HIST_N_LE of them): samples at or below gw_metrics_le_us[k], exactly (each
+ * sample was counted under its bound by gw_hist_add) */
+void gw_hist_le_counts(const struct gw_hist *h, uint64_t *cum);
 
 struct gw_conn_counts {
 	unsigned idle, busy, connecting;
