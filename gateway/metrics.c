@@ -396,12 +396,26 @@ struct proc_stat {
 	unsigned long long vsize, rss_pages;
 };
 
-/* /proc/self/stat fields 14-15 (utime, stime), 22-24 (starttime, vsize, rss), proc(5) */
+/* now on clk, in seconds */
+static double clock_s(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * /proc/self/stat fields 14-15 (utime, stime), 22-24 (starttime, vsize, rss), proc(5).
+ * starttime counts clock ticks since boot on the boot clock, so the boot was at
+ * CLOCK_REALTIME - CLOCK_BOOTTIME: no /proc/stat (btime) needed, which a unit with
+ * ProcSubset=pid hides (only the process's own /proc/PID is left).
+ */
 static struct proc_stat read_proc_stat(void)
 {
 	struct proc_stat ps = { 0 };
 	char buf[1024], *p;
-	unsigned long long ut, st, start, btime = 0;
+	unsigned long long ut, st, start;
 	FILE *f = fopen("/proc/self/stat", "r");
 	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
 
@@ -413,18 +427,13 @@ static struct proc_stat read_proc_stat(void)
 			 "%*d %*d %*d %*d %llu %llu %llu", &ut, &st, &start, &ps.vsize,
 			 &ps.rss_pages) != 5)
 		return ps;
-	f = fopen("/proc/stat", "r");
-	while (f && fgets(buf, sizeof(buf), f))
-		if (sscanf(buf, "btime %llu", &btime) == 1)
-			break;
-	if (f)
-		fclose(f);
 	long hz = sysconf(_SC_CLK_TCK);
 	if (hz <= 0)
 		hz = 100;
+	double boot_unix_s = clock_s(CLOCK_REALTIME) - clock_s(CLOCK_BOOTTIME);
 	ps.cpu_s = (double)(ut + st) / (double)hz;
-	ps.start_unix_s = (double)btime + (double)start / (double)hz;
-	ps.is_ok = btime != 0;
+	ps.start_unix_s = boot_unix_s + (double)start / (double)hz;
+	ps.is_ok = true;
 	return ps;
 }
 
