@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -295,11 +296,28 @@ static void publish_clients(struct gw_worker *w)
 	w->cap_spare_clients = old_cap;
 }
 
+/* a snapshot may take this share of a worker's time at most (1/N): a config of thousands
+ * of pools is published less often than every 250 ms rather than eat a core */
+#define SNAP_COST_SHARE 20
+
+static uint64_t thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 void gw_stats_publish(struct gw_worker *w)
 {
+	uint64_t t0 = thread_cpu_us();
 	json_t *t = stats_tree(w);
 	char *s = json_dumps(t, JSON_COMPACT);
+	uint64_t spent_ms = (thread_cpu_us() - t0) / 1000;
 
+	/* the loop scheduled the next one 250 ms on; a costly snapshot pushes it further */
+	if (w->next_snap_ms < w->now_ms + spent_ms * SNAP_COST_SHARE)
+		w->next_snap_ms = w->now_ms + spent_ms * SNAP_COST_SHARE;
 	json_decref(t);
 	pthread_mutex_lock(&w->snap_mu);
 	char *old = w->snap_json;

@@ -6,7 +6,8 @@
  * snap_mu).
  *
  * Staleness: another worker's figures and clients are as of its last snapshot, published
- * every 250 ms (when workers > 1); the calling worker's own are live.
+ * every 250 ms when workers > 1 (less often for a config so big that a snapshot is costly:
+ * gw_stats_publish); the calling worker's own are live.
  */
 #ifndef GW_GATEWAY_STATS_H
 #define GW_GATEWAY_STATS_H
@@ -39,7 +40,8 @@ struct gw_conn_counts gw_backend_counts(const struct gw_backend_rt *be);
 const char *gw_backend_state(const struct gw_backend_rt *be);
 int gw_stats_open(struct gw_worker *w);
 /* publish this worker's figures and client list for the other workers (worker thread;
- * takes only its own snap_mu) */
+ * takes only its own snap_mu). A snapshot that cost c ms of CPU puts the next one at least
+ * 20c ms away (w->next_snap_ms): at most 5% of the worker for a config of thousands of pools */
 void gw_stats_publish(struct gw_worker *w);
 /*
  * The whole gateway's figures as /stats shows them (listeners, pools with their backends,
