@@ -11,8 +11,12 @@
  *   a refused SIGHUP sets qgate_config_last_reload_success to 0 and leaves its timestamp, an
  *   accepted one sets 1 and moves it; scrapes during reloads stay well-formed;
  *   with workers: 2 a backend's histogram counts both workers' answers;
- *   docs/grafana/qgate.json is valid, every panel has a datasource, and every metric name
- *   its queries use is in a live scrape.
+ *   docs/grafana/qgate.json is valid, every panel has a datasource, every metric name its
+ *   queries use is in a live scrape, and the "Backends by state" queries give the right
+ *   figures for an HAProxy pair (promtool test rules on synthetic series);
+ *   review 2: a 1000-pool scrape arrives whole while worker 0 serves, a slow reader gets it
+ *   whole, a stalled one is cut; `le` buckets are exact; a reload that replaces a backend
+ *   under the same name lets no counter fall; process figures under /proc subset=pid.
  * QGATE_SRC (set by meson) locates docs/.
  */
 #include <arpa/inet.h>
@@ -922,6 +926,94 @@ static void check_panels(json_t *panels, int *n_panels, int *n_targets)
 	}
 }
 
+/* panel title's target refId's expr, with $instance and $pool made ".*" (malloc'd) */
+static char *panel_expr(json_t *panels, const char *title, const char *ref)
+{
+	size_t i, j;
+	json_t *pn, *t;
+
+	json_array_foreach(panels, i, pn) {
+		if (strcmp(json_string_value(json_object_get(pn, "type")) ?: "", "row") == 0) {
+			char *in = panel_expr(json_object_get(pn, "panels"), title, ref);
+			if (in)
+				return in;
+			continue;
+		}
+		if (strcmp(json_string_value(json_object_get(pn, "title")) ?: "", title) != 0)
+			continue;
+		json_array_foreach(json_object_get(pn, "targets"), j, t) {
+			if (strcmp(json_string_value(json_object_get(t, "refId")) ?: "", ref) != 0)
+				continue;
+			const char *e = json_string_value(json_object_get(t, "expr"));
+			char *out = calloc(1, strlen(e) * 2 + 1), *o = out;
+			cr_assert(out);
+			while (*e) {
+				if (strncmp(e, "$instance", 9) == 0 || strncmp(e, "$pool", 5) == 0) {
+					e += e[1] == 'i' ? 9 : 5;
+					*o++ = '.';
+					*o++ = '*';
+				} else {
+					*o++ = *e++;
+				}
+			}
+			return out;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Review 2 #6: the "Backends by state" panel's queries against synthetic series with
+ * promtool test rules: two qgates (instances a and b, an HAProxy pair) see pools q and r
+ * down and s up, backends b1 and b2 up on both. Pools down must be 2 (distinct pools, not
+ * 0 as a sum of zeros, nor 4 counted per instance), backends up 2 (not 4).
+ */
+static void promtool_panel_queries(json_t *d)
+{
+	char *down = panel_expr(json_object_get(d, "panels"), "Backends by state", "B");
+	char *states = panel_expr(json_object_get(d, "panels"), "Backends by state", "A");
+	cr_assert(down && states, "the Backends by state panel lacks query A or B");
+	char *yml = NULL;
+	cr_assert(asprintf(&yml,
+		"rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n"
+		"    input_series:\n"
+		"      - {series: 'qgate_pool_up{instance=\"a\",pool=\"q\"}', values: '0 0 0'}\n"
+		"      - {series: 'qgate_pool_up{instance=\"b\",pool=\"q\"}', values: '0 0 0'}\n"
+		"      - {series: 'qgate_pool_up{instance=\"a\",pool=\"r\"}', values: '0 0 0'}\n"
+		"      - {series: 'qgate_pool_up{instance=\"b\",pool=\"r\"}', values: '0 0 0'}\n"
+		"      - {series: 'qgate_pool_up{instance=\"a\",pool=\"s\"}', values: '1 1 1'}\n"
+		"      - {series: 'qgate_pool_up{instance=\"b\",pool=\"s\"}', values: '1 1 1'}\n"
+		"      - {series: 'qgate_backend_state{instance=\"a\",pool=\"s\",backend=\"b1\","
+		"state=\"up\"}', values: '1 1 1'}\n"
+		"      - {series: 'qgate_backend_state{instance=\"b\",pool=\"s\",backend=\"b1\","
+		"state=\"up\"}', values: '1 1 1'}\n"
+		"      - {series: 'qgate_backend_state{instance=\"a\",pool=\"s\",backend=\"b2\","
+		"state=\"up\"}', values: '1 1 1'}\n"
+		"      - {series: 'qgate_backend_state{instance=\"b\",pool=\"s\",backend=\"b2\","
+		"state=\"up\"}', values: '1 1 1'}\n"
+		"      - {series: 'qgate_backend_state{instance=\"a\",pool=\"s\",backend=\"b1\","
+		"state=\"down\"}', values: '0 0 0'}\n"
+		"      - {series: 'qgate_backend_state{instance=\"b\",pool=\"s\",backend=\"b1\","
+		"state=\"down\"}', values: '0 0 0'}\n"
+		"    promql_expr_test:\n"
+		"      - expr: '%s'\n        eval_time: 2m\n"
+		"        exp_samples: [{labels: '{}', value: 2}]\n"
+		"      - expr: '%s'\n        eval_time: 2m\n"
+		"        exp_samples: [{labels: '{state=\"up\"}', value: 2}, "
+		"{labels: '{state=\"down\"}', value: 0}]\n", down, states) > 0);
+	const char *path = T_PTR(t_write_file("dash_test.yml", yml));
+	char *out = NULL, *err = NULL;
+	char *const argv[] = { PROMTOOL, "test", "rules", (char *)path, NULL };
+	int rc = t_run(argv, NULL, 20000, &out, &err);
+	cr_assert(rc == 0, "promtool test rules on the dashboard's queries (%s | %s): exit %d\n"
+		  "%s%s", down, states, rc, out ? out : "", err ? err : "");
+	free(out);
+	free(err);
+	free(yml);
+	free(down);
+	free(states);
+}
+
 Test(metrics, dashboard_uses_only_exported_names)
 {
 	char *text = read_source("docs/grafana/qgate.json");
@@ -936,6 +1028,7 @@ Test(metrics, dashboard_uses_only_exported_names)
 	check_panels(json_object_get(d, "panels"), &n_panels, &n_targets);
 	cr_assert(n_panels >= 8 && n_targets >= n_panels, "%d panels, %d queries", n_panels,
 		  n_targets);
+	promtool_panel_queries(d);
 
 	start_gate(1, "info");
 	sleeps(2, 1);
