@@ -1383,14 +1383,19 @@ static void write_be1_connections(int n)
 Test(metrics, reload_replacing_a_backend_keeps_its_counters, .timeout = 120.0)
 {
 	start_gate(2, "debug");
+	/* both workers listen once qgate says it is ready; then the kernel spreads clients */
+	T_OK(t_wait_file_contains(gate->err_path, 0, "qgate ready", 10000));
 	size_t from = t_file_size(gate->err_path);
-	int fds[16], n = 0;
+	int fds[64], n = 0;
 
-	while (n < 4 || (n < 16 && (accepted_by(0, from) == 0 || accepted_by(1, from) == 0))) {
+	while (n < 4 || (n < 64 && (accepted_by(0, from) == 0 || accepted_by(1, from) == 0))) {
 		fds[n] = T_OK(t_q_connect("127.0.0.1", gw_port, "u:p", NULL));
 		n++;
+		poll(NULL, 0, 5);
 	}
-	cr_assert(accepted_by(0, from) > 0 && accepted_by(1, from) > 0, "clients on one worker");
+	cr_assert(accepted_by(0, from) > 0 && accepted_by(1, from) > 0,
+		  "%d clients, all on one worker (worker 0: %d, worker 1: %d)", n,
+		  accepted_by(0, from), accepted_by(1, from));
 	char *body;
 	json_t *prev = NULL;
 	int n_checked = 0, n_reloads = 0;
