@@ -808,26 +808,84 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t n)
 	}
 }
 
+static void http_peer(int fd, char *out, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		format_peer(&ss, out, n);
+}
+
+/* "METHOD /admin/ACTION?QUERY HTTP/1.1": the action named (-1: none), and the query */
+static int http_target(const char *req, const char **q, size_t *qn)
+{
+	const char *t = req + strcspn(req, " \r\n");
+
+	t += *t == ' ';
+	const char *te = t + strcspn(t, " \r\n");
+	const char *qm = memchr(t, '?', (size_t)(te - t));
+	const char *pe = qm ? qm : te;
+
+	*q = qm ? qm + 1 : te;
+	*qn = (size_t)(te - *q);
+	if ((size_t)(pe - t) > 7 && memcmp(t, "/admin/", 7) == 0)
+		return gw_action_of(t + 7, (size_t)(pe - t - 7));
+	return -1;
+}
+
+/*
+ * A kill's id as HTTP gives it: decimal digits only (no sign, space or other base), 1 to
+ * INT64_MAX (what a q long can name too, so every id prints the same both ways). 0, or -1
+ * when it is not one.
+ */
+static int parse_id(const char *a, uint64_t *id)
+{
+	uint64_t v = 0;
+
+	if (!a[0])
+		return -1;
+	for (const char *p = a; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		unsigned d = (unsigned)(*p - '0');
+		if (v > ((uint64_t)INT64_MAX - d) / 10)
+			return -1;	/* over INT64_MAX: no client has such an id */
+		v = v * 10 + d;
+	}
+	if (v == 0)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+void gw_actions_http_refused(struct gw_worker *w, const char *req, int fd, int status,
+			     const char *error)
+{
+	struct gw_action_who who = { .user = "-", .peer = "-", .via = "http" };
+	char peer[64] = "-";
+	const char *q;
+	size_t qn;
+	int k = http_target(req, &q, &qn);
+
+	http_peer(fd, peer, sizeof(peer));
+	who.peer = peer;
+	gw_action_refused(w, &who, k >= 0 ? gw_action_name((enum gw_action_kind)k) : "?", NULL,
+			  status, error);
+}
+
 char *gw_actions_http(struct gw_worker *w, const char *req, bool is_authorized, int fd,
 		      int *status)
 {
 	struct gw_action_who who = { .user = "stats-token", .peer = "-", .via = "http" };
 	char peer[64] = "-", a[GW_ACTION_NAME_MAX + 1], b[GW_ACTION_NAME_MAX + 1];
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct gw_action_result res;
+	const char *q;
+	size_t qn;
 
-	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		format_peer(&ss, peer, sizeof(peer));
+	http_peer(fd, peer, sizeof(peer));
 	who.peer = peer;
-	/* "POST /admin/ACTION?QUERY HTTP/1.1" */
-	const char *t = req + 5, *te = t + strcspn(t, " \r\n");
-	const char *qm = memchr(t, '?', (size_t)(te - t));
-	const char *pe = qm ? qm : te, *q = qm ? qm + 1 : te;
-	size_t qn = (size_t)(te - q);
-	int k = -1;
-	if ((size_t)(pe - t) > 7 && memcmp(t, "/admin/", 7) == 0)
-		k = gw_action_of(t + 7, (size_t)(pe - t - 7));
+	int k = http_target(req, &q, &qn);
 	const char *an = k >= 0 ? gw_action_name((enum gw_action_kind)k) : "?";
 	if (!w->cfg->stats_token) {
 		const char *e = "qgate: admin actions over HTTP are refused while no stats.token "
@@ -879,12 +937,12 @@ char *gw_actions_http(struct gw_worker *w, const char *req, bool is_authorized, 
 		gw_action_disable(w, &who, rp == 0 ? a : NULL, b, k == GW_ACT_DISABLE, &res);
 		break;
 	case GW_ACT_KILL: {
-		char *end = NULL;
+		uint64_t id = 0;
 		rp = query_param(q, qn, "id", a);
-		unsigned long long id = rp == 0 ? strtoull(a, &end, 10) : 0;
-		if (rp != 0 || !end || *end || !a[0] || a[0] == '-') {
+		if (rp != 0 || parse_id(a, &id) < 0) {
 			const char *e = "qgate: the id parameter is needed, a client id as "
-					".qgate.clients[] shows it: ?id=N";
+					".qgate.clients[] shows it (decimal digits, 1 to "
+					"9223372036854775807): ?id=N";
 			gw_action_refused(w, &who, an, NULL, 400, e);
 			return json_error(400, status, e);
 		}

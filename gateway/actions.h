@@ -89,7 +89,8 @@ void gw_action_pause(struct gw_worker *w, const struct gw_action_who *who, const
 		     bool is_pause, struct gw_action_result *res);
 void gw_action_disable(struct gw_worker *w, const struct gw_action_who *who, const char *pool,
 		       const char *backend, bool is_disable, struct gw_action_result *res);
-/* id: a client's id as .qgate.clients[] and /stats show it (unique in the process) */
+/* id: a client's id as .qgate.clients[] and /stats show it (unique in the process; both
+ * front ends pass 1 to INT64_MAX only, so it prints the same as a q long and in JSON) */
 void gw_action_kill(struct gw_worker *w, const struct gw_action_who *who, uint64_t id,
 		    struct gw_action_result *res);
 /* what SIGHUP does (the function main registered); blocks this worker while the file is
@@ -101,6 +102,12 @@ void gw_action_reload(struct gw_worker *w, const struct gw_action_who *who,
  * audit and log lines. arg: the argument as given, or NULL. */
 void gw_action_refused(struct gw_worker *w, const struct gw_action_who *who, const char *action,
 		       const char *arg, int status, const char *error);
+
+/* A request for /admin/... (or a POST) that stats.c refused before gw_actions_http could
+ * read it (a method other than POST, a head too large): its audit and log lines, as
+ * refused. req: what was received of its head, NUL-terminated. Worker thread. */
+void gw_actions_http_refused(struct gw_worker *w, const char *req, int fd, int status,
+			     const char *error);
 
 /* The HTTP front end: req is a whole request head ("POST /admin/ACTION?k=v HTTP/1.1 ..."),
  * is_authorized whether it carried the right bearer token. Returns the JSON body

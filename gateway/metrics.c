@@ -18,6 +18,8 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "gateway/stats_types.h"
+
 /* ------------------------------------------------------------ what main records */
 
 /* 100 µs .. 10 s: a q query ranges from a cached lookup to a scan of a day's data */
@@ -26,6 +28,9 @@ const uint64_t gw_metrics_le_us[] = {
 	1000000, 2500000, 5000000, 10000000,
 };
 const size_t gw_metrics_n_le = sizeof(gw_metrics_le_us) / sizeof(gw_metrics_le_us[0]);
+/* struct gw_hist keeps one exact counter per bound */
+_Static_assert(sizeof(gw_metrics_le_us) / sizeof(gw_metrics_le_us[0]) == GW_HIST_N_LE,
+	       "GW_HIST_N_LE must be the number of gw_metrics_le_us bounds");
 
 static const char *build_version = "unknown";
 /* written by the main thread, read by the worker serving /metrics */
@@ -409,12 +414,26 @@ struct proc_stat {
 	unsigned long long vsize, rss_pages;
 };
 
-/* /proc/self/stat fields 14-15 (utime, stime), 22-24 (starttime, vsize, rss), proc(5) */
+/* now on clk, in seconds */
+static double clock_s(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * /proc/self/stat fields 14-15 (utime, stime), 22-24 (starttime, vsize, rss), proc(5).
+ * starttime counts clock ticks since boot on the boot clock, so the boot was at
+ * CLOCK_REALTIME - CLOCK_BOOTTIME: no /proc/stat (btime) needed, which a unit with
+ * ProcSubset=pid hides (only the process's own /proc/PID is left).
+ */
 static struct proc_stat read_proc_stat(void)
 {
 	struct proc_stat ps = { 0 };
 	char buf[1024], *p;
-	unsigned long long ut, st, start, btime = 0;
+	unsigned long long ut, st, start;
 	FILE *f = fopen("/proc/self/stat", "r");
 	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
 
@@ -426,18 +445,13 @@ static struct proc_stat read_proc_stat(void)
 			 "%*d %*d %*d %*d %llu %llu %llu", &ut, &st, &start, &ps.vsize,
 			 &ps.rss_pages) != 5)
 		return ps;
-	f = fopen("/proc/stat", "r");
-	while (f && fgets(buf, sizeof(buf), f))
-		if (sscanf(buf, "btime %llu", &btime) == 1)
-			break;
-	if (f)
-		fclose(f);
 	long hz = sysconf(_SC_CLK_TCK);
 	if (hz <= 0)
 		hz = 100;
+	double boot_unix_s = clock_s(CLOCK_REALTIME) - clock_s(CLOCK_BOOTTIME);
 	ps.cpu_s = (double)(ut + st) / (double)hz;
-	ps.start_unix_s = (double)btime + (double)start / (double)hz;
-	ps.is_ok = btime != 0;
+	ps.start_unix_s = boot_unix_s + (double)start / (double)hz;
+	ps.is_ok = true;
 	return ps;
 }
 

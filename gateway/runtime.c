@@ -364,6 +364,54 @@ static void retire_pool(struct gw_worker *w, struct gw_pool_rt *p)
 	gw_info("pool=%s msg=\"pool removed by reload\"", p->cfg->name);
 }
 
+/*
+ * A backend (or pool) a reload replaces under the same name carries its counters and
+ * histogram over: its /metrics series are one series, and a counter must never fall (a
+ * rate() would read the drop as a restart). What the retired one still counts after this
+ * (answers of its busy connections) is left out: a small undercount, never a fall.
+ */
+static void carry_backend(struct gw_backend_rt *to, const struct gw_backend_rt *from)
+{
+	to->requests = from->requests;
+	to->errors = from->errors;
+	to->reconnects = from->reconnects;
+	to->bytes_in = from->bytes_in;
+	to->bytes_out = from->bytes_out;
+	to->lookups = from->lookups;
+	to->lookup_failures = from->lookup_failures;
+	to->connect_ok_ms = from->connect_ok_ms;
+	to->connect_failed_ms = from->connect_failed_ms;
+	to->latency = from->latency;
+}
+
+/* p's backend named name, or NULL */
+static struct gw_backend_rt *backend_named(const struct gw_pool_rt *p, const char *name)
+{
+	for (size_t b = 0; b < p->n_backends; b++)
+		if (strcmp(p->backends[b]->cfg->name, name) == 0)
+			return p->backends[b];
+	return NULL;
+}
+
+static void carry_pool(struct gw_pool_rt *to, const struct gw_pool_rt *from)
+{
+	to->requests = from->requests;
+	to->errors = from->errors;
+	to->queue_full = from->queue_full;
+	to->queue_timeouts = from->queue_timeouts;
+	to->timeouts = from->timeouts;
+	to->dropped_unsolicited = from->dropped_unsolicited;
+	to->unsolicited_closes = from->unsolicited_closes;
+	to->health_failures = from->health_failures;
+	to->pl.affinity_moves = from->pl.affinity_moves;
+	to->latency = from->latency;
+	for (size_t b = 0; b < to->n_backends; b++) {
+		const struct gw_backend_rt *old = backend_named(from, to->backends[b]->cfg->name);
+		if (old)
+			carry_backend(to->backends[b], old);
+	}
+}
+
 /* Rebuild a kept pool's backends: unchanged ones keep their connections. */
 static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct gw_pool_cfg *pc)
 {
@@ -401,6 +449,9 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 				gw_err("backend=%s msg=\"reload: cannot create backend\"", bc->name);
 				continue;
 			}
+			const struct gw_backend_rt *old = backend_named(p, bc->name);
+			if (old)
+				carry_backend(bes[b], old);
 			gw_info("backend=%s pool=%s address=%s msg=\"backend added by reload\"",
 				bc->name, pc->name, bc->addr.text);
 			if (p->pl.is_started)
@@ -437,13 +488,17 @@ static void reload_pools(struct gw_worker *w, const struct gw_config *cfg)
 	}
 	for (size_t i = 0; i < cfg->n_pools; i++) {
 		const struct gw_pool_cfg *pc = &cfg->pools[i];
-		struct gw_pool_rt *p = NULL;
-		for (size_t o = 0; o < w->n_pools && !p; o++)
-			if (!kept[o] && strcmp(w->pools[o]->cfg->name, pc->name) == 0 &&
-			    w->pools[o]->cfg->mode == pc->mode) {
+		struct gw_pool_rt *p = NULL, *same_name = NULL;
+		for (size_t o = 0; o < w->n_pools && !p; o++) {
+			if (kept[o] || strcmp(w->pools[o]->cfg->name, pc->name) != 0)
+				continue;
+			if (w->pools[o]->cfg->mode == pc->mode) {
 				kept[o] = true;
 				p = w->pools[o];
+			} else {
+				same_name = w->pools[o];	/* replaced: a new mode */
 			}
+		}
 		if (p) {
 			reload_pool(w, p, pc);
 		} else {
@@ -452,6 +507,8 @@ static void reload_pools(struct gw_worker *w, const struct gw_config *cfg)
 				gw_err("pool=%s msg=\"reload: cannot create pool\"", pc->name);
 				continue;
 			}
+			if (same_name)
+				carry_pool(p, same_name);
 			gw_info("pool=%s msg=\"pool added by reload\"", pc->name);
 			if (!pc->is_lazy)
 				gw_pool_start(w, p);

@@ -167,16 +167,27 @@ static void quiet_for(int fd, int ms, const char *what)
 
 /* method path on the stats port with the bearer token (NULL: none) and extra raw bytes after
  * the head (a body, or NULL); the status, and the body in *body (malloc'd). */
+static int http_raw(const char *req, size_t n, char **body);
+
 static int http(const char *method, const char *path, const char *token, const char *extra,
 		char **body)
 {
 	char req[4096];
-	int fd = T_OK(t_tcp_connect("127.0.0.1", stats_port, 3000));
 	int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: x\r\n%s%s%s%s\r\n%s", method,
 			 path, token ? "Authorization: Bearer " : "", token ? token : "",
 			 token ? "\r\n" : "", extra ? "Content-Type: text/plain\r\n" : "",
 			 extra ? extra : "");
-	T_OK(t_send_all(fd, req, (size_t)n));
+	cr_assert(n > 0 && (size_t)n < sizeof(req));
+	return http_raw(req, (size_t)n, body);
+}
+
+/* req[0..n) as it is on a new stats connection: the status, the body in *body */
+static int http_raw(const char *req, size_t n, char **body)
+{
+	const char *method = "?", *path = req;
+	int fd = T_OK(t_tcp_connect("127.0.0.1", stats_port, 3000));
+
+	T_OK(t_send_all(fd, req, n));
 	size_t len = 0, cap = 65536;
 	char *buf = malloc(cap);
 	cr_assert(buf != NULL);
@@ -184,7 +195,7 @@ static int http(const char *method, const char *path, const char *token, const c
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int left = (int)(deadline - t_now_ms());
-		cr_assert(left > 0 && poll(&p, 1, left) == 1, "%s %s: no answer", method, path);
+		cr_assert(left > 0 && poll(&p, 1, left) == 1, "%s %.60s: no answer", method, path);
 		if (len + 1 >= cap) {
 			cap *= 2;
 			buf = realloc(buf, cap);
@@ -198,7 +209,7 @@ static int http(const char *method, const char *path, const char *token, const c
 	close(fd);
 	buf[len] = '\0';
 	int status = 0;
-	cr_assert(sscanf(buf, "HTTP/1.1 %d", &status) == 1, "%s %s: bad answer %.200s", method,
+	cr_assert(sscanf(buf, "HTTP/1.1 %d", &status) == 1, "%s %.60s: bad answer %.200s", method,
 		  path, buf);
 	char *b = strstr(buf, "\r\n\r\n");
 	*body = strdup(b ? b + 4 : "");
@@ -789,6 +800,106 @@ Test(admin_actions, http_actions_behind_the_token)
 	T_OK(t_wait_file_contains(audit_path, 0, "action=reload arg=\"\" outcome=\"ok: reloaded\"",
 				  3000));
 	T_OK(t_wait_file_contains(gate->err_path, 0, "via=http action=disable", 3000));
+}
+
+/*
+ * Review 1 (#6, #7, #11): the token counts only in the header section, never in a body; a
+ * kill id is decimal digits in 1..INT64_MAX, nothing looser; and an admin request refused
+ * before its action (wrong method spelling, a head too large) is audited as refused.
+ */
+Test(admin_actions, http_token_ids_and_early_refusals)
+{
+	start(&(struct opts){ .workers = 1, .queue_timeout_ms = 5000, .has_token = true });
+	char *body;
+	int st;
+
+	/* the token in a body only: 401, for an action and for /stats */
+	const char *in_body = "Authorization: Bearer " TOKEN "\r\n\r\n";
+	st = http("POST", "/admin/pause?pool=p", NULL, in_body, &body);
+	cr_assert_eq(st, 401, "token in the body only: %d %s", st, body);
+	free(body);
+	cr_assert_not(is_paused(true, "p"));
+	st = http("GET", "/stats", NULL, in_body, &body);
+	cr_assert_eq(st, 401, "GET /stats with the token in the body only: %d", st);
+	free(body);
+	/* ... and a body that follows a good header does not spoil it */
+	st = http("POST", "/admin/pause?pool=p", TOKEN, "Authorization: Bearer wrong\r\n\r\n",
+		  &body);
+	cr_assert_eq(st, 200, "good header, hostile body: %d %s", st, body);
+	free(body);
+	st = post("/admin/resume?pool=p", TOKEN, &body);
+	cr_assert_eq(st, 200, "%d %s", st, body);
+	free(body);
+
+	/* kill ids: strict */
+	static const char *const bad_ids[] = {
+		"+5", "%205", "5%20", "%2B5", "0x5", "5.0", "0", "", "-0",
+		"9223372036854775808",		/* INT64_MAX + 1 */
+		"18446744073709551615",		/* UINT64_MAX */
+		"18446744073709551616",		/* UINT64_MAX + 1 */
+		"99999999999999999999999",
+	};
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+		char path[96];
+		snprintf(path, sizeof(path), "/admin/kill?id=%s", bad_ids[i]);
+		st = post(path, TOKEN, &body);
+		cr_assert_eq(st, 400, "%s: %d %s", path, st, body);
+		free(body);
+	}
+	st = post("/admin/kill?id=9223372036854775807", TOKEN, &body);	/* INT64_MAX: nobody */
+	cr_assert_eq(st, 404, "INT64_MAX: %d %s", st, body);
+	cr_assert(strstr(body, "no client with id 9223372036854775807"), "%s", body);
+	free(body);
+	/* a real client's id, with leading zeros: killed, and the id comes back as given */
+	int ops = ops_connect(), dev = dev_connect();
+	int64_t id = client_id(ops, dev, NULL);
+	char path[96], want[64];
+	snprintf(path, sizeof(path), "/admin/kill?id=000%" PRId64, id);
+	st = post(path, TOKEN, &body);
+	cr_assert_eq(st, 200, "%s: %d %s", path, st, body);
+	snprintf(want, sizeof(want), "\"id\":%" PRId64 "}", id);
+	cr_assert(strstr(body, want), "%s: want %s", body, want);
+	free(body);
+	T_OK(t_wait_closed(dev, 3000, NULL));
+	close(dev);
+	close(ops);
+
+	/* refused before the action: each one audited */
+	st = http("post", "/admin/pause?pool=p", TOKEN, NULL, &body);
+	cr_assert_eq(st, 405, "lowercase post: %d %s", st, body);
+	free(body);
+	st = http("GET", "/admin/resume?pool=p", TOKEN, NULL, &body);
+	cr_assert_eq(st, 405, "GET on an action: %d %s", st, body);
+	free(body);
+	cr_assert_not(is_paused(true, "p"));
+	size_t big_n = 12000;
+	char *big = malloc(big_n + 1);
+	cr_assert(big);
+	int n = snprintf(big, big_n, "POST /admin/disable?backend=b1 HTTP/1.1\r\nHost: x\r\n"
+			 "Authorization: Bearer " TOKEN "\r\nCookie: ");
+	memset(big + n, 'c', big_n - (size_t)n);
+	big[big_n] = '\0';
+	st = http_raw(big, big_n, &body);
+	cr_assert_eq(st, 431, "a 12000-byte head: %d %s", st, body);
+	cr_assert(strstr(body, "8191"), "431 body names the cap: %s", body);
+	free(body);
+	free(big);
+	T_OK(t_wait_file_contains(audit_path, 0, "via=http action=pause arg=\"\" outcome=\"refused "
+				  "405: qgate: admin actions take POST", 3000));
+	T_OK(t_wait_file_contains(audit_path, 0, "via=http action=resume arg=\"\" outcome=\"refused "
+				  "405", 3000));
+	T_OK(t_wait_file_contains(audit_path, 0, "via=http action=disable arg=\"\" outcome="
+				  "\"refused 431", 3000));
+	T_OK(t_wait_file_contains(audit_path, 0, "action=kill arg=\"\" outcome=\"refused 400",
+				  3000));
+	T_OK(t_wait_file_contains(audit_path, 0, "action=pause arg=\"\" outcome=\"refused 401",
+				  3000));
+	/* the refusals changed nothing */
+	char state[32];
+	bool is_dis;
+	be_state(true, "p", "b1", state, sizeof(state), &is_dis);
+	cr_assert_not(is_dis);
+	stop_clean();
 }
 
 /* q actions are audited with the logged-in user, refusals too, one line each. */
