@@ -160,6 +160,56 @@ static void *xcalloc(struct ctx *c, size_t n, size_t size)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Name index                                                                               */
+
+/*
+ * key -> the index it was first seen at, for the checks that compare every pool (or
+ * backend address) with those before it: a scan per entry made a 24k-pool file take seconds
+ * to load, on the main thread at a SIGHUP. Open addressing; keys are borrowed.
+ */
+struct name_map {
+	const char **key;
+	size_t *val;
+	size_t mask;
+};
+
+static bool name_map_init(struct ctx *c, struct name_map *m, size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	m->key = xcalloc(c, cap, sizeof(*m->key));
+	m->val = xcalloc(c, cap, sizeof(*m->val));
+	m->mask = cap - 1;
+	return m->key && m->val;
+}
+
+static void name_map_free(struct name_map *m)
+{
+	free(m->key);
+	free(m->val);
+}
+
+/* The index key was first given, or SIZE_MAX when it is new (it is then stored with val). */
+static size_t name_map_put(struct name_map *m, const char *key, size_t val)
+{
+	uint64_t h = 1469598103934665603ull;	/* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
+		if (!m->key[i]) {
+			m->key[i] = key;
+			m->val[i] = val;
+			return SIZE_MAX;
+		}
+		if (!strcmp(m->key[i], key))
+			return m->val[i];
+	}
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Unknown keys                                                                             */
 
 /* Edit distance of two short strings, capped: only used to suggest a key for a typo. */
@@ -1506,20 +1556,20 @@ static void pool_check(struct ctx *c, json_t *j, void *base)
 		p->backends = xcalloc(c, p->n_backends, sizeof(*p->backends));
 		if (!p->backends)
 			p->n_backends = 0;
+		struct name_map names = { 0 };
+		name_map_init(c, &names, p->n_backends);
 		for (size_t i = 0; i < p->n_backends; i++) {
 			size_t o = path_push_idx(c, i);
 
 			parse_elem(c, &backend_table, json_array_get(backends, i), &p->backends[i]);
-			for (size_t k = 0; k < i && p->backends[i].name; k++) {
-				if (p->backends[k].name &&
-				    !strcmp(p->backends[k].name, p->backends[i].name)) {
-					err_key(c, "name", "duplicate backend name \"%.64s\" "
-						"(also backends[%zu])", p->backends[i].name, k);
-					break;
-				}
-			}
+			size_t k = p->backends[i].name && names.key ?
+				name_map_put(&names, p->backends[i].name, i) : SIZE_MAX;
+			if (k != SIZE_MAX)
+				err_key(c, "name", "duplicate backend name \"%.64s\" "
+					"(also backends[%zu])", p->backends[i].name, k);
 			path_pop(c, o);
 		}
+		name_map_free(&names);
 		path_pop(c, old);
 	}
 	if (p->is_dedicated && p->mode == GW_MODE_SESSION)
@@ -1534,37 +1584,58 @@ static void pool_check(struct ctx *c, json_t *j, void *base)
 }
 
 /* A q process has one max_inflight however many pools name it: backends at the same
- * address must agree on it (they share one count, gateway/shared.c). */
+ * address must agree on it (they share one count, gateway/shared.c). Each backend is
+ * compared with the first one given at its address. */
 static void check_same_backends(struct ctx *c, const struct gw_config *cfg)
 {
-	size_t old = path_push_key(c, "pools");
+	struct first { size_t pool, backend; uint32_t max_inflight; } *firsts;
+	struct name_map seen = { 0 };
+	char **keys;
+	size_t n = 0, f = 0, old = path_push_key(c, "pools");
 
+	for (size_t i = 0; i < cfg->n_pools; i++)
+		n += cfg->pools[i].n_backends;
+	keys = xcalloc(c, n, sizeof(*keys));
+	firsts = xcalloc(c, n, sizeof(*firsts));
+	if (!keys || !firsts || !name_map_init(c, &seen, n))
+		goto out;
 	for (size_t i = 0; i < cfg->n_pools; i++) {
 		const struct gw_pool_cfg *p = &cfg->pools[i];
 		size_t o = path_push_idx(c, i), ob = path_push_key(c, "backends");
 		for (size_t b = 0; b < p->n_backends; b++) {
 			const struct gw_backend_cfg *be = &p->backends[b];
-			bool found = false;
-			for (size_t k = 0; k <= i && !found; k++) {
-				size_t nb = k == i ? b : cfg->pools[k].n_backends;
-				for (size_t m = 0; m < nb && !found; m++) {
-					const struct gw_backend_cfg *o2 = &cfg->pools[k].backends[m];
-					if (!be->addr.text || !o2->addr.text ||
-					    !gw_addr_same(&be->addr, &o2->addr) ||
-					    be->max_inflight == o2->max_inflight)
-						continue;
-					size_t oi = path_push_idx(c, b);
-					err_key(c, "max_inflight", "%u differs from %u given for the "
-						"same address in pools[%zu].backends[%zu] (one q process, "
-						"one limit)", be->max_inflight, o2->max_inflight, k, m);
-					path_pop(c, oi);
-					found = true;
-				}
+			if (!be->addr.text)
+				continue;
+			/* gw_addr_key: equal exactly when gw_addr_same holds */
+			size_t kn = strlen(be->addr.host ? be->addr.host : "") +
+				    strlen(be->addr.path ? be->addr.path : "") + 32;
+			keys[f] = xcalloc(c, kn, 1);
+			if (!keys[f] || gw_addr_key(&be->addr, keys[f], kn) < 0) {
+				free(keys[f]);
+				keys[f] = NULL;
+				continue;
 			}
+			firsts[f] = (struct first){ i, b, be->max_inflight };
+			size_t k = name_map_put(&seen, keys[f], f);
+			f++;
+			if (k == SIZE_MAX || firsts[k].max_inflight == be->max_inflight)
+				continue;
+			size_t oi = path_push_idx(c, b);
+			err_key(c, "max_inflight", "%u differs from %u given for the same address in "
+				"pools[%zu].backends[%zu] (one q process, one limit)",
+				be->max_inflight, firsts[k].max_inflight, firsts[k].pool,
+				firsts[k].backend);
+			path_pop(c, oi);
 		}
 		path_pop(c, ob);
 		path_pop(c, o);
 	}
+out:
+	for (size_t i = 0; keys && i < n; i++)
+		free(keys[i]);
+	free(keys);
+	free(firsts);
+	name_map_free(&seen);
 	path_pop(c, old);
 }
 
@@ -1589,21 +1660,21 @@ static void parse_pools(struct ctx *c, json_t *root, struct gw_config *cfg)
 		cfg->n_pools = 0;
 		return;
 	}
+	struct name_map names = { 0 };
+	name_map_init(c, &names, cfg->n_pools);
 	old = path_push_key(c, "pools");
 	for (i = 0; i < cfg->n_pools; i++) {
 		size_t o = path_push_idx(c, i);
 
 		parse_elem(c, &pool_table, json_array_get(arr, i), &cfg->pools[i]);
-		for (size_t k = 0; k < i && cfg->pools[i].name; k++) {
-			if (cfg->pools[k].name && !strcmp(cfg->pools[k].name, cfg->pools[i].name)) {
-				err_key(c, "name",
-					"duplicate pool name \"%.64s\" (also pools[%zu])",
-					cfg->pools[i].name, k);
-				break;
-			}
-		}
+		size_t k = cfg->pools[i].name && names.key ?
+			name_map_put(&names, cfg->pools[i].name, i) : SIZE_MAX;
+		if (k != SIZE_MAX)
+			err_key(c, "name", "duplicate pool name \"%.64s\" (also pools[%zu])",
+				cfg->pools[i].name, k);
 		path_pop(c, o);
 	}
+	name_map_free(&names);
 	path_pop(c, old);
 	check_same_backends(c, cfg);
 }
