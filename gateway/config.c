@@ -39,6 +39,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "gateway/logval.h"
 #include "gateway/pwhash.h"
 
 #define CFG_MAX_FILE_BYTES	(16u << 20)	/* a config bigger than this is a mistake */
@@ -2015,6 +2016,30 @@ static void sort_errors(struct ctx *c, json_t *root)
 }
 
 /* Parse a decoded document (or report the decode error) and hand back config or errors. */
+/* Names come from whoever wrote the file: each is escaped once here, so no log line can be
+ * forged by a name holding a newline or a quote (an unnamed one prints as "-"). */
+static char *log_name(struct ctx *c, const char *name)
+{
+	char *v = gw_log_value_dup(name ? name : "-");
+
+	if (!v)
+		c->is_oom = true;
+	return v;
+}
+
+static void set_log_names(struct ctx *c, struct gw_config *cfg)
+{
+	for (size_t i = 0; cfg->listeners && i < cfg->n_listeners; i++)
+		cfg->listeners[i].log_name = log_name(c, cfg->listeners[i].name);
+	for (size_t i = 0; cfg->pools && i < cfg->n_pools; i++) {
+		struct gw_pool_cfg *p = &cfg->pools[i];
+
+		p->log_name = log_name(c, p->name);
+		for (size_t k = 0; p->backends && k < p->n_backends; k++)
+			p->backends[k].log_name = log_name(c, p->backends[k].name);
+	}
+}
+
 static struct gw_config *finish(struct ctx *c, json_t *root, const json_error_t *jerr,
 				const char *name, char **errs)
 {
@@ -2038,6 +2063,8 @@ static struct gw_config *finish(struct ctx *c, json_t *root, const json_error_t 
 			c->cfg = cfg;
 			table_defaults(c, &top_table, cfg);
 			table_parse(c, &top_table, root, cfg);
+			if (!c->n_err)
+				set_log_names(c, cfg);
 			sort_errors(c, root);
 		}
 	}
@@ -2166,6 +2193,7 @@ void gw_cfg_free(struct gw_config *cfg)
 		struct gw_listener_cfg *l = &cfg->listeners[i];
 
 		free(l->name);
+		free(l->log_name);
 		gw_addr_free(&l->addr);
 		free(l->pool);
 		tls_free(l->tls);
@@ -2188,6 +2216,7 @@ void gw_cfg_free(struct gw_config *cfg)
 			struct gw_backend_cfg *b = &p->backends[k];
 
 			free(b->name);
+			free(b->log_name);
 			gw_addr_free(&b->addr);
 			free(b->user);
 			if (b->password)	/* secrets do not linger in freed memory */
@@ -2197,6 +2226,7 @@ void gw_cfg_free(struct gw_config *cfg)
 		}
 		free(p->backends);
 		free(p->name);
+		free(p->log_name);
 		free(p->health.query);
 	}
 	free(cfg->pools);
