@@ -1123,3 +1123,36 @@ Test(config, large_file_loads_in_linear_time, .timeout = 60)
 	free(fixed);
 	free(json);
 }
+
+/* Names reach log lines escaped (log_name, addr.log_text) and are at most 255 bytes. */
+Test(config, names_for_logs)
+{
+	char *errs = NULL;
+	struct gw_config *cfg = gw_cfg_parse("{\"listeners\": [{\"name\": \"l\\n1\", \"listen\": "
+					     "\"127.0.0.1:5000\", \"pool\": \"p \\\"x\\\"\"}], "
+					     "\"pools\": [{\"name\": \"p \\\"x\\\"\", \"backends\": "
+					     "[{\"name\": \"b=\\\\\", \"address\": \"unix:/tmp/q \\u0001\"}, "
+					     "{\"address\": \"h2:2\"}]}]}", "t", &errs);
+
+	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	cr_assert_str_eq(cfg->listeners[0].log_name, "\"l\\n1\"");
+	cr_assert_str_eq(cfg->listeners[0].addr.log_text, "127.0.0.1:5000");
+	cr_assert_str_eq(cfg->pools[0].log_name, "\"p \\\"x\\\"\"");
+	cr_assert_str_eq(cfg->pools[0].backends[0].log_name, "\"b=\\\\\"");
+	cr_assert_str_eq(cfg->pools[0].backends[0].addr.log_text, "\"unix:/tmp/q \\x01\"");
+	cr_assert_str_eq(cfg->pools[0].backends[1].log_name, "h2:2");
+	gw_cfg_free(cfg);
+
+	char name[300], *json = NULL;
+	memset(name, 'n', 256);
+	name[256] = '\0';
+	cr_assert(asprintf(&json, "{\"pools\": [{\"name\": \"%s\", \"backends\": [{\"name\": \"%s\", "
+			   "\"address\": \"h:1\"}]}], \"listeners\": [{\"name\": \"%.255s\"}]}",
+			   name, name, name) > 0);
+	cr_assert_null(gw_cfg_parse(json, "t", &errs));
+	/* a listener name of 255 bytes is fine */
+	cr_assert_str_eq(errs, "pools[0].name: longer than 255 bytes (256)\n"
+			 "pools[0].backends[0].name: longer than 255 bytes (256)", "%s", errs);
+	free(errs);
+	free(json);
+}
