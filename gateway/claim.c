@@ -105,8 +105,7 @@ static int claim_one(struct gw_claims *cl, const struct gw_addr *a, char *err, s
 			close(fd);
 		snprintf(err, err_n, "listen=%s msg=\"address in use: another process listens "
 			 "there (a second qgate with the same configuration?)\" err=\"%s\"",
-			 a->log_text,
-			 strerror(-ret));
+			 a->log_text, strerror(-ret));
 		return ret == -EADDRINUSE || fd == -EADDRINUSE ? -EADDRINUSE : ret;
 	}
 	int *fds = realloc(cl->fds, (cl->n + 1) * sizeof(*fds));

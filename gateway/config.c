@@ -187,7 +187,13 @@ static bool name_map_init(struct ctx *c, struct name_map *m, size_t n)
 	m->key = xcalloc(c, cap, sizeof(*m->key));
 	m->val = xcalloc(c, cap, sizeof(*m->val));
 	m->mask = cap - 1;
-	return m->key && m->val;
+	if (m->key && m->val)
+		return true;
+	free(m->key);	/* out of memory (reported): the checks are skipped */
+	free(m->val);
+	m->key = NULL;
+	m->val = NULL;
+	return false;
 }
 
 static void name_map_free(struct name_map *m)
