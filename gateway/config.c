@@ -46,9 +46,9 @@
 #define CFG_MAX_SECRET_BYTES	4096		/* password_file */
 #define CFG_MAX_MSG_BYTES	(1ll << 40)	/* top of the message and client buffer sizes */
 
-/* pool, backend and listener names: what admin actions accept (actions.h), and short enough
- * that a log line naming three of them stays under log.c's 4 KiB with its msg= */
-#define CFG_MAX_NAME_BYTES	255
+/* a name's escaped form in log lines is cut (ending ...") past this: a line naming a backend,
+ * its pool and its address then stays under log.c's 4 KiB payload with its msg= */
+#define CFG_MAX_LOG_NAME	1024
 
 /* ---------------------------------------------------------------------------------------- */
 /* Error collection and JSON paths                                                          */
@@ -1071,8 +1071,7 @@ static const struct table backend_tls_table = {
 
 #define TBL struct gw_backend_cfg
 static const struct field backend_rows[] = {
-	R_STR("name", name, 0, NULL,
-	      "name in logs, /stats and errors (at most 255 bytes); default: the address"),
+	R_STR("name", name, 0, NULL, "name in logs, /stats and errors; default: the address"),
 	R_ADDR("address", addr, F_REQ, NULL, "where the q process listens"),
 	R_STR("user", user, F_NAME, NULL, "user in the backend handshake; null: gateway_user"),
 	R_CODE("password", "the password, inline"),
@@ -1132,8 +1131,7 @@ static const struct table health_table = { health_rows, N_ROWS(health_rows), NUL
 
 #define TBL struct gw_pool_cfg
 static const struct field pool_rows[] = {
-	R_STR("name", name, F_REQ, NULL,
-	      "what listeners, users and rules call the pool (at most 255 bytes)"),
+	R_STR("name", name, F_REQ, NULL, "what listeners, users and rules call the pool"),
 	R_ENUM("mode", mode, mode_names, NULL, GW_MODE_QUERY,
 	       "query: any free connection per request; session: one per client"),
 	R_ENUM("strategy", strategy, strategy_names, NULL, GW_STRATEGY_LEAST_OUTSTANDING,
@@ -1163,8 +1161,7 @@ static const struct table pool_table = { pool_rows, N_ROWS(pool_rows), pool_chec
 
 #define TBL struct gw_listener_cfg
 static const struct field listener_rows[] = {
-	R_STR("name", name, 0, NULL,
-	      "name in logs and /stats (at most 255 bytes); default: the listen text"),
+	R_STR("name", name, 0, NULL, "name in logs and /stats; default: the listen text"),
 	R_ADDR("listen", addr, 0, "127.0.0.1:5050", "address to listen on"),
 	R_STR("pool", pool, 0, NULL, "pool of this listener's clients; default: the first pool"),
 	R_CODE_OBJ("tls", listener_tls_table, "object or null: terminate TLS"),
@@ -1499,13 +1496,6 @@ static struct gw_tls_cfg *parse_backend_tls(struct ctx *c, json_t *obj)
 	return t;
 }
 
-/* A pool, backend or listener name: at most CFG_MAX_NAME_BYTES (any bytes: logs escape it). */
-static void check_name_len(struct ctx *c, const char *name)
-{
-	if (name && strlen(name) > CFG_MAX_NAME_BYTES)
-		err_key(c, "name", "longer than %d bytes (%zu)", CFG_MAX_NAME_BYTES, strlen(name));
-}
-
 static void backend_check(struct ctx *c, json_t *j, void *base)
 {
 	struct gw_backend_cfg *b = base;
@@ -1513,7 +1503,6 @@ static void backend_check(struct ctx *c, json_t *j, void *base)
 
 	if (!b->name && !get(j, "name") && b->addr.text)
 		b->name = xstrdup(c, b->addr.text);	/* default name: the address */
-	check_name_len(c, b->name);
 	b->tls = parse_backend_tls(c, j);
 
 	if (n_src > 1) {
@@ -1567,7 +1556,6 @@ static void pool_check(struct ctx *c, json_t *j, void *base)
 	struct gw_pool_cfg *p = base;
 	json_t *backends = get_arr(c, j, "backends");
 
-	check_name_len(c, p->name);
 	if (!get(j, "backends")) {
 		err_key(c, "backends", "required: at least one backend");
 	} else if (backends && json_array_size(backends) == 0) {
@@ -1708,7 +1696,6 @@ static void listener_check(struct ctx *c, json_t *j, void *base)
 
 	if (!l->name && !get(j, "name") && l->addr.text)
 		l->name = xstrdup(c, l->addr.text);
-	check_name_len(c, l->name);
 	if (l->pool)
 		check_pool_ref(c, "pool", l->pool);
 	else if (!get(j, "pool"))
@@ -2040,13 +2027,22 @@ static void sort_errors(struct ctx *c, json_t *root)
 
 /* Parse a decoded document (or report the decode error) and hand back config or errors. */
 /* Names come from whoever wrote the file: each is escaped once here, so no log line can be
- * forged by a name holding a newline or a quote (an unnamed one prints as "-"). */
+ * forged by a name holding a newline or a quote (an unnamed one prints as "-"); one longer
+ * than CFG_MAX_LOG_NAME escaped is cut, still well-formed, and ends ...". */
 static char *log_name(struct ctx *c, const char *name)
 {
 	char *v = gw_log_value_dup(name ? name : "-");
+	size_t n = v ? strlen(v) : 0;
 
-	if (!v)
+	if (!v) {
 		c->is_oom = true;
+	} else if (n > CFG_MAX_LOG_NAME && v[0] == '"') {
+		gw_log_value(v, CFG_MAX_LOG_NAME - 3, name);	/* quoted and closed, shorter */
+		n = strlen(v);
+		memcpy(v + n - 1, "...\"", 5);
+	} else if (n > CFG_MAX_LOG_NAME) {
+		memcpy(v + CFG_MAX_LOG_NAME - 3, "...", 4);	/* a plain token: '.' is plain */
+	}
 	return v;
 }
 

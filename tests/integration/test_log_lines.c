@@ -242,13 +242,13 @@ static char *gate_json(bool is_json, bool is_second)
 	json_object_set_new(json_array_get(be, 1), "address", json_string(a2));
 	json_t *cfg = json_pack(
 		"{s:i, s:[{s:s, s:s, s:s}], s:{s:s, s:s}, s:{s:s, s:s},"
-		" s:[{s:s, s:o, s:{s:i}, s:{s:i}}, {s:s, s:[{s:s, s:s, s:i}], s:{s:i}}]}",
+		" s:[{s:s, s:o, s:{s:i, s:i}, s:{s:i}}, {s:s, s:[{s:s, s:s, s:i}], s:{s:i}}]}",
 		"workers", 1,
 		"listeners", "name", n[2], "listen", listen, "pool", n[3],
 		"stats", "listen", sl, "token", TOKEN,
 		"log", "level", "debug", "format", is_json ? "json" : "logfmt",
 		"pools",
-		"name", n[3], "backends", be, "reconnect", "delay_ms", 100,
+		"name", n[3], "backends", be, "reconnect", "delay_ms", 100, "max_delay_ms", 200,
 		"health", "interval_ms", 0,
 		"name", is_second ? n[4] : n[5], "backends",
 		"name", n[6], "address", n[7], "connections", 1,
@@ -341,9 +341,9 @@ static void run(bool is_json)
 	int port2 = b2->port;
 	t_proc_kill(b2);
 	T_OK(t_wait_file_contains(gate->err_path, 0, "backend down", 5000));
-	b2 = restart_b2(port2);
 	size_t from = t_file_size(gate->err_path);
-	T_OK(t_wait_file_contains(gate->err_path, from, "backend up", 5000));
+	b2 = restart_b2(port2);
+	T_OK(t_wait_file_contains(gate->err_path, from, "backend up", 10000));
 	query_ok(7);
 
 	/* the listener's pool by name, percent-encoded: "pool x\" \\ = y\n..." */

@@ -1124,7 +1124,7 @@ Test(config, large_file_loads_in_linear_time, .timeout = 60)
 	free(json);
 }
 
-/* Names reach log lines escaped (log_name, addr.log_text) and are at most 255 bytes. */
+/* Names reach log lines escaped (log_name, addr.log_text), a long one cut with "...". */
 Test(config, names_for_logs)
 {
 	char *errs = NULL;
@@ -1143,16 +1143,20 @@ Test(config, names_for_logs)
 	cr_assert_str_eq(cfg->pools[0].backends[1].log_name, "h2:2");
 	gw_cfg_free(cfg);
 
-	char name[300], *json = NULL;
-	memset(name, 'n', 256);
-	name[256] = '\0';
-	cr_assert(asprintf(&json, "{\"pools\": [{\"name\": \"%s\", \"backends\": [{\"name\": \"%s\", "
-			   "\"address\": \"h:1\"}]}], \"listeners\": [{\"name\": \"%.255s\"}]}",
-			   name, name, name) > 0);
-	cr_assert_null(gw_cfg_parse(json, "t", &errs));
-	/* a listener name of 255 bytes is fine */
-	cr_assert_str_eq(errs, "pools[0].name: longer than 255 bytes (256)\n"
-			 "pools[0].backends[0].name: longer than 255 bytes (256)", "%s", errs);
-	free(errs);
+	/* a long name is cut in logs, still one well-formed value, and ends with ... */
+	char name[2100], *json = NULL;
+	memset(name, 'n', 2000);
+	name[2000] = '\0';
+	cr_assert(asprintf(&json, "{\"pools\": [{\"name\": \"%s\", \"backends\": [{\"name\": "
+			   "\"\\\"%s\", \"address\": \"h:1\"}]}]}", name, name) > 0);
+	cfg = gw_cfg_parse(json, "t", &errs);
+	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	const char *pl = cfg->pools[0].log_name, *bl = cfg->pools[0].backends[0].log_name;
+	cr_assert_eq(strlen(pl), 1024, "%zu", strlen(pl));
+	cr_assert(strncmp(pl, "nnnn", 4) == 0 && strcmp(pl + 1021, "...") == 0, "%s", pl);
+	cr_assert(strlen(bl) <= 1024 && strncmp(bl, "\"\\\"nnn", 6) == 0, "%.20s", bl);
+	cr_assert(strcmp(bl + strlen(bl) - 4, "...\"") == 0, "%s", bl + strlen(bl) - 10);
+	cr_assert_str_eq(cfg->pools[0].name, name, "the name itself is whole");
+	gw_cfg_free(cfg);
 	free(json);
 }
