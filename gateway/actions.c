@@ -399,7 +399,8 @@ static void record(struct gw_worker *w, const struct gw_action_who *who, const c
 	gw_log_value(pv, sizeof(pv), who->peer && who->peer[0] ? who->peer : "-");
 	gw_log_value(av, sizeof(av), arg ? arg : "");
 	gw_log_value(ov, sizeof(ov), outcome);
-	gw_info("user=%s peer=%s via=%s action=%s arg=%s outcome=%s msg=\"admin action\"", uv, pv,
+	/* msg first: a line cut for its length (log.h) keeps it */
+	gw_info("msg=\"admin action\" user=%s peer=%s via=%s action=%s arg=%s outcome=%s", uv, pv,
 		who->via, action, av, ov);
 	gw_audit_action(w, uv, pv, who->via, action, av, ov);
 }

@@ -37,6 +37,7 @@ enum gw_compress {
 
 struct gw_listener_cfg {
 	char *name;
+	char *log_name;		/* name as a logfmt value (logval.h): what log lines print */
 	enum gw_compress compress;
 	struct gw_addr addr;
 	char *pool;		/* default pool for clients of this listener (must exist) */
@@ -74,6 +75,7 @@ enum gw_affinity {
 
 struct gw_backend_cfg {
 	char *name;
+	char *log_name;		/* name as a logfmt value (logval.h): what log lines print */
 	struct gw_addr addr;
 	char *user;		/* NULL: no credentials ("" user) */
 	char *password;		/* resolved from password / password_env / password_file */
@@ -108,6 +110,7 @@ struct gw_health_cfg {
 
 struct gw_pool_cfg {
 	char *name;
+	char *log_name;		/* name as a logfmt value (logval.h): what log lines print */
 	enum gw_pool_mode mode;
 	enum gw_strategy strategy;
 	enum gw_affinity affinity;	/* "none" */

@@ -250,6 +250,8 @@ static int reload_file(char *err, size_t err_n)
 		return -ESHUTDOWN;
 	}
 	const char *path = rl.path;
+	char fv[1024];	/* the file's name as a log value */
+	gw_log_value(fv, sizeof(fv), path);
 	if (file_unchanged(path, rl.latest)) {
 		/* nothing new is built or kept: the workers take the same configuration again,
 		 * which reads the TLS files again (certificate rotation) */
@@ -257,14 +259,14 @@ static int reload_file(char *err, size_t err_n)
 			__atomic_store_n(&rl.ts[i].w.pending_cfg, rl.latest, __ATOMIC_RELEASE);
 		gw_metrics_note_config(true);
 		gw_info("msg=\"reload: configuration unchanged, TLS files are read again\" file=%s",
-			path);
+			fv);
 		pthread_mutex_unlock(&rl.mu);
 		return 0;
 	}
 	struct gw_config *cfg = gw_cfg_load(path, &errs);
 	if (!cfg) {
 		gw_err("msg=\"reload: new configuration refused; keeping the running one\" file=%s",
-		       path);
+		       fv);
 		for (char *line = errs, *next; line && *line; line = next) {
 			next = strchr(line, '\n');
 			if (next)
@@ -284,7 +286,7 @@ static int reload_file(char *err, size_t err_n)
 	}
 	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
 		gw_err("msg=\"reload: new configuration refused; keeping the running one\" file=%s",
-		       path);
+		       fv);
 		log_reason(why);
 		if (err)
 			snprintf(err, err_n, "%s", why);
@@ -316,7 +318,7 @@ static int reload_file(char *err, size_t err_n)
 	}
 	gw_metrics_note_config(true);
 	gw_info("msg=\"reload: configuration accepted, workers apply it within a tick\" file=%s",
-		path);
+		fv);
 	pthread_mutex_unlock(&rl.mu);
 	return 0;
 }

@@ -45,7 +45,7 @@ struct gw_req {
 	/* for the audit log */
 	char user[32];
 	char what[48];			/* function name or query prefix */
-	const char *backend_name;
+	const char *backend_name;	/* as a logfmt value, for the audit line */
 	uint64_t req_bytes, resp_bytes;
 	bool is_qerror;			/* the backend answered with a q error */
 	bool gw_error;			/* failed by the gateway (already audited) */

@@ -490,9 +490,11 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 		gw_audit_req(w, r, text);
 	r->gw_error = true;
 	if (!r->is_sync) {
-		gw_warn("user=%s pool=%s msg=\"async message dropped\" reason=\"%s\"",
-			client_alive(r) ? r->client->cl.user_log : "-", r->pool ? r->pool->cfg->name : "-",
-			text);
+		char rv[512];	/* a backend's name, an admin's argument */
+		gw_log_value(rv, sizeof(rv), text);
+		gw_warn("user=%s pool=%s msg=\"async message dropped\" reason=%s",
+			client_alive(r) ? r->client->cl.user_log : "-",
+			r->pool ? r->pool->cfg->log_name : "-", rv);
 		r->state = GW_REQ_DONE;
 		gw_req_release(r);
 		return;
@@ -542,7 +544,7 @@ bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
 	/* first in line, in its pool and for its client: it was sent before all they hold */
 	enqueue(w, r, true);
 	gw_debug("pool=%s msg=\"request retried after its backend died\" retry=%u",
-		 p->cfg->name, r->retries);
+		 p->cfg->log_name, r->retries);
 	gw_pool_dispatch(w, p);
 	return true;
 }
@@ -568,8 +570,8 @@ static void log_moved(const struct gw_req *r, const struct pool_decision *d)
 		return;
 	gw_info("conn=%llu user=%s pool=%s from=%s to=%s msg=\"client moved to another backend: "
 		"its own is down\"", (unsigned long long)r->client->id, r->client->cl.user_log,
-		r->pool->cfg->name, gw_backend_of(d->moved_from)->cfg->name,
-		gw_backend_of(d->be)->cfg->name);
+		r->pool->cfg->log_name, gw_backend_of(d->moved_from)->cfg->log_name,
+		gw_backend_of(d->be)->cfg->log_name);
 }
 
 static void carry_out(struct gw_worker *w, struct gw_req *r, const struct pool_decision *d)
@@ -987,7 +989,7 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 	if (!pbe) {
 		/* paused (an admin's .qgate.pause): new sessions are refused, not held */
 		gw_info("conn=%llu peer=%s pool=%s msg=\"%s\"", (unsigned long long)c->id, c->peer,
-			p->cfg->name, p->pl.is_paused ? "pool paused: new session refused" :
+			p->cfg->log_name, p->pl.is_paused ? "pool paused: new session refused" :
 			"no session backend reachable");
 		return -ENOENT;
 	}
@@ -998,7 +1000,7 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 					   passthrough ? h->cred_len : 0, h->capability);
 	if (ret < 0)
 		gw_warn("conn=%llu peer=%s pool=%s msg=\"cannot open session connection\"",
-			(unsigned long long)c->id, c->peer, p->cfg->name);
+			(unsigned long long)c->id, c->peer, p->cfg->log_name);
 	return ret;
 }
 
@@ -1020,23 +1022,24 @@ void gw_session_ready(struct gw_worker *w, struct gw_conn *c, int capability)
 void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend,
 		     bool is_mid_message)
 {
-	char text[160];
+	char text[160], bv[512];
 	uint8_t buf[200];
 
+	gw_log_value(bv, sizeof(bv), backend);
 	c->cl.session_up = NULL;
 	if (is_mid_message) {
 		/* part of a message already went to the client: nothing may follow it (q too
 		 * would just drop the connection) */
 		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend lost in the "
 			"middle of a message: closing client\"", (unsigned long long)c->id, c->peer,
-			c->cl.user_log, backend);
+			c->cl.user_log, bv);
 		gw_conn_close(w, c, "session backend lost mid-message");
 		return;
 	}
 	if (c->cl.state != GW_CL_READY) {
 		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend refused or "
 			"unreachable: closing client\"", (unsigned long long)c->id, c->peer,
-			c->cl.user_log, backend);
+			c->cl.user_log, bv);
 		gw_conn_close(w, c, "session backend refused");
 		return;
 	}
@@ -1268,7 +1271,7 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 		if (uc) {
 			gw_warn("conn=%llu peer=%s backend=%s msg=\"client left in the middle of a "
 				"message: closing its backend connection\"", (unsigned long long)c->id,
-				c->peer, uc->up.be->cfg->name);
+				c->peer, uc->up.be->cfg->log_name);
 			gw_conn_close(w, uc, "client left mid-message");
 		}
 	}
@@ -1302,7 +1305,7 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 			pool_list_init(&g->pc.queued);
 			gw_debug("conn=%llu user=%s pool=%s msg=\"client left: its asyncs wait in "
 				 "the queue\"", (unsigned long long)c->id, c->cl.user_log,
-				 p->cfg->name);
+				 p->cfg->log_name);
 		}
 		pool_list_del(&r->pq.clink);
 		pool_list_add_tail(&g->pc.queued, &r->pq.clink);

@@ -52,7 +52,7 @@
 
 static const char *be_name(const struct gw_conn *c)
 {
-	return c->up.be->cfg->name;
+	return c->up.be->cfg->log_name;	/* for log lines */
 }
 
 /*
@@ -127,7 +127,8 @@ static int up_connect(struct gw_worker *w, struct gw_conn *c, const struct socka
 
 	if (fd < 0) {
 		int e = errno;
-		gw_warn("backend=%s msg=\"socket failed\" err=\"%s\"", be->cfg->name, strerror(e));
+		gw_warn("backend=%s msg=\"socket failed\" err=\"%s\"", be->cfg->log_name,
+			strerror(e));
 		gw_conn_close(w, c, "socket failed");
 		return -e;
 	}
@@ -176,16 +177,16 @@ static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 	int ret = gw_resolve_numeric(&be->cfg->addr, &ss, &len);
 
 	if (ret < 0 && ret != -EAGAIN) {
-		gw_warn("backend=%s address=%s msg=\"bad address\" err=\"%s\"", be->cfg->name,
-			be->cfg->addr.text, strerror(-ret));
+		gw_warn("backend=%s address=%s msg=\"bad address\" err=\"%s\"", be->cfg->log_name,
+			be->cfg->addr.log_text, strerror(-ret));
 		return NULL;
 	}
 	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_BACKEND, -1);
 	if (!c) {
-		gw_warn("backend=%s msg=\"no free connection slot\"", be->cfg->name);
+		gw_warn("backend=%s msg=\"no free connection slot\"", be->cfg->log_name);
 		return NULL;
 	}
-	snprintf(c->peer, sizeof(c->peer), "%s", be->cfg->addr.text);
+	gw_log_value(c->peer, sizeof(c->peer), be->cfg->addr.text);	/* for log lines */
 	c->up.be = be;
 	c->up.rec = kind == POOL_CONN_POOLED ? &be->pb.slots[slot].rec : &c->up.own_rec;
 	pool_conn_init(c->up.rec, &be->pb, kind, slot, c);
@@ -226,14 +227,14 @@ void gw_upstream_resolved(struct gw_worker *w, struct gw_conn *c,
 		if (resolve_fail_logged(be))
 			gw_warn("backend=%s pool=%s address=%s failures=%u msg=\"cannot resolve the "
 				"backend's name: trying again after the reconnect backoff\" "
-				"err=\"%s\"", be->cfg->name, be->pool->cfg->name, be->cfg->addr.text,
-				be->lookup_failures_in_row, err);
+				"err=\"%s\"", be->cfg->log_name, be->pool->cfg->log_name,
+				be->cfg->addr.log_text, be->lookup_failures_in_row, err);
 		gw_conn_close(w, c, "cannot resolve");
 		return;
 	}
 	if (be->lookup_failures_in_row) {
-		gw_info("backend=%s address=%s msg=\"backend's name resolves again\"", be->cfg->name,
-			be->cfg->addr.text);
+		gw_info("backend=%s address=%s msg=\"backend's name resolves again\"",
+			be->cfg->log_name, be->cfg->addr.log_text);
 		be->lookup_failures_in_row = 0;
 	}
 	up_connect(w, c, ss, len);
@@ -264,7 +265,7 @@ int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, st
 	if (!c)
 		return -EAGAIN;
 	be->pool->n_dedicated++;	/* it counts for its backend's load until closed */
-	r->backend_name = be->cfg->name;
+	r->backend_name = be->cfg->log_name;
 	be->requests++;
 	c->up.owed = r;
 	r->backend = c;
@@ -321,7 +322,7 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 			     be->pb.slots[c->up.rec->slot].failures > 0;
 		if (!quiet)
 			gw_warn("backend=%s address=%s msg=\"connect failed\" err=\"%s\"",
-				be->cfg->name, be->cfg->addr.text,
+				be->cfg->log_name, be->cfg->addr.log_text,
 				res == -ECANCELED ? "connect timeout" : strerror(-res));
 		gw_conn_close(w, c, "connect failed");
 		return;
@@ -346,7 +347,7 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 					 fallback && cap > 3 ? 3 : cap);
 		if (n < 0) {
 			gw_err("backend=%s msg=\"credentials do not fit a q handshake\"",
-			       be->cfg->name);
+			       be->cfg->log_name);
 			gw_conn_close(w, c, "bad credentials");
 			return;
 		}
@@ -389,7 +390,7 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 		be->connect_ok_ms = w->now_ms;
 		if (pool_session_ok(&be->pb))
 			gw_info("backend=%s pool=%s msg=\"session backend reachable again\"",
-				be->cfg->name, be->pool->cfg->name);
+				be->cfg->log_name, be->pool->cfg->log_name);
 		if (!cl) {
 			gw_conn_close(w, c, "session client gone");
 			return;
@@ -402,7 +403,8 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	if (!be->was_up) {
 		be->was_up = true;
 		gw_info("backend=%s pool=%s address=%s capability=%d msg=\"backend up\"",
-			be->cfg->name, be->pool->cfg->name, be->cfg->addr.text, capability);
+			be->cfg->log_name, be->pool->cfg->log_name, be->cfg->addr.log_text,
+			capability);
 	}
 	gw_upstream_set_state(w, c, POOL_IDLE);
 	gw_pool_dispatch(w, be->pool);
@@ -467,7 +469,7 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 	p->dropped_unsolicited++;
 	if ((p->dropped_unsolicited & (p->dropped_unsolicited - 1)) == 0)	/* 1,2,4,8.. */
 		gw_warn("backend=%s pool=%s type=%s dropped_total=%llu msg=\"message started "
-			"by backend on a shared connection dropped\"", be_name(c), p->cfg->name,
+			"by backend on a shared connection dropped\"", be_name(c), p->cfg->log_name,
 			st->hdr.msg_type == QIPC_SYNC ? "sync" : "async",
 			(unsigned long long)p->dropped_unsolicited);
 	c->up.is_skipping = true;
@@ -539,7 +541,8 @@ static void heard(struct gw_worker *w, struct gw_backend_rt *be)
 	be->last_heard_ms = w->now_ms;
 	if (be->health_fails) {
 		gw_info("backend=%s pool=%s failures=%u msg=\"backend answers again: health check "
-			"failures reset\"", be->cfg->name, be->pool->cfg->name, be->health_fails);
+			"failures reset\"", be->cfg->log_name, be->pool->cfg->log_name,
+			be->health_fails);
 		be->health_fails = 0;
 	}
 }
@@ -553,7 +556,8 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	if (gw_up_state(c) == POOL_HANDSHAKE) {
 		int cap = p[0];
 		if (cap > UP_CAPABILITY) {
-			gw_warn("backend=%s msg=\"bad handshake reply\" byte=%d", be->cfg->name, cap);
+			gw_warn("backend=%s msg=\"bad handshake reply\" byte=%d", be->cfg->log_name,
+				cap);
 			gw_conn_close(w, c, "bad handshake reply");
 			return;
 		}
@@ -571,7 +575,7 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		int ret = qipc_framer_feed(&c->fr, p, n, &st);
 		if (ret < 0) {
 			gw_warn("backend=%s msg=\"protocol error from backend: closing\" err=\"%s\"",
-				be->cfg->name, strerror(-ret));
+				be->cfg->log_name, strerror(-ret));
 			gw_conn_close(w, c, "backend protocol error");
 			return;
 		}
@@ -602,7 +606,7 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	 * the next request could not be told from them */
 	if (!c->is_closing && gw_up_state(c) == POOL_IDLE && !qipc_framer_idle(&c->fr)) {
 		gw_warn("backend=%s msg=\"bytes with no request outstanding: closing\"",
-			be->cfg->name);
+			be->cfg->log_name);
 		c->up.be->pool->unsolicited_closes++;
 		gw_conn_close(w, c, "unsolicited bytes");
 	}
@@ -615,7 +619,7 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 
 	be->requests++;
 	be->bytes_out += msg->len;
-	r->backend_name = be->cfg->name;
+	r->backend_name = be->cfg->log_name;
 	if (r->is_sync && be->pool->cfg->is_idempotent && !r->is_streamed) {
 		/* keep the request: if this backend dies before answering, it is sent again */
 		gw_tx_append(w, c, msg->data, msg->len);
@@ -661,7 +665,8 @@ static void session_failed(struct gw_worker *w, struct gw_backend_rt *be)
 
 	if (be->pb.session_failures == 1)
 		gw_warn("backend=%s pool=%s msg=\"session backend unreachable: new sessions go to "
-			"other backends\" retry_ms=%lld", be->cfg->name, be->pool->cfg->name,
+			"other backends\" retry_ms=%lld", be->cfg->log_name,
+			be->pool->cfg->log_name,
 			(long long)delay);
 }
 
@@ -733,15 +738,15 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	if (be->is_retired)
 		return;	/* closed on purpose by a reload: nothing lost, nothing to reopen */
 	if (was >= POOL_IDLE)
-		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->name,
-			be->pool->cfg->name);
+		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->log_name,
+			be->pool->cfg->log_name);
 	if (was == POOL_HANDSHAKE && c->is_peer_gone) {
 		/* the backend closed before its one-byte reply: wrong credentials, or a q too old
 		 * for the capability offered. Alternate 6 and 3 so either case can recover. A
 		 * handshake qgate gave up on (timeout, logged as such) says neither. */
 		if (!sl->is_alt_hello)
 			gw_warn("backend=%s msg=\"backend closed the handshake: check its user and "
-				"password; trying capability 3 next\"", be->cfg->name);
+				"password; trying capability 3 next\"", be->cfg->log_name);
 		sl->is_alt_hello = !sl->is_alt_hello;
 	}
 	if (w->is_stopping)
@@ -753,11 +758,12 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	};
 	if (pool_slot_lost(&be->pb, slot, was, &bc, pool_rand01(&be->pool->pl.selector),
 			   w->now_ms) < 0)
-		gw_err("backend=%s msg=\"reconnect attempts exhausted: giving up\"", be->cfg->name);
+		gw_err("backend=%s msg=\"reconnect attempts exhausted: giving up\"",
+			be->cfg->log_name);
 	if (pool_be_up(&be->pb) == 0 && be->was_up) {
 		be->was_up = false;
-		gw_warn("backend=%s pool=%s msg=\"backend down\"", be->cfg->name,
-			be->pool->cfg->name);
+		gw_warn("backend=%s pool=%s msg=\"backend down\"", be->cfg->log_name,
+			be->pool->cfg->log_name);
 	}
 }
 
@@ -861,7 +867,8 @@ static void take_out(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backen
 		     struct gw_conn *c)
 {
 	gw_warn("backend=%s pool=%s failures=%u msg=\"health checks failed %u times in a row, "
-		"nothing heard meanwhile: taking the backend out\"", be->cfg->name, p->cfg->name,
+		"nothing heard meanwhile: taking the backend out\"", be->cfg->log_name,
+		p->cfg->log_name,
 		be->health_fails, be->health_fails);
 	for (int s = 0; s < be->cfg->connections; s++) {
 		struct gw_conn *o = gw_slot_conn(be, s);
@@ -888,8 +895,9 @@ static void health_failed(struct gw_worker *w, struct gw_pool_rt *p, struct gw_b
 		return;
 	}
 	gw_warn("backend=%s pool=%s failures=%u of=%u msg=\"health check not answered in time: "
-		"busy or gone; the connection stays and drains the late answer\"", be->cfg->name,
-		p->cfg->name, be->health_fails, max);
+		"busy or gone; the connection stays and drains the late answer\"",
+		be->cfg->log_name,
+		p->cfg->log_name, be->health_fails, max);
 	/* the check still outstanding stands for the next one: no answer by the time that
 	 * would be due is the next failure */
 	c->up.query_deadline_ms = w->now_ms + (h->interval_ms > h->timeout_ms ? h->interval_ms :
@@ -934,7 +942,7 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 		return;
 	enum pool_conn_state st = gw_up_state(c);
 	if (st == POOL_HANDSHAKE || st == POOL_CONNECTING) {
-		gw_warn("backend=%s msg=\"handshake timeout\"", be->cfg->name);
+		gw_warn("backend=%s msg=\"handshake timeout\"", be->cfg->log_name);
 		gw_conn_close(w, c, "handshake timeout");
 	} else if (st == POOL_BUSY && c->up.owed && c->up.owed->is_health) {
 		struct gw_req *r = c->up.owed;
@@ -952,7 +960,7 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 		gw_req_fail(w, c->up.owed, "qgate: timeout");
 	} else if (st >= POOL_BUSY) {
 		gw_warn("backend=%s msg=\"abandoned answer still not in after %u ms: closing "
-			"connection\"", be->cfg->name, w->cfg->limits.drain_timeout_ms);
+			"connection\"", be->cfg->log_name, w->cfg->limits.drain_timeout_ms);
 		gw_conn_close(w, c, "drain timeout");
 	}
 }
