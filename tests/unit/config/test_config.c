@@ -1148,8 +1148,9 @@ Test(config, large_file_loads_in_linear_time, .timeout = 60)
 	cr_assert_null(cfg);
 	cr_assert_not_null(errs);
 	cr_assert_str_eq(errs, "pools[19999].name: duplicate pool name \"pool00000\" (also "
-			 "pools[0])\npools[19999].backends[1].max_inflight: 3 differs from 1 given "
-			 "for the same address in pools[0].backends[1] (one q process, one limit)",
+			 "pools[0])\npools[19999].backends[1].max_inflight: 3 differs from \"auto\" "
+			 "given for the same address in pools[0].backends[1] (one q process, one "
+			 "limit: give both the same number, or both \"auto\")",
 			 "%s", errs);
 	cr_assert_lt(s, 2.0, "%zu pools with errors took %.3f s", n, s);
 	free(errs);
