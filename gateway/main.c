@@ -466,6 +466,8 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		pthread_mutex_unlock(&rl.mu);
 		stop = 1;
 	}
+	for (int i = 0; i < n; i++)
+		gw_worker_poke(&ts[i].w);	/* the stop is seen at once, not at the next deadline */
 	/* While the workers finish, signals are still taken so that none is left pending and
 	 * each is logged: a SIGHUP now reloads nothing. */
 	for (;;) {
@@ -481,8 +483,6 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		else if (sig > 0)
 			gw_info("msg=\"already stopping\" signal=%d", sig);
 	}
-	for (int i = 0; i < n; i++)
-		gw_worker_poke(&ts[i].w);	/* the stop is seen at once, not at the next deadline */
 	for (int i = 0; i < n; i++)
 		pthread_join(ts[i].tid, NULL);
 	gw_worker_poke_done();
