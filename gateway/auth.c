@@ -566,9 +566,7 @@ static void answer(struct gw_worker *w, struct auth_job *j, bool is_refused,
 /* The answer held for j: given (true) or still held. A held one leaves the slot's count. */
 static bool release_held(struct gw_worker *w, struct auth_job *j)
 {
-	uint32_t win = w->cfg->limits.login_failure_window_ms;
-
-	uint32_t log_failures = 0;
+	uint32_t win = w->cfg->limits.login_failure_window_ms, log_failures = 0;
 
 	pthread_mutex_lock(&throttle_mu);
 	struct throttle_slot *s = throttle_find(j->addr, w->now_ms, win, false);
