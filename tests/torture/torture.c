@@ -733,7 +733,8 @@ static const char *write_config(uint64_t *s)
 		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], aff[R.affinity], p[0],
 		R.max_inflight[0], p[1], R.max_inflight[1], pool_common, aff[R.affinity], p[2],
 		R.max_inflight[2], p[3], R.max_inflight[3],
-		pool_common, p[1], R.max_inflight[1], p[3], R.max_inflight[3], SLEEP_TO_MS, DEFER_TO_MS, pw_hash, pw_hash, ops_hash, R.stats_port, STREAM_THRESHOLD,
+		pool_common, p[1], R.max_inflight[1], p[3], R.max_inflight[3], SLEEP_TO_MS,
+		DEFER_TO_MS, pw_hash, pw_hash, ops_hash, R.stats_port, STREAM_THRESHOLD,
 		CLIENT_BUFFER, DRAIN_TO_MS) > 0);
 	cr_assert(t_json_check(text) == 0, "the test's config is not JSON: %s", t_errmsg());
 	path = t_write_file("torture.json", text);
@@ -1975,7 +1976,7 @@ static void adm_pick_kill(const struct t_obj *o, int64_t now)
 	const struct t_obj *d = o && o->type == T_TABLE ? o->items[0] : NULL;
 	const struct t_obj *keys = d ? d->items[0] : NULL, *vals = d ? d->items[1] : NULL;
 	const int64_t *ids = NULL;
-	char **peers = NULL;
+	char **peers = NULL, **lsns = NULL;
 	uint64_t n = 0;
 
 	for (uint64_t k = 0; keys && keys->type == T_SYM && k < keys->n; k++) {
@@ -1986,20 +1987,24 @@ static void adm_pick_kill(const struct t_obj *o, int64_t now)
 		}
 		if (!strcmp(keys->syms[k], "peer") && col->type == T_SYM)
 			peers = col->syms;
+		if (!strcmp(keys->syms[k], "listener") && col->type == T_SYM)
+			lsns = col->syms;
 	}
-	if (!ids || !peers) {
-		violation(NULL, "ADMIN", ".qgate.clients[] gave no id and peer columns: %.200s",
-			  o ? t_show(o) : "nothing");
+	if (!ids || !peers || !lsns) {
+		violation(NULL, "ADMIN", ".qgate.clients[] gave no id, peer and listener columns: "
+			  "%.200s", o ? t_show(o) : "nothing");
 		return;
 	}
-	/* rows of our clients, by their local port */
+	/* rows of our clients, by listener and local port (connections to different listeners
+	 * may have the same local port) */
 	int64_t cand[MAX_CLIENTS];
 	int cl[MAX_CLIENTS], m = 0;
 	for (uint64_t r = 0; r < n && m < MAX_CLIENTS; r++) {
 		const char *colon = strrchr(peers[r], ':');
 		int port = colon ? atoi(colon + 1) : 0;
 		for (int i = 0; i < R.n_clients && port; i++)
-			if (R.cl[i].st == CS_OPEN && R.cl[i].lport == port) {
+			if (R.cl[i].st == CS_OPEN && R.cl[i].lport == port &&
+			    !strcmp(lsns[r], lsn_names[R.cl[i].lsn])) {
 				cand[m] = ids[r];
 				cl[m++] = i;
 			}
