@@ -5,8 +5,13 @@
  * next one; the token carries the connection id and a sequence number, padded to
  * --payload-bytes, and the response must be exactly that token (compared byte for byte on the
  * serialised payload). A fraction of requests (--async-ratio) is sent async instead and not
- * answered. One epoll loop, non-blocking sockets. Latency goes into a log-bucketed histogram
- * (about 3% resolution), never a list of samples.
+ * answered. Variants keep the token: --payload-max draws each token's size at random;
+ * --answer-bytes N and --sleep-ms M send the text ("token";.mock.bytes[N]) or
+ * ("token";.mock.sleep[M]) and check the whole answer (token, then exactly N bytes i mod 256,
+ * or the long M). --port takes a list: connection i goes to the (i mod n)-th port. --hold
+ * only opens and handshakes the connections, prints one line and holds them until SIGTERM or
+ * --seconds (the bench's idle-client case). One epoll loop, non-blocking sockets. Latency goes
+ * into a log-bucketed histogram (about 3% resolution), never a list of samples.
  *
  * Exit status: 0 all answers were right, 1 any mismatch, error or missing answer,
  * 2 bad usage or the connections could not be set up.
@@ -54,8 +59,8 @@ struct bconn {
 	struct qipc_assembler as;
 	uint8_t *out;
 	size_t out_len, out_off, out_cap;
-	uint8_t *expect;	/* serialised payload the response must carry */
-	size_t expect_len;
+	uint8_t *expect;	/* serialised payload the response must carry (g.tail after) */
+	size_t expect_len, expect_cap;
 	uint64_t seq;
 	uint64_t sent_ns;
 	bool is_awaiting;
@@ -63,9 +68,18 @@ struct bconn {
 	uint32_t events;
 };
 
+#define MAX_PORTS 64
+
 static struct {
 	const char *host;
 	int port;
+	int ports[MAX_PORTS], n_ports;	/* --port P1,P2,...: connection i uses ports[i % n] */
+	size_t payload_max;		/* > payload_bytes: each token's size is drawn at random */
+	long long answer_bytes;		/* >= 0: ask for ("token";.mock.bytes[N]) */
+	long long sleep_ms;		/* >= 0: ask for ("token";.mock.sleep[M]) */
+	uint8_t *tail;			/* the answer's bytes after c->expect (the byte vector) */
+	size_t tail_len;
+	bool is_hold;
 	int unix_port;
 	const char *user;
 	int conns;
@@ -91,7 +105,11 @@ static struct {
 	.seconds = 5.0,
 	.payload_bytes = 32,
 	.capability = 3,
+	.answer_bytes = -1,
+	.sleep_ms = -1,
 };
+
+static volatile sig_atomic_t stop_hold;
 
 static uint64_t now_ns(void)
 {
@@ -213,50 +231,102 @@ static void put_le32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
+static int expect_reserve(struct bconn *c, size_t n)
+{
+	uint8_t *ne;
+
+	if (c->expect_cap >= n)
+		return 0;
+	ne = realloc(c->expect, n);
+	if (!ne)
+		return -ENOMEM;
+	c->expect = ne;
+	c->expect_cap = n;
+	return 0;
+}
+
 /*
- * Queue (`.mock.echo;token) as a message of the given type. For a sync message the expected
- * response payload (the token as a char vector) is kept in c->expect.
+ * Queue the next request as a message of the given type: (`.mock.echo;token), or with
+ * --answer-bytes / --sleep-ms the text ("token";.mock.bytes[N]) / ("token";.mock.sleep[M]).
+ * For a sync message the expected response payload is kept in c->expect (g.tail follows it).
  */
 static int queue_request(struct bconn *c, enum qipc_msg_type type)
 {
-	char id[64];
+	char id[64], verb[64];
 	int idl = snprintf(id, sizeof(id), "c%d:s%llu:", c->id, (unsigned long long)c->seq++);
 	size_t tl = g.payload_bytes > (size_t)idl ? g.payload_bytes : (size_t)idl;
 	size_t nl = sizeof(ECHO_NAME);		/* with the NUL */
-	size_t payload = 6 + 1 + nl + 6 + tl, total = QIPC_HDR_SIZE + payload;
-	uint8_t *p, *tok;
+	bool is_text = g.answer_bytes >= 0 || g.sleep_ms >= 0;
+	int vl = 0;
+	size_t payload, total;
+	uint8_t *p, *e;
 
+	if (g.payload_max > tl)
+		tl += (size_t)(rnd() % (g.payload_max - tl + 1));
+	if (is_text)
+		vl = g.answer_bytes >= 0 ?
+		     snprintf(verb, sizeof(verb), "\";.mock.bytes[%lld])", g.answer_bytes) :
+		     snprintf(verb, sizeof(verb), "\";.mock.sleep[%lld])", g.sleep_ms);
+	payload = is_text ? 6 + 2 + tl + (size_t)vl : 6 + 1 + nl + 6 + tl;
+	total = QIPC_HDR_SIZE + payload;
 	if (out_reserve(c, total) < 0)
 		return -ENOMEM;
 	p = c->out + c->out_len;
 	qipc_header_build(p, type, false, total);
 	p += QIPC_HDR_SIZE;
-	p[0] = 0;			/* general list, no attribute, 2 items */
-	p[1] = 0;
-	put_le32(p + 2, 2);
-	p += 6;
-	*p++ = 0xf5;			/* symbol atom */
-	memcpy(p, ECHO_NAME, nl);
-	p += nl;
-	p[0] = QT_CHAR;			/* char vector */
-	p[1] = 0;
-	put_le32(p + 2, (uint32_t)tl);
-	tok = p;
-	p += 6;
+	if (is_text) {
+		p[0] = QT_CHAR;
+		p[1] = 0;
+		put_le32(p + 2, (uint32_t)(2 + tl + (size_t)vl));
+		p += 6;
+		*p++ = '(';
+		*p++ = '"';
+	} else {
+		p[0] = 0;		/* general list, no attribute, 2 items */
+		p[1] = 0;
+		put_le32(p + 2, 2);
+		p += 6;
+		*p++ = 0xf5;		/* symbol atom */
+		memcpy(p, ECHO_NAME, nl);
+		p += nl;
+		p[0] = QT_CHAR;		/* char vector */
+		p[1] = 0;
+		put_le32(p + 2, (uint32_t)tl);
+		p += 6;
+	}
 	memcpy(p, id, (size_t)idl);
 	memset(p + idl, '.', tl - (size_t)idl);
+	if (is_text)
+		memcpy(p + tl, verb, (size_t)vl);
 	c->out_len += total;
-	if (type == QIPC_SYNC) {
-		if (c->expect_len < 6 + tl) {
-			uint8_t *ne = realloc(c->expect, 6 + tl);
-
-			if (!ne)
-				return -ENOMEM;
-			c->expect = ne;
-		}
-		memcpy(c->expect, tok, 6 + tl);
-		c->expect_len = 6 + tl;
+	if (type != QIPC_SYNC)
+		return 0;
+	/* the answer: the token as a char vector, inside a 2-item list for the text forms */
+	if (expect_reserve(c, (is_text ? 6 + 6 + 9 : 0) + 6 + tl) < 0)
+		return -ENOMEM;
+	e = c->expect;
+	if (is_text) {
+		e[0] = 0;
+		e[1] = 0;
+		put_le32(e + 2, 2);
+		e += 6;
 	}
+	e[0] = QT_CHAR;
+	e[1] = 0;
+	put_le32(e + 2, (uint32_t)tl);
+	memcpy(e + 6, p, tl);
+	e += 6 + tl;
+	if (g.answer_bytes >= 0) {
+		e[0] = 4;		/* byte vector; its bytes are g.tail */
+		e[1] = 0;
+		put_le32(e + 2, (uint32_t)g.answer_bytes);
+		e += 6;
+	} else if (g.sleep_ms >= 0) {
+		*e++ = 0xf9;		/* long atom */
+		for (int i = 0; i < 8; i++)
+			*e++ = (uint8_t)((uint64_t)g.sleep_ms >> (8 * i));
+	}
+	c->expect_len = (size_t)(e - c->expect);
 	return 0;
 }
 
@@ -377,10 +447,11 @@ static void on_message(struct bconn *c, const uint8_t *msg, size_t len)
 		g.errors++;
 		problem("connection %d: error response '%.*s", c->id,
 			(int)(plen > 101 ? 100 : plen - 1), (const char *)payload + 1);
-	} else if (plen != c->expect_len || memcmp(payload, c->expect, plen)) {
+	} else if (plen != c->expect_len + g.tail_len || memcmp(payload, c->expect, c->expect_len) ||
+		   (g.tail_len && memcmp(payload + c->expect_len, g.tail, g.tail_len))) {
 		g.mismatches++;
 		problem("connection %d: response is not its own token (%zu bytes, want %zu)",
-			c->id, plen, c->expect_len);
+			c->id, plen, c->expect_len + g.tail_len);
 	} else {
 		g.requests++;
 		hist_add(lat);
@@ -464,7 +535,7 @@ static int connect_one(struct bconn *c)
 		char port_s[16];
 		int rc;
 
-		snprintf(port_s, sizeof(port_s), "%d", g.port);
+		snprintf(port_s, sizeof(port_s), "%d", g.ports[c->id % g.n_ports]);
 		rc = getaddrinfo(g.host, port_s, &hints, &ai);
 		if (rc || !ai) {
 			fprintf(stderr, "qbench: cannot resolve %s: %s\n", g.host,
@@ -494,7 +565,9 @@ static int connect_one(struct bconn *c)
 static int setup_conns(void)
 {
 	struct epoll_event evs[256];
-	uint64_t deadline = now_ns() + 10ULL * 1000000000ULL;
+	/* 10 s, and 1 s more per thousand connections (a burst of SYNs may overflow a backlog) */
+	uint64_t limit_s = 10 + (uint64_t)g.conns / 1000;
+	uint64_t deadline = now_ns() + limit_s * 1000000000ULL;
 	uint8_t hello[600];
 	int hl, ready = 0;
 	const char *user = g.user ? g.user : "";
@@ -524,8 +597,8 @@ static int setup_conns(void)
 		int n, to = (int)((deadline - now_ns()) / 1000000ULL);
 
 		if (now_ns() >= deadline) {
-			fprintf(stderr, "qbench: %d of %d connections ready after 10 s\n", ready,
-				g.conns);
+			fprintf(stderr, "qbench: %d of %d connections ready after %llu s\n", ready,
+				g.conns, (unsigned long long)limit_s);
 			return -ETIMEDOUT;
 		}
 		n = epoll_wait(g.ep, evs, 256, to > 0 ? to : 1);
@@ -620,6 +693,49 @@ static void run(void)
 	}
 }
 
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_hold = 1;
+}
+
+/*
+ * --hold: the connections are open and handshaken; say so and keep them until SIGTERM/SIGINT
+ * or --seconds. A connection the server closes meanwhile is an error.
+ */
+static int hold(void)
+{
+	struct epoll_event evs[256];
+	uint64_t end = now_ns() + (uint64_t)(g.seconds * 1e9);
+
+	signal(SIGTERM, on_stop);
+	signal(SIGINT, on_stop);
+	if (g.json)
+		printf("{\"held\":%d}\n", g.conns);
+	else
+		printf("qbench: holding %d connections\n", g.conns);
+	fflush(stdout);
+	while (!stop_hold && now_ns() < end) {
+		int n = epoll_wait(g.ep, evs, 256, 200);
+
+		for (int i = 0; i < n; i++) {
+			struct bconn *c = evs[i].data.ptr;
+			ssize_t r = recv(c->fd, g.rbuf, sizeof(g.rbuf), 0);
+
+			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+				fprintf(stderr, "qbench: connection %d closed while held\n", c->id);
+				return 1;
+			}
+			if (r > 0) {
+				fprintf(stderr, "qbench: connection %d got %zd unexpected bytes\n",
+					c->id, r);
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
 static void report(uint64_t unanswered, double secs)
 {
 	double rps = secs > 0 ? (double)g.requests / secs : 0;
@@ -628,6 +744,8 @@ static void report(uint64_t unanswered, double secs)
 
 	if (g.unix_port >= 0)
 		snprintf(target, sizeof(target), "unix:%d", g.unix_port);
+	else if (g.n_ports > 1)
+		snprintf(target, sizeof(target), "%s:%d+%d", g.host, g.ports[0], g.n_ports - 1);
 	else
 		snprintf(target, sizeof(target), "%s:%d", g.host, g.port);
 	if (g.json) {
@@ -664,12 +782,15 @@ static void report(uint64_t unanswered, double secs)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: qbench (--port P [--host H] | --unix PORT) [--user u:p] [--conns N]\n"
-		"              [--seconds S] [--payload-bytes B] [--async-ratio R]\n"
-		"              [--capability C] [--json]\n"
+		"usage: qbench (--port P[,P2...] [--host H] | --unix PORT) [--user u:p]\n"
+		"              [--conns N] [--seconds S] [--payload-bytes B] [--payload-max B2]\n"
+		"              [--answer-bytes N | --sleep-ms M] [--async-ratio R]\n"
+		"              [--capability C] [--hold] [--json]\n"
 		"  each connection sends sync (`.mock.echo;token), token = id + padding to\n"
-		"  B bytes, and checks the response is exactly its own token; R of requests\n"
-		"  go async.\n");
+		"  B bytes (up to B2 at random), and checks the response is exactly its own\n"
+		"  token; R of requests go async. --answer-bytes/--sleep-ms send\n"
+		"  (\"token\";.mock.bytes[N]) / (\"token\";.mock.sleep[M]) instead. Connection i\n"
+		"  uses the (i mod n)-th port. --hold: open, handshake, hold until SIGTERM or S.\n");
 }
 
 static int parse_args(int argc, char **argv)
@@ -682,6 +803,10 @@ static int parse_args(int argc, char **argv)
 		{ "conns", required_argument, NULL, 'c' },
 		{ "seconds", required_argument, NULL, 's' },
 		{ "payload-bytes", required_argument, NULL, 'b' },
+		{ "payload-max", required_argument, NULL, 'B' },
+		{ "answer-bytes", required_argument, NULL, 'A' },
+		{ "sleep-ms", required_argument, NULL, 'S' },
+		{ "hold", no_argument, NULL, 'L' },
 		{ "async-ratio", required_argument, NULL, 'a' },
 		{ "capability", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
@@ -694,7 +819,27 @@ static int parse_args(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'H': g.host = optarg; break;
-		case 'p': g.port = (int)strtol(optarg, &end, 10); if (*end) return -1; break;
+		case 'p':
+			for (char *q = optarg;; q = end + 1) {
+				long v = strtol(q, &end, 10);
+
+				if (end == q || v < 1 || v > 65535 || g.n_ports == MAX_PORTS ||
+				    (*end && *end != ','))
+					return -1;
+				g.ports[g.n_ports++] = (int)v;
+				if (!*end)
+					break;
+			}
+			g.port = g.ports[0];
+			break;
+		case 'B':
+			g.payload_max = (size_t)strtoull(optarg, &end, 10);
+			if (*end)
+				return -1;
+			break;
+		case 'A': g.answer_bytes = strtoll(optarg, &end, 10); if (*end) return -1; break;
+		case 'S': g.sleep_ms = strtoll(optarg, &end, 10); if (*end) return -1; break;
+		case 'L': g.is_hold = true; break;
 		case 'x': g.unix_port = (int)strtol(optarg, &end, 10); if (*end) return -1; break;
 		case 'u': g.user = optarg; break;
 		case 'c': g.conns = (int)strtol(optarg, &end, 10); if (*end) return -1; break;
@@ -715,7 +860,13 @@ static int parse_args(int argc, char **argv)
 		return -1;
 	if (g.port > 65535 || g.unix_port > 65535 || g.conns < 1 || g.conns > 100000 ||
 	    g.seconds <= 0 || g.seconds > 86400 || g.async_ratio < 0 || g.async_ratio > 1 ||
-	    g.payload_bytes > (64u << 20) || g.capability < 0 || g.capability > 6)
+	    g.payload_bytes > (64u << 20) || g.capability < 0 || g.capability > 6 ||
+	    g.payload_max > (64u << 20) || (g.payload_max && g.payload_max < g.payload_bytes) ||
+	    g.answer_bytes > (1LL << 30) || g.sleep_ms > 3600000 ||
+	    (g.answer_bytes >= 0 && g.sleep_ms >= 0) ||
+	    (g.unix_port >= 0 && g.n_ports > 1))
+		return -1;
+	if (g.answer_bytes < -1 || g.sleep_ms < -1)
 		return -1;
 	return 0;
 }
@@ -743,9 +894,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qbench: setup: %s\n", strerror(errno));
 		return 2;
 	}
+	if (g.answer_bytes > 0) {
+		g.tail_len = (size_t)g.answer_bytes;
+		g.tail = malloc(g.tail_len);
+		if (!g.tail)
+			return 2;
+		for (size_t i = 0; i < g.tail_len; i++)
+			g.tail[i] = (uint8_t)i;
+	}
 	rc = setup_conns();
 	if (rc < 0)
 		return 2;
+	if (g.is_hold)
+		return hold();
 	run();
 	secs = (double)(g.t_end - g.t_start) / 1e9;
 	for (int i = 0; i < g.conns; i++) {
@@ -764,6 +925,7 @@ int main(int argc, char **argv)
 	}
 	report(unanswered, secs);
 	free(g.bc);
+	free(g.tail);
 	close(g.ep);
 	return (g.mismatches || g.errors || g.unexpected || unanswered ||
 		(!g.requests && !g.async_sent)) ? 1 : 0;

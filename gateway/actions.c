@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -43,9 +44,20 @@ struct entry {
 	char *backend;		/* NULL: a paused pool */
 };
 
+/* a kill posted for another worker's client; the poster waits for its outcome */
+enum kill_state {
+	KILL_POSTED = 0,	/* not taken yet */
+	KILL_TAKEN,		/* its worker looks for the client */
+	KILL_DONE,		/* killed */
+	KILL_GONE,		/* no such client there */
+};
+
 struct kill {
 	int worker;
 	uint64_t id;
+	uint64_t seq;		/* this post's number */
+	enum kill_state state;
+	bool is_orphan;		/* its poster stopped waiting: its worker removes it when done */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -53,7 +65,12 @@ static struct entry *paused, *disabled;
 static size_t n_paused, n_disabled;
 static struct kill *kills;
 static size_t n_kills;
+static uint64_t kill_seq;
 static uint64_t gen = 1;	/* __atomic; workers start at 0, so each applies once */
+/* the configuration the last accepted reload made (NULL: none yet, every worker runs the
+ * first one): names are checked against it under mu, so a name a reload removed is refused
+ * even before a worker applies that reload, and prune and check cannot cross */
+static const struct gw_config *latest;
 static gw_reload_fn reload_fn;	/* __atomic */
 
 static const char *const names[GW_ACT_N] = {
@@ -134,14 +151,86 @@ bool gw_actions_is_disabled(const char *pool, const char *backend)
 	return on;
 }
 
-/* The table changed: this worker applies it now, the others when woken. */
-static void publish(struct gw_worker *w)
+/* The table changed: this worker applies it now, the others when woken (now: the caller
+ * waits for them). Returns the new generation. */
+static uint64_t publish(struct gw_worker *w)
 {
-	__atomic_add_fetch(&gen, 1, __ATOMIC_SEQ_CST);
+	uint64_t g = __atomic_add_fetch(&gen, 1, __ATOMIC_SEQ_CST);
+
 	for (int i = 0; i < w->n_peers && i < 64; i++)
 		if (i != w->id)
-			w->wake_mask |= 1ULL << i;	/* sent by the loop after this turn */
+			w->wake_mask |= 1ULL << i;
 	gw_actions_apply(w, false);
+	gw_worker_wake_now(w);
+	return g;
+}
+
+/* How long an action waits for the other workers (all applied a pause or disable; the
+ * client's worker carried out a kill) before it answers anyway. */
+#define WAIT_PEERS_US (200 * 1000)
+
+/* every other worker still running applied generation g */
+static bool all_applied(struct gw_worker *w, uint64_t g)
+{
+	for (int i = 0; i < w->n_peers; i++) {
+		const struct gw_worker *o = w->peers[i];
+		if (i == w->id || __atomic_load_n(&o->wake_fd, __ATOMIC_ACQUIRE) <= 0)
+			continue;	/* not started, or gone: it sends nothing new */
+		if (__atomic_load_n(&o->admin_gen, __ATOMIC_ACQUIRE) < g)
+			return false;
+	}
+	return true;
+}
+
+/* caller holds mu */
+static struct kill *kill_of(uint64_t seq)
+{
+	for (size_t i = 0; i < n_kills; i++)
+		if (kills[i].seq == seq)
+			return &kills[i];
+	return NULL;
+}
+
+static bool kill_settled(struct gw_worker *w, uint64_t seq)
+{
+	(void)w;
+	pthread_mutex_lock(&mu);
+	struct kill *k = kill_of(seq);
+	bool is_settled = !k || k->state >= KILL_DONE;
+	pthread_mutex_unlock(&mu);
+	return is_settled;
+}
+
+/*
+ * Wait until ok(w, arg), at most WAIT_PEERS_US: the other workers were woken (publish) and
+ * take the change on their next turn, microseconds to a millisecond away. Meanwhile this
+ * worker applies what they publish, so two workers waiting for each other cannot hold each
+ * other up; its own connections wait that long (an admin action is rare). false: timed out.
+ */
+static bool wait_peers(struct gw_worker *w, bool (*ok)(struct gw_worker *, uint64_t),
+		       uint64_t arg)
+{
+	uint64_t until = gw_now_us() + WAIT_PEERS_US;
+
+	for (;;) {
+		if (ok(w, arg))
+			return true;
+		if (gw_now_us() >= until)
+			return false;
+		gw_actions_apply(w, false);
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* After a pause or disable (or their undoing): answer once every worker applied it, so no
+ * worker sends anything new to what the answer says is paused or disabled. */
+static void wait_applied(struct gw_worker *w, uint64_t g, const char *what)
+{
+	if (w->n_peers > 1 && !wait_peers(w, all_applied, g))
+		gw_warn("action=%s msg=\"admin action: not every worker applied it within %d ms; "
+			"answered anyway, they apply it on their next tick\"", what,
+			WAIT_PEERS_US / 1000);
 }
 
 static struct gw_conn *client_by_id(struct gw_worker *w, uint64_t id)
@@ -164,8 +253,9 @@ static void kill_client(struct gw_worker *w, struct gw_conn *c)
 void gw_actions_apply(struct gw_worker *w, bool force)
 {
 	uint64_t g = __atomic_load_n(&gen, __ATOMIC_SEQ_CST);
-	uint64_t mine[16];
+	uint64_t mine[16], seqs[16];
 	size_t n_mine = 0;
+	bool is_changed = false;
 
 	if (g == w->admin_gen && !force)
 		return;
@@ -175,36 +265,61 @@ void gw_actions_apply(struct gw_worker *w, bool force)
 		struct gw_pool_rt *p = w->pools[i];
 		bool is_freed = false;
 		bool on = find(paused, n_paused, p->cfg->name, NULL) >= 0;
-		if (pool_set_paused(&p->pl, on) && !on)
-			is_freed = true;
+		if (pool_set_paused(&p->pl, on)) {
+			is_changed = true;
+			is_freed |= !on;
+		}
 		for (size_t b = 0; b < p->n_backends; b++) {
 			struct gw_backend_rt *be = p->backends[b];
 			on = find(disabled, n_disabled, p->cfg->name, be->cfg->name) >= 0;
-			if (pool_be_set_disabled(&be->pb, on) && !on)
-				is_freed = true;
+			if (pool_be_set_disabled(&be->pb, on)) {
+				is_changed = true;
+				is_freed |= !on;
+			}
 		}
 		if (is_freed && p->pl.queue_len)
 			gw_pool_dispatch(w, p);	/* what it held may go now */
 	}
 	/* kills posted for this worker's clients (a handful at most: taken in batches) */
-	for (size_t i = 0; i < n_kills && n_mine < 16;) {
-		if (kills[i].worker == w->id) {
-			mine[n_mine++] = kills[i].id;
-			kills[i] = kills[--n_kills];
-		} else {
-			i++;
-		}
-	}
 	bool more = false;
-	for (size_t i = 0; i < n_kills && !more; i++)
-		more = kills[i].worker == w->id;
+	for (size_t i = 0; i < n_kills; i++) {
+		if (kills[i].worker != w->id || kills[i].state != KILL_POSTED)
+			continue;
+		if (n_mine == 16) {
+			more = true;
+			break;
+		}
+		kills[i].state = KILL_TAKEN;
+		seqs[n_mine] = kills[i].seq;
+		mine[n_mine++] = kills[i].id;
+	}
 	pthread_mutex_unlock(&mu);
-	w->admin_gen = more ? g - 1 : g;	/* more kills: the next tick takes them */
+	bool found[16];
 	for (size_t i = 0; i < n_mine; i++) {
 		struct gw_conn *c = client_by_id(w, mine[i]);
+		found[i] = c != NULL;
 		if (c)
 			kill_client(w, c);
 	}
+	if (n_mine) {
+		/* the outcome for the poster; one it stopped waiting for is removed here */
+		pthread_mutex_lock(&mu);
+		for (size_t i = 0; i < n_mine; i++) {
+			struct kill *k = kill_of(seqs[i]);
+			if (!k)
+				continue;
+			k->state = found[i] ? KILL_DONE : KILL_GONE;
+			if (k->is_orphan)
+				*k = kills[--n_kills];
+		}
+		pthread_mutex_unlock(&mu);
+	}
+	/* /stats and the tables of other workers read this worker's snapshot: once the change
+	 * is applied here, it shows there (an operator waits on it for a pause to drain) */
+	if (is_changed && w->n_peers > 1)
+		gw_stats_publish(w);
+	/* more kills: the next tick takes them */
+	__atomic_store_n(&w->admin_gen, more ? g - 1 : g, __ATOMIC_RELEASE);
 }
 
 void gw_actions_set_reload(gw_reload_fn fn)
@@ -247,6 +362,7 @@ static void prune(struct entry *v, size_t *n, const struct gw_config *cfg)
 void gw_actions_prune(const struct gw_config *cfg)
 {
 	pthread_mutex_lock(&mu);
+	latest = cfg;
 	prune(paused, &n_paused, cfg);
 	prune(disabled, &n_disabled, cfg);
 	pthread_mutex_unlock(&mu);
@@ -267,6 +383,7 @@ void gw_actions_free_all(void)
 	free(kills);
 	paused = disabled = NULL;
 	kills = NULL;
+	latest = NULL;
 	n_paused = n_disabled = n_kills = 0;
 	pthread_mutex_unlock(&mu);
 }
@@ -282,7 +399,8 @@ static void record(struct gw_worker *w, const struct gw_action_who *who, const c
 	gw_log_value(pv, sizeof(pv), who->peer && who->peer[0] ? who->peer : "-");
 	gw_log_value(av, sizeof(av), arg ? arg : "");
 	gw_log_value(ov, sizeof(ov), outcome);
-	gw_info("user=%s peer=%s via=%s action=%s arg=%s outcome=%s msg=\"admin action\"", uv, pv,
+	/* msg first: a line cut for its length (log.h) keeps it */
+	gw_info("msg=\"admin action\" user=%s peer=%s via=%s action=%s arg=%s outcome=%s", uv, pv,
 		who->via, action, av, ov);
 	gw_audit_action(w, uv, pv, who->via, action, av, ov);
 }
@@ -292,7 +410,7 @@ static void finish(struct gw_worker *w, const struct gw_action_who *who, enum gw
 {
 	char out[600];
 
-	if (res->status == 200)
+	if (res->status < 300)
 		snprintf(out, sizeof(out), "ok: %s", res->state);
 	else
 		snprintf(out, sizeof(out), "%s", res->error);
@@ -348,16 +466,17 @@ void gw_action_pause(struct gw_worker *w, const struct gw_action_who *who, const
 	memset(res, 0, sizeof(*res));
 	shown(sp, sizeof(sp), pool);
 	snprintf(res->pool, sizeof(res->pool), "%s", pool);
-	if (!gw_cfg_pool(w->cfg, pool)) {
+	pthread_mutex_lock(&mu);
+	bool is_known = gw_cfg_pool(latest ? latest : w->cfg, pool) != NULL;
+	int ret = is_known ? set_entry(&paused, &n_paused, pool, NULL, is_pause) : 0;
+	pthread_mutex_unlock(&mu);
+	if (!is_known) {
 		fail(res, 404, "qgate: unknown pool \"%s\"", sp);
 	} else {
-		pthread_mutex_lock(&mu);
-		int ret = set_entry(&paused, &n_paused, pool, NULL, is_pause);
-		pthread_mutex_unlock(&mu);
 		if (ret < 0) {
 			fail(res, 500, "qgate: out of memory");
 		} else {
-			publish(w);
+			wait_applied(w, publish(w), gw_action_name(k));
 			done(res, is_pause ? "paused" : "running");
 		}
 	}
@@ -452,18 +571,18 @@ void gw_action_disable(struct gw_worker *w, const struct gw_action_who *who, con
 		snprintf(arg, sizeof(arg), "%s;%s", pool, backend);
 	else
 		snprintf(arg, sizeof(arg), "%s", backend);
-	resolve_backend(w->cfg, pool, backend, res);
+	int ret = 0;
+	pthread_mutex_lock(&mu);
+	resolve_backend(latest ? latest : w->cfg, pool, backend, res);
+	for (size_t i = 0; i < res->n_targets && ret == 0; i++)
+		ret = set_entry(&disabled, &n_disabled, res->targets[i].pool,
+				res->targets[i].backend, is_disable);
+	pthread_mutex_unlock(&mu);
 	if (res->n_targets) {
-		int ret = 0;
-		pthread_mutex_lock(&mu);
-		for (size_t i = 0; i < res->n_targets && ret == 0; i++)
-			ret = set_entry(&disabled, &n_disabled, res->targets[i].pool,
-					res->targets[i].backend, is_disable);
-		pthread_mutex_unlock(&mu);
 		if (ret < 0) {
 			fail(res, 500, "qgate: out of memory");
 		} else {
-			publish(w);
+			wait_applied(w, publish(w), gw_action_name(k));
 			done(res, is_disable ? "disabled" : "enabled");
 		}
 	}
@@ -497,20 +616,42 @@ void gw_action_kill(struct gw_worker *w, const struct gw_action_who *who, uint64
 	}
 	if (owner < 0) {
 		fail(res, 404, "qgate: no client with id %llu", (unsigned long long)id);
+		finish(w, who, GW_ACT_KILL, arg, res);
+		return;
+	}
+	/* posted for its worker, which says whether the client was still there: the answer
+	 * waits for that rather than trusting the snapshot */
+	pthread_mutex_lock(&mu);
+	uint64_t seq = ++kill_seq;
+	struct kill *g = realloc(kills, (n_kills + 1) * sizeof(*kills));
+	if (g) {
+		kills = g;
+		kills[n_kills++] = (struct kill){ .worker = owner, .id = id, .seq = seq };
+	}
+	pthread_mutex_unlock(&mu);
+	if (!g) {
+		fail(res, 500, "qgate: out of memory");
+		finish(w, who, GW_ACT_KILL, arg, res);
+		return;
+	}
+	publish(w);
+	wait_peers(w, kill_settled, seq);
+	pthread_mutex_lock(&mu);
+	struct kill *k = kill_of(seq);
+	enum kill_state st = k ? k->state : KILL_GONE;
+	if (k && st >= KILL_DONE)
+		*k = kills[--n_kills];
+	else if (k)
+		k->is_orphan = true;	/* its worker carries it out and removes it */
+	pthread_mutex_unlock(&mu);
+	if (st == KILL_DONE) {
+		done(res, "killed");
+	} else if (st == KILL_GONE) {
+		fail(res, 404, "qgate: no client with id %llu", (unsigned long long)id);
 	} else {
-		pthread_mutex_lock(&mu);
-		struct kill *g = realloc(kills, (n_kills + 1) * sizeof(*kills));
-		if (g) {
-			kills = g;
-			kills[n_kills++] = (struct kill){ .worker = owner, .id = id };
-		}
-		pthread_mutex_unlock(&mu);
-		if (!g) {
-			fail(res, 500, "qgate: out of memory");
-		} else {
-			publish(w);
-			done(res, "killed");
-		}
+		/* its worker did not answer in time: it will close the client on its next turn */
+		done(res, "posted");
+		res->status = 202;
 	}
 	finish(w, who, GW_ACT_KILL, arg, res);
 }
@@ -522,9 +663,18 @@ void gw_action_reload(struct gw_worker *w, const struct gw_action_who *who,
 	char why[400] = "";
 
 	memset(res, 0, sizeof(*res));
+	int ret = 0;
+	/* a stopping gateway takes no new configuration (main refuses it too: SIGTERM may have
+	 * come after this check) */
+	if (w->is_stopping || *w->stop_flag)
+		ret = -ESHUTDOWN;
+	else if (fn)
+		ret = fn(why, sizeof(why));
 	if (!fn)
 		fail(res, 500, "qgate: reload is not available here");
-	else if (fn(why, sizeof(why)) < 0)
+	else if (ret == -ESHUTDOWN)
+		fail(res, 503, "qgate: gateway stopping");
+	else if (ret < 0)
 		fail(res, 400, "qgate: reload refused, the running configuration is kept: %s",
 		     why[0] ? why : "see the log");
 	else
@@ -611,7 +761,7 @@ static char *json_error(int status, int *out_status, const char *error)
 static char *result_json(enum gw_action_kind k, const struct gw_action_result *res,
 			 int *status)
 {
-	if (res->status != 200)
+	if (res->status >= 300)
 		return json_error(res->status, status, res->error);
 	json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 1, "action", gw_action_name(k), "state",
 			      res->state);
@@ -638,7 +788,7 @@ static char *result_json(enum gw_action_kind k, const struct gw_action_result *r
 	default:
 		break;
 	}
-	*status = 200;
+	*status = res->status;	/* 200, or 202: a kill posted, not confirmed */
 	return json_reply(o);
 }
 
@@ -659,26 +809,84 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t n)
 	}
 }
 
+static void http_peer(int fd, char *out, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		format_peer(&ss, out, n);
+}
+
+/* "METHOD /admin/ACTION?QUERY HTTP/1.1": the action named (-1: none), and the query */
+static int http_target(const char *req, const char **q, size_t *qn)
+{
+	const char *t = req + strcspn(req, " \r\n");
+
+	t += *t == ' ';
+	const char *te = t + strcspn(t, " \r\n");
+	const char *qm = memchr(t, '?', (size_t)(te - t));
+	const char *pe = qm ? qm : te;
+
+	*q = qm ? qm + 1 : te;
+	*qn = (size_t)(te - *q);
+	if ((size_t)(pe - t) > 7 && memcmp(t, "/admin/", 7) == 0)
+		return gw_action_of(t + 7, (size_t)(pe - t - 7));
+	return -1;
+}
+
+/*
+ * A kill's id as HTTP gives it: decimal digits only (no sign, space or other base), 1 to
+ * INT64_MAX (what a q long can name too, so every id prints the same both ways). 0, or -1
+ * when it is not one.
+ */
+static int parse_id(const char *a, uint64_t *id)
+{
+	uint64_t v = 0;
+
+	if (!a[0])
+		return -1;
+	for (const char *p = a; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		unsigned d = (unsigned)(*p - '0');
+		if (v > ((uint64_t)INT64_MAX - d) / 10)
+			return -1;	/* over INT64_MAX: no client has such an id */
+		v = v * 10 + d;
+	}
+	if (v == 0)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+void gw_actions_http_refused(struct gw_worker *w, const char *req, int fd, int status,
+			     const char *error)
+{
+	struct gw_action_who who = { .user = "-", .peer = "-", .via = "http" };
+	char peer[64] = "-";
+	const char *q;
+	size_t qn;
+	int k = http_target(req, &q, &qn);
+
+	http_peer(fd, peer, sizeof(peer));
+	who.peer = peer;
+	gw_action_refused(w, &who, k >= 0 ? gw_action_name((enum gw_action_kind)k) : "?", NULL,
+			  status, error);
+}
+
 char *gw_actions_http(struct gw_worker *w, const char *req, bool is_authorized, int fd,
 		      int *status)
 {
 	struct gw_action_who who = { .user = "stats-token", .peer = "-", .via = "http" };
 	char peer[64] = "-", a[GW_ACTION_NAME_MAX + 1], b[GW_ACTION_NAME_MAX + 1];
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct gw_action_result res;
+	const char *q;
+	size_t qn;
 
-	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		format_peer(&ss, peer, sizeof(peer));
+	http_peer(fd, peer, sizeof(peer));
 	who.peer = peer;
-	/* "POST /admin/ACTION?QUERY HTTP/1.1" */
-	const char *t = req + 5, *te = t + strcspn(t, " \r\n");
-	const char *qm = memchr(t, '?', (size_t)(te - t));
-	const char *pe = qm ? qm : te, *q = qm ? qm + 1 : te;
-	size_t qn = (size_t)(te - q);
-	int k = -1;
-	if ((size_t)(pe - t) > 7 && memcmp(t, "/admin/", 7) == 0)
-		k = gw_action_of(t + 7, (size_t)(pe - t - 7));
+	int k = http_target(req, &q, &qn);
 	const char *an = k >= 0 ? gw_action_name((enum gw_action_kind)k) : "?";
 	if (!w->cfg->stats_token) {
 		const char *e = "qgate: admin actions over HTTP are refused while no stats.token "
@@ -730,12 +938,12 @@ char *gw_actions_http(struct gw_worker *w, const char *req, bool is_authorized, 
 		gw_action_disable(w, &who, rp == 0 ? a : NULL, b, k == GW_ACT_DISABLE, &res);
 		break;
 	case GW_ACT_KILL: {
-		char *end = NULL;
+		uint64_t id = 0;
 		rp = query_param(q, qn, "id", a);
-		unsigned long long id = rp == 0 ? strtoull(a, &end, 10) : 0;
-		if (rp != 0 || !end || *end || !a[0] || a[0] == '-') {
+		if (rp != 0 || parse_id(a, &id) < 0) {
 			const char *e = "qgate: the id parameter is needed, a client id as "
-					".qgate.clients[] shows it: ?id=N";
+					".qgate.clients[] shows it (decimal digits, 1 to "
+					"9223372036854775807): ?id=N";
 			gw_action_refused(w, &who, an, NULL, 400, e);
 			return json_error(400, status, e);
 		}

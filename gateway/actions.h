@@ -8,9 +8,13 @@
  * State: paused pools and disabled backends are kept by name in one process-wide table
  * under a mutex, with a generation counter; an action changes the table, bumps the counter
  * and wakes every worker (GW_OP_WAKE); each worker applies the table to its own pools on
- * wakeup (gw_actions_apply; its tick looks at the counter too, covering a lost wakeup). The
- * table outlives reloads: a reload keeps each entry whose pool (and backend) still exists
- * (gw_actions_prune) and every worker applies it to the pools it builds.
+ * wakeup (gw_actions_apply; its tick looks at the counter too, covering a lost wakeup). A
+ * pause or disable (or its undoing) answers once every worker applied it, and a kill of
+ * another worker's client once that worker says whether it found the client: the caller
+ * waits (at most 200 ms), applying the table itself meanwhile. Names are checked against the
+ * last accepted configuration (gw_actions_prune records it). The table outlives reloads: a
+ * reload keeps each entry whose pool (and backend) still exists (gw_actions_prune) and every
+ * worker applies it to the pools it builds.
  *
  * Threads: the actions and gw_actions_apply run on worker threads; gw_actions_prune and
  * gw_actions_set_reload on main. Nothing here touches another worker's live structures: a
@@ -52,10 +56,11 @@ struct gw_action_who {
 };
 
 /*
- * An action's outcome. status is HTTP's: 200 done, 400 bad argument, 403 not allowed,
- * 404 unknown name, 409 ambiguous name, 500 failed. Done: state names the new state
- * ("paused", "running", "disabled", "enabled", "killed", "reloaded"). Otherwise error is a
- * q error text beginning "qgate: ".
+ * An action's outcome. status is HTTP's: 200 done, 202 a kill posted to another worker that
+ * did not confirm in time (state "posted"), 400 bad argument, 403 not allowed, 404 unknown
+ * name, 409 ambiguous name, 500 failed, 503 a reload while stopping. Done (2xx): state names
+ * the new state ("paused", "running", "disabled", "enabled", "killed", "posted",
+ * "reloaded"). Otherwise error is a q error text beginning "qgate: ".
  */
 struct gw_action_result {
 	int status;
@@ -65,15 +70,17 @@ struct gw_action_result {
 	/* disable, enable: the (pool, backend) entries acted on */
 	size_t n_targets;
 	struct {
-		const char *pool, *backend;	/* into the caller's worker's configuration */
+		const char *pool, *backend;	/* into the last accepted configuration (kept
+						 * until exit) */
 	} targets[16];
 	uint64_t id;				/* kill */
 };
 
 /*
- * The actions. Each validates its arguments against the calling worker's configuration,
- * changes the shared table, applies it to this worker at once and wakes the others; then
- * audits and logs. Idempotent: pausing a paused pool answers "paused" again.
+ * The actions. Each validates its arguments against the last accepted configuration,
+ * changes the shared table, applies it to this worker at once, wakes the others and waits
+ * for them (above); then audits and logs. Idempotent: pausing a paused pool answers
+ * "paused" again.
  * disable/enable: pool NULL names the backend alone, as `backend` (every pool that has a
  * backend of that name) or `pool.backend`; a name that reads both ways, or splits at two
  * dots, is ambiguous (409): then give the pool apart. Worker thread.
@@ -82,7 +89,8 @@ void gw_action_pause(struct gw_worker *w, const struct gw_action_who *who, const
 		     bool is_pause, struct gw_action_result *res);
 void gw_action_disable(struct gw_worker *w, const struct gw_action_who *who, const char *pool,
 		       const char *backend, bool is_disable, struct gw_action_result *res);
-/* id: a client's id as .qgate.clients[] and /stats show it (unique in the process) */
+/* id: a client's id as .qgate.clients[] and /stats show it (unique in the process; both
+ * front ends pass 1 to INT64_MAX only, so it prints the same as a q long and in JSON) */
 void gw_action_kill(struct gw_worker *w, const struct gw_action_who *who, uint64_t id,
 		    struct gw_action_result *res);
 /* what SIGHUP does (the function main registered); blocks this worker while the file is
@@ -94,6 +102,12 @@ void gw_action_reload(struct gw_worker *w, const struct gw_action_who *who,
  * audit and log lines. arg: the argument as given, or NULL. */
 void gw_action_refused(struct gw_worker *w, const struct gw_action_who *who, const char *action,
 		       const char *arg, int status, const char *error);
+
+/* A request for /admin/... (or a POST) that stats.c refused before gw_actions_http could
+ * read it (a method other than POST, a head too large): its audit and log lines, as
+ * refused. req: what was received of its head, NUL-terminated. Worker thread. */
+void gw_actions_http_refused(struct gw_worker *w, const char *req, int fd, int status,
+			     const char *error);
 
 /* The HTTP front end: req is a whole request head ("POST /admin/ACTION?k=v HTTP/1.1 ..."),
  * is_authorized whether it carried the right bearer token. Returns the JSON body
@@ -111,10 +125,12 @@ void gw_actions_apply(struct gw_worker *w, bool force);
 bool gw_actions_is_paused(const char *pool);
 bool gw_actions_is_disabled(const char *pool, const char *backend);
 
-/* main: the function SIGHUP runs (0, or -1 with the first error lines in err). */
+/* main: the function SIGHUP runs (0; -ESHUTDOWN while stopping; or -1 with the first error
+ * lines in err). */
 typedef int (*gw_reload_fn)(char *err, size_t err_n);
 void gw_actions_set_reload(gw_reload_fn fn);
-/* main, after a reload was accepted: forget entries whose pool or backend is gone */
+/* main, after a reload was accepted: cfg is the configuration names are checked against
+ * from now on (kept until exit); forget entries whose pool or backend is gone */
 void gw_actions_prune(const struct gw_config *cfg);
 /* main, after every worker exited */
 void gw_actions_free_all(void);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/logval.h"
+
 static bool parse_port(const char *s, size_t n, int *port)
 {
 	int v = 0;
@@ -151,8 +153,15 @@ oom:
 int gw_addr_parse_why(const char *text, struct gw_addr *out, const char **why)
 {
 	const char *unused;
+	int ret = addr_parse(text, out, why ? why : &unused);
 
-	return addr_parse(text, out, why ? why : &unused);
+	if (ret == 0 && !(out->log_text = gw_log_value_dup(text))) {
+		gw_addr_free(out);
+		if (why)
+			*why = "out of memory";
+		return -ENOMEM;
+	}
+	return ret;
 }
 
 int gw_addr_parse(const char *text, struct gw_addr *out)
@@ -167,6 +176,7 @@ void gw_addr_free(struct gw_addr *a)
 	free(a->host);
 	free(a->path);
 	free(a->text);
+	free(a->log_text);
 	memset(a, 0, sizeof(*a));
 }
 

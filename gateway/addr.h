@@ -23,7 +23,8 @@ struct gw_addr {
 	char *host;		/* TCP: host or IP ("0.0.0.0", "127.0.0.1", "localhost") */
 	int port;		/* TCP port, or the PORT of unix:PORT */
 	char *path;		/* UNIX_PATH: the path; UNIX_ABSTRACT: "/tmp/kx.PORT" (no NUL prefix) */
-	char *text;		/* the original string, for logs */
+	char *text;		/* the original string */
+	char *log_text;		/* text as a logfmt value (logval.h): what log lines print */
 };
 
 /*

@@ -133,17 +133,20 @@ static struct qipc_obj *pools_table(struct gw_worker *w)
 	if (!tree || table_init(&t, json_array_size(ps),
 				"pool:s mode:s up:j queued:j requests:j errors:j queue_full:j "
 				"queue_timeouts:j timeouts:j dedicated:j sessions:j p50_us:j "
-				"p99_us:j paused:b") < 0) {
+				"p99_us:j paused:b outstanding:j") < 0) {
 		if (tree)
 			table_drop(&t);
 		json_decref(tree);
 		return NULL;
 	}
 	json_array_foreach(ps, i, p) {
-		uint64_t up = 0;
+		uint64_t up = 0, outstanding = 0;
 		json_t *lat = json_object_get(p, "latency");
-		json_array_foreach(json_object_get(p, "backends"), j, b)
+		json_array_foreach(json_object_get(p, "backends"), j, b) {
 			up += is_up(b);
+			/* sent and not answered yet: 0 once a pause has drained */
+			outstanding += (uint64_t)jint(b, "outstanding");
+		}
 		put_sym(&t, 0, i, jstr(p, "name"));
 		put_sym(&t, 1, i, jstr(p, "mode"));
 		put_long(&t, 2, i, up);
@@ -158,6 +161,7 @@ static struct qipc_obj *pools_table(struct gw_worker *w)
 		put_long(&t, 11, i, (uint64_t)jint(lat, "p50_us"));
 		put_long(&t, 12, i, (uint64_t)jint(lat, "p99_us"));
 		put_bool(&t, 13, i, json_is_true(json_object_get(p, "paused")));
+		put_long(&t, 14, i, outstanding);
 	}
 	json_decref(tree);
 	return table_finish(&t);
@@ -699,7 +703,7 @@ static const char *refuse(struct gw_worker *w, const struct gw_action_who *who, 
 /* The q symbol answer of a done action, or its error text. */
 static const char *action_answer(const struct gw_action_result *res, struct qipc_obj **o)
 {
-	if (res->status != 200) {
+	if (res->status >= 300) {
 		snprintf(err_text, sizeof(err_text), "%s", res->error);
 		return err_text;
 	}

@@ -31,8 +31,9 @@ int gw_audit_open(struct gw_worker *w)
 	w->audit_fd = open(w->cfg->audit_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (w->audit_fd < 0) {
 		int err = errno;
-		gw_err("audit_file=%s msg=\"cannot open audit log\" err=\"%s\"", w->cfg->audit_file,
-		       strerror(err));
+		char fv[1024];
+		gw_log_value(fv, sizeof(fv), w->cfg->audit_file);
+		gw_err("audit_file=%s msg=\"cannot open audit log\" err=\"%s\"", fv, strerror(err));
 		return -err;
 	}
 	w->audit_cap = AUDIT_FLUSH_BYTES + 16384;	/* room for the longest line */
@@ -98,7 +99,7 @@ void gw_audit_req(struct gw_worker *w, const struct gw_req *r, const char *outco
 			 "type=%s what=\"%s\" bytes_in=%llu bytes_out=%llu us=%llu outcome=\"%s\"\n",
 			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			 tm.tm_sec, ts.tv_nsec / 1000, user,
-			 r->pool ? r->pool->cfg->name : "-",
+			 r->pool ? r->pool->cfg->log_name : "-",
 			 r->backend_name ? r->backend_name : "-", r->is_sync ? "sync" : "async", what,
 			 (unsigned long long)r->req_bytes, (unsigned long long)r->resp_bytes,
 			 (unsigned long long)(gw_now_us() - r->t_start_us), outcome);

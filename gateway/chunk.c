@@ -10,6 +10,14 @@
 /* bytes held in chunks by every worker of the process (limits.max_buffered_bytes) */
 static uint64_t held_bytes;
 
+/*
+ * Small chunks freed by this thread, kept for its next ones: a request and its answer
+ * then cost no malloc. Bounded; not under ASan, which must see every use after free.
+ */
+#define CACHE_MAX GW_FREE_LIST_MAX
+static __thread struct gw_chunk *cache;
+static __thread unsigned cache_n;
+
 uint64_t gw_held_bytes(void)
 {
 	return __atomic_load_n(&held_bytes, __ATOMIC_RELAXED);
@@ -17,10 +25,19 @@ uint64_t gw_held_bytes(void)
 
 struct gw_chunk *gw_chunk_new(size_t cap)
 {
-	struct gw_chunk *ch = malloc(sizeof(*ch) + cap);
+	struct gw_chunk *ch;
 
-	if (!ch)
-		abort();	/* out of memory on the data path: nothing sane to do */
+	if (cap <= GW_CHUNK_SMALL && cache) {
+		ch = cache;
+		cache = ch->next;
+		cache_n--;
+	} else {
+		size_t alloc = CACHE_MAX > 0 && cap <= GW_CHUNK_SMALL ? GW_CHUNK_SMALL : cap;
+		ch = malloc(sizeof(*ch) + alloc);
+		if (!ch)
+			abort();	/* out of memory on the data path: nothing sane to do */
+		ch->alloc = alloc;
+	}
 	ch->next = NULL;
 	ch->len = 0;
 	ch->off = 0;
@@ -32,10 +49,14 @@ struct gw_chunk *gw_chunk_new(size_t cap)
 struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap)
 {
 	size_t old = ch->cap;
-	struct gw_chunk *n = realloc(ch, sizeof(*n) + cap);
+	struct gw_chunk *n = ch;
 
-	if (!n)
-		abort();
+	if (cap > ch->alloc) {
+		n = realloc(ch, sizeof(*n) + cap);
+		if (!n)
+			abort();
+		n->alloc = cap;
+	}
 	n->cap = cap;
 	if (cap > old)
 		__atomic_add_fetch(&held_bytes, cap - old, __ATOMIC_RELAXED);
@@ -49,7 +70,23 @@ void gw_chunk_free(struct gw_chunk *ch)
 	if (!ch)
 		return;
 	__atomic_sub_fetch(&held_bytes, ch->cap, __ATOMIC_RELAXED);
+	if (ch->alloc == GW_CHUNK_SMALL && (int)cache_n < CACHE_MAX) {
+		ch->next = cache;
+		cache = ch;
+		cache_n++;
+		return;
+	}
 	free(ch);
+}
+
+void gw_chunk_cache_free(void)
+{
+	while (cache) {
+		struct gw_chunk *ch = cache;
+		cache = ch->next;
+		free(ch);
+	}
+	cache_n = 0;
 }
 
 void gw_chunkq_push(struct gw_chunkq *q, struct gw_chunk *ch)

@@ -3,7 +3,9 @@
  * a time (a tx queue, or a request's buffered answer); whoever unlinks it frees it or links
  * it elsewhere. Chunks are made, grown and freed only here, so the bytes they hold are
  * counted process-wide (limits.max_buffered_bytes). Any thread; a chunk or queue is used
- * by one worker thread only.
+ * by one worker thread only. Small chunks (cap up to GW_CHUNK_SMALL) come from and go back
+ * to a bounded cache of the calling thread, so a small message costs no malloc; a thread
+ * that used chunks empties its cache with gw_chunk_cache_free before it ends.
  */
 #ifndef GW_GATEWAY_CHUNK_H
 #define GW_GATEWAY_CHUNK_H
@@ -12,12 +14,27 @@
 #include <stdint.h>
 
 #define GW_CHUNK_BYTES (64 * 1024)
+#define GW_CHUNK_SMALL 4096
+
+/* free lists (chunks, requests) only without ASan, which must see every use after free:
+ * gcc says so with __SANITIZE_ADDRESS__, clang with __has_feature */
+#if defined(__SANITIZE_ADDRESS__)
+#define GW_FREE_LIST_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GW_FREE_LIST_MAX 0
+#endif
+#endif
+#ifndef GW_FREE_LIST_MAX
+#define GW_FREE_LIST_MAX 256
+#endif
 
 struct gw_chunk {
 	struct gw_chunk *next;
 	size_t len;	/* bytes written into data */
 	size_t off;	/* bytes already sent / consumed */
-	size_t cap;
+	size_t cap;	/* bytes usable (and counted as held) */
+	size_t alloc;	/* bytes allocated for data (>= cap: GW_CHUNK_SMALL when cached) */
 	uint8_t data[];
 };
 
@@ -32,6 +49,8 @@ struct gw_chunk *gw_chunk_new(size_t cap);
 struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap);
 /* NULL is fine */
 void gw_chunk_free(struct gw_chunk *ch);
+/* free the calling thread's cache of small chunks (a worker, as it ends) */
+void gw_chunk_cache_free(void);
 /* bytes held in chunks by every worker of the process */
 uint64_t gw_held_bytes(void);
 /* link ch (ownership moves to q) at the tail; its unsent bytes count in q->bytes */

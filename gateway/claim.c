@@ -86,7 +86,7 @@ static int claim_one(struct gw_claims *cl, const struct gw_addr *a, char *err, s
 	if (a->kind != GW_ADDR_TCP)
 		return 0;	/* a Unix name is exclusive already: bind says "in use" */
 	if (address_key(a, key, sizeof(key), &ss, &len) < 0) {
-		snprintf(err, err_n, "listen=%s msg=\"cannot resolve\"", a->text);
+		snprintf(err, err_n, "listen=%s msg=\"cannot resolve\"", a->log_text);
 		return -EADDRNOTAVAIL;
 	}
 	if (is_claimed(cl, key))
@@ -104,8 +104,8 @@ static int claim_one(struct gw_claims *cl, const struct gw_addr *a, char *err, s
 		if (fd >= 0)
 			close(fd);
 		snprintf(err, err_n, "listen=%s msg=\"address in use: another process listens "
-			 "there (a second qgate with the same configuration?)\" err=\"%s\"", a->text,
-			 strerror(-ret));
+			 "there (a second qgate with the same configuration?)\" err=\"%s\"",
+			 a->log_text, strerror(-ret));
 		return ret == -EADDRINUSE || fd == -EADDRINUSE ? -EADDRINUSE : ret;
 	}
 	int *fds = realloc(cl->fds, (cl->n + 1) * sizeof(*fds));

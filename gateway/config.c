@@ -39,11 +39,16 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "gateway/logval.h"
 #include "gateway/pwhash.h"
 
 #define CFG_MAX_FILE_BYTES	(16u << 20)	/* a config bigger than this is a mistake */
 #define CFG_MAX_SECRET_BYTES	4096		/* password_file */
 #define CFG_MAX_MSG_BYTES	(1ll << 40)	/* top of the message and client buffer sizes */
+
+/* a name's escaped form in log lines is cut (ending ...") past this: a line naming a backend,
+ * its pool and its address then stays under log.c's 4 KiB payload with its msg= */
+#define CFG_MAX_LOG_NAME	1024
 
 /* ---------------------------------------------------------------------------------------- */
 /* Error collection and JSON paths                                                          */
@@ -58,6 +63,7 @@ struct ctx {
 	size_t path_len;
 	const char *base_dir;	/* for relative file names; NULL = working directory */
 	const struct gw_config *cfg;	/* the config being built, for references to pools */
+	bool has_secret_files;	/* a password_file or token_file was read */
 };
 
 static void err_append(struct ctx *c, const char *line)
@@ -157,6 +163,62 @@ static void *xcalloc(struct ctx *c, size_t n, size_t size)
 	if (!p)
 		c->is_oom = true;
 	return p;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Name index                                                                               */
+
+/*
+ * key -> the index it was first seen at, for the checks that compare every pool (or
+ * backend address) with those before it: a scan per entry made a 24k-pool file take seconds
+ * to load, on the main thread at a SIGHUP. Open addressing; keys are borrowed.
+ */
+struct name_map {
+	const char **key;
+	size_t *val;
+	size_t mask;
+};
+
+static bool name_map_init(struct ctx *c, struct name_map *m, size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	m->key = xcalloc(c, cap, sizeof(*m->key));
+	m->val = xcalloc(c, cap, sizeof(*m->val));
+	m->mask = cap - 1;
+	if (m->key && m->val)
+		return true;
+	free(m->key);	/* out of memory (reported): the checks are skipped */
+	free(m->val);
+	m->key = NULL;
+	m->val = NULL;
+	return false;
+}
+
+static void name_map_free(struct name_map *m)
+{
+	free(m->key);
+	free(m->val);
+}
+
+/* The index key was first given, or SIZE_MAX when it is new (it is then stored with val). */
+static size_t name_map_put(struct name_map *m, const char *key, size_t val)
+{
+	uint64_t h = 1469598103934665603ull;	/* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
+		if (!m->key[i]) {
+			m->key[i] = key;
+			m->val[i] = val;
+			return SIZE_MAX;
+		}
+		if (!strcmp(m->key[i], key))
+			return m->val[i];
+	}
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -593,6 +655,8 @@ static void get_secret_file(struct ctx *c, json_t *obj, const char *key, char **
 	if (get_file(c, obj, key, 0, false, &file)) {
 		int rc = read_secret(file, out);
 
+		c->has_secret_files = true;
+
 		if (rc == -ENOMEM)
 			c->is_oom = true;
 		else if (rc == -EFBIG)
@@ -650,7 +714,8 @@ static bool get_addr(struct ctx *c, json_t *obj, const char *key, int flags, con
  * key"), read by the table's check function, which also does the cross-field checks.
  */
 enum ftype {
-	FT_INT = 0,	/* integer in [min, max]; stored as a signed/unsigned integer of .size */
+	FT_INT = 0,	/* integer in [min, max]; stored as a signed/unsigned integer of .size;
+			 * also the string .word, meaning .word_val (a default may be it) */
 	FT_MS,		/* duration: whole milliseconds in [min, UINT32_MAX], uint32_t */
 	FT_DOUBLE,	/* number in [dmin, dmax]; also the string .word, meaning .word_val */
 	FT_BOOL,	/* true or false */
@@ -675,7 +740,7 @@ struct field {
 	size_t size;			/* sizeof the member */
 	long long min, max, def;	/* FT_INT, FT_MS (min), FT_BOOL, FT_ENUM (index) */
 	double dmin, dmax, ddef;	/* FT_DOUBLE */
-	const char *word;		/* FT_DOUBLE: a word accepted too ("constant") */
+	const char *word;		/* FT_DOUBLE, FT_INT: a word accepted too ("constant") */
 	double word_val;
 	const char *sdef;		/* FT_STR, FT_ADDR: default text; NULL: none */
 	const char *const *names;	/* FT_ENUM, NULL-terminated */
@@ -700,6 +765,10 @@ struct table {
 	{ .key = (k), .off = offsetof(TBL, m), .size = sizeof(((TBL *)0)->m), __VA_ARGS__ }
 #define R_INT(k, m, lo, hi, d, doc_) \
 	ROW(k, m, .type = FT_INT, .min = (lo), .max = (hi), .def = (d), .doc = (doc_))
+/* an integer, or the string w meaning wv (which the default d may be) */
+#define R_INT_OR(k, m, lo, hi, d, w, wv, doc_) \
+	ROW(k, m, .type = FT_INT, .min = (lo), .max = (hi), .def = (d), .word = (w), \
+	    .word_val = (wv), .doc = (doc_))
 #define R_MS(k, m, lo, d, doc_) \
 	ROW(k, m, .type = FT_MS, .min = (lo), .max = UINT32_MAX, .def = (d), .doc = (doc_))
 #define R_DBL(k, m, lo, hi, d, doc_) \
@@ -867,7 +936,12 @@ static void parse_row(struct ctx *c, const struct field *f, json_t *obj, void *b
 
 	switch (f->type) {
 	case FT_INT:
-		if (get_int(c, obj, f->key, f->min, f->max, &x))
+		if (f->word && json_is_string(v) && !strcmp(json_string_value(v), f->word))
+			put_int(p, f, (long long)f->word_val);
+		else if (f->word && v && !json_is_integer(v))
+			err_key(c, f->key, "must be an integer between %lld and %lld, or \"%s\"",
+				f->min, f->max, f->word);
+		else if (get_int(c, obj, f->key, f->min, f->max, &x))
 			put_int(p, f, x);
 		break;
 	case FT_MS:
@@ -1018,9 +1092,11 @@ static const struct field backend_rows[] = {
 	R_CODE("password_file", "file holding the password (read at load)"),
 	R_INT("connections", connections, 1, 1000, 2, "connections to this backend, per worker"),
 	R_INT("weight", weight, 1, 1000000, 1, "relative share of the traffic"),
-	R_INT("max_inflight", max_inflight, 1, 65535, 1,
-	      "most sync requests this backend runs at once, across all workers "
-	      "(a q process runs one at a time)"),
+	R_INT_OR("max_inflight", max_inflight, 1, 65535, 0, "auto", 0,
+		 "most sync requests this backend runs at once, across all workers; \"auto\": "
+		 "learned from its answer times, 1..max_inflight_ceiling"),
+	R_INT("max_inflight_ceiling", max_inflight_ceiling, 1, 65535, 4,
+	      "with \"auto\": the most the learned limit may reach"),
 	R_CODE_OBJ("tls", backend_tls_table, "object, true, false or null: TLS to the backend"),
 };
 #undef TBL
@@ -1289,6 +1365,8 @@ static void describe_range(const struct field *f, char *buf, size_t n)
 			snprintf(buf, n, ">= %lld", f->min);
 		else
 			snprintf(buf, n, "%lld..%lld", f->min, f->max);
+		if (f->word)
+			snprintf(buf + strlen(buf), n - strlen(buf), ", or \"%s\"", f->word);
 		break;
 	case FT_MS:
 		if (f->min > 0)
@@ -1314,6 +1392,11 @@ static void describe_default(const struct field *f, char *buf, size_t n)
 	buf[0] = '\0';
 	switch (f->type) {
 	case FT_INT:
+		if (f->word && f->def == (long long)f->word_val)
+			snprintf(buf, n, "\"%s\"", f->word);
+		else
+			snprintf(buf, n, "%lld", f->def);
+		break;
 	case FT_MS:
 		snprintf(buf, n, "%lld", f->def);
 		break;
@@ -1445,6 +1528,9 @@ static void backend_check(struct ctx *c, json_t *j, void *base)
 	if (!b->name && !get(j, "name") && b->addr.text)
 		b->name = xstrdup(c, b->addr.text);	/* default name: the address */
 	b->tls = parse_backend_tls(c, j);
+	if (b->max_inflight && get(j, "max_inflight_ceiling"))
+		err_key(c, "max_inflight_ceiling", "applies to \"max_inflight\": \"auto\" only "
+			"(max_inflight is %u here)", b->max_inflight);
 
 	if (n_src > 1) {
 		err_at(c, "give only one of password, password_env, password_file");
@@ -1508,20 +1594,20 @@ static void pool_check(struct ctx *c, json_t *j, void *base)
 		p->backends = xcalloc(c, p->n_backends, sizeof(*p->backends));
 		if (!p->backends)
 			p->n_backends = 0;
+		struct name_map names = { 0 };
+		name_map_init(c, &names, p->n_backends);
 		for (size_t i = 0; i < p->n_backends; i++) {
 			size_t o = path_push_idx(c, i);
 
 			parse_elem(c, &backend_table, json_array_get(backends, i), &p->backends[i]);
-			for (size_t k = 0; k < i && p->backends[i].name; k++) {
-				if (p->backends[k].name &&
-				    !strcmp(p->backends[k].name, p->backends[i].name)) {
-					err_key(c, "name", "duplicate backend name \"%.64s\" "
-						"(also backends[%zu])", p->backends[i].name, k);
-					break;
-				}
-			}
+			size_t k = p->backends[i].name && names.key ?
+				name_map_put(&names, p->backends[i].name, i) : SIZE_MAX;
+			if (k != SIZE_MAX)
+				err_key(c, "name", "duplicate backend name \"%.64s\" "
+					"(also backends[%zu])", p->backends[i].name, k);
 			path_pop(c, o);
 		}
+		name_map_free(&names);
 		path_pop(c, old);
 	}
 	if (p->is_dedicated && p->mode == GW_MODE_SESSION)
@@ -1535,38 +1621,89 @@ static void pool_check(struct ctx *c, json_t *j, void *base)
 			"pool already gives each client a backend of its own)");
 }
 
+/* max_inflight as the config shows it: a number or "auto" */
+static const char *limit_text(const struct gw_backend_cfg *be, char *buf, size_t n)
+{
+	if (!be->max_inflight)
+		return "\"auto\"";
+	snprintf(buf, n, "%u", be->max_inflight);
+	return buf;
+}
+
+/* The field in which backends a and b (one address) disagree, or NULL. */
+static const char *limit_differs(const struct gw_backend_cfg *a, const struct gw_backend_cfg *b)
+{
+	if (a->max_inflight != b->max_inflight)
+		return "max_inflight";
+	if (!a->max_inflight && a->max_inflight_ceiling != b->max_inflight_ceiling)
+		return "max_inflight_ceiling";
+	return NULL;
+}
+
 /* A q process has one max_inflight however many pools name it: backends at the same
- * address must agree on it (they share one count, gateway/shared.c). */
+ * address must agree on it (they share one count and one limiter, gateway/shared.c), on
+ * "auto" or a number alike, and with "auto" on its ceiling. Each backend is compared with
+ * the first one given at its address. */
 static void check_same_backends(struct ctx *c, const struct gw_config *cfg)
 {
-	size_t old = path_push_key(c, "pools");
+	struct first { size_t pool, backend; const struct gw_backend_cfg *be; } *firsts;
+	struct name_map seen = { 0 };
+	char **keys;
+	size_t n = 0, f = 0, old = path_push_key(c, "pools");
 
+	for (size_t i = 0; i < cfg->n_pools; i++)
+		n += cfg->pools[i].n_backends;
+	keys = xcalloc(c, n, sizeof(*keys));
+	firsts = xcalloc(c, n, sizeof(*firsts));
+	if (!keys || !firsts || !name_map_init(c, &seen, n))
+		goto out;
 	for (size_t i = 0; i < cfg->n_pools; i++) {
 		const struct gw_pool_cfg *p = &cfg->pools[i];
 		size_t o = path_push_idx(c, i), ob = path_push_key(c, "backends");
 		for (size_t b = 0; b < p->n_backends; b++) {
 			const struct gw_backend_cfg *be = &p->backends[b];
-			bool found = false;
-			for (size_t k = 0; k <= i && !found; k++) {
-				size_t nb = k == i ? b : cfg->pools[k].n_backends;
-				for (size_t m = 0; m < nb && !found; m++) {
-					const struct gw_backend_cfg *o2 = &cfg->pools[k].backends[m];
-					if (!be->addr.text || !o2->addr.text ||
-					    !gw_addr_same(&be->addr, &o2->addr) ||
-					    be->max_inflight == o2->max_inflight)
-						continue;
-					size_t oi = path_push_idx(c, b);
-					err_key(c, "max_inflight", "%u differs from %u given for the "
-						"same address in pools[%zu].backends[%zu] (one q process, "
-						"one limit)", be->max_inflight, o2->max_inflight, k, m);
-					path_pop(c, oi);
-					found = true;
-				}
+			if (!be->addr.text)
+				continue;
+			/* gw_addr_key: equal exactly when gw_addr_same holds */
+			size_t kn = strlen(be->addr.host ? be->addr.host : "") +
+				    strlen(be->addr.path ? be->addr.path : "") + 32;
+			keys[f] = xcalloc(c, kn, 1);
+			if (!keys[f] || gw_addr_key(&be->addr, keys[f], kn) < 0) {
+				free(keys[f]);
+				keys[f] = NULL;
+				continue;
 			}
+			firsts[f] = (struct first){ i, b, be };
+			size_t k = name_map_put(&seen, keys[f], f);
+			f++;
+			const char *what = k == SIZE_MAX ? NULL : limit_differs(be, firsts[k].be);
+			if (!what)
+				continue;
+			size_t oi = path_push_idx(c, b);
+			char t1[16], t2[16];
+			if (!strcmp(what, "max_inflight"))
+				err_key(c, what, "%s differs from %s given for the same address in "
+					"pools[%zu].backends[%zu] (one q process, one limit: give both "
+					"the same number, or both \"auto\")",
+					limit_text(be, t1, sizeof(t1)),
+					limit_text(firsts[k].be, t2, sizeof(t2)), firsts[k].pool,
+					firsts[k].backend);
+			else
+				err_key(c, what, "%d differs from %d given for the same address in "
+					"pools[%zu].backends[%zu] (one q process, one limiter)",
+					be->max_inflight_ceiling, firsts[k].be->max_inflight_ceiling,
+					firsts[k].pool, firsts[k].backend);
+			path_pop(c, oi);
 		}
 		path_pop(c, ob);
 		path_pop(c, o);
 	}
+out:
+	for (size_t i = 0; keys && i < n; i++)
+		free(keys[i]);
+	free(keys);
+	free(firsts);
+	name_map_free(&seen);
 	path_pop(c, old);
 }
 
@@ -1591,21 +1728,21 @@ static void parse_pools(struct ctx *c, json_t *root, struct gw_config *cfg)
 		cfg->n_pools = 0;
 		return;
 	}
+	struct name_map names = { 0 };
+	name_map_init(c, &names, cfg->n_pools);
 	old = path_push_key(c, "pools");
 	for (i = 0; i < cfg->n_pools; i++) {
 		size_t o = path_push_idx(c, i);
 
 		parse_elem(c, &pool_table, json_array_get(arr, i), &cfg->pools[i]);
-		for (size_t k = 0; k < i && cfg->pools[i].name; k++) {
-			if (cfg->pools[k].name && !strcmp(cfg->pools[k].name, cfg->pools[i].name)) {
-				err_key(c, "name",
-					"duplicate pool name \"%.64s\" (also pools[%zu])",
-					cfg->pools[i].name, k);
-				break;
-			}
-		}
+		size_t k = cfg->pools[i].name && names.key ?
+			name_map_put(&names, cfg->pools[i].name, i) : SIZE_MAX;
+		if (k != SIZE_MAX)
+			err_key(c, "name", "duplicate pool name \"%.64s\" (also pools[%zu])",
+				cfg->pools[i].name, k);
 		path_pop(c, o);
 	}
+	name_map_free(&names);
 	path_pop(c, old);
 	check_same_backends(c, cfg);
 }
@@ -1946,6 +2083,39 @@ static void sort_errors(struct ctx *c, json_t *root)
 }
 
 /* Parse a decoded document (or report the decode error) and hand back config or errors. */
+/* Names come from whoever wrote the file: each is escaped once here, so no log line can be
+ * forged by a name holding a newline or a quote (an unnamed one prints as "-"); one longer
+ * than CFG_MAX_LOG_NAME escaped is cut, still well-formed, and ends ...". */
+static char *log_name(struct ctx *c, const char *name)
+{
+	char *v = gw_log_value_dup(name ? name : "-");
+	size_t n = v ? strlen(v) : 0;
+
+	if (!v) {
+		c->is_oom = true;
+	} else if (n > CFG_MAX_LOG_NAME && v[0] == '"') {
+		gw_log_value(v, CFG_MAX_LOG_NAME - 3, name);	/* quoted and closed, shorter */
+		n = strlen(v);
+		memcpy(v + n - 1, "...\"", 5);
+	} else if (n > CFG_MAX_LOG_NAME) {
+		memcpy(v + CFG_MAX_LOG_NAME - 3, "...", 4);	/* a plain token: '.' is plain */
+	}
+	return v;
+}
+
+static void set_log_names(struct ctx *c, struct gw_config *cfg)
+{
+	for (size_t i = 0; cfg->listeners && i < cfg->n_listeners; i++)
+		cfg->listeners[i].log_name = log_name(c, cfg->listeners[i].name);
+	for (size_t i = 0; cfg->pools && i < cfg->n_pools; i++) {
+		struct gw_pool_cfg *p = &cfg->pools[i];
+
+		p->log_name = log_name(c, p->name);
+		for (size_t k = 0; p->backends && k < p->n_backends; k++)
+			p->backends[k].log_name = log_name(c, p->backends[k].name);
+	}
+}
+
 static struct gw_config *finish(struct ctx *c, json_t *root, const json_error_t *jerr,
 				const char *name, char **errs)
 {
@@ -1969,6 +2139,8 @@ static struct gw_config *finish(struct ctx *c, json_t *root, const json_error_t 
 			c->cfg = cfg;
 			table_defaults(c, &top_table, cfg);
 			table_parse(c, &top_table, root, cfg);
+			if (!c->n_err)
+				set_log_names(c, cfg);
 			sort_errors(c, root);
 		}
 	}
@@ -2059,7 +2231,6 @@ struct gw_config *gw_cfg_load(const char *path, char **errs)
 		return finish(&c, NULL, &jerr, path, errs);
 	}
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-	free(buf);
 
 	/* relative file names in the config are relative to the config's own directory */
 	slash = strrchr(path, '/');
@@ -2071,6 +2242,13 @@ struct gw_config *gw_cfg_load(const char *path, char **errs)
 	}
 	cfg = finish(&c, root, &jerr, path, errs);
 	free(dir);
+	if (cfg) {
+		cfg->source = buf;	/* what a reload compares (main.c) */
+		cfg->source_len = len;
+		cfg->has_secret_files = c.has_secret_files;
+	} else {
+		free(buf);
+	}
 	return cfg;
 }
 
@@ -2097,6 +2275,7 @@ void gw_cfg_free(struct gw_config *cfg)
 		struct gw_listener_cfg *l = &cfg->listeners[i];
 
 		free(l->name);
+		free(l->log_name);
 		gw_addr_free(&l->addr);
 		free(l->pool);
 		tls_free(l->tls);
@@ -2119,6 +2298,7 @@ void gw_cfg_free(struct gw_config *cfg)
 			struct gw_backend_cfg *b = &p->backends[k];
 
 			free(b->name);
+			free(b->log_name);
 			gw_addr_free(&b->addr);
 			free(b->user);
 			if (b->password)	/* secrets do not linger in freed memory */
@@ -2128,6 +2308,7 @@ void gw_cfg_free(struct gw_config *cfg)
 		}
 		free(p->backends);
 		free(p->name);
+		free(p->log_name);
 		free(p->health.query);
 	}
 	free(cfg->pools);
@@ -2148,6 +2329,7 @@ void gw_cfg_free(struct gw_config *cfg)
 		OPENSSL_cleanse(cfg->stats_token, strlen(cfg->stats_token));
 	free(cfg->stats_token);
 	free(cfg->gateway_user);
+	free(cfg->source);
 	free(cfg);
 }
 

@@ -37,6 +37,7 @@ enum gw_compress {
 
 struct gw_listener_cfg {
 	char *name;
+	char *log_name;		/* name as a logfmt value (logval.h): what log lines print */
 	enum gw_compress compress;
 	struct gw_addr addr;
 	char *pool;		/* default pool for clients of this listener (must exist) */
@@ -74,17 +75,20 @@ enum gw_affinity {
 
 struct gw_backend_cfg {
 	char *name;
+	char *log_name;		/* name as a logfmt value (logval.h): what log lines print */
 	struct gw_addr addr;
 	char *user;		/* NULL: no credentials ("" user) */
 	char *password;		/* resolved from password / password_env / password_file */
 	int connections;	/* default 2 */
 	int weight;		/* default 1, >= 1 */
 	/*
-	 * Most sync requests this backend runs at once, summed over all workers (1..65535,
-	 * default 1: a q process runs one at a time); requests beyond it wait in the pool's
-	 * queue (pool/ enforces it through the shared counters of gateway/shared.c).
+	 * Most sync requests this backend runs at once, summed over all workers (1..65535);
+	 * 0 is "auto" (the default): learned from its answer times between 1 and
+	 * max_inflight_ceiling (pool/limit.h). Requests beyond it wait in the pool's queue
+	 * (pool/ enforces it through the shared counters of gateway/shared.c).
 	 */
 	uint32_t max_inflight;
+	int max_inflight_ceiling;	/* default 4 */
 	struct gw_tls_cfg *tls;	/* NULL: plain */
 };
 
@@ -106,6 +110,7 @@ struct gw_health_cfg {
 
 struct gw_pool_cfg {
 	char *name;
+	char *log_name;		/* name as a logfmt value (logval.h): what log lines print */
 	enum gw_pool_mode mode;
 	enum gw_strategy strategy;
 	enum gw_affinity affinity;	/* "none" */
@@ -197,6 +202,12 @@ struct gw_config {
 	char *audit_file;
 	int workers;			/* 1 */
 	char *gateway_user;		/* user name a backend sees when no backend "user": "qgate" */
+	/* gw_cfg_load: the file's bytes it was built from (a reload of the same bytes builds
+	 * nothing new), and whether it read other files whose content it keeps (password_file,
+	 * token_file: then the same bytes may still mean a new configuration) */
+	char *source;
+	size_t source_len;
+	bool has_secret_files;
 };
 
 /*

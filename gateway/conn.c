@@ -30,6 +30,9 @@
 #include "gateway/worker.h"
 
 #define SEND_MAX_BYTES (256 * 1024)	/* fairness: cap one sendmsg */
+/* a send this small that empties its queue is expected to complete inside the enter that
+ * submits it (worker.h, quiet_sends) */
+#define QUIET_SEND_BYTES (16 * 1024)
 
 /* a kind nobody registered: every hook absent */
 static const struct gw_conn_ops no_ops;
@@ -302,6 +305,8 @@ void gw_tx_kick(struct gw_worker *w, struct gw_conn *c)
 	io_uring_sqe_set_data64(sqe, gw_ud(GW_OP_SEND, c));
 	c->is_send_inflight = true;
 	c->inflight++;
+	if (bytes == q->bytes && bytes <= QUIET_SEND_BYTES)
+		w->quiet_sends++;
 }
 
 void gw_tx_pass(struct gw_worker *w, struct gw_conn *dst, struct gw_conn *src,

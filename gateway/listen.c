@@ -84,7 +84,7 @@ int gw_listen_socket(const struct gw_addr *a, int backlog)
 	int ret = gw_sockaddr_from(a, &ss, &len);
 
 	if (ret < 0) {
-		gw_err("listen=%s msg=\"cannot resolve\"", a->text);
+		gw_err("listen=%s msg=\"cannot resolve\"", a->log_text);
 		return ret;
 	}
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -98,7 +98,7 @@ int gw_listen_socket(const struct gw_addr *a, int backlog)
 	}
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0) {
 		ret = -errno;
-		gw_err("listen=%s msg=\"cannot listen\" err=\"%s\"", a->text, strerror(-ret));
+		gw_err("listen=%s msg=\"cannot listen\" err=\"%s\"", a->log_text, strerror(-ret));
 		close(fd);
 		return ret;
 	}
@@ -125,7 +125,7 @@ int gw_listen_bind(struct gw_worker *w, const struct gw_addr *a, int backlog,
 	}
 	c->lis.share = share;
 	c->is_fd_shared = share != NULL;
-	snprintf(c->peer, sizeof(c->peer), "%s", a->text);
+	gw_log_value(c->peer, sizeof(c->peer), a->text);	/* for log lines */
 	gw_listen_arm(w, c);
 	*out = c;
 	return 0;
@@ -153,7 +153,7 @@ int gw_listen_open(struct gw_worker *w, struct gw_listener_rt *l)
 	if (ret < 0)
 		return ret;
 	gw_info("worker=%d listener=%s listen=%s pool=%s msg=\"listening\"", w->id,
-		l->cfg->name, l->cfg->addr.text, l->cfg->pool);
+		l->cfg->log_name, l->cfg->addr.log_text, l->pool ? l->pool->cfg->log_name : "-");
 	return 0;
 }
 
@@ -191,8 +191,12 @@ void gw_listen_tick(struct gw_worker *w)
 		return;
 	for (size_t i = 0; i <= w->n_listeners; i++) {
 		struct gw_conn *c = i < w->n_listeners ? w->listeners[i]->conn : w->stats_conn;
-		if (!c || c->is_closing || c->lis.is_armed || c->lis.retry_at_ms > w->now_ms)
+		if (!c || c->is_closing || c->lis.is_armed)
 			continue;
+		if (c->lis.retry_at_ms > w->now_ms) {
+			gw_worker_due(w, c->lis.retry_at_ms);
+			continue;
+		}
 		if (c != w->stats_conn && is_full(w))
 			continue;	/* re-armed once a client leaves */
 		gw_listen_arm(w, c);
@@ -209,7 +213,7 @@ static void accept_error(struct gw_worker *w, struct gw_conn *lc, struct gw_list
 	}
 	lc->lis.next_log_ms = w->now_ms + 1000;
 	gw_warn("listener=%s msg=\"accept failed\" err=\"%s\" retry_ms=%u suppressed=%llu",
-		l ? l->cfg->name : "stats", strerror(-err), lc->lis.backoff_ms,
+		l ? l->cfg->log_name : "stats", strerror(-err), lc->lis.backoff_ms,
 		(unsigned long long)lc->lis.suppressed);
 	lc->lis.suppressed = 0;
 }
@@ -314,7 +318,7 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 		if (w->now_ms >= lc->lis.next_log_ms) {
 			lc->lis.next_log_ms = w->now_ms + 1000;
 			gw_warn("listener=%s msg=\"refusing client\" reason=\"%s\"",
-				l ? l->cfg->name : "?",
+				l ? l->cfg->log_name : "?",
 				w->is_stopping ? "stopping" : "max_clients reached");
 		}
 		close(fd);
@@ -323,7 +327,7 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_CLIENT, fd);
 	if (!c) {
 		gw_warn("listener=%s msg=\"refusing client\" reason=\"no free slot\"",
-			l->cfg->name);
+			l->cfg->log_name);
 		close(fd);
 		return;
 	}
@@ -346,10 +350,10 @@ void gw_listen_on_accept(struct gw_worker *w, struct gw_conn *lc, struct io_urin
 				listen_pause(w, w->listeners[i]->conn);
 	}
 	gw_debug("worker=%d conn=%llu peer=%s listener=%s msg=\"accepted\"", w->id,
-		 (unsigned long long)c->id, c->peer, l->cfg->name);
+		 (unsigned long long)c->id, c->peer, l->cfg->log_name);
 	if (l->ssl_ctx && gw_tls_accept(c, l->ssl_ctx) < 0) {
 		gw_warn("listener=%s msg=\"refusing client\" reason=\"no memory for TLS\"",
-			l->cfg->name);
+			l->cfg->log_name);
 		gw_conn_close(w, c, "no memory for TLS");
 		return;
 	}

@@ -28,8 +28,10 @@ static int log_format = GW_LOG_FMT_LOGFMT;	/* __atomic: a reload may change it *
 static bool is_journal;
 static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
 
-#define PAYLOAD_MAX 1024
-#define LINE_MAX_BYTES 8192
+/* a payload longer than PAYLOAD_MAX is cut at a boundary that keeps it well-formed and the
+ * line says truncated=true; the line has room for the payload's JSON form */
+#define PAYLOAD_MAX 4096
+#define LINE_MAX_BYTES 12288
 
 void gw_log_set_level(enum gw_log_level lvl)
 {
@@ -216,6 +218,45 @@ static const char *parse_quoted(const char *p, char *dst, size_t *len)
 	return *p == '"' ? p + 1 : p;
 }
 
+/*
+ * A payload vsnprintf cut at n - 1 bytes, cut again at most limit bytes in, where it stays
+ * well-formed logfmt: never inside an escape or a UTF-8 sequence; a quoted value cut short is
+ * closed; an unquoted word cut short goes whole. The caller then says truncated=true.
+ */
+static void payload_cut(char *p, size_t limit)
+{
+	size_t i = 0, safe = 0, quote = 0;
+	bool is_quoted = false;
+
+	while (i < limit && p[i]) {
+		unsigned char c = (unsigned char)p[i];
+		size_t k = 1;
+		if (is_quoted && c == '\\')
+			k = p[i + 1] == 'x' ? 4 : 2;
+		else if (c >= 0xf0)
+			k = 4;
+		else if (c >= 0xe0)
+			k = 3;
+		else if (c >= 0xc0)
+			k = 2;
+		if (i + k > limit)
+			break;
+		if (c == '"') {
+			is_quoted = !is_quoted;
+			quote = i;
+		} else if (c == ' ' && !is_quoted) {
+			safe = i;
+		}
+		i += k;
+	}
+	if (is_quoted && i > quote + 1) {
+		p[i] = '"';	/* limit leaves room for it */
+		p[i + 1] = '\0';
+	} else {
+		p[is_quoted ? quote : safe] = '\0';
+	}
+}
+
 /* An unquoted decimal integer that every JSON reader takes exactly: written as a number. */
 static bool is_json_int(const char *s, size_t n)
 {
@@ -314,8 +355,11 @@ void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
 
 	pthread_once(&journal_once, detect_journal);
 	va_start(ap, fmt);
-	vsnprintf(payload, sizeof(payload), fmt, ap);
+	int len = vsnprintf(payload, sizeof(payload), fmt, ap);
 	va_end(ap);
+	bool is_cut = len >= (int)sizeof(payload);
+	if (is_cut)
+		payload_cut(payload, sizeof(payload) - 2);	/* room for a closing quote */
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
@@ -330,7 +374,7 @@ void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
 		out_str(&o, level_names[lvl]);
 		out_str(&o, "\"");
 		payload_to_json(&o, payload);
-		if (o.is_full)
+		if (o.is_full || is_cut)
 			out_close(&o, ",\"truncated\":true");
 		out_close(&o, "}");
 	} else {
@@ -343,6 +387,8 @@ void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
 		out_str(&o, level_names[lvl]);
 		out_str(&o, " ");
 		out_str(&o, payload);
+		if (is_cut)
+			out_str(&o, " truncated=true");
 	}
 	out_close(&o, "\n");
 	/* one write per line: lines from several threads never interleave */
@@ -356,53 +402,4 @@ void gw_assert_fail(const char *what, const char *file, int line)
 	gw_log_emit(GW_LOG_ERROR, "msg=\"assertion failed\" what=\"%s\" at=%s:%d", what, file,
 		    line);
 	abort();
-}
-
-static bool is_plain(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      strchr("._-:/@+", ch)))
-			return false;
-	}
-	return true;
-}
-
-void gw_log_value(char *dst, size_t n, const char *src)
-{
-	size_t k = 0;
-
-	if (n < 3) {
-		if (n)
-			dst[0] = '\0';
-		return;
-	}
-	if (is_plain(src)) {
-		snprintf(dst, n, "%s", src);
-		return;
-	}
-	dst[k++] = '"';
-	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
-		char esc[5];
-		int m;
-		if (*p == '"' || *p == '\\')
-			m = snprintf(esc, sizeof(esc), "\\%c", *p);
-		else if (*p == '\n')
-			m = snprintf(esc, sizeof(esc), "\\n");
-		else if (*p == '\t')
-			m = snprintf(esc, sizeof(esc), "\\t");
-		else if (*p < 0x20 || *p >= 0x7f)
-			m = snprintf(esc, sizeof(esc), "\\x%02x", *p);
-		else
-			m = snprintf(esc, sizeof(esc), "%c", *p);
-		if (k + (size_t)m + 2 > n)
-			break;	/* room is kept for the closing quote */
-		memcpy(dst + k, esc, (size_t)m);
-		k += (size_t)m;
-	}
-	dst[k++] = '"';
-	dst[k] = '\0';
 }

@@ -6,6 +6,9 @@
  * systemd journal (JOURNAL_STREAM names it) each line starts with its syslog priority
  * (<3> error, <4> warn, <6> info, <7> debug/trace) so journald keeps the level, and logfmt
  * lines drop their own timestamp (journald stamps every line).
+ * A payload over 4 KiB is cut where it stays well-formed (no value, escape or UTF-8 sequence
+ * split) and the line ends truncated=true ("truncated":true in JSON): put msg= first where
+ * the values before it can be long.
  * The level is checked before the arguments are evaluated. Level and format are set by the
  * main thread, at start and on a reload; any thread may log.
  */
@@ -15,6 +18,7 @@
 #include <stddef.h>
 
 #include "gateway/config.h"
+#include "gateway/logval.h"	/* gw_log_value */
 
 extern enum gw_log_level gw_log_threshold;	/* written once before threads start */
 
@@ -34,14 +38,6 @@ void gw_log_emit(enum gw_log_level lvl, const char *fmt, ...)
 #define gw_warn(...) gw_log(GW_LOG_WARN, __VA_ARGS__)
 #define gw_info(...) gw_log(GW_LOG_INFO, __VA_ARGS__)
 #define gw_debug(...) gw_log(GW_LOG_DEBUG, __VA_ARGS__)
-
-/*
- * src as one logfmt value in dst (n bytes, always terminated): as is when it is a plain
- * token (letters, digits, and ._-:/@+), otherwise in double quotes with backslash, quote and
- * every control or non-ASCII byte escaped (\n, \t, \xNN), so no value can end a line or
- * forge a key. Truncated (still well-formed) when it does not fit.
- */
-void gw_log_value(char *dst, size_t n, const char *src);
 
 void gw_assert_fail(const char *what, const char *file, int line) __attribute__((noreturn));
 

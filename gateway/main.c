@@ -10,6 +10,7 @@
  * the watchdog while every worker's loop is turning.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +55,7 @@ struct worker_thread {
 	int run_ret;
 	struct gw_worker *const *peers;
 	int n_peers;
+	int is_done;	/* __atomic: the thread is about to return */
 };
 
 static void usage(FILE *f)
@@ -76,6 +79,7 @@ static void *worker_main(void *arg)
 	if (t->init_ret == 0)
 		t->run_ret = gw_worker_run(&t->w);
 	gw_worker_destroy(&t->w);
+	__atomic_store_n(&t->is_done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -163,7 +167,9 @@ static void check_names(const struct gw_config *cfg)
 	}
 }
 
-/* Every configuration loaded stays alive until exit: retired pools and backends point in. */
+/* Every configuration accepted stays alive until exit: retired pools and backends, clients
+ * (their user's entry), requests (their backend's name) and the admin table's checks point
+ * in, and nothing counts those pointers. A reload of an unchanged file keeps nothing new. */
 struct cfg_list {
 	struct gw_config **v;
 	size_t n;
@@ -191,10 +197,43 @@ static struct {
 	struct cfg_list *cl;
 	struct worker_thread *ts;
 	int n;
+	const struct gw_config *latest;	/* the last configuration accepted (or the first) */
+	bool is_stopping;	/* SIGTERM came: no reload is accepted any more */
 } rl = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-/* Load, check and hand the file to every worker. 0, or -1 with the first error lines in
- * err (err_n bytes; may be NULL). Any thread. */
+/* The file holds exactly the bytes cur was built from, and cur kept no other file's content
+ * (password_file, token_file): loading it again would build the same configuration. */
+static bool file_unchanged(const char *path, const struct gw_config *cur)
+{
+	struct stat st;
+	bool is_same = false;
+
+	if (!cur || !cur->source || cur->has_secret_files)
+		return false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == cur->source_len) {
+		char *buf = malloc(cur->source_len + 1);
+		size_t len = 0;
+		/* one byte more than expected: a file that grew meanwhile is not the same */
+		for (int guard = 0; buf && len <= cur->source_len && guard < 100000; guard++) {
+			ssize_t k = read(fd, buf + len, cur->source_len + 1 - len);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				break;
+			len += (size_t)k;
+		}
+		is_same = buf && len == cur->source_len && memcmp(buf, cur->source, len) == 0;
+		free(buf);
+	}
+	close(fd);
+	return is_same;
+}
+
+/* Load, check and hand the file to every worker. 0, -ESHUTDOWN while stopping, or -1 with
+ * the first error lines in err (err_n bytes; may be NULL). Any thread. */
 static int reload_file(char *err, size_t err_n)
 {
 	char *errs = NULL;
@@ -202,11 +241,32 @@ static int reload_file(char *err, size_t err_n)
 	size_t o = 0;
 
 	pthread_mutex_lock(&rl.mu);
+	if (rl.is_stopping) {
+		/* the workers are finishing: a new listener or pool now would outlive nothing */
+		gw_info("msg=\"reload refused: the gateway is stopping\"");
+		if (err)
+			snprintf(err, err_n, "gateway stopping");
+		pthread_mutex_unlock(&rl.mu);
+		return -ESHUTDOWN;
+	}
 	const char *path = rl.path;
+	char fv[1024];	/* the file's name as a log value */
+	gw_log_value(fv, sizeof(fv), path);
+	if (file_unchanged(path, rl.latest)) {
+		/* nothing new is built or kept: the workers take the same configuration again,
+		 * which reads the TLS files again (certificate rotation) */
+		for (int i = 0; i < rl.n; i++)
+			__atomic_store_n(&rl.ts[i].w.pending_cfg, rl.latest, __ATOMIC_RELEASE);
+		gw_metrics_note_config(true);
+		gw_info("msg=\"reload: configuration unchanged, TLS files are read again\" file=%s",
+			fv);
+		pthread_mutex_unlock(&rl.mu);
+		return 0;
+	}
 	struct gw_config *cfg = gw_cfg_load(path, &errs);
 	if (!cfg) {
 		gw_err("msg=\"reload: new configuration refused; keeping the running one\" file=%s",
-		       path);
+		       fv);
 		for (char *line = errs, *next; line && *line; line = next) {
 			next = strchr(line, '\n');
 			if (next)
@@ -226,7 +286,7 @@ static int reload_file(char *err, size_t err_n)
 	}
 	if (gw_claims_take(&claims, cfg, why, sizeof(why)) < 0) {
 		gw_err("msg=\"reload: new configuration refused; keeping the running one\" file=%s",
-		       path);
+		       fv);
 		log_reason(why);
 		if (err)
 			snprintf(err, err_n, "%s", why);
@@ -247,15 +307,18 @@ static int reload_file(char *err, size_t err_n)
 	}
 	cl->v = v;
 	cl->v[cl->n++] = cfg;
+	rl.latest = cfg;
 	gw_log_set_level(cfg->log_level);
 	gw_log_set_format(cfg->log_format);
 	/* admin state of pools and backends that are gone is forgotten (actions.h) */
 	gw_actions_prune(cfg);
-	for (int i = 0; i < rl.n; i++)
+	for (int i = 0; i < rl.n; i++) {
 		__atomic_store_n(&rl.ts[i].w.pending_cfg, cfg, __ATOMIC_RELEASE);
+		gw_worker_poke(&rl.ts[i].w);	/* an idle worker may be asleep for a while */
+	}
 	gw_metrics_note_config(true);
 	gw_info("msg=\"reload: configuration accepted, workers apply it within a tick\" file=%s",
-		path);
+		fv);
 	pthread_mutex_unlock(&rl.mu);
 	return 0;
 }
@@ -330,6 +393,7 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 	rl.cl = cl;
 	rl.ts = ts;
 	rl.n = n;
+	rl.latest = cfg;
 	pthread_mutex_unlock(&rl.mu);
 	for (int i = 0; i < n; i++) {
 		ts[i].cfg = cfg;
@@ -397,10 +461,31 @@ static int run(const struct gw_config *cfg, const char *path, struct cfg_list *c
 		}
 		gw_notify_stopping();
 		gw_info("msg=\"stopping\" signal=%d", sig);
+		pthread_mutex_lock(&rl.mu);
+		rl.is_stopping = true;	/* before the workers see stop: no reload from now on */
+		pthread_mutex_unlock(&rl.mu);
 		stop = 1;
 	}
+	/* While the workers finish, signals are still taken so that none is left pending and
+	 * each is logged: a SIGHUP now reloads nothing. */
+	for (;;) {
+		int done = 0;
+		for (int i = 0; i < n; i++)
+			done += __atomic_load_n(&ts[i].is_done, __ATOMIC_ACQUIRE);
+		if (done == n)
+			break;
+		struct timespec to = { .tv_sec = 0, .tv_nsec = 50 * 1000000L };
+		int sig = sigtimedwait(&set, NULL, &to);
+		if (sig == SIGHUP)
+			gw_info("msg=\"SIGHUP ignored: the gateway is stopping\"");
+		else if (sig > 0)
+			gw_info("msg=\"already stopping\" signal=%d", sig);
+	}
+	for (int i = 0; i < n; i++)
+		gw_worker_poke(&ts[i].w);	/* the stop is seen at once, not at the next deadline */
 	for (int i = 0; i < n; i++)
 		pthread_join(ts[i].tid, NULL);
+	gw_worker_poke_done();
 	gw_actions_set_reload(NULL);
 	gw_actions_free_all();
 	for (int i = 0; i < n; i++)

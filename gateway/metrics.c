@@ -18,6 +18,8 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "gateway/stats_types.h"
+
 /* ------------------------------------------------------------ what main records */
 
 /* 100 µs .. 10 s: a q query ranges from a cached lookup to a scan of a day's data */
@@ -26,6 +28,9 @@ const uint64_t gw_metrics_le_us[] = {
 	1000000, 2500000, 5000000, 10000000,
 };
 const size_t gw_metrics_n_le = sizeof(gw_metrics_le_us) / sizeof(gw_metrics_le_us[0]);
+/* struct gw_hist keeps one exact counter per bound */
+_Static_assert(sizeof(gw_metrics_le_us) / sizeof(gw_metrics_le_us[0]) == GW_HIST_N_LE,
+	       "GW_HIST_N_LE must be the number of gw_metrics_le_us bounds");
 
 static const char *build_version = "unknown";
 /* written by the main thread, read by the worker serving /metrics */
@@ -137,6 +142,7 @@ enum conv {
 	V_MONO_MS,	/* an instant on the monotonic clock in ms -> Unix time in s, 0: never */
 	V_IS_UP,	/* a state string -> 1 when "up" */
 	V_BOOL,		/* true -> 1, false or absent -> 0 */
+	V_IS_AUTO,	/* a mode string -> 1 when "auto" */
 };
 
 struct fam {
@@ -176,6 +182,9 @@ static void put_value(FILE *f, json_t *o, const struct fam *m, const struct cloc
 	case V_BOOL:
 		fprintf(f, "%d\n", json_is_true(v));
 		break;
+	case V_IS_AUTO:
+		fprintf(f, "%d\n", strcmp(jstr(o, m->key), "auto") == 0);
+		break;
 	}
 }
 
@@ -202,6 +211,10 @@ static const struct fam gateway_fams[] = {
 	  "io_uring completion queue overflows.", V_INT },
 	{ "inflight_wakeups", "qgate_inflight_wakeups_total", "counter",
 	  "Times a worker handed a freed max_inflight slot to another worker.", V_INT },
+	{ "ring_enters", "qgate_ring_enters_total", "counter",
+	  "io_uring_enter system calls the workers made (submits and waits).", V_INT },
+	{ "loop_turns", "qgate_loop_turns_total", "counter",
+	  "Turns of the workers' event loops.", V_INT },
 };
 
 static const struct fam listener_fams[] = {
@@ -242,6 +255,8 @@ static const struct fam pool_fams[] = {
 	  "Session backend connections open (session pools: one per client).", V_INT },
 	{ "started", "qgate_pool_started_workers", "gauge",
 	  "Workers that opened the pool's connections (lazy pools: on first use).", V_INT },
+	{ "cost_entries", "qgate_pool_cost_entries", "gauge",
+	  "Call costs the pool has learned (entries in use, summed over the workers).", V_INT },
 };
 
 static const struct fam backend_fams[] = {
@@ -270,7 +285,15 @@ static const struct fam backend_fams[] = {
 	{ "inflight", "qgate_backend_inflight_requests", "gauge",
 	  "Requests the backend runs now, counted over every worker and pool naming it.", V_INT },
 	{ "max_inflight", "qgate_backend_max_inflight_requests", "gauge",
-	  "The backend's max_inflight: requests it may run at once.", V_INT },
+	  "The backend's max_inflight: requests it may run at once (auto: the limit now).",
+	  V_INT },
+	{ "max_inflight_mode", "qgate_backend_max_inflight_auto", "gauge",
+	  "1 when the backend's max_inflight is \"auto\" (learned), 0 when fixed.", V_IS_AUTO },
+	{ "min_rtt_us", "qgate_backend_min_rtt_seconds", "gauge",
+	  "Auto max_inflight: the backend's no-load answer time as the limiter measured it.",
+	  V_US_S },
+	{ "short_rtt_us", "qgate_backend_short_rtt_seconds", "gauge",
+	  "Auto max_inflight: the median answer time of the limiter's last window.", V_US_S },
 	{ "connect_ok_ms", "qgate_backend_last_connect_success_timestamp_seconds", "gauge",
 	  "Session pools: when the last session connection came up, Unix time; 0 never.",
 	  V_MONO_MS },
@@ -391,12 +414,26 @@ struct proc_stat {
 	unsigned long long vsize, rss_pages;
 };
 
-/* /proc/self/stat fields 14-15 (utime, stime), 22-24 (starttime, vsize, rss), proc(5) */
+/* now on clk, in seconds */
+static double clock_s(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * /proc/self/stat fields 14-15 (utime, stime), 22-24 (starttime, vsize, rss), proc(5).
+ * starttime counts clock ticks since boot on the boot clock, so the boot was at
+ * CLOCK_REALTIME - CLOCK_BOOTTIME: no /proc/stat (btime) needed, which a unit with
+ * ProcSubset=pid hides (only the process's own /proc/PID is left).
+ */
 static struct proc_stat read_proc_stat(void)
 {
 	struct proc_stat ps = { 0 };
 	char buf[1024], *p;
-	unsigned long long ut, st, start, btime = 0;
+	unsigned long long ut, st, start;
 	FILE *f = fopen("/proc/self/stat", "r");
 	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
 
@@ -408,18 +445,13 @@ static struct proc_stat read_proc_stat(void)
 			 "%*d %*d %*d %*d %llu %llu %llu", &ut, &st, &start, &ps.vsize,
 			 &ps.rss_pages) != 5)
 		return ps;
-	f = fopen("/proc/stat", "r");
-	while (f && fgets(buf, sizeof(buf), f))
-		if (sscanf(buf, "btime %llu", &btime) == 1)
-			break;
-	if (f)
-		fclose(f);
 	long hz = sysconf(_SC_CLK_TCK);
 	if (hz <= 0)
 		hz = 100;
+	double boot_unix_s = clock_s(CLOCK_REALTIME) - clock_s(CLOCK_BOOTTIME);
 	ps.cpu_s = (double)(ut + st) / (double)hz;
-	ps.start_unix_s = (double)btime + (double)start / (double)hz;
-	ps.is_ok = btime != 0;
+	ps.start_unix_s = boot_unix_s + (double)start / (double)hz;
+	ps.is_ok = true;
 	return ps;
 }
 

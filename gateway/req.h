@@ -40,11 +40,12 @@ struct gw_req {
 	struct gw_chunkq resp;		/* buffered answer while not at the head */
 	uint32_t timeout_ms;		/* query timeout (rule or pool), 0 none */
 	uint64_t t_start_us;
+	uint64_t t_sent_us;		/* sync, pooled: when handed to its backend connection */
 	struct gw_conn *backend;	/* SENT: the connection that owes its answer (a holder) */
 	/* for the audit log */
 	char user[32];
 	char what[48];			/* function name or query prefix */
-	const char *backend_name;
+	const char *backend_name;	/* as a logfmt value, for the audit line */
 	uint64_t req_bytes, resp_bytes;
 	bool is_qerror;			/* the backend answered with a q error */
 	bool gw_error;			/* failed by the gateway (already audited) */
@@ -53,8 +54,14 @@ struct gw_req {
 	uint8_t retries;		/* idempotent pools: times resent after a backend died */
 };
 
-/* the one function that frees a request: does so once nothing holds it (see above) */
+/* a zeroed request, from the calling worker's free list when it has one (no malloc on
+ * the small-message path); aborts when out of memory */
+struct gw_req *gw_req_new(void);
+/* the one function that frees a request: does so once nothing holds it (see above); the
+ * request goes back to the free list */
 void gw_req_release(struct gw_req *r);
+/* free the calling worker's free list (as it ends) */
+void gw_req_cache_free(void);
 
 static inline struct gw_req *gw_req_of(struct pool_req *pq)
 {

@@ -83,23 +83,27 @@ static void listener_path(const struct gw_config *cfg, const struct gw_listener_
 
 /*
  * A fresh context from t's files. NULL on failure, logged as one line naming the object
- * (kind=name), the failing field as --check names it, and the reason; is_reload says the
- * caller keeps the context it has.
+ * (kind=name, name already a logfmt value), the failing field as --check names it, and the
+ * reason; is_reload says the caller keeps the context it has.
  */
 static struct ssl_ctx_st *tls_ctx_new(struct gw_worker *w, const struct gw_tls_cfg *t,
 				      bool is_server, const char *kind, const char *name,
 				      const char *path, bool is_reload)
 {
 	const char *field = NULL;
-	char why[320];
+	char why[320], e[512], ev[2048];
 	struct ssl_ctx_st *ctx = gw_tls_ctx_new(t, is_server, &field, why, sizeof(why));
 
+	if (!ctx) {	/* why may name a file of the config */
+		snprintf(e, sizeof(e), "%s.tls.%s: %s", path, field, why);
+		gw_log_value(ev, sizeof(ev), e);
+	}
 	if (!ctx && is_reload)
 		gw_err("worker=%d %s=%s msg=\"reload: TLS files not loaded, keeping the previous "
-		       "context\" error=\"%s.tls.%s: %s\"", w->id, kind, name, path, field, why);
+		       "context\" error=%s", w->id, kind, name, ev);
 	else if (!ctx)
-		gw_err("worker=%d %s=%s msg=\"cannot load TLS files\" error=\"%s.tls.%s: %s\"",
-		       w->id, kind, name, path, field, why);
+		gw_err("worker=%d %s=%s msg=\"cannot load TLS files\" error=%s",
+		       w->id, kind, name, ev);
 	return ctx;
 }
 
@@ -139,13 +143,14 @@ static struct gw_backend_rt *backend_new(struct gw_worker *w, struct gw_pool_rt 
 	}
 	/* one count of requests in flight per backend across all workers (max_inflight) */
 	pool_be_init(&be->pb, &p->pl, bc->weight,
-		     gw_shared_backend(&bc->addr, bc->max_inflight),
+		     gw_shared_backend(&bc->addr, bc->max_inflight,
+				       (uint32_t)bc->max_inflight_ceiling),
 		     bc->max_inflight, slots, (uint32_t)bc->connections);
 	be->pb.key = pool_key_of(bc->name, strlen(bc->name));
 	if (bc->tls) {
 		char path[64];
 		backend_path(w->cfg, bc, path, sizeof(path));
-		be->ssl_ctx = tls_ctx_new(w, bc->tls, false, "backend", bc->name, path, false);
+		be->ssl_ctx = tls_ctx_new(w, bc->tls, false, "backend", bc->log_name, path, false);
 		if (!be->ssl_ctx) {
 			free(slots);
 			free(be);
@@ -209,6 +214,8 @@ static struct gw_pool_rt *pool_new(struct gw_worker *w, const struct gw_pool_cfg
 		  w->rng ^ (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL, pc->queue_max,
 		  pc->queue_timeout_ms, w->id, &w->now_ms);
 	p->pl.affinity = (enum pool_affinity)pc->affinity;
+	pool_costs_init(&p->costs);
+	p->pl.costs = &p->costs;
 	pool_list_init(&p->dispatch_link);
 	for (size_t b = 0; b < pc->n_backends; b++) {
 		bes[b] = backend_new(w, p, &pc->backends[b]);
@@ -250,7 +257,7 @@ static struct gw_listener_rt *listener_new(struct gw_worker *w, const struct gw_
 	if (lc->tls) {
 		char path[64];
 		listener_path(w->cfg, lc, path, sizeof(path));
-		l->ssl_ctx = tls_ctx_new(w, lc->tls, true, "listener", lc->name, path, false);
+		l->ssl_ctx = tls_ctx_new(w, lc->tls, true, "listener", lc->log_name, path, false);
 		if (!l->ssl_ctx) {
 			free(l);
 			return NULL;
@@ -343,8 +350,8 @@ static void retire_backend(struct gw_worker *w, struct gw_backend_rt *be)
 			gw_conn_close(w, c, "backend removed by reload");
 		/* a busy one closes once its answer is through (answer_done) */
 	}
-	gw_info("backend=%s pool=%s msg=\"backend retired by reload\"", be->cfg->name,
-		be->pool->cfg->name);
+	gw_info("backend=%s pool=%s msg=\"backend retired by reload\"", be->cfg->log_name,
+		be->pool->cfg->log_name);
 }
 
 static void retire_pool(struct gw_worker *w, struct gw_pool_rt *p)
@@ -358,7 +365,55 @@ static void retire_pool(struct gw_worker *w, struct gw_pool_rt *p)
 	/* the backends now live on the retired list; the pool keeps none */
 	p->n_backends = 0;
 	pool_list_add_tail(&w->retired_pools, &p->retired_link);
-	gw_info("pool=%s msg=\"pool removed by reload\"", p->cfg->name);
+	gw_info("pool=%s msg=\"pool removed by reload\"", p->cfg->log_name);
+}
+
+/*
+ * A backend (or pool) a reload replaces under the same name carries its counters and
+ * histogram over: its /metrics series are one series, and a counter must never fall (a
+ * rate() would read the drop as a restart). What the retired one still counts after this
+ * (answers of its busy connections) is left out: a small undercount, never a fall.
+ */
+static void carry_backend(struct gw_backend_rt *to, const struct gw_backend_rt *from)
+{
+	to->requests = from->requests;
+	to->errors = from->errors;
+	to->reconnects = from->reconnects;
+	to->bytes_in = from->bytes_in;
+	to->bytes_out = from->bytes_out;
+	to->lookups = from->lookups;
+	to->lookup_failures = from->lookup_failures;
+	to->connect_ok_ms = from->connect_ok_ms;
+	to->connect_failed_ms = from->connect_failed_ms;
+	to->latency = from->latency;
+}
+
+/* p's backend named name, or NULL */
+static struct gw_backend_rt *backend_named(const struct gw_pool_rt *p, const char *name)
+{
+	for (size_t b = 0; b < p->n_backends; b++)
+		if (strcmp(p->backends[b]->cfg->name, name) == 0)
+			return p->backends[b];
+	return NULL;
+}
+
+static void carry_pool(struct gw_pool_rt *to, const struct gw_pool_rt *from)
+{
+	to->requests = from->requests;
+	to->errors = from->errors;
+	to->queue_full = from->queue_full;
+	to->queue_timeouts = from->queue_timeouts;
+	to->timeouts = from->timeouts;
+	to->dropped_unsolicited = from->dropped_unsolicited;
+	to->unsolicited_closes = from->unsolicited_closes;
+	to->health_failures = from->health_failures;
+	to->pl.affinity_moves = from->pl.affinity_moves;
+	to->latency = from->latency;
+	for (size_t b = 0; b < to->n_backends; b++) {
+		const struct gw_backend_rt *old = backend_named(from, to->backends[b]->cfg->name);
+		if (old)
+			carry_backend(to->backends[b], old);
+	}
 }
 
 /* Rebuild a kept pool's backends: unchanged ones keep their connections. */
@@ -368,7 +423,8 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 	bool *kept = calloc(p->n_backends ? p->n_backends : 1, sizeof(*kept));
 
 	if (!bes || !kept) {
-		gw_err("pool=%s msg=\"reload: out of memory, pool left as it was\"", p->cfg->name);
+		gw_err("pool=%s msg=\"reload: out of memory, pool left as it was\"",
+			p->cfg->log_name);
 		free(bes);
 		free(kept);
 		return;
@@ -383,22 +439,27 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 			bes[b] = p->backends[o];
 			bes[b]->cfg = bc;
 			bes[b]->pb.weight = bc->weight > 0 ? bc->weight : 1;
-			pool_shared_set_max(bes[b]->pb.shared, bc->max_inflight);
+			pool_shared_set_max(bes[b]->pb.shared, bc->max_inflight,
+					    (uint32_t)bc->max_inflight_ceiling);
 			if (bc->tls) {
 				char path[64];
 				backend_path(w->cfg, bc, path, sizeof(path));
 				tls_ctx_reload(w, &bes[b]->ssl_ctx, bc->tls, false, "backend",
-					       bc->name, path);
+					       bc->log_name, path);
 			}
 		}
 		if (!bes[b]) {
 			bes[b] = backend_new(w, p, bc);
 			if (!bes[b]) {
-				gw_err("backend=%s msg=\"reload: cannot create backend\"", bc->name);
+				gw_err("backend=%s msg=\"reload: cannot create backend\"",
+					bc->log_name);
 				continue;
 			}
+			const struct gw_backend_rt *old = backend_named(p, bc->name);
+			if (old)
+				carry_backend(bes[b], old);
 			gw_info("backend=%s pool=%s address=%s msg=\"backend added by reload\"",
-				bc->name, pc->name, bc->addr.text);
+				bc->log_name, pc->log_name, bc->addr.log_text);
 			if (p->pl.is_started)
 				for (int s = 0; s < bc->connections; s++)
 					gw_upstream_start(w, bes[b], s);
@@ -415,7 +476,7 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 	free(kept);
 	pool_apply_cfg(p, pc);
 	if (set_backends(p, bes, n) < 0)
-		gw_err("pool=%s msg=\"reload: out of memory\"", pc->name);
+		gw_err("pool=%s msg=\"reload: out of memory\"", pc->log_name);
 	gw_pool_dispatch(w, p);
 }
 
@@ -433,22 +494,28 @@ static void reload_pools(struct gw_worker *w, const struct gw_config *cfg)
 	}
 	for (size_t i = 0; i < cfg->n_pools; i++) {
 		const struct gw_pool_cfg *pc = &cfg->pools[i];
-		struct gw_pool_rt *p = NULL;
-		for (size_t o = 0; o < w->n_pools && !p; o++)
-			if (!kept[o] && strcmp(w->pools[o]->cfg->name, pc->name) == 0 &&
-			    w->pools[o]->cfg->mode == pc->mode) {
+		struct gw_pool_rt *p = NULL, *same_name = NULL;
+		for (size_t o = 0; o < w->n_pools && !p; o++) {
+			if (kept[o] || strcmp(w->pools[o]->cfg->name, pc->name) != 0)
+				continue;
+			if (w->pools[o]->cfg->mode == pc->mode) {
 				kept[o] = true;
 				p = w->pools[o];
+			} else {
+				same_name = w->pools[o];	/* replaced: a new mode */
 			}
+		}
 		if (p) {
 			reload_pool(w, p, pc);
 		} else {
 			p = pool_new(w, pc);
 			if (!p) {
-				gw_err("pool=%s msg=\"reload: cannot create pool\"", pc->name);
+				gw_err("pool=%s msg=\"reload: cannot create pool\"", pc->log_name);
 				continue;
 			}
-			gw_info("pool=%s msg=\"pool added by reload\"", pc->name);
+			if (same_name)
+				carry_pool(p, same_name);
+			gw_info("pool=%s msg=\"pool added by reload\"", pc->log_name);
 			if (!pc->is_lazy)
 				gw_pool_start(w, p);
 		}
@@ -498,14 +565,15 @@ static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
 					char path[64];
 					listener_path(cfg, lc, path, sizeof(path));
 					tls_ctx_reload(w, &l->ssl_ctx, lc->tls, true, "listener",
-						       lc->name, path);
+						       lc->log_name, path);
 				}
 			}
 		}
 		if (!l) {
 			l = listener_new(w, lc);
 			if (!l) {
-				gw_err("listener=%s msg=\"reload: cannot create listener\"", lc->name);
+				gw_err("listener=%s msg=\"reload: cannot create listener\"",
+					lc->log_name);
 				continue;
 			}
 			if (gw_listen_open(w, l) < 0) {
@@ -528,7 +596,7 @@ static void reload_listeners(struct gw_worker *w, const struct gw_config *cfg)
 			gw_conn_close(w, ol->conn, "listener removed by reload");
 		ol->conn = NULL;
 		pool_list_add_tail(&w->retired_listeners, &ol->retired_link);
-		gw_info("listener=%s msg=\"listener removed by reload\"", ol->cfg->name);
+		gw_info("listener=%s msg=\"listener removed by reload\"", ol->cfg->log_name);
 	}
 	free(kept);
 	free(w->listeners);

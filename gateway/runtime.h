@@ -55,6 +55,7 @@ struct gw_pool_rt {
 	struct pool_be **pb_view;	/* &backends[i]->pb, for the pool */
 	size_t n_backends;
 	struct pool pl;			/* the checkout authority: queue, selection */
+	struct pool_costs costs;	/* learned call costs (pl.costs; bounded, pool/limit.h) */
 	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
 	uint64_t unsolicited_closes;	/* connections closed for an answer nobody was owed */
 	uint64_t health_failures;

@@ -101,6 +101,38 @@ static void close_after_send(struct gw_worker *w, struct gw_conn *c, const char 
 	gw_client_update_recv(w, c);
 }
 
+/* Requests let go of by this worker, for its next ones; bounded, and not under ASan (a
+ * use after free must be seen, not served by a reused request). */
+#define REQ_CACHE_MAX GW_FREE_LIST_MAX
+static __thread struct gw_req *req_cache;
+static __thread unsigned req_cache_n;
+
+struct gw_req *gw_req_new(void)
+{
+	struct gw_req *r = req_cache;
+
+	if (r) {
+		req_cache = r->next_slot;
+		req_cache_n--;
+		memset(r, 0, sizeof(*r));
+		return r;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		abort();
+	return r;
+}
+
+void gw_req_cache_free(void)
+{
+	while (req_cache) {
+		struct gw_req *r = req_cache;
+		req_cache = r->next_slot;
+		free(r);
+	}
+	req_cache_n = 0;
+}
+
 void gw_req_release(struct gw_req *r)
 {
 	if (r->is_in_slots || r->backend || r->pq.is_queued)
@@ -108,6 +140,12 @@ void gw_req_release(struct gw_req *r)
 	GW_ASSERT(pool_list_empty(&r->pq.clink));
 	gw_chunk_free(r->msg);
 	gw_chunkq_free(&r->resp);
+	if ((int)req_cache_n < REQ_CACHE_MAX) {
+		r->next_slot = req_cache;
+		req_cache = r;
+		req_cache_n++;
+		return;
+	}
 	free(r);
 }
 
@@ -380,15 +418,54 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 	gw_client_update_recv(w, c);
 }
 
+/*
+ * A departed client's order, for the asyncs it left queued (gw_client_on_close): q runs what
+ * a client wrote before it left, so they stay queued, oldest first, under this record that
+ * outlives the client (its pins copied: they go where its earlier messages went), until the
+ * pool lets them go, they time out, or their pool goes. Such a request has client NULL and
+ * pq.client here; the record is freed with its last request's leaving the queue.
+ */
+struct ghost {
+	struct pool_client pc;
+};
+
+static struct ghost *ghost_of(const struct gw_req *r)
+{
+	return !r->client && r->pq.client ? pool_container_of(r->pq.client, struct ghost, pc) :
+					    NULL;
+}
+
+/* r of ghost g has left its queue: g goes with its last request */
+static void ghost_left(struct ghost *g, struct gw_req *r)
+{
+	r->pq.client = NULL;
+	if (pool_list_empty(&g->pc.queued))
+		free(g);
+}
+
 /* Take r out of its pool's queue and its client's. */
 static void unqueue(struct gw_worker *w, struct gw_req *r)
 {
+	struct ghost *g = ghost_of(r);
 	struct pool *next = pool_unqueue(&r->pq);
 
 	/* its client's next message may wait in another pool that nothing else will look at
 	 * (this one left unsent: timed out, failed) */
 	if (next)
 		gw_pool_dispatch(w, gw_pool_of(next));
+	if (g)
+		ghost_left(g, r);
+}
+
+void gw_req_drop_queued(struct gw_req *r)
+{
+	struct ghost *g = ghost_of(r);
+
+	pool_unqueue(&r->pq);
+	if (g)
+		ghost_left(g, r);
+	r->state = GW_REQ_NEW;
+	gw_req_release(r);
 }
 
 /* Queue r in its pool and behind its client's earlier messages (a retry: before them);
@@ -413,9 +490,11 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 		gw_audit_req(w, r, text);
 	r->gw_error = true;
 	if (!r->is_sync) {
-		gw_warn("user=%s pool=%s msg=\"async message dropped\" reason=\"%s\"",
-			client_alive(r) ? r->client->cl.user_log : "-", r->pool ? r->pool->cfg->name : "-",
-			text);
+		char rv[512];	/* a backend's name, an admin's argument */
+		gw_log_value(rv, sizeof(rv), text);
+		gw_warn("user=%s pool=%s msg=\"async message dropped\" reason=%s",
+			client_alive(r) ? r->client->cl.user_log : "-",
+			r->pool ? r->pool->cfg->log_name : "-", rv);
 		r->state = GW_REQ_DONE;
 		gw_req_release(r);
 		return;
@@ -465,7 +544,7 @@ bool gw_req_retry(struct gw_worker *w, struct gw_req *r)
 	/* first in line, in its pool and for its client: it was sent before all they hold */
 	enqueue(w, r, true);
 	gw_debug("pool=%s msg=\"request retried after its backend died\" retry=%u",
-		 p->cfg->name, r->retries);
+		 p->cfg->log_name, r->retries);
 	gw_pool_dispatch(w, p);
 	return true;
 }
@@ -491,8 +570,8 @@ static void log_moved(const struct gw_req *r, const struct pool_decision *d)
 		return;
 	gw_info("conn=%llu user=%s pool=%s from=%s to=%s msg=\"client moved to another backend: "
 		"its own is down\"", (unsigned long long)r->client->id, r->client->cl.user_log,
-		r->pool->cfg->name, gw_backend_of(d->moved_from)->cfg->name,
-		gw_backend_of(d->be)->cfg->name);
+		r->pool->cfg->log_name, gw_backend_of(d->moved_from)->cfg->log_name,
+		gw_backend_of(d->be)->cfg->log_name);
 }
 
 static void carry_out(struct gw_worker *w, struct gw_req *r, const struct pool_decision *d)
@@ -527,13 +606,18 @@ static void dispatch_pass(struct gw_worker *w, struct gw_pool_rt *p)
 		/* a client not reading its answers takes no connection for another */
 		if (d.verdict == POOL_SEND && r->is_sync && r->client && output_blocked(w, r->client))
 			continue;
+		struct ghost *g = ghost_of(r);
 		if (!pool_commit(&p->pl, &d))
 			continue;
+		if (g)
+			r->pq.client = NULL;	/* (an async: freed once written) */
 		carry_out(w, r, &d);
 		/* its client's next message may wait in another pool */
 		struct pool *np = pc ? pool_client_next(pc) : NULL;
 		if (np && np != &p->pl)
 			gw_pool_dispatch(w, gw_pool_of(np));
+		if (g && pool_list_empty(&g->pc.queued))
+			free(g);
 	}
 }
 
@@ -593,10 +677,8 @@ static void client_protocol_error(struct gw_worker *w, struct gw_conn *c, const 
 /* A request for msg (ownership moves to it); sync requests take the next slot. */
 static struct gw_req *new_request(struct gw_conn *c, struct gw_chunk *msg)
 {
-	struct gw_req *r = calloc(1, sizeof(*r));
+	struct gw_req *r = gw_req_new();
 
-	if (!r)
-		abort();
 	c->cl.requests++;
 	r->client = c;
 	r->client_gen = c->gen;
@@ -641,6 +723,19 @@ static struct gw_chunk *undo_request(struct gw_conn *c, struct gw_req *r)
 	return msg;
 }
 
+/*
+ * The key of r's call in its pool's cost table (pool/limit.h): the function name of a list
+ * message; for a text query, its text up to the first '[' (a call written as text,
+ * ".f[1;2]", is .f's) and at most 32 bytes; "" (one key) for anything else.
+ */
+#define COST_KEY_MAX 32
+static uint64_t cost_key(const char *what)
+{
+	size_t n = strcspn(what, "[");
+
+	return pool_key_of(what, n < COST_KEY_MAX ? n : COST_KEY_MAX);
+}
+
 /* Route r (its message head must be in r->msg). false: r was failed with a q error. */
 static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 {
@@ -648,6 +743,7 @@ static bool route_request(struct gw_worker *w, struct gw_conn *c, struct gw_req 
 
 	gw_route(w, c, r->msg->data, r->msg->len, &rt);
 	memcpy(r->what, rt.what, sizeof(r->what));
+	r->pq.cost_key = cost_key(r->what);
 	r->req_bytes = c->cl.rx_hdr.length;
 	r->pool = rt.pool;
 	r->timeout_ms = rt.timeout_ms ? rt.timeout_ms :
@@ -893,7 +989,7 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 	if (!pbe) {
 		/* paused (an admin's .qgate.pause): new sessions are refused, not held */
 		gw_info("conn=%llu peer=%s pool=%s msg=\"%s\"", (unsigned long long)c->id, c->peer,
-			p->cfg->name, p->pl.is_paused ? "pool paused: new session refused" :
+			p->cfg->log_name, p->pl.is_paused ? "pool paused: new session refused" :
 			"no session backend reachable");
 		return -ENOENT;
 	}
@@ -904,7 +1000,7 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 					   passthrough ? h->cred_len : 0, h->capability);
 	if (ret < 0)
 		gw_warn("conn=%llu peer=%s pool=%s msg=\"cannot open session connection\"",
-			(unsigned long long)c->id, c->peer, p->cfg->name);
+			(unsigned long long)c->id, c->peer, p->cfg->log_name);
 	return ret;
 }
 
@@ -926,23 +1022,24 @@ void gw_session_ready(struct gw_worker *w, struct gw_conn *c, int capability)
 void gw_session_lost(struct gw_worker *w, struct gw_conn *c, const char *backend,
 		     bool is_mid_message)
 {
-	char text[160];
+	char text[160], bv[512];
 	uint8_t buf[200];
 
+	gw_log_value(bv, sizeof(bv), backend);
 	c->cl.session_up = NULL;
 	if (is_mid_message) {
 		/* part of a message already went to the client: nothing may follow it (q too
 		 * would just drop the connection) */
 		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend lost in the "
 			"middle of a message: closing client\"", (unsigned long long)c->id, c->peer,
-			c->cl.user_log, backend);
+			c->cl.user_log, bv);
 		gw_conn_close(w, c, "session backend lost mid-message");
 		return;
 	}
 	if (c->cl.state != GW_CL_READY) {
 		gw_info("conn=%llu peer=%s user=%s backend=%s msg=\"session backend refused or "
 			"unreachable: closing client\"", (unsigned long long)c->id, c->peer,
-			c->cl.user_log, backend);
+			c->cl.user_log, bv);
 		gw_conn_close(w, c, "session backend refused");
 		return;
 	}
@@ -1174,27 +1271,46 @@ void gw_client_on_close(struct gw_worker *w, struct gw_conn *c)
 		if (uc) {
 			gw_warn("conn=%llu peer=%s backend=%s msg=\"client left in the middle of a "
 				"message: closing its backend connection\"", (unsigned long long)c->id,
-				c->peer, uc->up.be->cfg->name);
+				c->peer, uc->up.be->cfg->log_name);
 			gw_conn_close(w, uc, "client left mid-message");
 		}
 	}
-	/* its queued messages leave the pool queues, oldest first; q runs what a client wrote
-	 * before it left, so asyncs go now (to the pinned connection when there is one) */
-	while (!pool_list_empty(&c->cl.pc.queued)) {
-		struct gw_req *r = gw_req_of(pool_container_of(c->cl.pc.queued.next,
-							       struct pool_req, clink));
+	/* its queued syncs leave the pool queues (nobody takes their answers); q runs what a
+	 * client wrote before it left, so its asyncs still go, oldest first: now when they can
+	 * (to the pinned connection when there is one); from the first that cannot (a paused
+	 * pool, its connection streaming, none up) they and the asyncs after it stay queued in
+	 * its order under a record that outlives it (struct ghost), as any client's requests
+	 * wait: until the pool lets them go, queue.timeout_ms, or their pool is removed */
+	struct ghost *g = NULL;
+	for (struct pool_link *l = c->cl.pc.queued.next; l != &c->cl.pc.queued;) {
+		struct gw_req *r = gw_req_of(pool_container_of(l, struct pool_req, clink));
 		struct gw_pool_rt *p = r->pool;
-		unqueue(w, r);
-		if (r->is_sync)
-			continue;	/* in its slot: let go of below */
-		struct pool_decision d = pool_place(&p->pl, &r->pq);
-		if (d.verdict == POOL_SEND && pool_commit(&p->pl, &d)) {
-			gw_upstream_send(w, d.conn->owner, r);
-		} else {
-			gw_warn("conn=%llu user=%s msg=\"async message of a departed client "
-				"dropped: no connection up\"", (unsigned long long)c->id, c->cl.user_log);
-			gw_req_release(r);
+		l = l->next;
+		if (r->is_sync) {
+			unqueue(w, r);	/* in its slot: let go of below */
+			continue;
 		}
+		if (!g && !p->pl.is_paused) {
+			struct pool_decision d = pool_place(&p->pl, &r->pq);
+			if (d.verdict == POOL_SEND && pool_commit(&p->pl, &d)) {
+				gw_upstream_send(w, d.conn->owner, r);
+				continue;
+			}
+		}
+		if (!g) {
+			g = calloc(1, sizeof(*g));
+			if (!g)
+				abort();
+			g->pc = c->cl.pc;	/* its pins and affinity homes */
+			pool_list_init(&g->pc.queued);
+			gw_debug("conn=%llu user=%s pool=%s msg=\"client left: its asyncs wait in "
+				 "the queue\"", (unsigned long long)c->id, c->cl.user_log,
+				 p->cfg->log_name);
+		}
+		pool_list_del(&r->pq.clink);
+		pool_list_add_tail(&g->pc.queued, &r->pq.clink);
+		r->pq.client = &g->pc;
+		r->client = NULL;
 	}
 	pool_client_gone(&c->cl.pc);
 	struct gw_req *r = c->cl.slots_head;
@@ -1268,6 +1384,8 @@ void gw_client_tick(struct gw_worker *w)
 			gw_info("conn=%llu peer=%s msg=\"closing client: handshake timeout\"",
 				(unsigned long long)c->id, c->peer);
 			gw_conn_close(w, c, "handshake timeout");
+		} else {
+			gw_worker_due(w, c->cl.handshake_deadline_ms);
 		}
 		l = next;
 	}
@@ -1277,8 +1395,10 @@ void gw_client_tick(struct gw_worker *w)
 	uint32_t mt = w->cfg->limits.message_timeout_ms;
 	while (mt && !pool_list_empty(&w->receiving)) {
 		struct gw_conn *c = pool_container_of(w->receiving.next, struct gw_conn, cl.rx_link);
-		if (c->cl.msg_started_ms + mt > w->now_ms)
+		if (c->cl.msg_started_ms + mt > w->now_ms) {
+			gw_worker_due(w, c->cl.msg_started_ms + mt);
 			break;
+		}
 		pool_list_del(&c->cl.rx_link);
 		gw_warn("conn=%llu peer=%s user=%s msg=\"closing client: message not complete "
 			"after %u ms\" streaming=%d", (unsigned long long)c->id, c->peer,
@@ -1288,6 +1408,7 @@ void gw_client_tick(struct gw_worker *w)
 	/* the buffer budget has room again (with some slack): read every client again; if it
 	 * is still spent with nothing queued, let the oldest half-received message finish */
 	if (w->is_budget_paused) {
+		gw_worker_due(w, w->now_ms + GW_TICK_MS);	/* the budget is looked at again each tick */
 		uint64_t budget = w->cfg->limits.max_buffered_bytes;
 		bool has_room = gw_held_bytes() <= budget - budget / 8;
 		bool has_finisher = budget_finisher(w) != NULL;
@@ -1308,8 +1429,10 @@ void gw_client_tick(struct gw_worker *w)
 	while (!pool_list_empty(&w->lingering)) {
 		struct gw_conn *c = pool_container_of(w->lingering.next, struct gw_conn,
 						      cl.linger_link);
-		if (c->cl.linger_deadline_ms > w->now_ms)
+		if (c->cl.linger_deadline_ms > w->now_ms) {
+			gw_worker_due(w, c->cl.linger_deadline_ms);
 			break;
+		}
 		pool_list_del(&c->cl.linger_link);
 		gw_conn_close(w, c, "closing: last bytes not read in time");
 	}
@@ -1321,6 +1444,12 @@ void gw_client_tick(struct gw_worker *w)
 			struct gw_req *r = gw_req_of(pq);
 			p->queue_timeouts++;
 			gw_req_fail(w, r, "qgate: queue timeout");
+		}
+		/* the earliest queue deadline (a retry's is its own): queues are bounded */
+		for (struct pool_link *ql = p->pl.queue.next; ql != &p->pl.queue; ql = ql->next) {
+			const struct pool_req *q = pool_container_of(ql, struct pool_req, qlink);
+			if (q->deadline_ms)
+				gw_worker_due(w, q->deadline_ms);
 		}
 	}
 }

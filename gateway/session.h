@@ -15,6 +15,7 @@
 struct gw_conn;
 struct gw_conn_ops;
 struct gw_pool_rt;
+struct gw_req;
 struct gw_worker;
 
 /* a client connection's hooks (registered for GW_CONN_CLIENT) */
@@ -30,6 +31,9 @@ void gw_client_run_backlog(struct gw_worker *w, struct gw_conn *c);
 void gw_client_auth_done(struct gw_worker *w, struct gw_conn *c, bool is_ok);
 /* shutdown: every sync request still owed to a client gets a q error with text */
 void gw_client_fail_all(struct gw_worker *w, const char *text);
+/* worker exit: a queued request leaves its queue and is freed (with the record of a
+ * departed client's asyncs, when it was that record's last) */
+void gw_req_drop_queued(struct gw_req *r);
 /* hand queued requests to free connections, oldest first, each client in its order */
 void gw_pool_dispatch_now(struct gw_worker *w, struct gw_pool_rt *p);
 

@@ -19,7 +19,8 @@ struct entry {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct entry *entries;
 
-struct pool_shared *gw_shared_backend(const struct gw_addr *a, uint32_t max_inflight)
+struct pool_shared *gw_shared_backend(const struct gw_addr *a, uint32_t max_inflight,
+				      uint32_t ceiling)
 {
 	struct pool_shared *found = NULL;
 	char addr[600];
@@ -35,7 +36,7 @@ struct pool_shared *gw_shared_backend(const struct gw_addr *a, uint32_t max_infl
 		char *k = e ? strdup(addr) : NULL;
 		if (k) {
 			e->addr = k;
-			pool_shared_init(&e->counters, max_inflight);
+			pool_shared_init(&e->counters, max_inflight, ceiling);
 			e->next = entries;
 			entries = e;
 			found = &e->counters;
@@ -44,7 +45,7 @@ struct pool_shared *gw_shared_backend(const struct gw_addr *a, uint32_t max_infl
 		}
 	}
 	if (found)
-		pool_shared_set_max(found, max_inflight);
+		pool_shared_set_max(found, max_inflight, ceiling);
 	pthread_mutex_unlock(&mu);
 	return found;
 }

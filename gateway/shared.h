@@ -17,9 +17,11 @@
 struct gw_addr;
 
 /* The counters of the backend at address addr (however it is spelt: gw_addr_key);
- * max_inflight is set on them (a reload may change it; --check makes every pool agree on
- * it). NULL when out of memory (the caller then counts alone). */
-struct pool_shared *gw_shared_backend(const struct gw_addr *addr, uint32_t max_inflight);
+ * max_inflight (0: "auto", learned up to ceiling) is set on them (a reload may change it;
+ * --check makes every pool agree on it; an auto backend that stays auto keeps what it
+ * learned). NULL when out of memory (the caller then counts alone). */
+struct pool_shared *gw_shared_backend(const struct gw_addr *addr, uint32_t max_inflight,
+				      uint32_t ceiling);
 
 /* Free every entry (main, once no worker runs). */
 void gw_shared_free_all(void);

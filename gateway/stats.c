@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -65,6 +66,12 @@ static uint64_t hist_upper_us(unsigned b)
 void gw_hist_add(struct gw_hist *h, uint64_t us)
 {
 	h->counts[hist_bucket(us)]++;
+	/* the exact `le` bucket: the first bound at or above us (none: only +Inf counts it) */
+	for (size_t k = 0; k < GW_HIST_N_LE; k++)
+		if (us <= gw_metrics_le_us[k]) {
+			h->le[k]++;
+			break;
+		}
 	h->total++;
 	h->sum_us += us;
 	if (us > h->max_us)
@@ -88,23 +95,14 @@ uint64_t gw_hist_quantile(const struct gw_hist *h, double q)
 	return h->max_us;
 }
 
-/*
- * Cumulative counts at the bounds le_us: a log bucket counts under the first bound at or
- * above its upper edge, so a sample within a bucket's width (~12%) below a bound may be
- * counted under the next bound up, never under a lower one.
- */
-void gw_hist_le_counts(const struct gw_hist *h, const uint64_t *le_us, size_t n, uint64_t *cum)
+void gw_hist_le_counts(const struct gw_hist *h, uint64_t *cum)
 {
-	size_t k = 0;
 	uint64_t seen = 0;
 
-	for (unsigned b = 0; b < GW_HIST_BUCKETS && k < n; b++) {
-		while (k < n && hist_upper_us(b) > le_us[k])
-			cum[k++] = seen;
-		seen += h->counts[b];
+	for (size_t k = 0; k < GW_HIST_N_LE; k++) {
+		seen += h->le[k];
+		cum[k] = seen;
 	}
-	while (k < n)
-		cum[k++] = seen;
 }
 
 /* ---------------------------------------------------------------- figures */
@@ -142,15 +140,26 @@ static bool pool_is_up(const struct gw_pool_rt *p)
 
 static json_t *latency_json(const struct gw_hist *h)
 {
-	json_t *hist = json_array();
+	json_t *o = json_pack("{s:I,s:I,s:I}", "count", (json_int_t)h->total, "max_us",
+			      (json_int_t)h->max_us, "sum_us", (json_int_t)h->sum_us);
 
-	/* the raw buckets travel with the snapshot so workers' figures merge exactly */
+	/* nothing answered: no buckets to scan or ship (most pools of a big config, every
+	 * snapshot) */
+	if (h->total == 0)
+		return o;
+	/* the raw buckets travel with the snapshot so workers' figures merge exactly:
+	 * hist as [bucket, count] pairs in ascending bucket order (merge_hist relies on it),
+	 * le as the per-bound counters */
+	json_t *hist = json_array(), *le = json_array();
 	for (unsigned i = 0; i < GW_HIST_BUCKETS; i++)
 		if (h->counts[i])
 			json_array_append_new(hist, json_pack("[i,I]", (int)i,
 							      (json_int_t)h->counts[i]));
-	return json_pack("{s:I,s:I,s:I,s:o}", "count", (json_int_t)h->total, "max_us",
-			 (json_int_t)h->max_us, "sum_us", (json_int_t)h->sum_us, "hist", hist);
+	for (size_t k = 0; k < GW_HIST_N_LE; k++)
+		json_array_append_new(le, json_integer((json_int_t)h->le[k]));
+	json_object_set_new(o, "hist", hist);
+	json_object_set_new(o, "le", le);
+	return o;
 }
 
 /* This worker's figures as a JSON tree (latency still as raw buckets). */
@@ -196,6 +205,15 @@ static json_t *stats_tree(struct gw_worker *w)
 			json_object_set_new(bj, "connect_failed_ms", json_integer((json_int_t)
 						be->connect_failed_ms));
 			json_object_set_new(bj, "disabled", json_boolean(be->pb.is_disabled));
+			/* max_inflight "auto": the limit above is the limiter's, learned from
+			 * these (pool/limit.h; all workers: the backend's own view) */
+			const struct pool_shared *sh = be->pb.shared;
+			json_object_set_new(bj, "max_inflight_mode", json_string(
+				pool_shared_is_auto(sh) ? "auto" : "fixed"));
+			json_object_set_new(bj, "min_rtt_us", json_integer((json_int_t)
+				__atomic_load_n(&sh->min_rtt_us, __ATOMIC_RELAXED)));
+			json_object_set_new(bj, "short_rtt_us", json_integer((json_int_t)
+				__atomic_load_n(&sh->short_rtt_us, __ATOMIC_RELAXED)));
 			json_object_set_new(bj, "latency", latency_json(&be->latency));
 		}
 		json_array_append_new(ps, json_pack(
@@ -216,10 +234,13 @@ static json_t *stats_tree(struct gw_worker *w)
 		json_object_set_new(json_array_get(ps, i), "started",
 				    json_integer(p->pl.is_started ? 1 : 0));
 		json_object_set_new(json_array_get(ps, i), "paused", json_boolean(p->pl.is_paused));
+		/* call costs learned (entries in use, summed over the workers' own tables) */
+		json_object_set_new(json_array_get(ps, i), "cost_entries",
+				    json_integer((json_int_t)p->costs.n_used));
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
-	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		"workers", 1, "clients", (json_int_t)w->n_clients,
 		"login_throttled", (json_int_t)w->login_throttled,
 		"held_bytes", (json_int_t)(w->id == 0 ? gw_held_bytes() : 0),
@@ -228,7 +249,8 @@ static json_t *stats_tree(struct gw_worker *w)
 		"slow_clients_closed", (json_int_t)w->slow_clients,
 		"sq_full", (json_int_t)w->sq_full,
 		"rx_enobufs", (json_int_t)w->enobufs, "cq_overflows", (json_int_t)w->cq_overflows,
-		"inflight_wakeups", (json_int_t)w->wakes_received));
+		"inflight_wakeups", (json_int_t)w->wakes_received,
+		"ring_enters", (json_int_t)w->ring_enters, "loop_turns", (json_int_t)w->loop_turns));
 	return root;
 }
 
@@ -287,11 +309,28 @@ static void publish_clients(struct gw_worker *w)
 	w->cap_spare_clients = old_cap;
 }
 
+/* a snapshot may take this share of a worker's time at most (1/N): a config of thousands
+ * of pools is published less often than every 250 ms rather than eat a core */
+#define SNAP_COST_SHARE 20
+
+static uint64_t thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 void gw_stats_publish(struct gw_worker *w)
 {
+	uint64_t t0 = thread_cpu_us();
 	json_t *t = stats_tree(w);
 	char *s = json_dumps(t, JSON_COMPACT);
+	uint64_t spent_ms = (thread_cpu_us() - t0) / 1000;
 
+	/* the loop scheduled the next one 250 ms on; a costly snapshot pushes it further */
+	if (w->next_snap_ms < w->now_ms + spent_ms * SNAP_COST_SHARE)
+		w->next_snap_ms = w->now_ms + spent_ms * SNAP_COST_SHARE;
 	json_decref(t);
 	pthread_mutex_lock(&w->snap_mu);
 	char *old = w->snap_json;
@@ -355,47 +394,90 @@ static int rank_of(const char *s)
 
 static void merge_into(json_t *dst, json_t *src);
 
-/* Arrays of named objects merge by name; an unknown name is appended. */
+/* short arrays (a pool's backends) are scanned; longer ones (pools) get a name index */
+#define MERGE_SCAN_MAX 8
+
+/*
+ * Arrays of named objects merge by name (the first of a name wins, as configs have unique
+ * names); an unknown name is appended. Linear in the two arrays: a config of thousands of
+ * pools merges in one pass, not one scan per pool.
+ */
 static void merge_named(json_t *dst, json_t *src)
 {
-	size_t i;
-	json_t *sv;
+	json_t *index = NULL, *sv, *dv;
+	size_t i, j;
 
+	if (json_array_size(dst) > MERGE_SCAN_MAX && (index = json_object())) {
+		json_array_foreach(dst, j, dv) {
+			const char *name = json_string_value(json_object_get(dv, "name"));
+			if (name && !json_object_get(index, name))
+				json_object_set_nocheck(index, name, dv);
+		}
+	}
 	json_array_foreach(src, i, sv) {
 		const char *name = json_string_value(json_object_get(sv, "name"));
-		json_t *match = NULL, *dv;
-		size_t j;
-		json_array_foreach(dst, j, dv) {
-			if (name && !match &&
-			    same_name(json_string_value(json_object_get(dv, "name")), name))
-				match = dv;
+		json_t *match = NULL;
+		if (name && index) {
+			match = json_object_get(index, name);
+		} else if (name) {
+			json_array_foreach(dst, j, dv) {
+				if (same_name(json_string_value(json_object_get(dv, "name")), name)) {
+					match = dv;
+					break;
+				}
+			}
 		}
-		if (match)
+		if (match) {
 			merge_into(match, sv);
-		else
+		} else {
 			json_array_append(dst, sv);
+			if (name && index)
+				json_object_set_nocheck(index, name, sv);
+		}
 	}
+	json_decref(index);
 }
 
-static void merge_hist(json_t *dst, json_t *src)
+/* [bucket, count] pairs, both ascending by bucket (latency_json): a new array, their sum */
+static json_t *merge_hist(json_t *dst, json_t *src)
 {
-	size_t i;
-	json_t *pair;
+	json_t *out = json_array();
+	size_t i = 0, j = 0, nd = json_array_size(dst), ns = json_array_size(src);
 
-	json_array_foreach(src, i, pair) {
-		json_int_t b = json_integer_value(json_array_get(pair, 0));
-		json_int_t c = json_integer_value(json_array_get(pair, 1));
-		json_t *hit = NULL, *dp;
-		size_t j;
-		json_array_foreach(dst, j, dp) {
-			if (!hit && json_integer_value(json_array_get(dp, 0)) == b)
-				hit = dp;
+	while (i < nd || j < ns) {
+		json_t *d = json_array_get(dst, i), *s = json_array_get(src, j);
+		json_int_t bd = i < nd ? json_integer_value(json_array_get(d, 0)) : INT64_MAX;
+		json_int_t bs = j < ns ? json_integer_value(json_array_get(s, 0)) : INT64_MAX;
+		if (bd == bs) {
+			json_array_append_new(out, json_pack("[I,I]", bd,
+				json_integer_value(json_array_get(d, 1)) +
+				json_integer_value(json_array_get(s, 1))));
+			i++;
+			j++;
+		} else if (bd < bs) {
+			json_array_append(out, d);
+			i++;
+		} else {
+			json_array_append(out, s);
+			j++;
 		}
-		if (hit)
-			json_array_set_new(hit, 1, json_integer(
-				json_integer_value(json_array_get(hit, 1)) + c));
+	}
+	return out;
+}
+
+/* per-bound counters (latency_json's le): summed element by element, into dst */
+static void merge_le(json_t *dst, json_t *src)
+{
+	size_t k;
+	json_t *v;
+
+	json_array_foreach(src, k, v) {
+		json_t *d = json_array_get(dst, k);
+		if (d)
+			json_array_set_new(dst, k, json_integer(json_integer_value(d) +
+								 json_integer_value(v)));
 		else
-			json_array_append(dst, pair);
+			json_array_append(dst, v);
 	}
 }
 
@@ -411,7 +493,8 @@ static void merge_into(json_t *dst, json_t *src)
 		} else if (json_is_integer(sv) && json_is_integer(dv)) {
 			/* the same figure in every worker, not a share of it */
 			if (strcmp(key, "weight") == 0 || strcmp(key, "max_inflight") == 0 ||
-			    strcmp(key, "inflight") == 0)
+			    strcmp(key, "inflight") == 0 || strcmp(key, "min_rtt_us") == 0 ||
+			    strcmp(key, "short_rtt_us") == 0)
 				continue;
 			/* instants (the monotonic clock is the same in every worker): the latest */
 			if (strcmp(key, "max_us") == 0 || strcmp(key, "connect_ok_ms") == 0 ||
@@ -426,7 +509,9 @@ static void merge_into(json_t *dst, json_t *src)
 			if (rank_of(json_string_value(sv)) > rank_of(json_string_value(dv)))
 				json_object_set(dst, key, sv);
 		} else if (strcmp(key, "hist") == 0) {
-			merge_hist(dv, sv);
+			json_object_set_new(dst, key, merge_hist(dv, sv));
+		} else if (strcmp(key, "le") == 0 && json_is_array(sv) && json_is_array(dv)) {
+			merge_le(dv, sv);
 		} else if (json_is_object(sv) && json_is_object(dv)) {
 			merge_into(dv, sv);
 		} else if (json_is_array(sv) && json_is_array(dv)) {
@@ -441,8 +526,8 @@ static void finish_one_latency(json_t *o)
 {
 	json_t *lat = json_object_get(o, "latency"), *pair, *le = json_object();
 	struct gw_hist h;
-	uint64_t cum[32];
-	size_t j, n = gw_metrics_n_le < 32 ? gw_metrics_n_le : 32;
+	uint64_t cum[GW_HIST_N_LE];
+	size_t j;
 
 	memset(&h, 0, sizeof(h));
 	json_array_foreach(json_object_get(lat, "hist"), j, pair) {
@@ -450,11 +535,14 @@ static void finish_one_latency(json_t *o)
 		if (b >= 0 && b < GW_HIST_BUCKETS)
 			h.counts[b] += (uint64_t)json_integer_value(json_array_get(pair, 1));
 	}
+	json_array_foreach(json_object_get(lat, "le"), j, pair)
+		if (j < GW_HIST_N_LE)
+			h.le[j] = (uint64_t)json_integer_value(pair);
 	h.total = (uint64_t)json_integer_value(json_object_get(lat, "count"));
 	h.max_us = (uint64_t)json_integer_value(json_object_get(lat, "max_us"));
 	h.sum_us = (uint64_t)json_integer_value(json_object_get(lat, "sum_us"));
-	gw_hist_le_counts(&h, gw_metrics_le_us, n, cum);
-	for (j = 0; j < n; j++) {
+	gw_hist_le_counts(&h, cum);
+	for (j = 0; j < GW_HIST_N_LE; j++) {
 		char key[24];
 		snprintf(key, sizeof(key), "%llu", (unsigned long long)gw_metrics_le_us[j]);
 		json_object_set_new(le, key, json_integer((json_int_t)cum[j]));
@@ -591,6 +679,13 @@ void gw_stats_accept(struct gw_worker *w, int fd)
 		return;
 	}
 	snprintf(hc->peer, sizeof(hc->peer), "stats");
+	hc->http.req = malloc(GW_HTTP_REQ_BYTES);
+	if (!hc->http.req) {
+		pool_list_init(&hc->http.link);
+		gw_conn_close(w, hc, "out of memory");
+		return;
+	}
+	hc->http.req[0] = '\0';
 	hc->http.deadline_ms = w->now_ms + w->cfg->stats_timeout_ms;
 	pool_list_add_tail(&w->http_conns, &hc->http.link);
 	w->n_http++;
@@ -605,20 +700,45 @@ void gw_stats_on_close(struct gw_worker *w, struct gw_conn *c)
 	}
 }
 
+static void http_on_free(struct gw_worker *w, struct gw_conn *c)
+{
+	(void)w;
+	free(c->http.req);
+	c->http.req = NULL;
+}
+
+/* c's answer moved (queued, or part of it sent): another stats.timeout_ms from now, so
+ * an answer of megabytes reaches a slow reader whole as long as it keeps reading, while a
+ * reader that stops is still closed at its deadline. The list stays oldest first. */
+static void http_progress(struct gw_worker *w, struct gw_conn *c)
+{
+	if (c->is_closing || pool_list_empty(&c->http.link))
+		return;
+	/* the clock now, not the loop's: building a big answer may itself have taken a while */
+	c->http.deadline_ms = gw_now_ms() + w->cfg->stats_timeout_ms;
+	pool_list_del(&c->http.link);
+	pool_list_add_tail(&w->http_conns, &c->http.link);
+}
+
 void gw_stats_tick(struct gw_worker *w)
 {
 	/* oldest first: the first one not yet due ends the scan */
 	while (!pool_list_empty(&w->http_conns)) {
 		struct gw_conn *c = pool_container_of(w->http_conns.next, struct gw_conn, http.link);
-		if (c->http.deadline_ms > w->now_ms)
+		if (c->http.deadline_ms > w->now_ms) {
+			gw_worker_due(w, c->http.deadline_ms);
 			break;
+		}
 		pool_list_del(&c->http.link);
 		w->n_http--;
 		gw_conn_close(w, c, "stats request timeout");
 	}
 }
 
-/* The request's Authorization header carries the configured bearer token. */
+/*
+ * The request's Authorization header carries the configured bearer token. Only the header
+ * section counts (up to the blank line that ends it): a body is never read as headers.
+ */
 static bool is_authorized(const struct gw_worker *w, const char *req)
 {
 	const char *tok = w->cfg->stats_token;
@@ -627,6 +747,8 @@ static bool is_authorized(const struct gw_worker *w, const char *req)
 		return true;
 	for (const char *l = strchr(req, '\n'); l && l[1]; l = strchr(l + 1, '\n')) {
 		const char *h = l + 1;
+		if (h[0] == '\n' || (h[0] == '\r' && h[1] == '\n'))
+			break;	/* the blank line: the header section is over */
 		if (strncasecmp(h, "Authorization:", 14) != 0)
 			continue;
 		h += 14;
@@ -645,19 +767,24 @@ static void respond(struct gw_worker *w, struct gw_conn *c, int status, const ch
 		    const char *body)
 {
 	char head[320];
-	const char *reason = status == 200 ? "OK" : status == 404 ? "Not Found" :
+	const char *reason = status == 200 ? "OK" : status == 202 ? "Accepted" :
+			     status == 404 ? "Not Found" :
 			     status == 401 ? "Unauthorized" : status == 403 ? "Forbidden" :
 			     status == 409 ? "Conflict" : status == 500 ? "Internal Server Error" :
+			     status == 405 ? "Method Not Allowed" :
+			     status == 431 ? "Request Header Fields Too Large" :
 			     status == 503 ? "Service Unavailable" : "Bad Request";
 	size_t blen = strlen(body);
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "%sConnection: close\r\nCache-Control: no-store\r\n\r\n",
 			 status, reason, ctype, blen,
-			 status == 401 ? "WWW-Authenticate: Bearer realm=\"qgate\"\r\n" : "");
+			 status == 401 ? "WWW-Authenticate: Bearer realm=\"qgate\"\r\n" :
+			 status == 405 ? "Allow: POST\r\n" : "");
 	gw_chunkq_append(&c->txq, head, (size_t)n);
 	gw_chunkq_append(&c->txq, body, blen);
 	c->http.is_done = true;
+	http_progress(w, c);
 	gw_tx_kick(w, c);
 }
 
@@ -676,22 +803,41 @@ static void respond_status_page(struct gw_worker *w, struct gw_conn *c)
 	gw_chunkq_append(&c->txq, head, (size_t)n);
 	gw_chunkq_append(&c->txq, gw_status_page, gw_status_page_len);
 	c->http.is_done = true;
+	http_progress(w, c);
 	gw_tx_kick(w, c);
+}
+
+/* req (a head, whole or not) asks for an admin action, whichever way it is spelt: a POST
+ * in any case, or any method on /admin/... Each of these is audited, done or refused. */
+static bool is_admin_request(const char *req)
+{
+	const char *target = req + strcspn(req, " \r\n");
+
+	return strncasecmp(req, "POST ", 5) == 0 ||
+	       (target[0] == ' ' && strncmp(target + 1, "/admin/", 7) == 0);
 }
 
 void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, size_t n)
 {
 	if (c->http.is_done)
 		return;
-	size_t room = sizeof(c->http.req) - 1 - c->http.len;
+	size_t room = GW_HTTP_REQ_BYTES - 1 - c->http.len;
 	if (n > room)
 		n = room;
 	memcpy(c->http.req + c->http.len, p, n);
 	c->http.len += n;
 	c->http.req[c->http.len] = '\0';
 	if (!strstr(c->http.req, "\r\n\r\n") && !strstr(c->http.req, "\n\n")) {
-		if (c->http.len >= sizeof(c->http.req) - 1)
-			respond(w, c, 400, "text/plain", "request too large\n");
+		if (c->http.len >= GW_HTTP_REQ_BYTES - 1) {
+			char msg[96];
+			snprintf(msg, sizeof(msg), "request header section over %d bytes\n",
+				 GW_HTTP_REQ_BYTES - 1);
+			/* an admin action cut short here is still audited as refused */
+			if (is_admin_request(c->http.req))
+				gw_actions_http_refused(w, c->http.req, c->fd, 431,
+							"request header section too large");
+			respond(w, c, 431, "text/plain", msg);
+		}
 		return;
 	}
 	char method[8] = "", path[128] = "";
@@ -702,6 +848,13 @@ void gw_stats_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *p, 
 					     &status);
 		respond(w, c, status, "application/json", body ? body : "{\"ok\":false}\n");
 		free(body);
+		return;
+	}
+	if (is_admin_request(c->http.req)) {
+		/* an admin action asked another way (`post`, GET /admin/...): refused, audited */
+		const char *e = "qgate: admin actions take POST (in capitals): POST /admin/ACTION";
+		gw_actions_http_refused(w, c->http.req, c->fd, 405, e);
+		respond(w, c, 405, "text/plain", "admin actions take POST: POST /admin/ACTION\n");
 		return;
 	}
 	if (sscanf(c->http.req, "%7s %127s", method, path) != 2 || strcmp(method, "GET") != 0) {
@@ -763,15 +916,18 @@ int gw_stats_open(struct gw_worker *w)
 	return 0;
 }
 
-/* answered and every byte out: done */
+/* answered and every byte out: done; part of it out: progress */
 static void http_on_sent_kicked(struct gw_worker *w, struct gw_conn *c)
 {
 	if (c->http.is_done && gw_tx_pending(c) == 0)
 		gw_conn_close(w, c, "answered");
+	else
+		http_progress(w, c);
 }
 
 const struct gw_conn_ops gw_stats_conn_ops = {
 	.on_data = gw_stats_on_data,
 	.on_sent_kicked = http_on_sent_kicked,
 	.on_close = gw_stats_on_close,
+	.on_free = http_on_free,
 };

@@ -6,7 +6,8 @@
  * snap_mu).
  *
  * Staleness: another worker's figures and clients are as of its last snapshot, published
- * every 250 ms (when workers > 1); the calling worker's own are live.
+ * every 250 ms when workers > 1 (less often for a config so big that a snapshot is costly:
+ * gw_stats_publish); the calling worker's own are live.
  */
 #ifndef GW_GATEWAY_STATS_H
 #define GW_GATEWAY_STATS_H
@@ -27,9 +28,9 @@ extern const struct gw_conn_ops gw_stats_conn_ops;
 
 void gw_hist_add(struct gw_hist *h, uint64_t us);
 uint64_t gw_hist_quantile(const struct gw_hist *h, double q);
-/* cum[k]: samples at or below le_us[k] (ascending, n of them), judged by each log bucket's
- * upper edge: a sample may count under the next bound up, never a lower one */
-void gw_hist_le_counts(const struct gw_hist *h, const uint64_t *le_us, size_t n, uint64_t *cum);
+/* cum[k] (GW_HIST_N_LE of them): samples at or below gw_metrics_le_us[k], exactly (each
+ * sample was counted under its bound by gw_hist_add) */
+void gw_hist_le_counts(const struct gw_hist *h, uint64_t *cum);
 
 struct gw_conn_counts {
 	unsigned idle, busy, connecting;
@@ -39,7 +40,8 @@ struct gw_conn_counts gw_backend_counts(const struct gw_backend_rt *be);
 const char *gw_backend_state(const struct gw_backend_rt *be);
 int gw_stats_open(struct gw_worker *w);
 /* publish this worker's figures and client list for the other workers (worker thread;
- * takes only its own snap_mu) */
+ * takes only its own snap_mu). A snapshot that cost c ms of CPU puts the next one at least
+ * 20c ms away (w->next_snap_ms): at most 5% of the worker for a config of thousands of pools */
 void gw_stats_publish(struct gw_worker *w);
 /*
  * The whole gateway's figures as /stats shows them (listeners, pools with their backends,

@@ -14,19 +14,30 @@
 
 #include "pool/pool.h"
 
+/* a stats request's head, cookies included (a browser sends the host's cookies to every
+ * port); a longer head is answered 431 */
+#define GW_HTTP_REQ_BYTES 8192
+
 struct gw_http {
-	char req[2048];
+	/* malloc'd at accept (GW_HTTP_REQ_BYTES, kept off the connection slab), freed with the
+	 * slot; NUL-terminated at len */
+	char *req;
 	size_t len;
 	bool is_done;		/* answered: close once sent */
-	uint64_t deadline_ms;	/* closed then, answered or not (stats.timeout_ms) */
+	/* closed then (stats.timeout_ms): from accept while the request comes, then from the
+	 * answer's last progress, so a slow reader that keeps reading gets it whole */
+	uint64_t deadline_ms;
 	struct pool_link link;	/* worker.http_conns, oldest first */
 };
 
-/* Latency histogram: log buckets of microseconds, ~12% resolution, no samples kept; the
- * sum is exact (Prometheus's _sum, averages). */
+/* Latency histogram: log buckets of microseconds, ~12% resolution, no samples kept (the
+ * percentiles); a counter per /metrics bound, exact (its `le` buckets); the sum is exact
+ * (Prometheus's _sum, averages). */
 #define GW_HIST_BUCKETS 512
+#define GW_HIST_N_LE 16		/* gw_metrics_le_us's bounds (metrics.c checks the count) */
 struct gw_hist {
 	uint64_t counts[GW_HIST_BUCKETS];
+	uint64_t le[GW_HIST_N_LE];	/* le[k]: samples above bound k-1, at or below bound k */
 	uint64_t total;
 	uint64_t max_us;
 	uint64_t sum_us;

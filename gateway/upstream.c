@@ -52,7 +52,7 @@
 
 static const char *be_name(const struct gw_conn *c)
 {
-	return c->up.be->cfg->name;
+	return c->up.be->cfg->log_name;	/* for log lines */
 }
 
 /*
@@ -127,7 +127,8 @@ static int up_connect(struct gw_worker *w, struct gw_conn *c, const struct socka
 
 	if (fd < 0) {
 		int e = errno;
-		gw_warn("backend=%s msg=\"socket failed\" err=\"%s\"", be->cfg->name, strerror(e));
+		gw_warn("backend=%s msg=\"socket failed\" err=\"%s\"", be->cfg->log_name,
+			strerror(e));
 		gw_conn_close(w, c, "socket failed");
 		return -e;
 	}
@@ -146,8 +147,11 @@ static int up_connect(struct gw_worker *w, struct gw_conn *c, const struct socka
 	/* the q handshake must also be over within twice the connect timeout */
 	c->up.query_deadline_ms = w->now_ms + 2ull * tmo;
 	/* connect + linked timeout must be submitted together: reserve both SQEs */
-	if (io_uring_sq_space_left(&w->ring) < 2)
+	if (io_uring_sq_space_left(&w->ring) < 2) {
+		w->ring_enters++;
+		w->quiet_sends = 0;	/* their completions may end the turn's wait */
 		io_uring_submit(&w->ring);
+	}
 	struct io_uring_sqe *sqe = gw_sqe(w);
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->up.sa, c->up.sa_len);
 	sqe->flags |= IOSQE_IO_LINK;
@@ -173,16 +177,16 @@ static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 	int ret = gw_resolve_numeric(&be->cfg->addr, &ss, &len);
 
 	if (ret < 0 && ret != -EAGAIN) {
-		gw_warn("backend=%s address=%s msg=\"bad address\" err=\"%s\"", be->cfg->name,
-			be->cfg->addr.text, strerror(-ret));
+		gw_warn("backend=%s address=%s msg=\"bad address\" err=\"%s\"", be->cfg->log_name,
+			be->cfg->addr.log_text, strerror(-ret));
 		return NULL;
 	}
 	struct gw_conn *c = gw_conn_alloc(w, GW_CONN_BACKEND, -1);
 	if (!c) {
-		gw_warn("backend=%s msg=\"no free connection slot\"", be->cfg->name);
+		gw_warn("backend=%s msg=\"no free connection slot\"", be->cfg->log_name);
 		return NULL;
 	}
-	snprintf(c->peer, sizeof(c->peer), "%s", be->cfg->addr.text);
+	gw_log_value(c->peer, sizeof(c->peer), be->cfg->addr.text);	/* for log lines */
 	c->up.be = be;
 	c->up.rec = kind == POOL_CONN_POOLED ? &be->pb.slots[slot].rec : &c->up.own_rec;
 	pool_conn_init(c->up.rec, &be->pb, kind, slot, c);
@@ -223,14 +227,14 @@ void gw_upstream_resolved(struct gw_worker *w, struct gw_conn *c,
 		if (resolve_fail_logged(be))
 			gw_warn("backend=%s pool=%s address=%s failures=%u msg=\"cannot resolve the "
 				"backend's name: trying again after the reconnect backoff\" "
-				"err=\"%s\"", be->cfg->name, be->pool->cfg->name, be->cfg->addr.text,
-				be->lookup_failures_in_row, err);
+				"err=\"%s\"", be->cfg->log_name, be->pool->cfg->log_name,
+				be->cfg->addr.log_text, be->lookup_failures_in_row, err);
 		gw_conn_close(w, c, "cannot resolve");
 		return;
 	}
 	if (be->lookup_failures_in_row) {
-		gw_info("backend=%s address=%s msg=\"backend's name resolves again\"", be->cfg->name,
-			be->cfg->addr.text);
+		gw_info("backend=%s address=%s msg=\"backend's name resolves again\"",
+			be->cfg->log_name, be->cfg->addr.log_text);
 		be->lookup_failures_in_row = 0;
 	}
 	up_connect(w, c, ss, len);
@@ -261,7 +265,7 @@ int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, st
 	if (!c)
 		return -EAGAIN;
 	be->pool->n_dedicated++;	/* it counts for its backend's load until closed */
-	r->backend_name = be->cfg->name;
+	r->backend_name = be->cfg->log_name;
 	be->requests++;
 	c->up.owed = r;
 	r->backend = c;
@@ -318,7 +322,7 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 			     be->pb.slots[c->up.rec->slot].failures > 0;
 		if (!quiet)
 			gw_warn("backend=%s address=%s msg=\"connect failed\" err=\"%s\"",
-				be->cfg->name, be->cfg->addr.text,
+				be->cfg->log_name, be->cfg->addr.log_text,
 				res == -ECANCELED ? "connect timeout" : strerror(-res));
 		gw_conn_close(w, c, "connect failed");
 		return;
@@ -343,7 +347,7 @@ void gw_upstream_on_connect(struct gw_worker *w, struct gw_conn *c, int res)
 					 fallback && cap > 3 ? 3 : cap);
 		if (n < 0) {
 			gw_err("backend=%s msg=\"credentials do not fit a q handshake\"",
-			       be->cfg->name);
+			       be->cfg->log_name);
 			gw_conn_close(w, c, "bad credentials");
 			return;
 		}
@@ -386,7 +390,7 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 		be->connect_ok_ms = w->now_ms;
 		if (pool_session_ok(&be->pb))
 			gw_info("backend=%s pool=%s msg=\"session backend reachable again\"",
-				be->cfg->name, be->pool->cfg->name);
+				be->cfg->log_name, be->pool->cfg->log_name);
 		if (!cl) {
 			gw_conn_close(w, c, "session client gone");
 			return;
@@ -399,7 +403,8 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	if (!be->was_up) {
 		be->was_up = true;
 		gw_info("backend=%s pool=%s address=%s capability=%d msg=\"backend up\"",
-			be->cfg->name, be->pool->cfg->name, be->cfg->addr.text, capability);
+			be->cfg->log_name, be->pool->cfg->log_name, be->cfg->addr.log_text,
+			capability);
 	}
 	gw_upstream_set_state(w, c, POOL_IDLE);
 	gw_pool_dispatch(w, be->pool);
@@ -425,6 +430,21 @@ static void answer_done(struct gw_worker *w, struct gw_conn *c)
 	gw_pool_dispatch(w, c->up.be->pool);
 }
 
+/*
+ * The answer to r (a pooled sync request) starts: from its send to here is how long the
+ * backend took to run it, queueing inside q included (and not the answer's transfer, nor a
+ * slow client's reading). It teaches the pool what such calls cost and the backend's limiter
+ * (max_inflight "auto") how q copes with what it was sent.
+ */
+static void answer_started(struct gw_conn *c, struct gw_req *r)
+{
+	if (r->is_health || !r->t_sent_us || gw_up_kind(c) != POOL_CONN_POOLED)
+		return;
+	uint64_t now = gw_now_us(), us = now - r->t_sent_us;
+	pool_answer_time(c->up.rec, r->pq.cost_key, us > UINT32_MAX ? UINT32_MAX : (uint32_t)us,
+			 now);
+}
+
 static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_frame_step *st)
 {
 	struct gw_pool_rt *p = c->up.be->pool;
@@ -439,15 +459,17 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 			gw_conn_close(w, c, "unsolicited response");
 			return;
 		}
-		if (c->up.owed)
+		if (c->up.owed) {
 			c->up.has_hdr_pending = true;	/* sent with the first body bytes */
+			answer_started(c, c->up.owed);
+		}
 		return;
 	}
 	/* a message the backend started: no client of a shared connection may get it */
 	p->dropped_unsolicited++;
 	if ((p->dropped_unsolicited & (p->dropped_unsolicited - 1)) == 0)	/* 1,2,4,8.. */
 		gw_warn("backend=%s pool=%s type=%s dropped_total=%llu msg=\"message started "
-			"by backend on a shared connection dropped\"", be_name(c), p->cfg->name,
+			"by backend on a shared connection dropped\"", be_name(c), p->cfg->log_name,
 			st->hdr.msg_type == QIPC_SYNC ? "sync" : "async",
 			(unsigned long long)p->dropped_unsolicited);
 	c->up.is_skipping = true;
@@ -519,7 +541,8 @@ static void heard(struct gw_worker *w, struct gw_backend_rt *be)
 	be->last_heard_ms = w->now_ms;
 	if (be->health_fails) {
 		gw_info("backend=%s pool=%s failures=%u msg=\"backend answers again: health check "
-			"failures reset\"", be->cfg->name, be->pool->cfg->name, be->health_fails);
+			"failures reset\"", be->cfg->log_name, be->pool->cfg->log_name,
+			be->health_fails);
 		be->health_fails = 0;
 	}
 }
@@ -533,7 +556,8 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	if (gw_up_state(c) == POOL_HANDSHAKE) {
 		int cap = p[0];
 		if (cap > UP_CAPABILITY) {
-			gw_warn("backend=%s msg=\"bad handshake reply\" byte=%d", be->cfg->name, cap);
+			gw_warn("backend=%s msg=\"bad handshake reply\" byte=%d", be->cfg->log_name,
+				cap);
 			gw_conn_close(w, c, "bad handshake reply");
 			return;
 		}
@@ -551,7 +575,7 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 		int ret = qipc_framer_feed(&c->fr, p, n, &st);
 		if (ret < 0) {
 			gw_warn("backend=%s msg=\"protocol error from backend: closing\" err=\"%s\"",
-				be->cfg->name, strerror(-ret));
+				be->cfg->log_name, strerror(-ret));
 			gw_conn_close(w, c, "backend protocol error");
 			return;
 		}
@@ -582,7 +606,7 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	 * the next request could not be told from them */
 	if (!c->is_closing && gw_up_state(c) == POOL_IDLE && !qipc_framer_idle(&c->fr)) {
 		gw_warn("backend=%s msg=\"bytes with no request outstanding: closing\"",
-			be->cfg->name);
+			be->cfg->log_name);
 		c->up.be->pool->unsolicited_closes++;
 		gw_conn_close(w, c, "unsolicited bytes");
 	}
@@ -595,7 +619,7 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 
 	be->requests++;
 	be->bytes_out += msg->len;
-	r->backend_name = be->cfg->name;
+	r->backend_name = be->cfg->log_name;
 	if (r->is_sync && be->pool->cfg->is_idempotent && !r->is_streamed) {
 		/* keep the request: if this backend dies before answering, it is sent again */
 		gw_tx_append(w, c, msg->data, msg->len);
@@ -609,6 +633,7 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 		/* checked out by the pool for r: BUSY, with its max_inflight slot */
 		GW_ASSERT(gw_up_state(c) == POOL_BUSY && c->up.rec->holds_slot && !c->up.owed);
 		checked_out(w, c, r);
+		r->t_sent_us = gw_now_us();
 		if (msg)
 			gw_tx_append_chunk(w, c, msg);
 	} else {
@@ -640,7 +665,8 @@ static void session_failed(struct gw_worker *w, struct gw_backend_rt *be)
 
 	if (be->pb.session_failures == 1)
 		gw_warn("backend=%s pool=%s msg=\"session backend unreachable: new sessions go to "
-			"other backends\" retry_ms=%lld", be->cfg->name, be->pool->cfg->name,
+			"other backends\" retry_ms=%lld", be->cfg->log_name,
+			be->pool->cfg->log_name,
 			(long long)delay);
 }
 
@@ -712,15 +738,15 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	if (be->is_retired)
 		return;	/* closed on purpose by a reload: nothing lost, nothing to reopen */
 	if (was >= POOL_IDLE)
-		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->name,
-			be->pool->cfg->name);
+		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->log_name,
+			be->pool->cfg->log_name);
 	if (was == POOL_HANDSHAKE && c->is_peer_gone) {
 		/* the backend closed before its one-byte reply: wrong credentials, or a q too old
 		 * for the capability offered. Alternate 6 and 3 so either case can recover. A
 		 * handshake qgate gave up on (timeout, logged as such) says neither. */
 		if (!sl->is_alt_hello)
 			gw_warn("backend=%s msg=\"backend closed the handshake: check its user and "
-				"password; trying capability 3 next\"", be->cfg->name);
+				"password; trying capability 3 next\"", be->cfg->log_name);
 		sl->is_alt_hello = !sl->is_alt_hello;
 	}
 	if (w->is_stopping)
@@ -732,11 +758,12 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	};
 	if (pool_slot_lost(&be->pb, slot, was, &bc, pool_rand01(&be->pool->pl.selector),
 			   w->now_ms) < 0)
-		gw_err("backend=%s msg=\"reconnect attempts exhausted: giving up\"", be->cfg->name);
+		gw_err("backend=%s msg=\"reconnect attempts exhausted: giving up\"",
+			be->cfg->log_name);
 	if (pool_be_up(&be->pb) == 0 && be->was_up) {
 		be->was_up = false;
-		gw_warn("backend=%s pool=%s msg=\"backend down\"", be->cfg->name,
-			be->pool->cfg->name);
+		gw_warn("backend=%s pool=%s msg=\"backend down\"", be->cfg->log_name,
+			be->pool->cfg->log_name);
 	}
 }
 
@@ -767,9 +794,7 @@ static void health_check(struct gw_worker *w, struct gw_conn *c)
 
 	if (pool_shared_inflight(c->up.be->pb.shared) > 0 || !pool_checkout(c->up.rec))
 		return;
-	struct gw_req *r = calloc(1, sizeof(*r));
-	if (!r)
-		abort();
+	struct gw_req *r = gw_req_new();
 	r->is_sync = true;
 	r->is_health = true;
 	r->pool = c->up.be->pool;
@@ -820,13 +845,30 @@ static bool output_stalled(struct gw_worker *w, struct gw_conn *c)
 	return true;
 }
 
+/* When output_stalled would say yes for c, if nothing changes (the loop's next deadline). */
+static void note_output_due(struct gw_worker *w, const struct gw_conn *c)
+{
+	uint32_t tmo = w->cfg->limits.client_output_timeout_ms;
+
+	if (!tmo || !c->up.is_paused_for_client)
+		return;
+	bool is_session = gw_up_kind(c) == POOL_CONN_SESSION;
+	const struct gw_conn *cl = is_session ? session_client(c) :
+				   c->up.owed ? c->up.owed->client : NULL;
+	if (cl && cl->kind == GW_CONN_CLIENT && cl->cl.output_stuck_since_ms)
+		gw_worker_due(w, cl->cl.output_stuck_since_ms + tmo);
+	else
+		gw_worker_due(w, w->now_ms + GW_TICK_MS);	/* not known here: looked at each tick */
+}
+
 /* health.failures checks in a row failed: be's idle connections close and reconnect with
  * backoff (c, draining the last check's answer, too). Its busy ones keep their requests. */
 static void take_out(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backend_rt *be,
 		     struct gw_conn *c)
 {
 	gw_warn("backend=%s pool=%s failures=%u msg=\"health checks failed %u times in a row, "
-		"nothing heard meanwhile: taking the backend out\"", be->cfg->name, p->cfg->name,
+		"nothing heard meanwhile: taking the backend out\"", be->cfg->log_name,
+		p->cfg->log_name,
 		be->health_fails, be->health_fails);
 	for (int s = 0; s < be->cfg->connections; s++) {
 		struct gw_conn *o = gw_slot_conn(be, s);
@@ -853,8 +895,9 @@ static void health_failed(struct gw_worker *w, struct gw_pool_rt *p, struct gw_b
 		return;
 	}
 	gw_warn("backend=%s pool=%s failures=%u of=%u msg=\"health check not answered in time: "
-		"busy or gone; the connection stays and drains the late answer\"", be->cfg->name,
-		p->cfg->name, be->health_fails, max);
+		"busy or gone; the connection stays and drains the late answer\"",
+		be->cfg->log_name,
+		p->cfg->log_name, be->health_fails, max);
 	/* the check still outstanding stands for the next one: no answer by the time that
 	 * would be due is the next failure */
 	c->up.query_deadline_ms = w->now_ms + (h->interval_ms > h->timeout_ms ? h->interval_ms :
@@ -868,13 +911,17 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	uint32_t hint = p->cfg->health.interval_ms;
 
 	if (!c) {
-		if (p->pl.is_started && !w->is_stopping && pool_slot_due(&be->pb, (uint32_t)s,
-									 w->now_ms))
+		if (!p->pl.is_started || w->is_stopping)
+			return;
+		if (pool_slot_due(&be->pb, (uint32_t)s, w->now_ms))
 			gw_upstream_start(w, be, s);
+		else if (!be->pb.slots[s].is_given_up)
+			gw_worker_due(w, be->pb.slots[s].retry_at_ms);
 		return;
 	}
 	if (c->is_closing || output_stalled(w, c))
 		return;
+	note_output_due(w, c);
 	/* quiet for an interval: nothing heard from the backend, no answer on c */
 	uint64_t heard_ms = c->up.last_used_ms > be->last_heard_ms ? c->up.last_used_ms :
 			    be->last_heard_ms;
@@ -884,11 +931,18 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 		health_check(w, c);
 		return;
 	}
+	if (gw_up_state(c) == POOL_IDLE && hint && !c->up.is_tx_locked && !be->pb.is_disabled)
+		gw_worker_due(w, heard_ms + hint);
+	/* (a check skipped because the backend is busy elsewhere: looked at every tick) */
+	if (gw_up_state(c) == POOL_IDLE && hint && heard_ms + hint <= w->now_ms)
+		gw_worker_due(w, w->now_ms + GW_TICK_MS);
+	if (c->up.query_deadline_ms > w->now_ms)
+		gw_worker_due(w, c->up.query_deadline_ms);
 	if (!c->up.query_deadline_ms || c->up.query_deadline_ms > w->now_ms)
 		return;
 	enum pool_conn_state st = gw_up_state(c);
 	if (st == POOL_HANDSHAKE || st == POOL_CONNECTING) {
-		gw_warn("backend=%s msg=\"handshake timeout\"", be->cfg->name);
+		gw_warn("backend=%s msg=\"handshake timeout\"", be->cfg->log_name);
 		gw_conn_close(w, c, "handshake timeout");
 	} else if (st == POOL_BUSY && c->up.owed && c->up.owed->is_health) {
 		struct gw_req *r = c->up.owed;
@@ -906,7 +960,7 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 		gw_req_fail(w, c->up.owed, "qgate: timeout");
 	} else if (st >= POOL_BUSY) {
 		gw_warn("backend=%s msg=\"abandoned answer still not in after %u ms: closing "
-			"connection\"", be->cfg->name, w->cfg->limits.drain_timeout_ms);
+			"connection\"", be->cfg->log_name, w->cfg->limits.drain_timeout_ms);
 		gw_conn_close(w, c, "drain timeout");
 	}
 }
@@ -919,8 +973,10 @@ void gw_upstream_tick(struct gw_worker *w)
 			continue;	/* no warm connections: one per client */
 		/* waiting for another worker's max_inflight slot: a wakeup that could not be
 		 * sent (its ring full) is made up for here */
-		if (p->pl.is_waiting)
+		if (p->pl.is_waiting) {
 			gw_pool_dispatch(w, p);
+			gw_worker_due(w, w->now_ms + GW_TICK_MS);
+		}
 		for (size_t b = 0; b < p->n_backends; b++)
 			for (int s = 0; s < p->backends[b]->cfg->connections; s++)
 				tick_pooled(w, p, p->backends[b], s);
@@ -939,8 +995,12 @@ void gw_upstream_tick(struct gw_worker *w)
 		struct pool_link *next = l->next;
 		struct gw_conn *c = pool_container_of(l, struct gw_conn, up.extra_link);
 		l = next;
-		if (c->is_closing || output_stalled(w, c) || !c->up.query_deadline_ms ||
-		    c->up.query_deadline_ms > w->now_ms)
+		if (c->is_closing || output_stalled(w, c))
+			continue;
+		note_output_due(w, c);
+		if (c->up.query_deadline_ms > w->now_ms)
+			gw_worker_due(w, c->up.query_deadline_ms);
+		if (!c->up.query_deadline_ms || c->up.query_deadline_ms > w->now_ms)
 			continue;
 		if (gw_up_state(c) < POOL_IDLE) {
 			gw_warn("backend=%s msg=\"handshake timeout\"", be_name(c));

@@ -28,6 +28,7 @@
 #include "gateway/conn.h"
 #include "gateway/listen.h"
 #include "gateway/log.h"
+#include "gateway/notify.h"
 #include "gateway/req.h"
 #include "gateway/runtime.h"
 #include "gateway/reply.h"
@@ -41,7 +42,12 @@
 #define CQ_ENTRIES 8192
 #define BUF_COUNT 1024		/* power of two */
 #define BUF_SIZE (32 * 1024)
-#define TICK_MS 10
+/* the longest a wait that counts on quiet sends may last: should one of them not complete
+ * at once (its socket full), its completion is handled this late at worst, which is the
+ * tick's granularity for every deadline anyway */
+#define QUIET_WAIT_MS GW_TICK_MS
+/* the longest an idle worker sleeps: its heartbeat for main's watchdog (publish_alive) */
+#define IDLE_MAX_MS 1000
 
 uint64_t gw_now_ms(void)
 {
@@ -95,8 +101,11 @@ struct io_uring_sqe *gw_sqe(struct gw_worker *w)
 	for (int i = 0; !sqe && i < 64; i++) {
 		if (i == 0)
 			w->sq_full++;
+		w->ring_enters++;	/* a full queue always has something to submit */
+		w->quiet_sends = 0;	/* their completions come back in this submit */
 		if (io_uring_submit(&w->ring) < 0 || i > 0) {
 			stash_cqes(w);
+			w->ring_enters++;
 			io_uring_get_events(&w->ring);
 			stash_cqes(w);
 		}
@@ -107,6 +116,21 @@ struct io_uring_sqe *gw_sqe(struct gw_worker *w)
 		abort();
 	}
 	return sqe;
+}
+
+/*
+ * Whether a submit-and-wait for wait_nr completions enters the kernel: as liburing decides
+ * it (2.3, _io_uring_get_cqe) without SQPOLL — something to submit, fewer completions ready
+ * than waited for, or (waiting for none) deferred work the kernel must flush first.
+ */
+bool gw_ring_will_enter(struct io_uring *ring, unsigned wait_nr)
+{
+	unsigned ready = io_uring_cq_ready(ring);
+
+	if (io_uring_sq_ready(ring) > 0 || wait_nr > ready)
+		return true;
+	return wait_nr == 0 && ready == 0 &&
+	       (IO_URING_READ_ONCE(*ring->sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
 }
 
 static int setup_ring(struct gw_worker *w)
@@ -238,13 +262,20 @@ static void wake_peers(struct gw_worker *w)
 		if (!(mask & (1ULL << i)) || i == w->id)
 			continue;
 		int fd = __atomic_load_n(&w->peers[i]->wake_fd, __ATOMIC_ACQUIRE);
-		struct io_uring_sqe *sqe = fd > 0 ? io_uring_get_sqe(&w->ring) : NULL;
-		if (!sqe)
+		if (fd <= 0)
 			continue;
+		/* never dropped for a full queue: an idle peer may sleep for IDLE_MAX_MS */
+		struct io_uring_sqe *sqe = gw_sqe(w);
 		io_uring_prep_msg_ring(sqe, fd, 0, (uint64_t)GW_OP_WAKE << 56, 0);
 		io_uring_sqe_set_data64(sqe, (uint64_t)GW_OP_MSG_SENT << 56);
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 	}
+}
+
+void gw_worker_wake_now(struct gw_worker *w)
+{
+	wake_peers(w);
+	io_uring_submit(&w->ring);	/* (a failure: their ticks make up for it) */
 }
 
 /* A freed max_inflight slot is kept for one of this worker's pools: every pool with
@@ -290,6 +321,11 @@ static void handle_cqe(struct gw_worker *w, struct io_uring_cqe *cqe)
 
 	if (op == GW_OP_WAKE) {
 		on_wake(w);
+		return;
+	}
+	if (op == GW_OP_POKE) {
+		/* main posted a reload (applied by this turn's tick) or a stop (seen by the loop) */
+		w->next_tick_ms = w->now_ms;
 		return;
 	}
 	if (op == GW_OP_NONE || op == GW_OP_MSG_SENT || idx >= w->n_conns)
@@ -358,10 +394,57 @@ static void publish_alive(struct gw_worker *w)
 	__atomic_store_n(&w->alive_ms, w->now_ms, __ATOMIC_RELEASE);
 }
 
+/* main's ring for gw_worker_poke: created on first use, used under its lock */
+static struct io_uring poke_ring;
+static bool has_poke_ring;
+static pthread_mutex_t poke_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void gw_worker_poke(struct gw_worker *w)
+{
+	int fd = __atomic_load_n(&w->wake_fd, __ATOMIC_ACQUIRE);
+
+	if (fd <= 0)
+		return;
+	pthread_mutex_lock(&poke_mu);
+	if (!has_poke_ring)
+		has_poke_ring = io_uring_queue_init(8, &poke_ring, 0) == 0;
+	struct io_uring_sqe *sqe = has_poke_ring ? io_uring_get_sqe(&poke_ring) : NULL;
+	if (sqe) {
+		io_uring_prep_msg_ring(sqe, fd, 0, (uint64_t)GW_OP_POKE << 56, 0);
+		io_uring_sqe_set_data64(sqe, 0);
+		io_uring_submit(&poke_ring);
+		/* its own completions are not needed: reaped so that the ring never fills */
+		struct io_uring_cqe *cqe;
+		while (io_uring_peek_cqe(&poke_ring, &cqe) == 0)
+			io_uring_cqe_seen(&poke_ring, cqe);
+	}
+	pthread_mutex_unlock(&poke_mu);
+	/* (no ring: the worker sees the news within IDLE_MAX_MS) */
+}
+
+void gw_worker_poke_done(void)
+{
+	pthread_mutex_lock(&poke_mu);
+	if (has_poke_ring)
+		io_uring_queue_exit(&poke_ring);
+	has_poke_ring = false;
+	pthread_mutex_unlock(&poke_mu);
+}
+
+/* The heartbeat's period: main's watchdog wants every loop seen within half its interval. */
+static uint64_t idle_max_ms(void)
+{
+	uint64_t wd_ms = gw_notify_watchdog_usec() / 1000;
+
+	return wd_ms && wd_ms / 4 < IDLE_MAX_MS ? (wd_ms / 4 ? wd_ms / 4 : 1) : IDLE_MAX_MS;
+}
+
 static void tick(struct gw_worker *w)
 {
-	const struct gw_config *next = __atomic_exchange_n(&w->pending_cfg, NULL,
-							    __ATOMIC_ACQ_REL);
+	/* a stopping worker binds and builds nothing new (a reload accepted just before the
+	 * SIGTERM is left unapplied) */
+	const struct gw_config *next = w->is_stopping ? NULL :
+		__atomic_exchange_n(&w->pending_cfg, NULL, __ATOMIC_ACQ_REL);
 	if (next)
 		gw_runtime_reload(w, next);
 	/* admin state for the pools a reload built; else a wakeup lost on a full queue */
@@ -372,13 +455,23 @@ static void tick(struct gw_worker *w)
 	gw_stats_tick(w);
 	if (w->audit_len)
 		gw_audit_flush(w);
-	if (w->n_peers > 1 && w->now_ms >= w->next_snap_ms) {
-		w->next_snap_ms = w->now_ms + 250;
-		gw_stats_publish(w);
+	if (w->audit_len)
+		gw_worker_due(w, w->now_ms + GW_TICK_MS);	/* what the flush could not write */
+	if (w->n_peers > 1) {
+		if (w->now_ms >= w->next_snap_ms) {
+			w->next_snap_ms = w->now_ms + 250;
+			gw_stats_publish(w);
+		}
+		gw_worker_due(w, w->next_snap_ms);
 	}
+	if (w->is_stopping || __atomic_load_n(&w->pending_cfg, __ATOMIC_ACQUIRE))
+		gw_worker_due(w, w->now_ms + GW_TICK_MS);
 	publish_alive(w);
 	/* idle clients: a cheap scan once a second is plenty at this granularity */
 	uint32_t idle_ms = w->cfg->limits.client_idle_timeout_ms;
+	if (idle_ms && w->n_clients)
+		gw_worker_due(w, w->now_ms >= w->next_idle_scan_ms ? w->now_ms + 1000 :
+			      w->next_idle_scan_ms);
 	if (idle_ms && w->now_ms >= w->next_idle_scan_ms) {
 		w->next_idle_scan_ms = w->now_ms + 1000;
 		for (uint32_t i = 0; i < w->n_conns; i++) {
@@ -515,10 +608,24 @@ int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms)
 
 	if (wait_ms > max_wait_ms)
 		wait_ms = max_wait_ms;
+	/*
+	 * One enter per turn: it submits what the handlers prepared and waits. A small send to
+	 * a socket with room completes inside that enter, and its completion alone would end
+	 * the wait at once, costing a second enter for the event the loop is really waiting
+	 * for (the answer to the request just sent). So the wait asks for one completion more
+	 * per such send, bounded by QUIET_WAIT_MS in case one of them had to wait for room.
+	 */
+	unsigned wait_nr = w->n_cqes ? 0 : 1 + w->quiet_sends;
+	if (wait_nr > 1 && wait_ms > QUIET_WAIT_MS)
+		wait_ms = QUIET_WAIT_MS;
+	w->quiet_sends = 0;
 	ts.tv_sec = (long long)(wait_ms / 1000);
 	ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
-	/* completions stashed by gw_sqe are waiting already: do not sleep */
-	int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, w->n_cqes ? 0 : 1, &ts, NULL);
+	/* completions stashed by gw_sqe are waiting already: do not sleep (wait_nr 0) */
+	w->loop_turns++;
+	if (gw_ring_will_enter(&w->ring, wait_nr))
+		w->ring_enters++;
+	int ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, wait_nr, &ts, NULL);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
 		gw_err("worker=%d msg=\"ring wait failed\" err=\"%s\"", w->id, strerror(-ret));
 		return ret;
@@ -526,6 +633,9 @@ int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms)
 	w->now_ms = gw_now_ms();
 	/* handled from a copy: a handler may move more completions off the ring */
 	stash_cqes(w);
+	/* something happened: it may have set a deadline only the next tick's scan sees */
+	if (w->n_cqes && w->next_tick_ms > w->now_ms + GW_TICK_MS)
+		w->next_tick_ms = w->now_ms + GW_TICK_MS;
 	for (size_t i = 0; i < w->n_cqes; i++) {
 		struct io_uring_cqe one = w->cqes[i];
 		handle_cqe(w, &one);
@@ -535,16 +645,21 @@ int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms)
 		w->cq_overflows++;
 	run_deferred(w);
 	if (w->now_ms >= w->next_tick_ms) {
+		w->next_due_ms = w->now_ms + idle_max_ms();
 		tick(w);
 		run_deferred(w);
-		w->next_tick_ms = w->now_ms + TICK_MS;
+		/* the tick started something (a check, a connect, an error sent): tick again
+		 * soon, as after any event; else sleep until the earliest deadline it saw */
+		if (io_uring_sq_ready(&w->ring) || w->n_cqes)
+			gw_worker_due(w, w->now_ms + GW_TICK_MS);
+		w->next_tick_ms = w->next_due_ms > w->now_ms ? w->next_due_ms : w->now_ms + 1;
 	}
 	return 0;
 }
 
 int gw_worker_run(struct gw_worker *w)
 {
-	w->next_tick_ms = gw_now_ms() + TICK_MS;
+	w->next_tick_ms = gw_now_ms() + GW_TICK_MS;
 	for (;;) {
 		if (*w->stop_flag && !w->is_stopping)
 			begin_stop(w);
@@ -589,11 +704,8 @@ void gw_worker_destroy(struct gw_worker *w)
 	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
 		struct gw_pool_rt *p = w->pools[i];
 		while (!pool_list_empty(&p->pl.queue)) {
-			struct gw_req *r = gw_req_of(pool_container_of(p->pl.queue.next,
-								       struct pool_req, qlink));
-			pool_unqueue(&r->pq);
-			r->state = GW_REQ_NEW;
-			gw_req_release(r);
+			gw_req_drop_queued(gw_req_of(pool_container_of(p->pl.queue.next,
+								       struct pool_req, qlink)));
 		}
 	}
 	/* requests held by a backend connection: its client's slot list lets go first */
@@ -648,6 +760,9 @@ void gw_worker_destroy(struct gw_worker *w)
 	gw_auth_free(w);
 	gw_resolve_free(w);
 	gw_audit_close(w);
+	/* the free lists of this thread (destroy runs on the worker's own thread) */
+	gw_req_cache_free();
+	gw_chunk_cache_free();
 	pthread_mutex_lock(&w->snap_mu);
 	free(w->snap_json);
 	w->snap_json = NULL;

@@ -97,7 +97,8 @@ struct gw_worker {
 	uint64_t wake_mask;
 	int wake_fd;			/* its ring's fd for peers' msg_ring, -1: none (__atomic) */
 	uint64_t wakes_received;	/* wakeups from other workers (stats) */
-	uint64_t admin_gen;		/* the admin state's generation last applied (actions.h) */
+	uint64_t admin_gen;		/* the admin state's generation last applied (actions.h;
+					 * __atomic: other workers wait for it) */
 	int audit_fd;			/* -1: no audit log */
 	char *audit_buf;
 	size_t audit_len, audit_cap;
@@ -106,6 +107,9 @@ struct gw_worker {
 	bool is_stopping;
 	uint64_t now_ms;
 	uint64_t next_tick_ms;
+	/* the earliest deadline the tick's scans found (gw_worker_due): the loop sleeps until
+	 * then when nothing happens, instead of ticking every 10 ms */
+	uint64_t next_due_ms;
 	uint64_t next_idle_scan_ms;
 	uint64_t stop_deadline_ms;
 	uint64_t rng;
@@ -113,12 +117,20 @@ struct gw_worker {
 	 * writes these every tick (__atomic), main only reads them */
 	uint64_t alive_ms;		/* now_ms of the last tick */
 	uint32_t alive_clients, alive_backends_up, alive_backends;
-	/* counters */
+	/* sends submitted this turn that are expected to complete at once, inside the enter
+	 * that submits them (conn.c, gw_tx_kick): the turn's wait asks for one completion more
+	 * per such send, so that their completions do not end the wait on their own */
+	uint32_t quiet_sends;
+	/* counters; ring_enters: io_uring_enter calls the loop made (submits and waits), so
+	 * that kernel crossings per request can be measured (docs/performance.md) */
+	uint64_t ring_enters, loop_turns;
 	uint64_t cq_overflows, enobufs, protocol_errors, slow_clients, sq_full, login_throttled;
 	bool is_final_flush;		/* shutdown: last errors are being written out */
 };
 
 #define GW_SLAB_SEG 256
+/* the tick's period while anything happens (a deadline is seen this late at worst) */
+#define GW_TICK_MS 10
 
 static inline struct gw_conn *gw_conn_at(const struct gw_worker *w, uint32_t idx)
 {
@@ -138,6 +150,7 @@ enum gw_op {
 	GW_OP_READ,
 	GW_OP_WAKE,		/* another worker freed a max_inflight slot (msg_ring) */
 	GW_OP_MSG_SENT,		/* our msg_ring to another worker (failed: it reports) */
+	GW_OP_POKE,		/* main: a reload or a stop was posted (gw_worker_poke) */
 };
 
 static inline uint64_t gw_ud(enum gw_op op, const struct gw_conn *c)
@@ -150,7 +163,8 @@ int gw_worker_init(struct gw_worker *w, const struct gw_config *cfg, int id,
 		   volatile int *stop_flag, struct gw_worker *const *peers, int n_peers);
 int gw_worker_run(struct gw_worker *w);
 /* One turn of the loop: submit, wait at most max_wait_ms (less when a tick is due), handle
- * completions, then the queued closes and dispatches, and the tick when due. 0 or -errno.
+ * completions, then the queued closes and dispatches, and the tick when due (TICK_MS after
+ * a turn that handled anything, else the next deadline gw_worker_due noted). 0 or -errno.
  * gw_worker_run is these turns plus the SIGTERM sequence; fuzz targets drive them directly. */
 int gw_worker_turn(struct gw_worker *w, uint64_t max_wait_ms);
 void gw_worker_destroy(struct gw_worker *w);
@@ -158,13 +172,34 @@ void gw_worker_destroy(struct gw_worker *w);
 uint64_t gw_now_ms(void);
 uint64_t gw_now_us(void);
 
+/*
+ * The tick's scans note here each deadline they are waiting for (a timeout, a health
+ * check, a reconnect, a retry): when a turn has nothing to handle the loop sleeps until
+ * the earliest, not TICK_MS. A turn that handles anything ticks within TICK_MS as before,
+ * so a deadline that an event sets is seen by the next tick's scan.
+ */
+static inline void gw_worker_due(struct gw_worker *w, uint64_t at_ms)
+{
+	if (at_ms < w->next_due_ms)
+		w->next_due_ms = at_ms;
+}
+/* Wake w's loop out of its wait (main: a reload or a stop was posted). Any thread. */
+void gw_worker_poke(struct gw_worker *w);
+/* main, once the workers are joined: the ring gw_worker_poke used is closed */
+void gw_worker_poke_done(void);
+
 /* the most slots cfg needs: clients, backend, dedicated and session connections */
 uint32_t gw_worker_slots_needed(const struct gw_config *cfg);
 /* A submission entry, never NULL (aborts if the queue stays full). When the queue is full
  * it submits, and may move completions off the ring into w->cqes for the loop to handle
  * later; it never runs a completion handler. Worker thread only. */
 struct io_uring_sqe *gw_sqe(struct gw_worker *w);
+/* whether io_uring_submit_and_wait* for wait_nr completions enters the kernel (counted) */
+bool gw_ring_will_enter(struct io_uring *ring, unsigned wait_nr);
 /* give provided buffer bid back to the ring (published at once) */
 void gw_buf_return(struct gw_worker *w, unsigned bid);
+/* Send the wakeups of w->wake_mask now rather than after this turn (an admin action that
+ * waits for the other workers, actions.c). Worker thread only; runs no completion handler. */
+void gw_worker_wake_now(struct gw_worker *w);
 
 #endif /* GW_GATEWAY_WORKER_H */

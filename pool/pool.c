@@ -19,24 +19,87 @@
 
 /* ------------------------------------------------------------ shared counters */
 
-void pool_shared_init(struct pool_shared *s, uint32_t max_inflight)
+static void lim_lock(struct pool_shared *s)
+{
+	while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE))
+		;	/* held for a few instructions by a sample: spin */
+}
+
+static bool lim_trylock(struct pool_shared *s)
+{
+	return !__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE);
+}
+
+static void lim_unlock(struct pool_shared *s)
+{
+	__atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
+}
+
+/* the limiter's figures out to the atomics readers use (under lock) */
+static void lim_publish(struct pool_shared *s)
+{
+	__atomic_store_n(&s->min_rtt_us, s->lim.min_rtt_us, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->short_rtt_us, s->lim.short_rtt_us, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&s->is_auto, __ATOMIC_RELAXED))
+		__atomic_store_n(&s->max_inflight, s->lim.limit, __ATOMIC_SEQ_CST);
+}
+
+void pool_shared_init(struct pool_shared *s, uint32_t max_inflight, uint32_t ceiling)
 {
 	__atomic_store_n(&s->inflight, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->cost_us, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->regs, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->waiters, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->turn, -1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->turn_until_ms, 0, __ATOMIC_SEQ_CST);
-	pool_shared_set_max(s, max_inflight);
+	__atomic_store_n(&s->lock, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->is_auto, 0, __ATOMIC_SEQ_CST);
+	pool_limit_init(&s->lim, ceiling ? ceiling : POOL_LIMIT_CEILING_DEFAULT);
+	pool_shared_set_max(s, max_inflight, ceiling);
 }
 
-void pool_shared_set_max(struct pool_shared *s, uint32_t max_inflight)
+void pool_shared_set_max(struct pool_shared *s, uint32_t max_inflight, uint32_t ceiling)
 {
-	__atomic_store_n(&s->max_inflight, max_inflight ? max_inflight : 1, __ATOMIC_SEQ_CST);
+	lim_lock(s);
+	if (ceiling)
+		pool_limit_set_ceiling(&s->lim, ceiling);
+	if (max_inflight) {
+		__atomic_store_n(&s->is_auto, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&s->max_inflight, max_inflight, __ATOMIC_SEQ_CST);
+	} else {
+		if (!__atomic_load_n(&s->is_auto, __ATOMIC_SEQ_CST))	/* fixed until now */
+			pool_limit_init(&s->lim, s->lim.ceiling);
+		__atomic_store_n(&s->is_auto, 1, __ATOMIC_SEQ_CST);
+	}
+	lim_publish(s);
+	lim_unlock(s);
 }
 
 uint32_t pool_shared_inflight(const struct pool_shared *s)
 {
-	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
+	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) & POOL_INFLIGHT_MASK;
+}
+
+uint32_t pool_shared_heavy(const struct pool_shared *s)
+{
+	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) >> POOL_HEAVY_SHIFT;
+}
+
+uint32_t pool_shared_max(const struct pool_shared *s)
+{
+	return __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST);
+}
+
+bool pool_shared_is_auto(const struct pool_shared *s)
+{
+	return __atomic_load_n(&s->is_auto, __ATOMIC_SEQ_CST) != 0;
+}
+
+/* v (a value of inflight) leaves no room: the limit is reached, or (auto) a heavy call runs */
+static bool is_full(const struct pool_shared *s, uint32_t v)
+{
+	return (v & POOL_INFLIGHT_MASK) >= __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST) ||
+	       ((v >> POOL_HEAVY_SHIFT) && __atomic_load_n(&s->is_auto, __ATOMIC_SEQ_CST));
 }
 
 static uint64_t now_of(const struct pool_be *be)
@@ -65,20 +128,24 @@ static bool slot_open(const struct pool_be *be)
 {
 	const struct pool_shared *s = be->shared;
 
-	return __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) <
-	       __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST) && !turn_blocks(be);
+	return !is_full(s, __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST)) && !turn_blocks(be);
 }
 
-static bool slot_take(struct pool_be *be)
+/* Take a slot for c's request (c->cost_us and c->is_heavy set): one compare-and-swap moves
+ * both counts, so a heavy call and another request cannot both find the backend empty of
+ * heavy calls and both go. */
+static bool slot_take(struct pool_be *be, const struct pool_conn *c)
 {
 	struct pool_shared *s = be->shared;
 	uint32_t cur = __atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST);
+	uint32_t add = 1 + (c->is_heavy ? 1u << POOL_HEAVY_SHIFT : 0);
 
 	do {
-		if (cur >= __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST) || turn_blocks(be))
+		if (is_full(s, cur) || turn_blocks(be))
 			return false;
-	} while (!__atomic_compare_exchange_n(&s->inflight, &cur, cur + 1, false,
+	} while (!__atomic_compare_exchange_n(&s->inflight, &cur, cur + add, false,
 					      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+	__atomic_fetch_add(&s->cost_us, c->cost_us, __ATOMIC_SEQ_CST);
 	int32_t mine = be->reg;
 	if (mine >= 0)	/* its turn is used */
 		__atomic_compare_exchange_n(&s->turn, &mine, -1, false, __ATOMIC_SEQ_CST,
@@ -92,12 +159,15 @@ static bool slot_take(struct pool_be *be)
  * decrement comes before the read of waiters, and a waiter sets its bit before it looks at
  * inflight again (pool_update_waiting): both sequentially consistent, one sees the other.
  */
-static uint64_t slot_give(struct pool_be *be)
+static uint64_t slot_give(struct pool_be *be, const struct pool_conn *c)
 {
 	struct pool_shared *s = be->shared;
-	uint32_t was = __atomic_fetch_sub(&s->inflight, 1, __ATOMIC_SEQ_CST);
+	uint32_t sub = 1 + (c->is_heavy ? 1u << POOL_HEAVY_SHIFT : 0);
 
-	POOL_ASSERT(was > 0);
+	__atomic_fetch_sub(&s->cost_us, c->cost_us, __ATOMIC_SEQ_CST);
+	uint32_t was = __atomic_fetch_sub(&s->inflight, sub, __ATOMIC_SEQ_CST);
+
+	POOL_ASSERT((was & POOL_INFLIGHT_MASK) > 0 && (!c->is_heavy || was >> POOL_HEAVY_SHIFT));
 	uint64_t others = __atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) & ~reg_bit(be);
 	if (!others)
 		return 0;
@@ -159,11 +229,12 @@ void pool_be_init(struct pool_be *be, struct pool *p, int weight, struct pool_sh
 	be->is_disabled = false;
 	if (shared) {
 		be->shared = shared;
+		if (max_inflight)	/* auto: its giver configured it (and its ceiling) */
+			pool_shared_set_max(shared, max_inflight, 0);
 	} else {
-		pool_shared_init(&be->own_shared, max_inflight);
+		pool_shared_init(&be->own_shared, max_inflight, 0);
 		be->shared = &be->own_shared;
 	}
-	pool_shared_set_max(be->shared, max_inflight);
 	be->reg = reg_claim(be->shared, p ? p->worker : 0);
 	for (int s = 0; s < POOL_NSTATES; s++) {
 		pool_list_init(&be->conns[s]);
@@ -192,6 +263,12 @@ uint32_t pool_be_up(const struct pool_be *be)
 uint32_t pool_be_load(const struct pool_be *be)
 {
 	return pool_shared_inflight(be->shared) + be->n_extra;
+}
+
+uint64_t pool_be_wait_us(const struct pool_be *be)
+{
+	return __atomic_load_n(&be->shared->cost_us, __ATOMIC_SEQ_CST) +
+	       (uint64_t)be->n_extra * POOL_COST_UNKNOWN_US;
 }
 
 uint32_t pool_be_outstanding(const struct pool_be *be)
@@ -314,7 +391,9 @@ uint64_t pool_conn_set_state(struct pool_conn *c, enum pool_conn_state to)
 	}
 	if (c->holds_slot && to != POOL_BUSY && to != POOL_DRAINING) {
 		c->holds_slot = false;
-		wake = slot_give(be);
+		wake = slot_give(be, c);
+		c->cost_us = 0;
+		c->is_heavy = false;
 	}
 	return wake;
 }
@@ -335,14 +414,49 @@ void pool_conn_hold(struct pool_conn *c, enum pool_hold what, bool on)
 		c->be->n_free++;
 }
 
-bool pool_checkout(struct pool_conn *c)
+/* Check c out for a request of expected cost cost_us (0: unknown): heavy or not on its
+ * backend (auto only), as its slot records. */
+static bool checkout(struct pool_conn *c, uint32_t cost_us, bool is_light)
 {
+	struct pool_shared *s = c->be->shared;
+
 	POOL_ASSERT(c->kind == POOL_CONN_POOLED);
-	if (!is_free(c) || !slot_take(c->be))
+	if (!is_free(c))
 		return false;
+	c->cost_us = cost_us ? cost_us : is_light ? 1 : POOL_COST_UNKNOWN_US;
+	c->is_heavy = !is_light && pool_shared_is_auto(s) &&
+		      pool_cost_is_heavy(cost_us, __atomic_load_n(&s->min_rtt_us, __ATOMIC_RELAXED));
+	if (!slot_take(c->be, c)) {
+		c->cost_us = 0;
+		c->is_heavy = false;
+		return false;
+	}
+	c->depth = pool_shared_inflight(s);
 	c->holds_slot = true;
 	pool_conn_set_state(c, POOL_BUSY);
 	return true;
+}
+
+bool pool_checkout(struct pool_conn *c)
+{
+	return checkout(c, 0, true);
+}
+
+uint32_t pool_answer_time(struct pool_conn *c, uint64_t key, uint32_t rtt_us, uint64_t now_us)
+{
+	struct pool_be *be = c->be;
+	struct pool_shared *s = be->shared;
+
+	if (be->pool && be->pool->costs)
+		pool_costs_add(be->pool->costs, key, rtt_us);
+	/* a heavy call ran alone and says nothing about how q copes with concurrency; a sample
+	 * that finds another worker in the limiter is dropped rather than waited for */
+	if (!c->is_heavy && pool_shared_is_auto(s) && lim_trylock(s)) {
+		pool_limit_sample(&s->lim, rtt_us, c->depth, now_us);
+		lim_publish(s);
+		lim_unlock(s);
+	}
+	return pool_shared_max(s);
 }
 
 /* ------------------------------------------------------------ clients, requests */
@@ -456,6 +570,7 @@ void pool_init(struct pool *p, enum pool_strategy strategy, uint64_t seed, uint3
 	p->is_started = false;
 	p->is_paused = false;
 	p->next_serial = 0;
+	p->costs = NULL;
 }
 
 bool pool_set_paused(struct pool *p, bool is_paused)
@@ -721,7 +836,8 @@ bool pool_commit(struct pool *p, const struct pool_decision *d)
 	if (d->verdict == POOL_SEND) {
 		POOL_ASSERT(c && c->kind == POOL_CONN_POOLED && c->be->pool == p);
 		if (r->is_sync) {
-			if (!pool_checkout(c))
+			uint32_t cost = p->costs ? pool_costs_get(p->costs, r->cost_key) : 0;
+			if (!checkout(c, cost, false))
 				return false;	/* another worker took the last slot */
 			r->conn = c;
 			if (cl) {

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pool/limit.h"
 #include "pool/list.h"
 #include "pool/select.h"
 
@@ -43,18 +44,35 @@
 /* how long a freed slot is kept for the waiter whose turn it is */
 #define POOL_TURN_MS 50
 
+/* pool_shared.inflight packs two counts: requests in flight (low bits) and, above
+ * POOL_HEAVY_SHIFT, how many of them are heavy calls (auto: nothing else joins those) */
+#define POOL_HEAVY_SHIFT 20
+#define POOL_INFLIGHT_MASK ((1u << POOL_HEAVY_SHIFT) - 1)
+
 /*
  * One backend as every worker sees it (found by its address, made by the process once).
  * Every pool_be record of it (one per worker and pool naming it) registers here. All fields
- * are read and written with __atomic builtins only.
+ * are read and written with __atomic builtins only, except lim, which only the holder of
+ * lock touches.
  *
  * Fairness: a slot given back while other records have syncs waiting is kept for the next
  * of them after the giver (round robin) for POOL_TURN_MS, and that record's worker is woken;
  * so neither a busy worker nor a busy pool takes every slot it frees for itself.
+ *
+ * Auto (max_inflight "auto"): max_inflight is the limiter's limit (limit.h), moved by the
+ * answer times every worker reports (pool_answer_time); while a heavy call runs there, the
+ * backend takes nothing else (its effective limit is 1); cost_us sums the expected costs of
+ * what runs there (the expected wait least_outstanding places by).
  */
 struct pool_shared {
-	uint32_t inflight;	/* pooled requests in flight on it, all workers */
-	uint32_t max_inflight;	/* >= 1 (a reload may change it) */
+	uint32_t inflight;	/* pooled requests in flight on it, all workers (+ heavy ones) */
+	uint32_t max_inflight;	/* >= 1: fixed, or the limiter's limit (auto) */
+	uint8_t is_auto;	/* max_inflight follows the limiter */
+	uint64_t cost_us;	/* expected costs of the requests in flight, summed */
+	uint32_t min_rtt_us;	/* the limiter's figures, copied out for readers (stats) */
+	uint32_t short_rtt_us;
+	uint32_t lock;		/* the limiter's lock: samples try it, and skip when taken */
+	struct pool_limit lim;	/* under lock */
 	uint64_t regs;		/* bit r: registration r is in use */
 	uint64_t waiters;	/* bit r: registration r has syncs waiting for a slot */
 	uint16_t reg_worker[POOL_SHARED_REGS];	/* registration r's worker (its wakeup) */
@@ -62,9 +80,17 @@ struct pool_shared {
 	uint64_t turn_until_ms;	/* ... until then */
 };
 
-void pool_shared_init(struct pool_shared *s, uint32_t max_inflight);
-void pool_shared_set_max(struct pool_shared *s, uint32_t max_inflight);
+/* max_inflight 0: "auto", its limit learned between 1 and ceiling (0: the default) */
+void pool_shared_init(struct pool_shared *s, uint32_t max_inflight, uint32_t ceiling);
+/* A (re)configuration: fixed max_inflight, or 0 for auto up to ceiling. An auto backend
+ * that stays auto keeps what its limiter learned (clamped to a new ceiling). */
+void pool_shared_set_max(struct pool_shared *s, uint32_t max_inflight, uint32_t ceiling);
 uint32_t pool_shared_inflight(const struct pool_shared *s);
+/* heavy calls running there now */
+uint32_t pool_shared_heavy(const struct pool_shared *s);
+/* the limit in force now */
+uint32_t pool_shared_max(const struct pool_shared *s);
+bool pool_shared_is_auto(const struct pool_shared *s);
 
 /* --------------------------------------------------------------- connections */
 
@@ -100,6 +126,9 @@ struct pool_conn {
 	enum pool_conn_kind kind;
 	uint8_t holds;		/* enum pool_hold bits */
 	bool holds_slot;	/* counted in be->shared->inflight */
+	bool is_heavy;		/* its request is a heavy call (counted as one there) */
+	uint32_t cost_us;	/* its request's expected cost, added to be->shared->cost_us */
+	uint32_t depth;		/* requests in flight on its backend when it was checked out */
 	int slot;		/* POOLED: index into be->slots; -1 otherwise */
 	uint32_t serial;	/* a new one each time the record is reused (for pins) */
 	struct pool_be *be;
@@ -155,6 +184,10 @@ uint32_t pool_be_up(const struct pool_be *be);
 /* its load for the strategies: requests in flight (all workers) plus dedicated and
  * session connections of this worker */
 uint32_t pool_be_load(const struct pool_be *be);
+/* the expected wait of a request sent to it now, in µs: the expected costs of what it runs
+ * (all workers), and POOL_COST_UNKNOWN_US per dedicated or session connection of this
+ * worker (least_outstanding compares it between auto backends) */
+uint64_t pool_be_wait_us(const struct pool_be *be);
 /* this worker's share of the load: its requests in flight there, and its dedicated and
  * session connections (what a worker reports; the workers' figures add up) */
 uint32_t pool_be_outstanding(const struct pool_be *be);
@@ -189,8 +222,17 @@ uint64_t pool_conn_set_state(struct pool_conn *c, enum pool_conn_state to);
 void pool_conn_hold(struct pool_conn *c, enum pool_hold what, bool on);
 
 /* Check an IDLE pooled connection out for a request of the gateway's own (a health
- * check): false when it is held or its backend has no free max_inflight slot. */
+ * check, a light call): false when it is held or its backend has no free max_inflight
+ * slot. */
 bool pool_checkout(struct pool_conn *c);
+
+/*
+ * The answer to the sync request checked out on c began to arrive rtt_us after it was sent
+ * (now_us: the caller's clock). Teaches c's pool the cost of calls keyed key (the pool's
+ * cost table, if it has one) and, unless the call was heavy, the backend's limiter (auto;
+ * skipped when another worker holds the limiter at that moment). Returns the limit in force.
+ */
+uint32_t pool_answer_time(struct pool_conn *c, uint64_t key, uint32_t rtt_us, uint64_t now_us);
 
 /* ------------------------------------------------------------ clients, requests */
 
@@ -240,6 +282,7 @@ struct pool_req {
 	uint64_t epoch;			/* its client's pin epoch when sent (sync) */
 	uint64_t seq;			/* its client's sync_seq when sent (sync) */
 	struct pool_conn *conn;		/* the connection it went on (sync), else NULL */
+	uint64_t cost_key;		/* its call's key in the cost table (pool_key_of) */
 	bool is_sync;
 	bool is_dedicated;		/* a connection of its own */
 	bool is_queued;
@@ -268,6 +311,7 @@ struct pool {
 	uint32_t next_serial;
 	enum pool_affinity affinity;
 	uint64_t affinity_moves;	/* clients moved off a backend that went down */
+	struct pool_costs *costs;	/* learned call costs (the caller's), or NULL: unknown */
 };
 
 /* now_ms: where the pool reads the time (the caller's clock, kept current by it) */
@@ -279,7 +323,7 @@ void pool_set_backends(struct pool *p, struct pool_be *const *bes, size_t n);
  * An admin pauses or resumes the pool. While paused, pool_propose says WAIT and pool_next
  * hands out nothing: new requests queue (queue.max and queue.timeout_ms apply), what was
  * sent finishes; no new session starts (pool_pick_session says NULL). pool_place (a
- * departing client's asyncs) ignores the pause. Returns true when the state changed (on
+ * departing client's asyncs) ignores the pause: its caller checks is_paused. Returns true when the state changed (on
  * resume the caller dispatches the pool).
  */
 bool pool_set_paused(struct pool *p, bool is_paused);

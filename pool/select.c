@@ -38,6 +38,23 @@ static int load_cmp(const struct pool_be *a, const struct pool_be *b)
 	return la < lb ? -1 : la > lb ? 1 : 0;
 }
 
+/*
+ * least_outstanding: between two auto backends, the expected wait (the learned costs of what
+ * each runs, limit.h) per weight, then the load; otherwise the load alone, as ever (a fixed
+ * max_inflight keeps the strategy's meaning).
+ */
+static int wait_cmp(const struct pool_be *a, const struct pool_be *b)
+{
+	if (pool_shared_is_auto(a->shared) && pool_shared_is_auto(b->shared)) {
+		/* both sides below 2^63 / 10^6: waits are sums of 32-bit µs, weights <= 10^6 */
+		uint64_t wa = pool_be_wait_us(a) * (uint64_t)b->weight;
+		uint64_t wb = pool_be_wait_us(b) * (uint64_t)a->weight;
+		if (wa != wb)
+			return wa < wb ? -1 : 1;
+	}
+	return load_cmp(a, b);
+}
+
 static int pick_least(struct pool_selector *s, struct pool_be *const *bes, size_t n,
 		      pool_qualifies_fn ok, uint64_t arg)
 {
@@ -49,7 +66,7 @@ static int pick_least(struct pool_selector *s, struct pool_be *const *bes, size_
 		size_t i = (s->tie_cursor + k) % n;
 		if (!ok(bes[i], arg))
 			continue;
-		if (best < 0 || load_cmp(bes[i], bes[best]) < 0)
+		if (best < 0 || wait_cmp(bes[i], bes[best]) < 0)
 			best = (int)i;
 	}
 	s->tie_cursor = (s->tie_cursor + 1) % n;

@@ -32,7 +32,8 @@ typedef bool (*pool_qualifies_fn)(const struct pool_be *be, uint64_t arg);
 /*
  * Pick a backend among bes[0..n) for which ok(be, arg) holds; the index, or -1. Load is
  * pool_be_load(be) / be->weight.
- *  least_outstanding: lowest load, ties rotated so equal backends share the work;
+ *  least_outstanding: lowest load, ties rotated so equal backends share the work; between
+ *    backends whose max_inflight is auto, the least expected wait first (pool_be_wait_us);
  *  round_robin: smooth weighted round robin (nginx's rule) over the qualifying backends;
  *  random_two: two weighted random draws, the less loaded one wins.
  */

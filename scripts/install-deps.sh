@@ -13,7 +13,8 @@
 #   java    maven + a JDK if missing, then the Java driver's Maven dependencies
 #   tools   haproxy (bench/ and the scale test put qgate behind it), promtool (Debian
 #           prometheus: checks a live /metrics scrape), chromium (headless: the status page
-#           test), systemd-analyze and logrotate (the unit file and the logrotate snippet)
+#           test), systemd-analyze and logrotate (the unit file and the logrotate snippet),
+#           lintian (the .deb of scripts/package-deb.sh)
 #   all     everything above (the default)
 #
 # apt-get runs (with one apt-get update) only when a package is missing, so a rerun is quick.
@@ -48,7 +49,7 @@ PKGS=(ca-certificates)
 	libsystemd-dev scdoc man-db groff-base)
 [ $want_python = 1 ] && PKGS+=(python3 python3-venv)
 [ $want_java = 1 ] && PKGS+=(maven)
-[ $want_haproxy = 1 ] && PKGS+=(haproxy prometheus chromium systemd logrotate)
+[ $want_haproxy = 1 ] && PKGS+=(haproxy prometheus chromium systemd logrotate lintian)
 MISSING=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

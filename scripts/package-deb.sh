@@ -11,6 +11,12 @@
 # over every ELF file staged (the library packages and the versions the binary needs).
 # Both files in /etc are conffiles. No maintainer scripts: the unit uses DynamicUser=, so no
 # user needs creating, and the package installs into a scratch root (dpkg --root) as well.
+# As Debian policy wants (lintian, tests/package): the binary stripped, man pages and the
+# changelog gzip -9n, /usr/share/doc/qgate/copyright (machine-readable; the license is
+# meson.build's: proprietary). Maintainer: DEBFULLNAME <DEBEMAIL> (the variables Debian's
+# tools read) when set, else the git identity of the tree (user.name <user.email>); there is
+# no published maintainer address, so none is made up. Dates come from SOURCE_DATE_EPOCH, else
+# the last commit, so the same tree gives the same package.
 # The last line printed is the path of the .deb.
 set -euo pipefail
 
@@ -22,7 +28,7 @@ while getopts "B:o:h" opt; do
 	B) BUILD=$(realpath -m "$OPTARG") ;;
 	o) OUT=$(realpath -m "$OPTARG") ;;
 	*)
-		sed -n '2,14p' "$0"
+		sed -n '2,21p' "$0"
 		[ "$opt" = h ] && exit 0 || exit 2
 		;;
 	esac
@@ -51,7 +57,7 @@ quiet meson compile -C "$BUILD"
 STAGE=$(mktemp -d /tmp/qgate-deb.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 ROOT=$STAGE/root
-quiet meson install -C "$BUILD" --destdir "$ROOT" --no-rebuild
+quiet meson install -C "$BUILD" --destdir "$ROOT" --no-rebuild --strip
 
 VERSION=$(meson introspect --projectinfo "$BUILD" |
 	python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
@@ -68,15 +74,59 @@ DEPENDS=$(cd "$STAGE/src" && dpkg-shlibdeps -O "${ELFS[@]/#/-e}" 2>/dev/null |
 	sed -n 's/^shlibs:Depends=//p')
 [ -n "$DEPENDS" ] || { echo "package-deb: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 
+# who answers for this package, honestly: whoever builds it says so (see the header)
+MAINT_NAME=${DEBFULLNAME:-$(git -C "$REPO" config user.name 2>/dev/null || true)}
+MAINT_MAIL=${DEBEMAIL:-$(git -C "$REPO" config user.email 2>/dev/null || true)}
+if [ -z "$MAINT_NAME" ] || [ -z "$MAINT_MAIL" ]; then
+	echo "package-deb: no maintainer: set DEBFULLNAME and DEBEMAIL (or git user.name/email)" >&2
+	exit 1
+fi
+MAINTAINER="$MAINT_NAME <$MAINT_MAIL>"
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+	SOURCE_DATE_EPOCH=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)
+fi
+export SOURCE_DATE_EPOCH	# dpkg-deb clamps the files' times to it
+
+# man pages and the changelog gzipped without name or time stamp (-n): reproducible
+if [ -d "$ROOT/usr/share/man" ]; then
+	find "$ROOT/usr/share/man" -type f -name '*.[0-9]' -exec gzip -9n {} +
+fi
+DOC=$ROOT/usr/share/doc/qgate
+mkdir -p "$DOC"
+cat >"$DOC/copyright" <<EOF
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: qgate
+Comment: qgate is not free software and is not published; meson.build declares its
+ license 'proprietary'. This package is for the machines of those who hold a copy.
+
+Files: *
+Copyright: $(date -u -d "@$SOURCE_DATE_EPOCH" +%Y) the qgate authors
+License: proprietary
+ All rights reserved. No permission to copy, modify or distribute this software is
+ given by this package; use it only as your agreement with its authors allows.
+EOF
+# a native package (no Debian revision in the version): its changelog is changelog.gz
+cat >"$STAGE/changelog" <<EOF
+qgate ($VERSION) unstable; urgency=medium
+
+  * qgate $VERSION, packed by scripts/package-deb.sh from the meson project;
+    the project's history has the changes.
+
+ -- $MAINTAINER  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
+EOF
+gzip -9n -c "$STAGE/changelog" >"$DOC/changelog.gz"
+
 # conffiles: everything installed under /etc (the operator's to edit; dpkg keeps their copy)
 mkdir -p "$ROOT/DEBIAN"
 (cd "$ROOT" && find etc -type f | sort | sed 's|^|/|') >"$ROOT/DEBIAN/conffiles"
+# md5sums of every file but the conffiles (dpkg keeps theirs itself), for debsums/dpkg -V
+(cd "$ROOT" && find usr -type f | LC_ALL=C sort | xargs -r md5sum) >"$ROOT/DEBIAN/md5sums"
 SIZE=$(du -sk --exclude=DEBIAN "$ROOT" | cut -f1)
 cat >"$ROOT/DEBIAN/control" <<EOF
 Package: qgate
 Version: $VERSION
 Architecture: $ARCH
-Maintainer: qgate developers <qgate@localhost>
+Maintainer: $MAINTAINER
 Installed-Size: $SIZE
 Depends: $DEPENDS
 Section: net

@@ -14,7 +14,9 @@ Each check prints one line and the script exits 1 if any failed:
   options   every option `qgate --help` prints is in qgate(8)'s OPTIONS, and every option
             there is accepted by qgate;
   exit      every status in EXIT STATUS is one qgate really exits with, and the reverse;
-  stats     every path in STATS ENDPOINT is served by a running qgate (not 404).
+  stats     every path in STATS ENDPOINT is served by a running qgate (not 404);
+  messages  every log message a page quotes (msg="...") is one the source logs
+            (gateway/*.c, as the text of a msg=\"...\" in a log call).
 """
 import argparse
 import json
@@ -182,6 +184,37 @@ def set_path(root, path):
             node = cur
 
 
+# ------------------------------------------------------------------ log messages
+
+def check_messages(src_dir, man_dir):
+    """Every msg="..." the pages' sources quote is logged by the code, so the two cannot drift
+    apart (read from the .scd sources: the rendered text may hyphenate). A quote ending in
+    "..." stands for any message it begins."""
+    src = ""
+    for name in sorted(os.listdir(src_dir)):
+        if name.endswith(".c"):
+            with open(os.path.join(src_dir, name)) as f:
+                src += f.read()
+    # adjacent C string literals are one string: join them before looking
+    src = re.sub(r'"\s*\n\s*"', "", src)
+    logged = set(re.findall(r'msg=\\"((?:[^"\\]|\\[^"])*)\\"', src))
+    quoted = set()
+    for name in sorted(os.listdir(man_dir)):
+        if ".scd" in name:
+            with open(os.path.join(man_dir, name)) as f:
+                quoted |= set(re.findall(r'msg="([^"]+)"', " ".join(f.read().split())))
+    check("messages: the pages quote log messages", len(quoted) >= 2, f"{len(quoted)} quoted")
+
+    def is_logged(q):
+        if q.endswith("..."):
+            return any(m.startswith(q[:-3]) for m in logged)
+        return q in logged
+    missing = sorted(q for q in quoted if not is_logged(q))
+    check("messages: every msg=\"...\" the pages quote is logged by gateway/*.c", not missing,
+          "not in the source: " + "; ".join(missing) if missing else
+          f"{len(quoted)} of {len(logged)} logged messages quoted")
+
+
 # ------------------------------------------------------------------ the example
 
 def check_example(qgate, fields_text, tmp):
@@ -304,6 +337,8 @@ def main():
     ap.add_argument("--man8", required=True)
     ap.add_argument("--man5", required=True)
     ap.add_argument("--confdoc", required=True)
+    ap.add_argument("--src", required=True, help="gateway/ (the .c files that log)")
+    ap.add_argument("--mansrc", required=True, help="docs/man/ (the pages' .scd sources)")
     a = ap.parse_args()
     for p in (a.man8, a.man5):
         if not os.path.isfile(p):
@@ -331,6 +366,9 @@ def main():
         missing = [w for w in words if w not in body]
         check(f"qgate(8) {sec} mentions {', '.join(words)}", not missing,
               "missing " + ", ".join(missing) if missing else "")
+
+    # ---- log messages the pages quote
+    check_messages(a.src, a.mansrc)
 
     # ---- fields: the page against configuration.md, both ways
     gen = man_fields(s5.get("FIELDS", []))

@@ -53,6 +53,9 @@ struct opts {
 	bool has_token;
 	int queue_timeout_ms;	/* pool p */
 	bool has_other;		/* pool `odd "pool"` (b1 again, and a backend named "p.b1") */
+	bool no_b2;		/* pool p without its backend b2 */
+	int grace_ms;		/* limits.shutdown_grace_ms (0: the default) */
+	int extra_port;		/* a second listener "extra" on this port (0: none) */
 };
 
 /*
@@ -63,7 +66,8 @@ struct opts {
 static char *gate_json(const struct opts *o)
 {
 	char *hash = T_PTR(t_hash_password("secret"));
-	char other[512] = "", tok[64] = "", *text = NULL;
+	char other[512] = "", tok[64] = "", *text = NULL, b2j[160] = "", lim[80] = "";
+	char extra[160] = "";
 
 	if (o->has_other)
 		snprintf(other, sizeof(other), ",{\"name\":\"odd \\\"pool\\\"\",\"health\":"
@@ -72,19 +76,26 @@ static char *gate_json(const struct opts *o)
 			 "\"127.0.0.1:%d\",\"connections\":1}]}", b1->port, b2->port);
 	if (o->has_token)
 		snprintf(tok, sizeof(tok), ",\"token\":\"%s\"", TOKEN);
+	if (!o->no_b2)
+		snprintf(b2j, sizeof(b2j), ",{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\","
+			 "\"connections\":1}", b2->port);
+	if (o->grace_ms)
+		snprintf(lim, sizeof(lim), "\"limits\":{\"shutdown_grace_ms\":%d},", o->grace_ms);
+	if (o->extra_port)
+		snprintf(extra, sizeof(extra), ",{\"name\":\"extra\",\"listen\":\"127.0.0.1:%d\","
+			 "\"pool\":\"p\"}", o->extra_port);
 	snprintf(audit_path, sizeof(audit_path), "%s/audit.log", t_env_dir());
 	cr_assert(asprintf(&text,
-			   "{\"workers\":%d,\"listeners\":[{\"name\":\"main\",\"listen\":"
-			   "\"127.0.0.1:%d\",\"pool\":\"p\"}],\"stats\":{\"listen\":\"127.0.0.1:%d\"%s},"
+			   "{%s\"workers\":%d,\"listeners\":[{\"name\":\"main\",\"listen\":"
+			   "\"127.0.0.1:%d\",\"pool\":\"p\"}%s],\"stats\":{\"listen\":\"127.0.0.1:%d\"%s},"
 			   "\"auth\":{\"users\":[{\"name\":\"ops\",\"password_hash\":\"%s\","
 			   "\"admin\":true},{\"name\":\"dev\",\"password_hash\":\"%s\"}]},"
 			   "\"pools\":[{\"name\":\"p\",\"health\":{\"interval_ms\":0},"
 			   "\"queue\":{\"timeout_ms\":%d},\"backends\":["
-			   "{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":1},"
-			   "{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\",\"connections\":1}]}%s],"
+			   "{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":1}%s]}%s],"
 			   "\"log\":{\"level\":\"debug\",\"audit_file\":\"%s\"}}",
-			   o->workers, gw_port, stats_port, tok, hash, hash, o->queue_timeout_ms,
-			   b1->port, b2->port, other, audit_path) > 0);
+			   lim, o->workers, gw_port, extra, stats_port, tok, hash, hash,
+			   o->queue_timeout_ms, b1->port, b2j, other, audit_path) > 0);
 	free(hash);
 	T_OK(t_json_check(text));
 	return text;
@@ -156,16 +167,27 @@ static void quiet_for(int fd, int ms, const char *what)
 
 /* method path on the stats port with the bearer token (NULL: none) and extra raw bytes after
  * the head (a body, or NULL); the status, and the body in *body (malloc'd). */
+static int http_raw(const char *req, size_t n, char **body);
+
 static int http(const char *method, const char *path, const char *token, const char *extra,
 		char **body)
 {
 	char req[4096];
-	int fd = T_OK(t_tcp_connect("127.0.0.1", stats_port, 3000));
 	int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: x\r\n%s%s%s%s\r\n%s", method,
 			 path, token ? "Authorization: Bearer " : "", token ? token : "",
 			 token ? "\r\n" : "", extra ? "Content-Type: text/plain\r\n" : "",
 			 extra ? extra : "");
-	T_OK(t_send_all(fd, req, (size_t)n));
+	cr_assert(n > 0 && (size_t)n < sizeof(req));
+	return http_raw(req, (size_t)n, body);
+}
+
+/* req[0..n) as it is on a new stats connection: the status, the body in *body */
+static int http_raw(const char *req, size_t n, char **body)
+{
+	const char *method = "?", *path = req;
+	int fd = T_OK(t_tcp_connect("127.0.0.1", stats_port, 3000));
+
+	T_OK(t_send_all(fd, req, n));
 	size_t len = 0, cap = 65536;
 	char *buf = malloc(cap);
 	cr_assert(buf != NULL);
@@ -173,7 +195,7 @@ static int http(const char *method, const char *path, const char *token, const c
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int left = (int)(deadline - t_now_ms());
-		cr_assert(left > 0 && poll(&p, 1, left) == 1, "%s %s: no answer", method, path);
+		cr_assert(left > 0 && poll(&p, 1, left) == 1, "%s %.60s: no answer", method, path);
 		if (len + 1 >= cap) {
 			cap *= 2;
 			buf = realloc(buf, cap);
@@ -187,7 +209,7 @@ static int http(const char *method, const char *path, const char *token, const c
 	close(fd);
 	buf[len] = '\0';
 	int status = 0;
-	cr_assert(sscanf(buf, "HTTP/1.1 %d", &status) == 1, "%s %s: bad answer %.200s", method,
+	cr_assert(sscanf(buf, "HTTP/1.1 %d", &status) == 1, "%s %.60s: bad answer %.200s", method,
 		  path, buf);
 	char *b = strstr(buf, "\r\n\r\n");
 	*body = strdup(b ? b + 4 : "");
@@ -780,6 +802,106 @@ Test(admin_actions, http_actions_behind_the_token)
 	T_OK(t_wait_file_contains(gate->err_path, 0, "via=http action=disable", 3000));
 }
 
+/*
+ * Review 1 (#6, #7, #11): the token counts only in the header section, never in a body; a
+ * kill id is decimal digits in 1..INT64_MAX, nothing looser; and an admin request refused
+ * before its action (wrong method spelling, a head too large) is audited as refused.
+ */
+Test(admin_actions, http_token_ids_and_early_refusals)
+{
+	start(&(struct opts){ .workers = 1, .queue_timeout_ms = 5000, .has_token = true });
+	char *body;
+	int st;
+
+	/* the token in a body only: 401, for an action and for /stats */
+	const char *in_body = "Authorization: Bearer " TOKEN "\r\n\r\n";
+	st = http("POST", "/admin/pause?pool=p", NULL, in_body, &body);
+	cr_assert_eq(st, 401, "token in the body only: %d %s", st, body);
+	free(body);
+	cr_assert_not(is_paused(true, "p"));
+	st = http("GET", "/stats", NULL, in_body, &body);
+	cr_assert_eq(st, 401, "GET /stats with the token in the body only: %d", st);
+	free(body);
+	/* ... and a body that follows a good header does not spoil it */
+	st = http("POST", "/admin/pause?pool=p", TOKEN, "Authorization: Bearer wrong\r\n\r\n",
+		  &body);
+	cr_assert_eq(st, 200, "good header, hostile body: %d %s", st, body);
+	free(body);
+	st = post("/admin/resume?pool=p", TOKEN, &body);
+	cr_assert_eq(st, 200, "%d %s", st, body);
+	free(body);
+
+	/* kill ids: strict */
+	static const char *const bad_ids[] = {
+		"+5", "%205", "5%20", "%2B5", "0x5", "5.0", "0", "", "-0",
+		"9223372036854775808",		/* INT64_MAX + 1 */
+		"18446744073709551615",		/* UINT64_MAX */
+		"18446744073709551616",		/* UINT64_MAX + 1 */
+		"99999999999999999999999",
+	};
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+		char path[96];
+		snprintf(path, sizeof(path), "/admin/kill?id=%s", bad_ids[i]);
+		st = post(path, TOKEN, &body);
+		cr_assert_eq(st, 400, "%s: %d %s", path, st, body);
+		free(body);
+	}
+	st = post("/admin/kill?id=9223372036854775807", TOKEN, &body);	/* INT64_MAX: nobody */
+	cr_assert_eq(st, 404, "INT64_MAX: %d %s", st, body);
+	cr_assert(strstr(body, "no client with id 9223372036854775807"), "%s", body);
+	free(body);
+	/* a real client's id, with leading zeros: killed, and the id comes back as given */
+	int ops = ops_connect(), dev = dev_connect();
+	int64_t id = client_id(ops, dev, NULL);
+	char path[96], want[64];
+	snprintf(path, sizeof(path), "/admin/kill?id=000%" PRId64, id);
+	st = post(path, TOKEN, &body);
+	cr_assert_eq(st, 200, "%s: %d %s", path, st, body);
+	snprintf(want, sizeof(want), "\"id\":%" PRId64 "}", id);
+	cr_assert(strstr(body, want), "%s: want %s", body, want);
+	free(body);
+	T_OK(t_wait_closed(dev, 3000, NULL));
+	close(dev);
+	close(ops);
+
+	/* refused before the action: each one audited */
+	st = http("post", "/admin/pause?pool=p", TOKEN, NULL, &body);
+	cr_assert_eq(st, 405, "lowercase post: %d %s", st, body);
+	free(body);
+	st = http("GET", "/admin/resume?pool=p", TOKEN, NULL, &body);
+	cr_assert_eq(st, 405, "GET on an action: %d %s", st, body);
+	free(body);
+	cr_assert_not(is_paused(true, "p"));
+	size_t big_n = 12000;
+	char *big = malloc(big_n + 1);
+	cr_assert(big);
+	int n = snprintf(big, big_n, "POST /admin/disable?backend=b1 HTTP/1.1\r\nHost: x\r\n"
+			 "Authorization: Bearer " TOKEN "\r\nCookie: ");
+	memset(big + n, 'c', big_n - (size_t)n);
+	big[big_n] = '\0';
+	st = http_raw(big, big_n, &body);
+	cr_assert_eq(st, 431, "a 12000-byte head: %d %s", st, body);
+	cr_assert(strstr(body, "8191"), "431 body names the cap: %s", body);
+	free(body);
+	free(big);
+	T_OK(t_wait_file_contains(audit_path, 0, "via=http action=pause arg=\"\" outcome=\"refused "
+				  "405: qgate: admin actions take POST", 3000));
+	T_OK(t_wait_file_contains(audit_path, 0, "via=http action=resume arg=\"\" outcome=\"refused "
+				  "405", 3000));
+	T_OK(t_wait_file_contains(audit_path, 0, "via=http action=disable arg=\"\" outcome="
+				  "\"refused 431", 3000));
+	T_OK(t_wait_file_contains(audit_path, 0, "action=kill arg=\"\" outcome=\"refused 400",
+				  3000));
+	T_OK(t_wait_file_contains(audit_path, 0, "action=pause arg=\"\" outcome=\"refused 401",
+				  3000));
+	/* the refusals changed nothing */
+	char state[32];
+	bool is_dis;
+	be_state(true, "p", "b1", state, sizeof(state), &is_dis);
+	cr_assert_not(is_dis);
+	stop_clean();
+}
+
 /* q actions are audited with the logged-in user, refusals too, one line each. */
 Test(admin_actions, q_actions_are_audited)
 {
@@ -926,6 +1048,386 @@ Test(admin_actions, pause_applies_to_every_worker)
 			t_call_expect(fds[i], t_call(".mock.echo", 1, t_long(i)), t_long(i), 5000);
 		close(fds[i]);
 	}
+	close(ops);
+	stop_clean();
+}
+
+/* ------------------------------------------------------- review 1 findings */
+
+/* `name` as a backend (directly, not through the gateway) holds it: its value, or `undefined */
+static void backend_value(struct t_proc *be, const char *name, char *out, size_t n)
+{
+	char q[128];
+	int fd = T_OK(t_q_connect("127.0.0.1", be->port, "probe:x", NULL));
+
+	snprintf(q, sizeof(q), "@[value;`%s;{`undefined}]", name);
+	struct t_obj *r = t_call_ok(fd, t_str(q), 5000);
+	if (r->type == -T_SYM)
+		snprintf(out, n, "%s", r->s);
+	else if (r->type == -T_LONG)
+		snprintf(out, n, "%" PRId64, r->a.j);
+	else
+		snprintf(out, n, "%s", t_show(r));
+	t_free(r);
+	close(fd);
+}
+
+/* Review 1 #1: a client that leaves while a pause holds its asyncs: they stay held (q runs
+ * what a client wrote, a pause lets nothing out), its sync goes to nobody; on resume they go,
+ * in its order, on one connection. A later departed async meets queue.timeout_ms... and one
+ * still held when the gateway stops is freed (ASan). */
+Test(admin_actions, pause_holds_a_departed_clients_asyncs)
+{
+	start(&(struct opts){ .workers = 1, .queue_timeout_ms = 0 });
+	int ops = ops_connect(), dev = dev_connect();
+	char v1[64], v2[64];
+
+	act_ok(ops, t_str(".qgate.pause[`p]"), "paused");
+	T_OK(t_send_free(dev, T_ASYNC, t_str("hx::1")));
+	T_OK(t_send_free(dev, T_SYNC, t_call(".mock.echo", 1, t_long(5))));
+	T_OK(t_send_free(dev, T_ASYNC, t_str("hx::2")));
+	wait_queued(false, "p", 3);
+	close(dev);
+	wait_queued(false, "p", 2);	/* the sync left (nobody takes its answer) */
+	poll(NULL, 0, 300);
+	backend_value(b1, "hx", v1, sizeof(v1));
+	backend_value(b2, "hx", v2, sizeof(v2));
+	cr_assert(strcmp(v1, "undefined") == 0 && strcmp(v2, "undefined") == 0,
+		  "a paused pool let a departed client's async out: b1 %s b2 %s", v1, v2);
+	cr_assert(is_paused(false, "p"));
+	act_ok(ops, t_str(".qgate.resume[`p]"), "running");
+	wait_queued(false, "p", 0);
+	/* both on one backend, in order: it holds 2; the other never saw them */
+	int64_t deadline = t_now_ms() + 3000;
+	do {
+		backend_value(b1, "hx", v1, sizeof(v1));
+		backend_value(b2, "hx", v2, sizeof(v2));
+	} while (strcmp(v1, "2") && strcmp(v2, "2") && t_now_ms() < deadline &&
+		 poll(NULL, 0, 20) == 0);
+	cr_assert((strcmp(v1, "2") == 0 && strcmp(v2, "undefined") == 0) ||
+		  (strcmp(v2, "2") == 0 && strcmp(v1, "undefined") == 0),
+		  "after resume: b1 %s b2 %s, want 2 on one of them", v1, v2);
+	/* held again when the gateway stops: freed with the queue, nothing sent */
+	act_ok(ops, t_str(".qgate.pause[`p]"), "paused");
+	dev = dev_connect();
+	T_OK(t_send_free(dev, T_ASYNC, t_str("hy::1")));
+	wait_queued(false, "p", 1);
+	close(dev);
+	poll(NULL, 0, 100);
+	close(ops);
+	T_OK(t_proc_signal(gate, SIGTERM));
+	T_OK(t_proc_wait(gate, 15000));
+	cr_assert(WIFEXITED(gate->status) && WEXITSTATUS(gate->status) == 0,
+		  "qgate exit status %d: %s", gate->status, t_tail(gate->err_path, 1500));
+	backend_value(b1, "hy", v1, sizeof(v1));
+	backend_value(b2, "hy", v2, sizeof(v2));
+	cr_assert(strcmp(v1, "undefined") == 0 && strcmp(v2, "undefined") == 0,
+		  "sent at stop while paused: b1 %s b2 %s", v1, v2);
+}
+
+/* Review 1 #1: a departed client's held async meets queue.timeout_ms as any request: dropped
+ * (logged), never sent, not even after the resume. */
+Test(admin_actions, departed_async_held_by_a_pause_times_out)
+{
+	start(&(struct opts){ .workers = 1, .queue_timeout_ms = 300 });
+	int ops = ops_connect(), dev = dev_connect();
+	char v1[64], v2[64];
+
+	act_ok(ops, t_str(".qgate.pause[`p]"), "paused");
+	size_t from = t_file_size(gate->err_path);
+	T_OK(t_send_free(dev, T_ASYNC, t_str("hz::1")));
+	wait_queued(false, "p", 1);
+	close(dev);
+	T_OK(t_wait_file_contains(gate->err_path, from, "reason=\"qgate: queue timeout\"", 3000));
+	wait_queued(false, "p", 0);
+	act_ok(ops, t_str(".qgate.resume[`p]"), "running");
+	dev = dev_connect();
+	t_call_expect(dev, t_call(".mock.echo", 1, t_long(1)), t_long(1), 5000);
+	backend_value(b1, "hz", v1, sizeof(v1));
+	backend_value(b2, "hz", v2, sizeof(v2));
+	cr_assert(strcmp(v1, "undefined") == 0 && strcmp(v2, "undefined") == 0,
+		  "a timed-out async was sent: b1 %s b2 %s", v1, v2);
+	close(dev);
+	close(ops);
+	stop_clean();
+}
+
+/* Review 1 #2: one write carries `.qgate.reload[]` (a file without b2) then
+ * ``.qgate.disable[`b2]``: the disable is judged against the new configuration (unknown
+ * backend), so nothing outlives the reload; b2 added back runs and serves. Two workers. */
+Test(admin_actions, disable_after_a_reload_that_removed_it_is_refused)
+{
+	struct opts o = { .workers = 2, .queue_timeout_ms = 0 };
+	start(&o);
+	int ops = ops_connect();
+
+	o.no_b2 = true;
+	rewrite_config(&o);
+	uint8_t *m1, *m2;
+	size_t n1, n2;
+	struct t_obj *a = t_str(".qgate.reload[]"), *b = t_str(".qgate.disable[`b2]");
+	T_OK(t_encode_msg(a, T_SYNC, &m1, &n1));
+	T_OK(t_encode_msg(b, T_SYNC, &m2, &n2));
+	uint8_t *both = malloc(n1 + n2);
+	cr_assert(both != NULL);
+	memcpy(both, m1, n1);
+	memcpy(both + n1, m2, n2);
+	T_OK(t_send_all(ops, both, n1 + n2));
+	free(both);
+	free(m1);
+	free(m2);
+	t_free(a);
+	t_free(b);
+	struct t_obj *r = NULL;
+	int type = -1;
+	T_OK(t_q_recv(ops, 5000, &r, &type));
+	cr_assert(r->type == -T_SYM && strcmp(r->s, "reloaded") == 0, "reload: %s", t_show(r));
+	t_free(r);
+	T_OK(t_q_recv(ops, 5000, &r, &type));
+	cr_assert(t_is_err_prefix(r, "qgate: unknown backend"), "disable of a removed backend: %s",
+		  t_show(r));
+	t_free(r);
+	/* and by pool.backend, and a pause of a pool the latest file does not have */
+	act_err(ops, t_str(".qgate.disable[`p;`b2]"), "qgate: pool \"p\" has no backend");
+	o.no_b2 = false;
+	rewrite_config(&o);
+	act_ok(ops, t_str(".qgate.reload[]"), "reloaded");
+	/* (the file has new password hashes: a login that straddles the workers' taking it
+	 * may fail, so wait for them) */
+	poll(NULL, 0, 100);
+	int dev = dev_connect();
+	int64_t deadline = t_now_ms() + 5000;
+	bool by_b2 = false;
+	while (!by_b2 && t_now_ms() < deadline) {
+		char who[32];
+		served_by(dev, who, sizeof(who));
+		by_b2 = strcmp(who, "b2") == 0;
+	}
+	cr_assert(by_b2, "b2, added back, gets no traffic");
+	char state[32];
+	bool is_dis;
+	be_state(false, "p", "b2", state, sizeof(state), &is_dis);
+	cr_assert_not(is_dis, "b2 came back disabled (state %s)", state);
+	close(dev);
+	close(ops);
+	stop_clean();
+}
+
+/* resident memory of pid in KiB */
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	cr_assert(f != NULL);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+#define N_RELOADS 3000
+
+/* Review 1 #3: reloading an unchanged file keeps nothing new: thousands of `.qgate.reload[]`
+ * leave the resident memory flat (each used to keep a whole configuration); a changed file
+ * still reloads. */
+Test(admin_actions, reloads_of_an_unchanged_file_keep_no_memory, .timeout = 120.0)
+{
+	/* ASan's quarantine keeps freed memory resident: keep it small for this process */
+	const char *asan = getenv("ASAN_OPTIONS");
+	if (asan) {
+		char buf[512];
+		snprintf(buf, sizeof(buf), "%s:quarantine_size_mb=1", asan);
+		setenv("ASAN_OPTIONS", buf, 1);
+	}
+	struct opts o = { .workers = 2, .queue_timeout_ms = 0 };
+	start(&o);
+	int ops = ops_connect();
+
+	for (int i = 0; i < 1000; i++)	/* warm up: the heap settles (logs, audit buffers) */
+		act_ok(ops, t_str(".qgate.reload[]"), "reloaded");
+	long before = rss_kib(gate->pid);
+	for (int i = 0; i < N_RELOADS; i++)
+		act_ok(ops, t_str(".qgate.reload[]"), "reloaded");
+	long after = rss_kib(gate->pid);
+	cr_assert(before > 0 && after - before < 1024, "RSS %ld -> %ld KiB over %d reloads", before,
+		  after, N_RELOADS);
+	T_OK(t_wait_file_contains(gate->err_path, 0, "msg=\"reload: configuration unchanged", 3000));
+	/* a changed file builds a new one */
+	size_t from = t_file_size(gate->err_path);
+	o.queue_timeout_ms = 1234;
+	rewrite_config(&o);
+	act_ok(ops, t_str(".qgate.reload[]"), "reloaded");
+	T_OK(t_wait_file_contains(gate->err_path, from, "configuration accepted", 3000));
+	close(ops);
+	stop_clean();
+}
+
+/* Review 1 #4: after SIGTERM, `.qgate.reload[]` is refused (`qgate: gateway stopping`), a
+ * SIGHUP is logged and ignored, and a listener the new file adds is never opened; the request
+ * in flight still gets its answer. */
+Test(admin_actions, no_reload_while_stopping)
+{
+	struct opts o = { .workers = 2, .queue_timeout_ms = 0, .grace_ms = 4000 };
+	start(&o);
+	/* the admin's own request in flight keeps its worker in its stop's grace period (a
+	 * worker with nothing owed exits at once, closing its clients) */
+	int ops = ops_connect();
+
+	T_OK(t_send_free(ops, T_SYNC, t_call(".mock.defer", 2, t_long(1500), t_sym("late"))));
+	poll(NULL, 0, 100);
+	o.extra_port = T_OK(t_free_port());
+	rewrite_config(&o);
+	size_t from = t_file_size(gate->err_path);
+	T_OK(t_proc_signal(gate, SIGTERM));
+	T_OK(t_wait_file_contains(gate->err_path, from, "msg=\"stopping\"", 3000));
+	/* (the stats port closed with the listeners: HTTP runs the same gw_action_reload) */
+	T_OK(t_send_free(ops, T_SYNC, t_str(".qgate.reload[]")));
+	T_OK(t_wait_file_contains(audit_path, 0, "action=reload arg=\"\" outcome=\"qgate: gateway "
+				  "stopping\"", 3000));
+	T_OK(t_proc_signal(gate, SIGHUP));
+	T_OK(t_wait_file_contains(gate->err_path, from, "SIGHUP ignored: the gateway is stopping",
+				  3000));
+	poll(NULL, 0, 100);	/* a worker would have applied it within a tick */
+	int fd = t_tcp_connect("127.0.0.1", o.extra_port, 300);
+	cr_assert(fd < 0, "the new listener was opened during the stop");
+	struct t_obj *r = NULL;
+	int type = -1;
+	T_OK(t_q_recv(ops, 5000, &r, &type));
+	cr_assert(r->type == -T_SYM && strcmp(r->s, "late") == 0, "in flight: %s", t_show(r));
+	t_free(r);
+	T_OK(t_q_recv(ops, 5000, &r, &type));
+	cr_assert(t_is_err_prefix(r, "qgate: gateway stopping"), "reload while stopping: %s",
+		  t_show(r));
+	t_free(r);
+	T_OK(t_proc_wait(gate, 10000));
+	cr_assert(WIFEXITED(gate->status) && WEXITSTATUS(gate->status) == 0,
+		  "qgate exit status %d: %s", gate->status, t_tail(gate->err_path, 1500));
+	cr_assert(t_wait_file_contains(gate->err_path, 0, "configuration accepted", 10) != 0,
+		  "a reload was accepted during the stop");
+	close(ops);
+}
+
+/* ops and a client of the other worker (fd, id); ops_worker set */
+static int other_worker_client(int ops, int64_t *id)
+{
+	int64_t ops_worker = -1, wk = -1;
+
+	client_id(ops, ops, &ops_worker);
+	for (int i = 0; i < 40; i++) {
+		int fd = dev_connect();
+		*id = client_id(ops, fd, &wk);
+		if (wk != ops_worker)
+			return fd;
+		close(fd);
+	}
+	cr_assert(false, "no client landed on the other worker");
+	return -1;
+}
+
+/* Review 1 #5: a client of another worker that has just left is not reported `killed` (the
+ * snapshot still lists it): its worker says it is gone, 404. A live one is killed. */
+Test(admin_actions, kill_of_a_departed_client_on_another_worker_is_404)
+{
+	start(&(struct opts){ .workers = 2, .queue_timeout_ms = 0, .has_token = true });
+	int ops = ops_connect();
+	int64_t id;
+	int fd = other_worker_client(ops, &id);
+	char conn[48], q[64];
+
+	snprintf(conn, sizeof(conn), "conn=%" PRId64 " ", id);
+	const char *needles[] = { conn, "msg=\"closing\"" };
+	size_t from = t_file_size(gate->err_path);
+	close(fd);
+	T_OK(t_wait_line_with(gate->err_path, from, 2, needles, 3000));
+	/* within the snapshot's 250 ms it is still listed: the answer must not say killed */
+	snprintf(q, sizeof(q), ".qgate.kill[%" PRId64 "]", id);
+	act_err(ops, t_str(q), "qgate: no client with id");
+	char path[64], *body;
+	snprintf(path, sizeof(path), "/admin/kill?id=%" PRId64, id);
+	int st = post(path, TOKEN, &body);
+	cr_assert_eq(st, 404, "HTTP kill of a departed client: %d %s", st, body);
+	free(body);
+	/* a live one on the other worker: killed, and closed by the time of the answer */
+	fd = other_worker_client(ops, &id);
+	snprintf(q, sizeof(q), ".qgate.kill[%" PRId64 "]", id);
+	act_ok(ops, t_str(q), "killed");
+	T_OK(t_wait_closed(fd, 3000, NULL));
+	close(fd);
+	close(ops);
+	stop_clean();
+}
+
+/* served sync requests of a backend (asked directly) */
+static int64_t served(struct t_proc *be)
+{
+	int fd = T_OK(t_q_connect("127.0.0.1", be->port, "probe:x", NULL));
+	struct t_obj *r = t_call_ok(fd, t_call0(".mock.served"), 5000);
+
+	cr_assert(r->type == -T_LONG, ".mock.served gave %s", t_show(r));
+	int64_t v = r->a.j;
+	t_free(r);
+	close(fd);
+	return v;
+}
+
+#define N_PUMP 3
+#define PUMP_DEPTH 200
+
+/* Review 1 #10: `paused` comes once every worker applied the pause: with clients of the
+ * other worker pumping requests, the backends serve at most what was in flight at the answer
+ * (one request each: max_inflight 1), and .qgate.pools[] `outstanding` falls to 0 (the
+ * operator's signal that the pause has drained). Repeated, as the window was short. */
+Test(admin_actions, pause_answers_once_every_worker_stopped_sending, .timeout = 120.0)
+{
+	start(&(struct opts){ .workers = 2, .queue_timeout_ms = 0 });
+	int ops = ops_connect(), fds[N_PUMP];
+	int64_t id;
+
+	for (int i = 0; i < N_PUMP; i++)
+		fds[i] = other_worker_client(ops, &id);
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < N_PUMP; i++)
+			for (int k = 0; k < PUMP_DEPTH; k++)
+				T_OK(t_send_free(fds[i], T_SYNC, t_call(".mock.echo", 1,
+									 t_long(k))));
+		poll(NULL, 0, 5);
+		act_ok(ops, t_str(".qgate.pause[`p]"), "paused");
+		int64_t s0 = served(b1) + served(b2);
+		/* wait for the drain the way an operator would */
+		int64_t deadline = t_now_ms() + 3000, out = -1;
+		while (t_now_ms() < deadline) {
+			struct t_obj *t = t_call_ok(ops, t_str(".qgate.pools[]"), 5000);
+			out = ((const int64_t *)column(t, "outstanding")->data)[0];
+			t_free(t);
+			if (out == 0)
+				break;
+			poll(NULL, 0, 20);
+		}
+		cr_assert_eq(out, 0, "round %d: outstanding %" PRId64 " after the pause", round, out);
+		int64_t s1 = served(b1) + served(b2);
+		poll(NULL, 0, 100);
+		int64_t s2 = served(b1) + served(b2);
+		cr_assert(s1 - s0 <= 2 && s2 == s1, "round %d: served %" PRId64 " at the answer, %"
+			  PRId64 " after the drain, %" PRId64 " later", round, s0, s1, s2);
+		act_ok(ops, t_str(".qgate.resume[`p]"), "running");
+		/* every client gets all its answers, in order */
+		for (int i = 0; i < N_PUMP; i++) {
+			for (int k = 0; k < PUMP_DEPTH; k++) {
+				struct t_obj *r = NULL;
+				int type = -1;
+				T_OK(t_q_recv(fds[i], 5000, &r, &type));
+				cr_assert(r->type == -T_LONG && r->a.j == k, "client %d answer %d: %s",
+					  i, k, t_show(r));
+				t_free(r);
+			}
+		}
+	}
+	for (int i = 0; i < N_PUMP; i++)
+		close(fds[i]);
 	close(ops);
 	stop_clean();
 }

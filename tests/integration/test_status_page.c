@@ -425,6 +425,55 @@ Test(status_page, headers_csp_hash_and_token_rules)
 	free(a);
 }
 
+/* "GET path" with a Cookie header padded so the whole head is exactly head_n bytes */
+static char *head_of(const char *path, const char *token, size_t head_n)
+{
+	char start[256];
+	int n = snprintf(start, sizeof(start), "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%sCookie: c=",
+			 path, token ? "Authorization: Bearer " : "", token ? token : "",
+			 token ? "\r\n" : "");
+	char *req = malloc(head_n + 1);
+
+	cr_assert(req && (size_t)n + 4 < head_n);
+	memcpy(req, start, (size_t)n);
+	memset(req + n, 'v', head_n - (size_t)n - 4);
+	memcpy(req + head_n - 4, "\r\n\r\n", 4);
+	req[head_n] = '\0';
+	return req;
+}
+
+/* A browser sends every cookie of the host to the stats port too: a head of up to 8191
+ * bytes is served; one byte more is 431 with a message naming the cap (review 2 #12). */
+Test(status_page, large_cookie_headers_are_served_up_to_the_cap)
+{
+	start_gate(TOKEN);
+	static const size_t ok_sizes[] = { 2100, 4000, 7000, 8191 };
+	for (size_t i = 0; i < sizeof(ok_sizes) / sizeof(ok_sizes[0]); i++) {
+		char *req = head_of("/", NULL, ok_sizes[i]);
+		char *a = http_raw(req);
+		cr_assert_eq(status_of(a), 200, "GET / with a %zu-byte head: %.200s", ok_sizes[i], a);
+		cr_assert(strstr(a, "</html>"), "GET / with a %zu-byte head: page cut", ok_sizes[i]);
+		free(a);
+		free(req);
+		req = head_of("/stats", TOKEN, ok_sizes[i]);
+		a = http_raw(req);
+		cr_assert_eq(status_of(a), 200, "GET /stats with a %zu-byte head: %.200s",
+			     ok_sizes[i], a);
+		free(a);
+		free(req);
+	}
+	char *req = head_of("/", NULL, 8192);
+	char *a = http_raw(req);
+	cr_assert_eq(status_of(a), 431, "an 8192-byte head: %.200s", a);
+	cr_assert(strstr(a, "request header section over 8191 bytes"), "%.300s", a);
+	free(a);
+	free(req);
+	/* still serving afterwards */
+	a = http_raw("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+	cr_assert_eq(status_of(a), 200);
+	free(a);
+}
+
 Test(status_page, browser_shows_pools_backends_states_without_token)
 {
 	start_gate(NULL);

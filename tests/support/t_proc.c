@@ -497,6 +497,14 @@ struct t_proc *t_qgate_start(const char *cfg_path, int port)
 		       t_tail(p->err_path, 800));
 		return NULL;
 	}
+	/* a port that accepts may be the first worker's alone: "qgate ready" is logged once
+	 * every worker listens (a test counting clients per worker needs all of them) */
+	rc = t_wait_file_contains(p->err_path, 0, "qgate ready", 10000);
+	if (rc < 0) {
+		t_fail(rc, "qgate accepts but never logged \"qgate ready\"; stderr: %s",
+		       t_tail(p->err_path, 800));
+		return NULL;
+	}
 	return p;
 }
 

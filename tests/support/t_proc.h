@@ -86,7 +86,8 @@ struct t_proc *t_mockq_start(const char *name, const char *const extra[]);
 
 /*
  * Start `qgate -c cfg_path` and wait until 127.0.0.1:port accepts (port > 0) or the abstract
- * unix name of -port accepts (port < 0), bounded. NULL with t_errmsg() set on failure
+ * unix name of -port accepts (port < 0), and until it logs "qgate ready" (every worker
+ * listens), bounded. NULL with t_errmsg() set on failure
  * (including "QGATE_BIN not set").
  */
 struct t_proc *t_qgate_start(const char *cfg_path, int port);

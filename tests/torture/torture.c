@@ -667,7 +667,7 @@ static void stop_backends(void)
 
 /*
  * The gateway's configuration. From the seed: 1 or 2 workers, the query pools' affinity
- * (none, client, user), and each backend's max_inflight (1..3), so requests also wait for
+ * (none, client, user), and each backend's max_inflight ("auto" or 1..3), so requests also wait for
  * slots another worker holds. A backend
  * named in two pools (b1, b3) has one limit (one q process).
  */
@@ -692,10 +692,15 @@ static const char *write_config(uint64_t *s)
 	const char *path;
 	int p[N_BE];
 	static const char *const aff[] = { "none", "client", "user" };
+	char lim[N_BE][16];	/* 0: "auto" */
 
 	for (int k = 0; k < N_BE; k++) {
 		p[k] = R.be[k].port;
-		R.max_inflight[k] = (int)rnd_range(s, 1, 3);
+		R.max_inflight[k] = (int)rnd_range(s, 0, 3);
+		if (R.max_inflight[k])
+			snprintf(lim[k], sizeof(lim[k]), "%d", R.max_inflight[k]);
+		else
+			snprintf(lim[k], sizeof(lim[k]), "\"auto\"");
 	}
 	R.workers = (int)rnd_range(s, 1, 2);
 	R.affinity = (int)rnd_range(s, 0, 2);
@@ -708,17 +713,17 @@ static const char *write_config(uint64_t *s)
 		"\"pools\":["
 		"{\"name\":\"q\",\"affinity\":\"%s\",\"backends\":["
 		"{\"name\":\"b0\",\"address\":\"127.0.0.1:%d\",\"connections\":3,"
-		"\"max_inflight\":%d},"
+		"\"max_inflight\":%s},"
 		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":3,"
-		"\"max_inflight\":%d}],%s},"
+		"\"max_inflight\":%s}],%s},"
 		"{\"name\":\"qi\",\"idempotent\":true,\"affinity\":\"%s\",\"backends\":["
 		"{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\",\"connections\":2,"
-		"\"max_inflight\":%d},"
+		"\"max_inflight\":%s},"
 		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"connections\":2,"
-		"\"max_inflight\":%d}],%s},"
+		"\"max_inflight\":%s}],%s},"
 		"{\"name\":\"s\",\"mode\":\"session\",\"backends\":["
-		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"max_inflight\":%d},"
-		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"max_inflight\":%d}],"
+		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"max_inflight\":%s},"
+		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"max_inflight\":%s}],"
 		"\"reconnect\":{\"delay_ms\":20,\"max_delay_ms\":300,"
 		"\"connect_timeout_ms\":1000}}],"
 		"\"rules\":[{\"prefix\":\".mock.sleep\",\"timeout_ms\":%d},"
@@ -731,9 +736,9 @@ static const char *write_config(uint64_t *s)
 		"\"shutdown_grace_ms\":2000,\"drain_timeout_ms\":%d,\"handshake_timeout_ms\":3000},"
 		"\"log\":{\"level\":\"info\"}}",
 		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], aff[R.affinity], p[0],
-		R.max_inflight[0], p[1], R.max_inflight[1], pool_common, aff[R.affinity], p[2],
-		R.max_inflight[2], p[3], R.max_inflight[3],
-		pool_common, p[1], R.max_inflight[1], p[3], R.max_inflight[3], SLEEP_TO_MS,
+		lim[0], p[1], lim[1], pool_common, aff[R.affinity], p[2],
+		lim[2], p[3], lim[3],
+		pool_common, p[1], lim[1], p[3], lim[3], SLEEP_TO_MS,
 		DEFER_TO_MS, pw_hash, pw_hash, ops_hash, R.stats_port, STREAM_THRESHOLD,
 		CLIENT_BUFFER, DRAIN_TO_MS) > 0);
 	cr_assert(t_json_check(text) == 0, "the test's config is not JSON: %s", t_errmsg());
@@ -2644,7 +2649,7 @@ static void print_summary(double secs, const char *gw_stats)
 	printf("\ntorture seed %" PRIu64 ": %.1f s (%d s of traffic, %.1f s to settle, %.1f s to "
 	       "rest), %d client slots, %ld connections, %ld sync requests, %ld async\n", R.seed,
 	       secs, R.seconds, R.quiet_s, R.rest_s, R.n_clients, conns, sync, R.async_sent);
-	printf("  workers %d, affinity %d, max_inflight b0..b3: %d %d %d %d\n", R.workers,
+	printf("  workers %d, affinity %d, max_inflight b0..b3 (0: auto): %d %d %d %d\n", R.workers,
 	       R.affinity, R.max_inflight[0], R.max_inflight[1], R.max_inflight[2],
 	       R.max_inflight[3]);
 	printf("  outcomes:");

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -409,7 +410,8 @@ Test(config, defaults_of_every_field)
 	cr_expect_null(b->password);
 	cr_expect_eq(b->connections, 2);
 	cr_expect_eq(b->weight, 1);
-	cr_expect_eq(b->max_inflight, 1);
+	cr_expect_eq(b->max_inflight, 0);	/* "auto" */
+	cr_expect_eq(b->max_inflight_ceiling, 4);
 	cr_expect_null(b->tls);
 	gw_cfg_free(cfg);
 }
@@ -905,7 +907,8 @@ Test(config, rejects_bad_backend_passwords)
 	T_RUN(cases);
 }
 
-/* backends[].max_inflight: 1..65535, default 1 (a q process runs one request at a time). */
+/* backends[].max_inflight: 1..65535 or "auto" (0, the default: learned up to
+ * max_inflight_ceiling, 1..65535, default 4). */
 Test(config, backend_max_inflight)
 {
 	static const struct t_case cases[] = {
@@ -917,16 +920,40 @@ Test(config, backend_max_inflight)
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': -1}]}]}",
 		  "pools[0].backends[0].max_inflight: must be between 1 and 65535 (got -1)" },
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': '4'}]}]}",
-		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
+		  "pools[0].backends[0].max_inflight: must be an integer between 1 and 65535, or "
+		  "\"auto\"" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 'Auto'}]}]}",
+		  "pools[0].backends[0].max_inflight: must be an integer between 1 and 65535, or "
+		  "\"auto\"" },
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 1.5}]}]}",
-		  "pools[0].backends[0].max_inflight: must be a non-negative integer" },
+		  "pools[0].backends[0].max_inflight: must be an integer between 1 and 65535, or "
+		  "\"auto\"" },
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflght': 2}]}]}",
 		  "pools[0].backends[0].max_inflght: unknown key (did you mean \"max_inflight\"?)" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1',"
+		  " 'max_inflight_ceiling': 0}]}]}",
+		  "pools[0].backends[0].max_inflight_ceiling: must be between 1 and 65535 (got 0)" },
+		/* a ceiling means nothing to a fixed limit: refused, not ignored */
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 2,"
+		  " 'max_inflight_ceiling': 8}]}]}",
+		  "pools[0].backends[0].max_inflight_ceiling: applies to \"max_inflight\": \"auto\" "
+		  "only (max_inflight is 2 here)" },
 		/* one q process, one count: every pool naming it gives the same limit */
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 2}]},"
-		  " {'name': 'r', 'backends': [{'address': 'h:2'}, {'address': 'h:1'}]}]}",
+		  " {'name': 'r', 'backends': [{'address': 'h:2', 'max_inflight': 3},"
+		  " {'address': 'h:1', 'max_inflight': 1}]}]}",
 		  "pools[1].backends[1].max_inflight: 1 differs from 2 given for the same address in "
-		  "pools[0].backends[0] (one q process, one limit)" },
+		  "pools[0].backends[0] (one q process, one limit" },
+		/* "auto" (the default) next to a number for one address */
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1', 'max_inflight': 2}]},"
+		  " {'name': 'r', 'backends': [{'address': 'h:2'}, {'address': 'h:1'}]}]}",
+		  "pools[1].backends[1].max_inflight: \"auto\" differs from 2 given for the same "
+		  "address in pools[0].backends[0] (one q process, one limit: give both the same "
+		  "number, or both \"auto\")" },
+		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'}]},"
+		  " {'name': 'r', 'backends': [{'address': 'h:1', 'max_inflight_ceiling': 8}]}]}",
+		  "pools[1].backends[0].max_inflight_ceiling: 8 differs from 4 given for the same "
+		  "address in pools[0].backends[0] (one q process, one limiter)" },
 	};
 	char *errs = NULL;
 	struct gw_config *cfg;
@@ -935,14 +962,21 @@ Test(config, backend_max_inflight)
 	cfg = t_parse("{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'},"
 		      " {'address': 'h:2', 'max_inflight': 1}, {'address': 'h:3', 'max_inflight': 8},"
 		      " {'address': 'h:4', 'max_inflight': 65535}, {'address': 'h:5',"
-		      " 'max_inflight': null}]}]}", &errs);
+		      " 'max_inflight': null}, {'address': 'h:6', 'max_inflight': 'auto',"
+		      " 'max_inflight_ceiling': 16}]},"
+		      " {'name': 'r', 'backends': [{'address': 'h:6', 'max_inflight': 'auto',"
+		      " 'max_inflight_ceiling': 16}, {'address': 'h:3', 'max_inflight': 8}]}]}",
+		      &errs);
 	cr_assert_not_null(cfg, "%s", errs ? errs : "");
-	cr_assert_eq(cfg->pools[0].n_backends, 5);
-	cr_expect_eq(cfg->pools[0].backends[0].max_inflight, 1);	/* the default */
+	cr_assert_eq(cfg->pools[0].n_backends, 6);
+	cr_expect_eq(cfg->pools[0].backends[0].max_inflight, 0);	/* the default: auto */
+	cr_expect_eq(cfg->pools[0].backends[0].max_inflight_ceiling, 4);
 	cr_expect_eq(cfg->pools[0].backends[1].max_inflight, 1);
 	cr_expect_eq(cfg->pools[0].backends[2].max_inflight, 8);
 	cr_expect_eq(cfg->pools[0].backends[3].max_inflight, 65535);
-	cr_expect_eq(cfg->pools[0].backends[4].max_inflight, 1);	/* null: the default */
+	cr_expect_eq(cfg->pools[0].backends[4].max_inflight, 0);	/* null: the default */
+	cr_expect_eq(cfg->pools[0].backends[5].max_inflight, 0);
+	cr_expect_eq(cfg->pools[0].backends[5].max_inflight_ceiling, 16);
 	gw_cfg_free(cfg);
 }
 
@@ -1061,4 +1095,102 @@ Test(config, backend_password_sources)
 	cr_expect_str_eq(cfg->pools[0].backends[0].password, "from-file");
 	gw_cfg_free(cfg);
 	t_dir_remove(&d);
+}
+
+/*
+ * A large file loads in time linear in its size: 20000 pools of two backends each sharing two
+ * addresses (the shape of a kdb+ estate with a pool per table). The duplicate-name and
+ * same-address checks once compared every pool with all before it: 27 s for 24000 pools, on the
+ * main thread at a SIGHUP. Duplicates at the end are still found, naming the first one.
+ */
+Test(config, large_file_loads_in_linear_time, .timeout = 60)
+{
+	const size_t n = 20000;
+	size_t cap = n * 200 + 1024, o = 0;
+	char *json = malloc(cap);
+	struct timespec t0, t1;
+	char *errs = NULL;
+
+	cr_assert_not_null(json);
+	o += (size_t)snprintf(json + o, cap - o, "{\"pools\": [");
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)snprintf(json + o, cap - o,
+				      "%s{\"name\": \"pool%05zu\", \"connect\": \"lazy\", \"backends\": "
+				      "[{\"name\": \"b0\", \"address\": \"127.0.0.1:25001\"}, "
+				      "{\"name\": \"b1\", \"address\": \"127.0.0.1:25002\"}]}",
+				      i ? ", " : "", i);
+	snprintf(json + o, cap - o, "]}");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct gw_config *cfg = gw_cfg_parse(json, "big", &errs);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	cr_assert_eq(cfg->n_pools, n);
+	gw_cfg_free(cfg);
+	cr_log_info("%zu pools parsed in %.3f s", n, s);
+	cr_assert_lt(s, 2.0, "%zu pools took %.3f s to load", n, s);
+
+	/* the same file with the last pool named as the first and a differing max_inflight */
+	char *last = strstr(json, "pool19999");
+	cr_assert_not_null(last);
+	memcpy(last, "pool00000", 9);
+	/* 127.0.0.1:25002, the very last backend */
+	char *addr = strstr(last, "\"address\": \"127.0.0.1:25002\"");
+	cr_assert_not_null(addr);
+	char *fixed = malloc(cap + 64);
+	cr_assert_not_null(fixed);
+	size_t at = (size_t)(addr - json);
+	snprintf(fixed, cap + 64, "%.*s\"max_inflight\": 3, %s", (int)at, json, addr);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cfg = gw_cfg_parse(fixed, "big", &errs);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_null(cfg);
+	cr_assert_not_null(errs);
+	cr_assert_str_eq(errs, "pools[19999].name: duplicate pool name \"pool00000\" (also "
+			 "pools[0])\npools[19999].backends[1].max_inflight: 3 differs from \"auto\" "
+			 "given for the same address in pools[0].backends[1] (one q process, one "
+			 "limit: give both the same number, or both \"auto\")",
+			 "%s", errs);
+	cr_assert_lt(s, 2.0, "%zu pools with errors took %.3f s", n, s);
+	free(errs);
+	free(fixed);
+	free(json);
+}
+
+/* Names reach log lines escaped (log_name, addr.log_text), a long one cut with "...". */
+Test(config, names_for_logs)
+{
+	char *errs = NULL;
+	struct gw_config *cfg = gw_cfg_parse("{\"listeners\": [{\"name\": \"l\\n1\", \"listen\": "
+					     "\"127.0.0.1:5000\", \"pool\": \"p \\\"x\\\"\"}], "
+					     "\"pools\": [{\"name\": \"p \\\"x\\\"\", \"backends\": "
+					     "[{\"name\": \"b=\\\\\", \"address\": \"unix:/tmp/q \\u0001\"}, "
+					     "{\"address\": \"h2:2\"}]}]}", "t", &errs);
+
+	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	cr_assert_str_eq(cfg->listeners[0].log_name, "\"l\\n1\"");
+	cr_assert_str_eq(cfg->listeners[0].addr.log_text, "127.0.0.1:5000");
+	cr_assert_str_eq(cfg->pools[0].log_name, "\"p \\\"x\\\"\"");
+	cr_assert_str_eq(cfg->pools[0].backends[0].log_name, "\"b=\\\\\"");
+	cr_assert_str_eq(cfg->pools[0].backends[0].addr.log_text, "\"unix:/tmp/q \\x01\"");
+	cr_assert_str_eq(cfg->pools[0].backends[1].log_name, "h2:2");
+	gw_cfg_free(cfg);
+
+	/* a long name is cut in logs, still one well-formed value, and ends with ... */
+	char name[2100], *json = NULL;
+	memset(name, 'n', 2000);
+	name[2000] = '\0';
+	cr_assert(asprintf(&json, "{\"pools\": [{\"name\": \"%s\", \"backends\": [{\"name\": "
+			   "\"\\\"%s\", \"address\": \"h:1\"}]}]}", name, name) > 0);
+	cfg = gw_cfg_parse(json, "t", &errs);
+	cr_assert_not_null(cfg, "%s", errs ? errs : "");
+	const char *pl = cfg->pools[0].log_name, *bl = cfg->pools[0].backends[0].log_name;
+	cr_assert_eq(strlen(pl), 1024, "%zu", strlen(pl));
+	cr_assert(strncmp(pl, "nnnn", 4) == 0 && strcmp(pl + 1021, "...") == 0, "%s", pl);
+	cr_assert(strlen(bl) <= 1024 && strncmp(bl, "\"\\\"nnn", 6) == 0, "%.20s", bl);
+	cr_assert(strcmp(bl + strlen(bl) - 4, "...\"") == 0, "%s", bl + strlen(bl) - 10);
+	cr_assert_str_eq(cfg->pools[0].name, name, "the name itself is whole");
+	gw_cfg_free(cfg);
+	free(json);
 }

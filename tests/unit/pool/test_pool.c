@@ -67,7 +67,7 @@ static struct pool *fx_simple(struct fx *f, int worker, size_t nb, uint32_t ns,
 static void sh_init(size_t nb, uint32_t max_inflight)
 {
 	for (size_t b = 0; b < nb; b++)
-		pool_shared_init(&SH[b], max_inflight);
+		pool_shared_init(&SH[b], max_inflight, 0);
 }
 
 static struct pool_conn *rec(struct fx *f, size_t b, uint32_t s)
@@ -970,21 +970,21 @@ Test(pool_inflight, set_max_changes_the_limit)
 	all_up(f);
 	cr_assert(pool_checkout(rec(f, 0, 0)));
 	cr_assert_not(pool_be_can_take(be));
-	pool_shared_set_max(be->shared, 3);
+	pool_shared_set_max(be->shared, 3, 0);
 	cr_assert(pool_be_can_take(be));
 	cr_assert(pool_checkout(rec(f, 0, 1)));
 	cr_assert(pool_checkout(rec(f, 0, 2)));
 	cr_assert_not(pool_checkout(rec(f, 0, 3)));
 	/* lowered below what is in flight: nothing new until it drops under */
-	pool_shared_set_max(be->shared, 1);
+	pool_shared_set_max(be->shared, 1, 0);
 	pool_conn_set_state(rec(f, 0, 0), POOL_IDLE);
 	cr_assert_not(pool_be_can_take(be));
 	pool_conn_set_state(rec(f, 0, 1), POOL_IDLE);
 	cr_assert_not(pool_be_can_take(be));
 	pool_conn_set_state(rec(f, 0, 2), POOL_IDLE);
 	cr_assert(pool_be_can_take(be));
-	/* 0 means 1 */
-	pool_shared_set_max(be->shared, 0);
+	/* 0 is "auto", which starts at 1 */
+	pool_shared_set_max(be->shared, 0, 0);
 	cr_assert_eq(be->shared->max_inflight, 1);
 	cr_assert(pool_checkout(rec(f, 0, 3)));
 	cr_assert_not(pool_checkout(rec(f, 0, 0)));
@@ -995,7 +995,7 @@ Test(pool_inflight, shared_init)
 	struct pool_shared s;
 
 	memset(&s, 0xff, sizeof(s));
-	pool_shared_init(&s, 5);
+	pool_shared_init(&s, 5, 0);
 	cr_assert_eq(pool_shared_inflight(&s), 0);
 	cr_assert_eq(s.max_inflight, 5);
 	cr_assert_eq(s.waiters, 0);
@@ -2158,7 +2158,7 @@ Test(pool_waiting, returns_true_when_a_slot_came_free_meanwhile)
 	void *page = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	cr_assert_neq(page, MAP_FAILED);
 	race_sh = page;
-	pool_shared_init(race_sh, 1);
+	pool_shared_init(race_sh, 1, 0);
 	struct pool *p0 = fx_make(&W[0], 0, 1, 1, 1, race_sh, POOL_LEAST_OUTSTANDING, NULL);
 	fx_make(&W[1], 1, 1, 1, 1, race_sh, POOL_LEAST_OUTSTANDING, NULL);
 	all_up(&W[0]);
