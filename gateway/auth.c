@@ -39,6 +39,7 @@ struct auth_job {
 	bool is_dummy;			/* unknown user: the answer is no, at the usual cost */
 	bool is_ok;
 	uint8_t addr[17];		/* the address its check counts against */
+	uint32_t window;		/* its address's window when it was checked (held jobs) */
 };
 
 struct gw_auth {
@@ -51,7 +52,9 @@ struct gw_auth {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct auth_job *todo_head, *todo_tail, *done;
-	unsigned n_pending;		/* queued or being checked (loop side count) */
+	struct auth_job *held;		/* checked, answer held (loop only; see deliverable) */
+	unsigned n_pending;		/* queued, being checked or held (loop side count) */
+	struct gw_auth *next_reg;	/* in the process-wide list (throttle_mu) */
 	uint64_t next_full_log_ms;
 	bool is_stopping;
 	pthread_t *threads;
@@ -63,10 +66,22 @@ struct gw_auth {
 
 /* ------------------------------------------------------------ failures per address */
 
+/*
+ * Only failures count against an address, so an application opening a pool of connections
+ * at start-up is not refused. Checks in flight are not known failures yet, so an answer is
+ * given only when it cannot be worth a guess past the limit: when the failures so far and
+ * every check still in flight (all of them as if they failed) stay below
+ * login_failures_max; else it is held until they are in. Once the limit is reached,
+ * everything held is refused at once, the right password as well as the wrong ones, so
+ * neither the answer nor its time tells a guess apart. login_pending_max bounds the checks
+ * of one address in flight and held at once.
+ */
 struct throttle_slot {
 	uint8_t addr[17];		/* family byte + up to 16 address bytes */
 	uint32_t failures;
 	uint32_t pending;		/* checks of this address not finished yet */
+	uint32_t held;			/* finished, their answers held (any worker) */
+	uint32_t window;		/* windows started: a held answer from an older one is free */
 	uint64_t window_start_ms;
 	bool is_used;
 	bool is_logged;
@@ -74,6 +89,7 @@ struct throttle_slot {
 
 static pthread_mutex_t throttle_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct throttle_slot throttle[THROTTLE_SLOTS];
+static struct gw_auth *auth_regs;	/* every worker's auth: woken when an answer is freed */
 
 static void addr_key(const struct gw_conn *c, uint8_t key[17])
 {
@@ -111,27 +127,83 @@ static struct throttle_slot *throttle_find(const uint8_t key[17], uint64_t now, 
 	return free_slot;
 }
 
-/* A finished (or refused) check of key: it no longer counts as pending; a failure counts. */
-static void throttle_done(struct gw_worker *w, const uint8_t key[17], bool is_failure,
-			  bool was_pending)
+/* s's window has passed: a new one. Lock held. */
+static void window_roll(struct throttle_slot *s, uint64_t now, uint32_t win)
+{
+	if (s->window_start_ms + win > now)
+		return;
+	s->window_start_ms = now;
+	s->failures = 0;
+	s->is_logged = false;
+	s->window++;
+}
+
+/* Wake every worker's loop to look at its held answers again. Lock held. */
+static void wake_all(void)
+{
+	uint64_t one = 1;
+
+	for (struct gw_auth *a = auth_regs; a; a = a->next_reg)
+		if (write(a->efd, &one, sizeof(one)) < 0) {
+			/* the counter cannot overflow at this rate: nothing to do */
+		}
+}
+
+/* A finished (or refused) check of key: it no longer counts as pending; a failure counts.
+ * Lock held. */
+static struct throttle_slot *done_locked(struct gw_worker *w, const uint8_t key[17],
+					 bool is_failure, bool was_pending)
 {
 	uint32_t win = w->cfg->limits.login_failure_window_ms;
-
-	pthread_mutex_lock(&throttle_mu);
 	struct throttle_slot *s = throttle_find(key, w->now_ms, win, is_failure);
+
 	if (s) {
 		if (was_pending && s->pending)
 			s->pending--;
 		if (is_failure) {
-			if (s->window_start_ms + win <= w->now_ms) {
-				s->window_start_ms = w->now_ms;	/* a new window */
-				s->failures = 0;
-				s->is_logged = false;
-			}
+			window_roll(s, w->now_ms, win);
 			s->failures++;
 		}
+		if (s->held)
+			wake_all();	/* this may free answers held on any worker */
 	}
+	return s;
+}
+
+static void throttle_done(struct gw_worker *w, const uint8_t key[17], bool is_failure,
+			  bool was_pending)
+{
+	pthread_mutex_lock(&throttle_mu);
+	done_locked(w, key, is_failure, was_pending);
 	pthread_mutex_unlock(&throttle_mu);
+}
+
+enum verdict { V_ANSWER, V_HOLD, V_REFUSE };
+
+/* What to do with a finished check (is_ok: its password was right) of s now (its own
+ * pending already released); refusing a right one sets *log_failures (nonzero) when it is
+ * the window's first to be logged. A wrong one is answered no either way. Lock held. */
+static enum verdict deliverable(struct gw_worker *w, struct throttle_slot *s, uint32_t window,
+				bool is_ok, uint32_t *log_failures)
+{
+	uint32_t max = w->cfg->limits.login_failures_max;
+
+	if (!s)
+		return V_ANSWER;	/* its address was forgotten: nothing counts against it */
+	window_roll(s, w->now_ms, w->cfg->limits.login_failure_window_ms);
+	if (s->window != window)
+		return V_ANSWER;	/* its window has passed */
+	if (s->failures >= max) {
+		if (!is_ok)
+			return V_ANSWER;	/* no, as it would be anyway */
+		if (!s->is_logged)
+			*log_failures = s->failures;
+		s->is_logged = true;
+		return V_REFUSE;
+	}
+	if ((uint64_t)s->failures + s->pending < max)
+		return V_ANSWER;
+	return V_HOLD;
 }
 
 void gw_auth_failed(struct gw_worker *w, const struct gw_conn *c)
@@ -142,40 +214,51 @@ void gw_auth_failed(struct gw_worker *w, const struct gw_conn *c)
 	throttle_done(w, key, true, false);
 }
 
+/* Log once per window that an address is refused. */
+static void log_throttled(const char *peer, uint32_t failures, uint32_t win)
+{
+	gw_warn("peer=%s msg=\"too many failed logins: refusing this address until its "
+		"window passes\" failures=%u window_ms=%u", peer, failures, win);
+}
+
 /*
- * Whether c's address may have one more check: its failures and the checks it has in
- * flight together stay within the limit, so logging in in parallel cannot outrun it. A
- * yes reserves the check (throttle_done releases it). Logs once per window.
+ * Whether c's address may have one more check: fewer failures than the limit, and fewer
+ * than login_pending_max checks in flight or held. A yes reserves the check (throttle_done
+ * releases it) and sets *window; *is_clear says that all its checks in flight could fail
+ * and still leave it below the limit (so an answer may be given at once). Logs once per
+ * window.
  */
-static bool throttle_reserve(struct gw_worker *w, const struct gw_conn *c)
+static bool throttle_reserve(struct gw_worker *w, const struct gw_conn *c, uint32_t *window,
+			     bool *is_clear)
 {
 	uint8_t key[17];
-	uint32_t win = w->cfg->limits.login_failure_window_ms;
+	const struct gw_limits_cfg *lim = &w->cfg->limits;
+	uint32_t win = lim->login_failure_window_ms;
 	bool is_ok = true, is_first = false;
 	uint32_t failures = 0;
 
 	addr_key(c, key);
+	*window = 0;
+	*is_clear = true;
 	pthread_mutex_lock(&throttle_mu);
 	struct throttle_slot *s = throttle_find(key, w->now_ms, win, true);
 	if (s) {
-		if (s->window_start_ms + win <= w->now_ms) {
-			s->window_start_ms = w->now_ms;
-			s->failures = 0;
-			s->is_logged = false;
-		}
-		if (s->failures + s->pending >= w->cfg->limits.login_failures_max) {
+		window_roll(s, w->now_ms, win);
+		if (s->failures >= lim->login_failures_max ||
+		    s->pending + s->held >= lim->login_pending_max) {
 			is_ok = false;
-			is_first = !s->is_logged && s->failures >= w->cfg->limits.login_failures_max;
+			is_first = !s->is_logged && s->failures >= lim->login_failures_max;
 			s->is_logged |= is_first;
 			failures = s->failures;
 		} else {
+			*is_clear = (uint64_t)s->failures + s->pending < lim->login_failures_max;
 			s->pending++;
+			*window = s->window;
 		}
 	}
 	pthread_mutex_unlock(&throttle_mu);
 	if (is_first)
-		gw_warn("peer=%s msg=\"too many failed logins: refusing this address until its "
-			"window passes\" failures=%u window_ms=%u", c->peer, failures, win);
+		log_throttled(c->peer, failures, win);
 	return is_ok;
 }
 
@@ -333,6 +416,10 @@ int gw_auth_init(struct gw_worker *w)
 		}
 	}
 	arm_event(w);
+	pthread_mutex_lock(&throttle_mu);
+	a->next_reg = auth_regs;
+	auth_regs = a;
+	pthread_mutex_unlock(&throttle_mu);
 	return 0;
 }
 
@@ -357,6 +444,17 @@ void gw_auth_free(struct gw_worker *w)
 		nx = j->next;
 		job_free(j);
 	}
+	for (struct auth_job *j = a->held, *nx; j; j = nx) {
+		nx = j->next;
+		job_free(j);
+	}
+	pthread_mutex_lock(&throttle_mu);
+	for (struct gw_auth **pp = &auth_regs; *pp; pp = &(*pp)->next_reg)
+		if (*pp == a) {
+			*pp = a->next_reg;
+			break;
+		}
+	pthread_mutex_unlock(&throttle_mu);
 	if (a->efd >= 0)
 		close(a->efd);
 	free(a->dummy_hash);
@@ -410,13 +508,16 @@ enum gw_auth_result gw_auth_start(struct gw_worker *w, struct gw_conn *c,
 	if (!is_dummy)
 		cache_key(a, c->cl.user, u->password_hash, pw, pw_len, j->digest);
 	/* throttled even with the right password: the limit would mean nothing otherwise */
-	if (!throttle_reserve(w, c)) {
+	bool is_clear;
+	if (!throttle_reserve(w, c, &j->window, &is_clear)) {
 		w->login_throttled++;
 		job_free(j);
 		return GW_AUTH_REFUSED;
 	}
 	addr_key(c, j->addr);
-	if (!is_dummy && cache_has(a, j->digest)) {
+	/* a remembered success is answered at once only when no guess in flight could have
+	 * reached the limit first; else it is checked and answered like the others */
+	if (!is_dummy && is_clear && cache_has(a, j->digest)) {
 		throttle_done(w, j->addr, false, true);
 		c->cl.ucfg = u;
 		job_free(j);
@@ -434,6 +535,51 @@ enum gw_auth_result gw_auth_start(struct gw_worker *w, struct gw_conn *c,
 	return GW_AUTH_PENDING;
 }
 
+/* Give j's answer to its client (refused: no whatever the check said), and free j.
+ * log_failures: log the address as refused. */
+static void answer(struct gw_worker *w, struct auth_job *j, bool is_refused,
+		   uint32_t log_failures)
+{
+	struct gw_auth *a = w->auth;
+	struct gw_conn *c = j->idx < w->n_conns ? gw_conn_at(w, j->idx) : NULL;
+
+	a->n_pending--;
+	if (c && c->gen == j->gen && c->kind == GW_CONN_CLIENT && !c->is_closing &&
+	    c->cl.is_verifying) {
+		/* a reload may have changed the entry meanwhile: the check must be current */
+		const struct gw_user_cfg *u = gw_cfg_user(w->cfg, c->cl.user);
+		bool ok = j->is_ok && u && u->password_hash &&
+			  strcmp(u->password_hash, j->hash) == 0;
+		if (ok && !is_refused) {
+			cache_add(a, j->digest);
+			c->cl.ucfg = u;
+		}
+		if (log_failures)
+			log_throttled(c->peer, log_failures, w->cfg->limits.login_failure_window_ms);
+		if (is_refused)
+			w->login_throttled++;
+		gw_client_auth_done(w, c, ok && !is_refused);
+	}
+	job_free(j);
+}
+
+/* The answer held for j: given (true) or still held. A held one leaves the slot's count. */
+static bool release_held(struct gw_worker *w, struct auth_job *j)
+{
+	uint32_t win = w->cfg->limits.login_failure_window_ms, log_failures = 0;
+
+	pthread_mutex_lock(&throttle_mu);
+	struct throttle_slot *s = throttle_find(j->addr, w->now_ms, win, false);
+	enum verdict v = deliverable(w, s, j->window, j->is_ok, &log_failures);
+	if (v != V_HOLD && s && s->held)
+		s->held--;
+	pthread_mutex_unlock(&throttle_mu);
+	if (v == V_HOLD)
+		return false;
+	answer(w, j, v == V_REFUSE, log_failures);
+	return true;
+}
+
 void gw_auth_on_event(struct gw_worker *w, struct gw_conn *ec, int res)
 {
 	struct gw_auth *a = w->auth;
@@ -447,22 +593,29 @@ void gw_auth_on_event(struct gw_worker *w, struct gw_conn *ec, int res)
 	while (done) {
 		struct auth_job *j = done;
 		done = j->next;
-		a->n_pending--;
-		throttle_done(w, j->addr, !j->is_ok, true);
-		struct gw_conn *c = j->idx < w->n_conns ? gw_conn_at(w, j->idx) : NULL;
-		if (c && c->gen == j->gen && c->kind == GW_CONN_CLIENT && !c->is_closing &&
-		    c->cl.is_verifying) {
-			/* a reload may have changed the entry meanwhile: the check must be current */
-			const struct gw_user_cfg *u = gw_cfg_user(w->cfg, c->cl.user);
-			bool ok = j->is_ok && u && u->password_hash &&
-				  strcmp(u->password_hash, j->hash) == 0;
-			if (ok) {
-				cache_add(a, j->digest);
-				c->cl.ucfg = u;
-			}
-			gw_client_auth_done(w, c, ok);
+		uint32_t log_failures = 0;
+		pthread_mutex_lock(&throttle_mu);
+		struct throttle_slot *s = done_locked(w, j->addr, !j->is_ok, true);
+		enum verdict v = deliverable(w, s, j->window, j->is_ok, &log_failures);
+		if (v == V_HOLD)
+			s->held++;
+		pthread_mutex_unlock(&throttle_mu);
+		if (v == V_HOLD) {
+			j->next = a->held;
+			a->held = j;
+		} else {
+			answer(w, j, v == V_REFUSE, log_failures);
 		}
-		job_free(j);
+	}
+	/* answers held here may be free now (this worker's checks or another's came in) */
+	for (struct auth_job **pp = &a->held; *pp;) {
+		struct auth_job *j = *pp;
+		*pp = j->next;
+		if (!release_held(w, j)) {
+			j->next = *pp;
+			*pp = j;
+			pp = &j->next;
+		}
 	}
 	arm_event(w);
 }

@@ -13,7 +13,10 @@
  *    never cached.
  *  - More than limits.login_failures_max failures from one address within
  *    limits.login_failure_window_ms refuse further logins from it until the window passes
- *    (process-wide table, a mutex: logins are rare next to messages).
+ *    (process-wide table, a mutex: logins are rare next to messages). Only failures count;
+ *    an answer that guesses still in flight from its address could overtake is held on its
+ *    worker until they are in (every worker's loop is woken when one of them finishes), and
+ *    at most limits.login_pending_max checks of one address run or wait at once.
  *
  * Owner: the worker (gw_auth_init / gw_auth_free). Loop functions: worker thread only.
  */

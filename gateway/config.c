@@ -1245,6 +1245,8 @@ static const struct field limits_rows[] = {
 	      "failed logins from one address per window"),
 	R_MS("login_failure_window_ms", login_failure_window_ms, 1, 60000,
 	     "the window of login_failures_max"),
+	R_INT("login_pending_max", login_pending_max, 1, 1024, 128,
+	      "logins of one address being checked at once"),
 	R_INT("login_threads", login_threads, 1, 64, 2, "password checking threads per worker"),
 	R_MS("message_timeout_ms", message_timeout_ms, 0, 60000,
 	     "a client message must arrive whole within this; 0: never"),

@@ -153,6 +153,7 @@ struct gw_limits_cfg {
 	uint32_t client_output_timeout_ms; /* a backend paused for a client this long: 10000 */
 	uint32_t login_failures_max;	/* failed logins from one address per window: 10 */
 	uint32_t login_failure_window_ms; /* 60000 */
+	uint32_t login_pending_max;	/* logins of one address checked or held at once: 128 */
 	uint32_t login_threads;		/* password verification threads per worker: 2 */
 	uint32_t message_timeout_ms;	/* a client message in transit this long: 60000 */
 	uint64_t max_buffered_bytes;	/* request and answer bytes the process holds: 1 GiB */

@@ -946,7 +946,16 @@ bool pool_update_waiting(struct pool *p)
 		uint64_t bit = reg_bit(be);
 		/* a free connection but no slot: wait for one in turn (with none free here, this
 		 * pool's own answers dispatch it anyway) */
-		bool need = syncs_wait && !be->is_disabled && be->n_free > 0 && !slot_open(be);
+		bool usable = syncs_wait && !be->is_disabled && be->n_free > 0;
+		bool need = usable && !slot_open(be);
+		if (usable && !need) {
+			/* The slot came free after the caller's pass found none, before this
+			 * look: its giver saw no bit of ours, so nobody wakes us. Look again,
+			 * and let the tick look too in case that pass cannot use it either
+			 * (another worker may take it first; then no bit is set for us). */
+			again = true;
+			p->is_waiting = true;
+		}
 		if (need && bit) {
 			__atomic_fetch_or(&s->waiters, bit, __ATOMIC_SEQ_CST);
 			if (slot_open(be))

@@ -1756,3 +1756,150 @@ Test(abuse, parallel_logins_cannot_outrun_the_failure_limit)
 	cr_assert_eq(in, 0, "%d of %d parallel logins from one address got in past a limit of 2 "
 		     "failures (the last one had the right password)", in, N);
 }
+
+/* Connect n clients from src and send each its hello (cred(i)), all before any reply. */
+static void hellos_from(const char *src, int n, int fds[], const char *(*cred)(int i, int n))
+{
+	for (int i = 0; i < n; i++) {
+		fds[i] = connect_from(src, gw_port, 3000);
+		cr_assert(fds[i] >= 0, "client %d: %s", i, t_errmsg());
+		const char *c = cred(i, n);
+		T_OK(send_hello(fds[i], c, strlen(c)));
+	}
+}
+
+/* How many of the n clients got a handshake reply (logged in); closes them all. */
+static int logged_in(int n, int fds[], int timeout_ms)
+{
+	int in = 0;
+
+	for (int i = 0; i < n; i++) {
+		int rc = hello_reply(fds[i], timeout_ms);
+		cr_assert(rc != -ETIMEDOUT, "client %d: no answer to its hello within %d ms", i,
+			  timeout_ms);
+		in += rc >= 0;
+		close(fds[i]);
+	}
+	return in;
+}
+
+static const char *cred_right(int i, int n)
+{
+	(void)i;
+	(void)n;
+	return "u:omega-pw";
+}
+
+static const char *cred_right_first(int i, int n)
+{
+	(void)n;
+	return i == 0 ? "u:omega-pw" : "u:guess";
+}
+
+static const char *cred_right_last(int i, int n)
+{
+	return i == n - 1 ? "u:omega-pw" : "u:guess";
+}
+
+/* Before: checks in flight counted as failures, so 16 simultaneous right logins from one
+ * address (an application opening its connection pool) got 10 in and 6 refused. */
+Test(abuse, a_connection_pool_opening_at_once_is_not_throttled, .timeout = 60.0)
+{
+	char members[2048];
+	enum { N = 64 };
+	int fds[N];
+
+	start_backend(0, NULL);
+	/* login_failures_max 10; 64 checks at nice 10 on a loaded machine may take seconds */
+	auth_cfg(members, sizeof(members), "omega-pw",
+		 "\"limits\":{\"handshake_timeout_ms\":30000},");
+	start_gate(members);
+	hellos_from("127.0.0.1", N, fds, cred_right);
+	int in = logged_in(N, fds, 30000);
+	cr_assert_eq(in, N, "%d of %d simultaneous right logins from 127.0.0.1 got in", in, N);
+	cr_assert_eq(gw_stat("login_throttled"), 0, "right logins were counted as throttled");
+	/* and the address is not marked: one more gets in */
+	int fd = login_from("127.0.0.1", "u:omega-pw");
+	cr_assert_geq(fd, 0, "a right login after the burst was refused");
+	query_ok(fd, 3);
+	close(fd);
+}
+
+/* A right password checked first, while wrong ones from the same address are in flight:
+ * answering it at once would let the guesses past the limit count for nothing, so it is held
+ * until they are in, and then refused with them. */
+Test(abuse, a_right_password_among_guesses_in_flight_is_held_and_refused)
+{
+	char members[2048];
+	enum { N = 12 };
+	int fds[N];
+
+	start_backend(0, NULL);
+	auth_cfg(members, sizeof(members), "omega-pw",
+		 "\"limits\":{\"login_failures_max\":2,\"login_failure_window_ms\":60000},");
+	start_gate(members);
+	hellos_from("127.0.0.11", N, fds, cred_right_first);
+	int in = logged_in(N, fds, 10000);
+	cr_assert_eq(in, 0, "%d of %d logins got in; the first had the right password and 11 "
+		     "wrong ones were in flight beside it (limit 2 failures)", in, N);
+	cr_assert_eq(login_from("127.0.0.11", "u:omega-pw"), -EACCES,
+		     "the address was not refused after 11 failures");
+	/* another address is not affected */
+	int fd = login_from("127.0.0.12", "u:omega-pw");
+	cr_assert_geq(fd, 0, "a right login from another address was refused");
+	close(fd);
+}
+
+/* The same with a remembered success: a cached password is no shortcut past guesses in
+ * flight. */
+Test(abuse, a_remembered_password_is_no_shortcut_past_guesses_in_flight)
+{
+	char members[2048];
+	enum { N = 12 };
+	int fds[N];
+
+	start_backend(0, NULL);
+	auth_cfg(members, sizeof(members), "omega-pw",
+		 "\"limits\":{\"login_failures_max\":2,\"login_failure_window_ms\":60000},");
+	start_gate(members);
+	int fd = login_from("127.0.0.13", "u:omega-pw");	/* now remembered */
+	cr_assert_geq(fd, 0, "the first right login was refused");
+	close(fd);
+	hellos_from("127.0.0.13", N, fds, cred_right_last);
+	int in = logged_in(N, fds, 10000);
+	cr_assert_eq(in, 0, "%d of %d logins got in; the last had the right (remembered) "
+		     "password behind 11 wrong ones in flight (limit 2 failures)", in, N);
+}
+
+/* A flood of wrong passwords from one address: at most login_pending_max are checked at
+ * once, the rest refused at once, and once the failures are in the address is refused, the
+ * right password too. */
+Test(abuse, a_flood_of_wrong_passwords_is_throttled, .timeout = 60.0)
+{
+	char members[2048];
+	enum { N = 100 };
+	int fds[N];
+
+	start_backend(0, NULL);
+	auth_cfg(members, sizeof(members), "omega-pw",
+		 "\"limits\":{\"login_failures_max\":3,\"login_pending_max\":8,"
+		 "\"login_failure_window_ms\":60000},");
+	start_gate(members);
+	size_t from = t_file_size(gate->err_path);
+	hellos_from("127.0.0.14", N, fds, cred_right_last);
+	int in = logged_in(N, fds, 20000);
+	cr_assert_eq(in, 0, "%d of %d got in", in, N);
+	/* checked: at most 8 at once, and no new one once 3 had failed */
+	int checked = count_lines(gate->err_path, from, "msg=\"authentication failed\"");
+	int64_t throttled = gw_stat("login_throttled");
+	cr_log_info("flood of %d: %d refusals logged, %" PRId64 " throttled", N, checked,
+		    throttled);
+	cr_assert_geq(throttled, N - 8 - 3, "only %" PRId64 " of %d were throttled (at most 8 "
+		      "checks at once, 3 failures)", throttled, N);
+	cr_assert_eq(login_from("127.0.0.14", "u:omega-pw"), -EACCES,
+		     "the right password got in from a flooding address");
+	T_OK(t_wait_file_contains(gate->err_path, from, "too many failed logins", 3000));
+	int fd = login_from("127.0.0.15", "u:omega-pw");
+	cr_assert_geq(fd, 0, "a right login from another address was refused");
+	close(fd);
+}

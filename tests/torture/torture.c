@@ -9,7 +9,8 @@
  * RST) or of an answer, clients that reconnect. Backends misbehave on command (answer twice,
  * send what nobody asked for, call back into the client, die half-way through an answer,
  * refuse handshakes, stall, defer, publish) and a chaos actor SIGKILLs or SIGSTOPs them and
- * restarts them on the same port.
+ * restarts them on the same port. An admin actor pauses pools, disables backends, kills
+ * clients and reloads, over q and over HTTP.
  *
  * Every request carries a unique token "<tN>" and every outcome is judged by a model: the
  * client's own answer, or a q error starting "qgate: ", or (only where the model allows it) a
@@ -21,8 +22,8 @@
  * Environment (docs/testing.md): TORTURE_SECONDS (total, default 60 = three fixed seeds of
  * 20 s), TORTURE_SEED (one seed, to replay), TORTURE_RANDOM=1 (fresh random seeds until the
  * time is up, TORTURE_RUN_SECONDS each, default 30), TORTURE_CLIENTS (default 40),
- * TORTURE_SKIP (comma-separated behaviours or request kinds to leave out, to look past a
- * known failure), TORTURE_SLACK_MS (added to every bound, default 6000), TORTURE_REPORTS
+ * TORTURE_SKIP (comma-separated behaviours or request kinds to leave out, or "admin", to look
+ * past a known failure), TORTURE_SLACK_MS (added to every bound, default 6000), TORTURE_REPORTS
  * (violations printed in full per seed, default 12; all are counted).
  *
  * Replaying a seed gives the same traffic mix, faults and per-client decisions; the exact
@@ -75,6 +76,16 @@
 #define SEND_STALL_MS 20000		/* a reading client whose bytes the gateway leaves */
 #define SESSION_RACE_MS 500		/* a request this fresh may cross its session's death */
 #define DEF_SLACK_MS 6000		/* ASan, two cores, a dozen processes: generous */
+
+/* The admin actor (issue #10 item 6): pauses and disables are short, so they only delay. */
+#define ADMIN_CRED "ops:ops-pw"		/* an admin user */
+#define STATS_TOKEN "torture-stats-token"
+#define ADMIN_BOUND_MS 5000		/* an admin call's answer (+ slack) */
+#define PAUSE_MAX_MS 400		/* well under QUEUE_TO_MS */
+#define DISABLE_MAX_MS 1500
+#define DISABLE_LAST_MAX_MS 200		/* the last enabled backend of a pool: briefly */
+
+#define SKIP_ADMIN (1ULL << 63)		/* TORTURE_SKIP=admin: no admin actor */
 
 #define MAX_MSG (64u << 20)		/* larger than anything the model asks for */
 #define CUT_MIN 16384			/* answers at least this long may be cut by a death */
@@ -174,6 +185,8 @@ struct client {
 	uint32_t *pend;
 	size_t n_pend, pend_head, pend_cap;
 	bool has_session_error;	/* a session client got a qgate error: a close may follow */
+	int lport;		/* its connection's local port (the peer the gateway lists) */
+	uint32_t kill_conn;	/* an admin asked to kill this connection (its conn_no) */
 	char hist[HIST][112];
 	int n_hist;
 };
@@ -226,6 +239,26 @@ static struct run {
 	int n_chaos_log;
 	long session_races;
 	double quiet_s, rest_s;
+	struct admin {
+		uint64_t rng;
+		int gap_ms;		/* mean time between two actions (from the seed) */
+		int64_t next_ms;
+		int64_t pause_until[2];	/* q, qi; 0: running */
+		int64_t disable_until[6];	/* adm_targets; 0: enabled */
+		/* the one call in flight */
+		bool is_busy, is_http;
+		int act, target;
+		int64_t kill_id;
+		int qfd, qst;		/* the admin's q connection, kept between calls */
+		int hfd;		/* an HTTP call's connection */
+		uint8_t *out, *in;
+		size_t out_len, out_off, in_len, in_cap;
+		int64_t started_ms;
+		long n[8][2];		/* answered as asked, per action and channel (q, http) */
+		long kill_gone;		/* kills of a client that had left already */
+		long kill_none;		/* no client of ours in the list */
+		long kill_closes;	/* clients closed by a kill */
+	} adm;
 } R;
 
 /* ------------------------------------------------------------------ small helpers */
@@ -640,6 +673,16 @@ static void stop_backends(void)
  */
 static const char *write_config(uint64_t *s)
 {
+	/*
+	 * Logins are checked (the admin user needs it). The hashes have the fewest iterations
+	 * qgate takes (1000, a fixed salt; made with Python's hashlib.pbkdf2_hmac): at the
+	 * default cost, 40 logins at once on a loaded machine under ASan outran the handshake
+	 * timeout, and this test is about the gateway, not about PBKDF2.
+	 */
+	static const char pw_hash[] = "$qgate$pbkdf2-sha256$1000$dG9ydHVyZS1zYWx0LXB3IQ==$"
+				      "anj8JTqd/ALgn71WKCVUSora2dN75MhfvawO2IIjrgA=";	/* pw */
+	static const char ops_hash[] = "$qgate$pbkdf2-sha256$1000$dG9ydHVyZS1zYWx0LW9wcw==$"
+				       "DTutSqwJOvF+Ny85xArxh1t2ouJp6e5noyplTYxCTgk=";	/* ops-pw */
 	char *text = NULL;
 	const char *pool_common =
 		"\"queue\":{\"max\":5000,\"timeout_ms\":2000},\"query_timeout_ms\":2000,"
@@ -685,14 +728,18 @@ static const char *write_config(uint64_t *s)
 		"\"connect_timeout_ms\":1000}}],"
 		"\"rules\":[{\"prefix\":\".mock.sleep\",\"timeout_ms\":%d},"
 		"{\"function\":\".mock.defer\",\"dedicated\":true,\"timeout_ms\":%d}],"
-		"\"stats\":{\"listen\":\"127.0.0.1:%d\"},"
+		"\"auth\":{\"users\":[{\"name\":\"torture\",\"password_hash\":\"%s\"},"
+		"{\"name\":\"probe\",\"password_hash\":\"%s\"},"
+		"{\"name\":\"ops\",\"password_hash\":\"%s\",\"admin\":true}]},"
+		"\"stats\":{\"listen\":\"127.0.0.1:%d\",\"token\":\"" STATS_TOKEN "\"},"
 		"\"limits\":{\"stream_threshold_bytes\":%d,\"client_buffer_bytes\":%d,"
 		"\"shutdown_grace_ms\":2000,\"drain_timeout_ms\":%d,\"handshake_timeout_ms\":3000},"
 		"\"log\":{\"level\":\"info\"}}",
 		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], aff[R.affinity], p[0],
 		lim[0], p[1], lim[1], pool_common, aff[R.affinity], p[2],
 		lim[2], p[3], lim[3],
-		pool_common, p[1], lim[1], p[3], lim[3], SLEEP_TO_MS, DEFER_TO_MS, R.stats_port, STREAM_THRESHOLD,
+		pool_common, p[1], lim[1], p[3], lim[3], SLEEP_TO_MS,
+		DEFER_TO_MS, pw_hash, pw_hash, ops_hash, R.stats_port, STREAM_THRESHOLD,
 		CLIENT_BUFFER, DRAIN_TO_MS) > 0);
 	cr_assert(t_json_check(text) == 0, "the test's config is not JSON: %s", t_errmsg());
 	path = t_write_file("torture.json", text);
@@ -976,6 +1023,14 @@ static void client_start(struct client *c, int64_t now)
 		violation(c, "CONNECT", "connect to the %s listener: %s", lsn_names[c->lsn],
 			  strerror(errno));
 		client_reset(c, now, 200);
+		return;
+	}
+	{
+		struct sockaddr_in me;
+		socklen_t len = sizeof(me);
+
+		c->lport = getsockname(fd, (struct sockaddr *)&me, &len) == 0 ?
+			   ntohs(me.sin_port) : 0;
 	}
 }
 
@@ -1601,8 +1656,11 @@ static void on_gateway_close(struct client *c, const char *how)
 	size_t partial = c->in_len - c->in_off;
 	const struct req *r = h ? &R.reqs[h] : NULL;
 
-	hist_add(c, "the gateway closed the connection (%s), %zu bytes of a message pending", how,
-		 partial);
+	/* an admin killed it: answers may be missing, never another's */
+	bool is_killed = c->kill_conn && c->kill_conn == c->conn_no;
+
+	hist_add(c, "the gateway closed the connection (%s)%s, %zu bytes of a message pending",
+		 how, is_killed ? " after an admin's kill" : "", partial);
 	if (partial) {
 		struct toks t = { .n = 0 };
 
@@ -1620,8 +1678,12 @@ static void on_gateway_close(struct client *c, const char *how)
 			client_reset(c, now_ms(), rnd_range(&c->rng, 0, 150));
 			return;
 		}
+		if (is_killed) {
+			if (h)
+				set_outcome(h, O_LOST);
+			R.adm.kill_closes++;
 		/* a backend died in the middle of a large answer: no error can follow its bytes */
-		if (r && (r->answer_len >= CUT_MIN || r->kind == K_PARTDIE)) {
+		} else if (r && (r->answer_len >= CUT_MIN || r->kind == K_PARTDIE)) {
 			set_outcome(h, O_CUT);
 			R.cuts_allowed++;
 		} else {
@@ -1633,7 +1695,10 @@ static void on_gateway_close(struct client *c, const char *how)
 				set_outcome(h, O_VIOLATION);
 		}
 	} else if (h) {
-		if (c->beh == B_SLOW_READER || c->is_never_read) {
+		if (is_killed) {
+			set_outcome(h, O_LOST);
+			R.adm.kill_closes++;
+		} else if (c->beh == B_SLOW_READER || c->is_never_read) {
 			/* a client that does not drain its answers may be disconnected */
 			set_outcome(h, O_LOST);
 			R.gw_closes_allowed++;
@@ -1652,6 +1717,8 @@ static void on_gateway_close(struct client *c, const char *how)
 				  r->sent_ms ? now_ms() - r->sent_ms : -1);
 			set_outcome(h, O_VIOLATION);
 		}
+	} else if (is_killed) {
+		R.adm.kill_closes++;
 	} else if (c->lsn == L_S) {
 		R.gw_closes_allowed++;		/* its session backend went */
 	} else {
@@ -1771,6 +1838,444 @@ static void check_client(struct client *c, int64_t now)
 	}
 }
 
+/* ------------------------------------------------------------------ the admin actor */
+
+/*
+ * At times drawn from the seed, an admin pauses and resumes a query pool (for at most
+ * PAUSE_MAX_MS), disables and enables a backend (the last enabled one of a pool only
+ * briefly), kills one of the clients the gateway lists, or reloads the same configuration;
+ * over q as an admin user or by HTTP POST with the stats token. One call at a time, driven
+ * by the run loop like the clients. The model stays strict: a killed connection may be
+ * closed with answers missing (judged in on_gateway_close), never given another's; a pause
+ * or a disable only delays (the usual bounds hold); an answer of the admin call other than
+ * the documented one is a violation.
+ */
+enum act { A_PAUSE, A_RESUME, A_DISABLE, A_ENABLE, A_CLIENTS, A_KILL, A_RELOAD, N_ACT };
+static const char *const act_names[N_ACT] = {
+	"pause", "resume", "disable", "enable", "clients", "kill", "reload",
+};
+static const char *const adm_pools[2] = { "q", "qi" };
+/* the (pool, backend) entries an admin disables; pool: index into the pools q, qi, s */
+static const struct { const char *pool, *be; int pool_no; } adm_targets[6] = {
+	{ "q", "b0", 0 }, { "q", "b1", 0 }, { "qi", "b2", 1 }, { "qi", "b3", 1 },
+	{ "s", "b1", 2 }, { "s", "b3", 2 },
+};
+enum { QS_NONE, QS_CONNECTING, QS_HELLO, QS_OPEN };
+
+static void adm_drop_q(void)
+{
+	if (R.adm.qfd >= 0)
+		close(R.adm.qfd);
+	R.adm.qfd = -1;
+	R.adm.qst = QS_NONE;
+}
+
+/* The call in flight is over (answered or given up). */
+static void adm_end(void)
+{
+	if (R.adm.hfd >= 0)
+		close(R.adm.hfd);
+	R.adm.hfd = -1;
+	free(R.adm.out);
+	R.adm.out = NULL;
+	R.adm.out_len = R.adm.out_off = 0;
+	R.adm.in_len = 0;
+	R.adm.is_busy = false;
+}
+
+static int adm_connect(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	cr_assert(fd >= 0, "socket: %s", strerror(errno));
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Start act on target (pool / adm_targets index / client id) over q or HTTP. */
+static void adm_start(int act, int target, int64_t kill_id, bool is_http, int64_t now)
+{
+	char text[160];
+	bool is_list = chance(&R.adm.rng, 50);	/* (`.qgate.f;args) rather than text */
+	struct t_obj *o = NULL;
+
+	R.adm.is_busy = true;
+	R.adm.is_http = is_http;
+	R.adm.act = act;
+	R.adm.target = target;
+	R.adm.kill_id = kill_id;
+	R.adm.started_ms = now;
+	R.adm.in_len = 0;
+	if (is_http) {
+		char path[120];
+
+		if (act == A_PAUSE || act == A_RESUME)
+			snprintf(path, sizeof(path), "/admin/%s?pool=%s", act_names[act],
+				 adm_pools[target]);
+		else if (act == A_DISABLE || act == A_ENABLE)
+			snprintf(path, sizeof(path), "/admin/%s?pool=%s&backend=%s",
+				 act_names[act], adm_targets[target].pool,
+				 adm_targets[target].be);
+		else if (act == A_KILL)
+			snprintf(path, sizeof(path), "/admin/kill?id=%" PRId64, kill_id);
+		else
+			snprintf(path, sizeof(path), "/admin/reload");
+		int n = snprintf(text, sizeof(text), "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: "
+				 "Bearer " STATS_TOKEN "\r\nContent-Length: 0\r\n\r\n", path);
+		R.adm.out = xrealloc(NULL, (size_t)n);
+		memcpy(R.adm.out, text, (size_t)n);
+		R.adm.out_len = (size_t)n;
+		R.adm.hfd = adm_connect(R.stats_port);
+		if (R.adm.hfd < 0) {
+			violation(NULL, "ADMIN", "cannot connect to the stats port for %s: %s",
+				  act_names[act], strerror(errno));
+			adm_end();
+		}
+		return;
+	}
+	if (act == A_PAUSE || act == A_RESUME) {
+		snprintf(text, sizeof(text), ".qgate.%s[`%s]", act_names[act], adm_pools[target]);
+		if (is_list)
+			o = t_call(act == A_PAUSE ? ".qgate.pause" : ".qgate.resume", 1,
+				   t_sym(adm_pools[target]));
+	} else if (act == A_DISABLE || act == A_ENABLE) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "%s.%s", adm_targets[target].pool,
+			 adm_targets[target].be);
+		snprintf(text, sizeof(text), ".qgate.%s[`%s]", act_names[act], name);
+		if (is_list)
+			o = t_call(act == A_DISABLE ? ".qgate.disable" : ".qgate.enable", 2,
+				   t_sym(adm_targets[target].pool), t_sym(adm_targets[target].be));
+	} else if (act == A_KILL) {
+		snprintf(text, sizeof(text), ".qgate.kill[%" PRId64 "]", kill_id);
+		if (is_list)
+			o = t_call(".qgate.kill", 1, t_long(kill_id));
+	} else {
+		snprintf(text, sizeof(text), ".qgate.%s[]", act_names[act]);
+	}
+	if (!o)
+		o = t_str(text);
+	cr_assert(o && t_encode_msg(o, T_SYNC, &R.adm.out, &R.adm.out_len) == 0);
+	t_free(o);
+	if (R.adm.qst == QS_NONE) {
+		R.adm.qfd = adm_connect(R.ports[L_Q]);
+		R.adm.qst = R.adm.qfd >= 0 ? QS_CONNECTING : QS_NONE;
+		if (R.adm.qfd < 0) {
+			violation(NULL, "ADMIN", "cannot connect to the query listener: %s",
+				  strerror(errno));
+			adm_end();
+		}
+	}
+}
+
+/* The clients of ours the gateway listed: kill one (its connection may be closed). */
+static void adm_pick_kill(const struct t_obj *o, int64_t now)
+{
+	const struct t_obj *d = o && o->type == T_TABLE ? o->items[0] : NULL;
+	const struct t_obj *keys = d ? d->items[0] : NULL, *vals = d ? d->items[1] : NULL;
+	const int64_t *ids = NULL;
+	char **peers = NULL, **lsns = NULL;
+	uint64_t n = 0;
+
+	for (uint64_t k = 0; keys && keys->type == T_SYM && k < keys->n; k++) {
+		const struct t_obj *col = vals->items[k];
+		if (!strcmp(keys->syms[k], "id") && col->type == T_LONG) {
+			ids = col->data;
+			n = col->n;
+		}
+		if (!strcmp(keys->syms[k], "peer") && col->type == T_SYM)
+			peers = col->syms;
+		if (!strcmp(keys->syms[k], "listener") && col->type == T_SYM)
+			lsns = col->syms;
+	}
+	if (!ids || !peers || !lsns) {
+		violation(NULL, "ADMIN", ".qgate.clients[] gave no id, peer and listener columns: "
+			  "%.200s", o ? t_show(o) : "nothing");
+		return;
+	}
+	/* rows of our clients, by listener and local port (connections to different listeners
+	 * may have the same local port) */
+	int64_t cand[MAX_CLIENTS];
+	int cl[MAX_CLIENTS], m = 0;
+	for (uint64_t r = 0; r < n && m < MAX_CLIENTS; r++) {
+		const char *colon = strrchr(peers[r], ':');
+		int port = colon ? atoi(colon + 1) : 0;
+		for (int i = 0; i < R.n_clients && port; i++)
+			if (R.cl[i].st == CS_OPEN && R.cl[i].lport == port &&
+			    !strcmp(lsns[r], lsn_names[R.cl[i].lsn])) {
+				cand[m] = ids[r];
+				cl[m++] = i;
+			}
+	}
+	if (!m) {
+		R.adm.kill_none++;
+		return;
+	}
+	int k = (int)rnd_range(&R.adm.rng, 0, m - 1);
+	struct client *c = &R.cl[cl[k]];
+	/* from the moment the kill leaves, this connection may be closed */
+	c->kill_conn = c->conn_no;
+	hist_add(c, "an admin kills it (id %" PRId64 ")", cand[k]);
+	adm_start(A_KILL, cl[k], cand[k], chance(&R.adm.rng, 40), now);
+}
+
+/* Judge the answer o (q) or status/body (HTTP) of the call in flight. */
+static void adm_judge(const struct t_obj *o, int status, const char *body, int64_t now)
+{
+	static const char *const want[N_ACT] = {
+		"paused", "running", "disabled", "enabled", NULL, "killed", "reloaded",
+	};
+	int act = R.adm.act;
+	bool is_gone = false, is_ok;
+
+	if (R.adm.is_http) {
+		is_ok = status == 200 && body && strstr(body, "\"ok\":true");
+		is_gone = act == A_KILL && status == 404 && body && strstr(body, "qgate: no client");
+	} else if (act == A_CLIENTS) {
+		is_ok = o && o->type == T_TABLE;
+	} else {
+		/* a symbol: `paused, or `disabled: b0 of pool q and the like */
+		is_ok = o && o->type == -T_SYM && o->s && !strncmp(o->s, want[act], strlen(want[act]));
+		is_gone = act == A_KILL && o && t_is_err_prefix(o, "qgate: no client");
+	}
+	if (is_gone) {
+		R.adm.kill_gone++;	/* it had left (ids are never reused) */
+	} else if (!is_ok) {
+		violation(NULL, "ADMIN", "%s (over %s) got %d %.300s", act_names[act],
+			  R.adm.is_http ? "HTTP" : "q", status,
+			  R.adm.is_http ? (body ? body : "no body") : (o ? t_show(o) : "nothing"));
+	} else {
+		R.adm.n[act][R.adm.is_http]++;
+	}
+	adm_end();
+	if (act == A_CLIENTS && is_ok && !R.is_quiesce)
+		adm_pick_kill(o, now);
+}
+
+/* Next action: undo what is due (all of it once the run ends), else a new one now and then. */
+static void adm_next(int64_t now)
+{
+	struct admin *a = &R.adm;
+
+	for (int p = 0; p < 2; p++)
+		if (a->pause_until[p] && (now >= a->pause_until[p] || R.is_quiesce)) {
+			a->pause_until[p] = 0;
+			adm_start(A_RESUME, p, 0, chance(&a->rng, 40), now);
+			return;
+		}
+	for (int t = 0; t < 6; t++)
+		if (a->disable_until[t] && (now >= a->disable_until[t] || R.is_quiesce)) {
+			a->disable_until[t] = 0;
+			adm_start(A_ENABLE, t, 0, chance(&a->rng, 40), now);
+			return;
+		}
+	if (R.is_quiesce || now < a->next_ms)
+		return;
+	a->next_ms = now + rnd_range(&a->rng, a->gap_ms / 2, a->gap_ms * 3 / 2);
+	static const int weight[N_ACT] = {
+		[A_PAUSE] = 25, [A_DISABLE] = 25, [A_CLIENTS] = 40, [A_RELOAD] = 6,
+	};
+	int act = pick(&a->rng, weight, N_ACT, 0);
+	bool is_http = chance(&a->rng, 40);
+	if (act == A_PAUSE) {
+		int p = (int)rnd_range(&a->rng, 0, 1);
+		if (a->pause_until[p])
+			return;
+		a->pause_until[p] = now + rnd_range(&a->rng, 30, PAUSE_MAX_MS);
+		adm_start(A_PAUSE, p, 0, is_http, now);
+	} else if (act == A_DISABLE) {
+		int t = (int)rnd_range(&a->rng, 0, 5);
+		if (a->disable_until[t])
+			return;
+		/* the other backend of its pool (each pool has two) */
+		int other = t ^ 1;
+		int64_t max = a->disable_until[other] ? DISABLE_LAST_MAX_MS : DISABLE_MAX_MS;
+		a->disable_until[t] = now + rnd_range(&a->rng, 20, max);
+		if (a->disable_until[other] && a->disable_until[other] > a->disable_until[t])
+			a->disable_until[other] = a->disable_until[t];
+		adm_start(A_DISABLE, t, 0, is_http, now);
+	} else if (act == A_CLIENTS) {
+		adm_start(A_CLIENTS, 0, 0, false, now);
+	} else if (act == A_RELOAD) {
+		adm_start(A_RELOAD, 0, 0, is_http, now);
+	}
+}
+
+/* One step: give up a call past its bound, else start the next. */
+static void admin_tick(int64_t now)
+{
+	if (R.adm.is_busy && now - R.adm.started_ms > ADMIN_BOUND_MS + R.slack_ms) {
+		violation(NULL, "HANG", "the admin call %s (over %s) has had no answer for %" PRId64
+			  " ms", act_names[R.adm.act], R.adm.is_http ? "HTTP" : "q",
+			  now - R.adm.started_ms);
+		if (!R.adm.is_http)
+			adm_drop_q();
+		adm_end();
+	}
+	if (!R.adm.is_busy && R.adm.gap_ms)
+		adm_next(now);
+}
+
+/* The poll events the admin's fd waits for (fd -1: none). */
+static int adm_fd(short *ev)
+{
+	*ev = 0;
+	if (!R.adm.is_busy)
+		return -1;
+	if (R.adm.is_http) {
+		*ev = R.adm.out_off < R.adm.out_len ? POLLOUT : POLLIN;
+		return R.adm.hfd;
+	}
+	*ev = R.adm.qst == QS_CONNECTING ? POLLOUT : R.adm.qst == QS_HELLO ? POLLIN :
+	      R.adm.out_off < R.adm.out_len ? POLLOUT : POLLIN;
+	return R.adm.qfd;
+}
+
+/* Read what is there into R.adm.in: bytes read, 0 at EOF, -1 on EAGAIN, -2 on an error. */
+static int adm_read(int fd)
+{
+	reserve(&R.adm.in, &R.adm.in_cap, R.adm.in_len + 65536);
+	ssize_t n = recv(fd, R.adm.in + R.adm.in_len, R.adm.in_cap - R.adm.in_len - 1,
+			 MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? -1 : -2;
+	R.adm.in_len += (size_t)n;
+	R.adm.in[R.adm.in_len] = 0;
+	return (int)n;
+}
+
+static void adm_send(int fd)
+{
+	ssize_t n = send(fd, R.adm.out + R.adm.out_off, R.adm.out_len - R.adm.out_off,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n > 0)
+		R.adm.out_off += (size_t)n;
+}
+
+/* The admin's fd is ready. */
+static void admin_io(short re, int64_t now)
+{
+	if (R.adm.is_http) {
+		if (re & POLLOUT) {
+			adm_send(R.adm.hfd);
+			return;
+		}
+		int n = adm_read(R.adm.hfd);
+		if (n != 0 && n != -2)
+			return;
+		/* one request per connection: the answer ends at EOF */
+		int status = 0;
+		char *body = (char *)R.adm.in;
+		if (R.adm.in_len)
+			sscanf(body, "HTTP/1.1 %d", &status);
+		char *b = R.adm.in_len ? strstr(body, "\r\n\r\n") : NULL;
+		adm_judge(NULL, status, b ? b + 4 : body, now);
+		return;
+	}
+	if (R.adm.qst == QS_CONNECTING) {
+		static const char hello[] = ADMIN_CRED "\3";
+		int err = 0;
+		socklen_t len = sizeof(err);
+		getsockopt(R.adm.qfd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err || send(R.adm.qfd, hello, sizeof(hello), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+			   sizeof(hello)) {
+			violation(NULL, "ADMIN", "the admin's connection failed: %s",
+				  strerror(err ? err : errno));
+			adm_drop_q();
+			adm_end();
+			return;
+		}
+		R.adm.qst = QS_HELLO;
+		return;
+	}
+	if (R.adm.qst == QS_HELLO) {
+		uint8_t b;
+		ssize_t r = recv(R.adm.qfd, &b, 1, MSG_DONTWAIT);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (r != 1) {
+			violation(NULL, "ADMIN", "the admin user's login was refused");
+			adm_drop_q();
+			adm_end();
+			return;
+		}
+		R.adm.qst = QS_OPEN;
+		return;
+	}
+	if (re & POLLOUT) {
+		adm_send(R.adm.qfd);
+		return;
+	}
+	int n = adm_read(R.adm.qfd);
+	if (n == -1)
+		return;
+	if (n <= 0) {
+		violation(NULL, "ADMIN", "the gateway closed the admin's connection during %s",
+			  act_names[R.adm.act]);
+		adm_drop_q();
+		adm_end();
+		return;
+	}
+	if (R.adm.in_len < 8)
+		return;
+	uint32_t len = rd32(R.adm.in + 4, R.adm.in[0] == 1);
+	if (R.adm.in_len < len)
+		return;
+	int type = -1, err = 0;
+	struct t_obj *o = t_decode_msg(R.adm.in, len, &type, &err);
+	if (!o || type != T_RESPONSE || R.adm.in_len != len) {
+		violation(NULL, "ADMIN", "the answer to %s is not one response message (type %d, "
+			  "%zu bytes, message of %u)", act_names[R.adm.act], type, R.adm.in_len,
+			  len);
+		t_free(o);
+		adm_drop_q();
+		adm_end();
+		return;
+	}
+	adm_judge(o, 0, NULL, now);
+	t_free(o);
+}
+
+/* After the run: nothing left paused or disabled (blocking calls), the connection closed. */
+static void admin_finish(void)
+{
+	int fd;
+
+	adm_end();
+	adm_drop_q();
+	if (!R.adm.gap_ms)
+		return;
+	fd = t_q_connect("127.0.0.1", R.ports[L_Q], ADMIN_CRED, NULL);
+	if (fd < 0) {
+		violation(NULL, "ADMIN", "after the run the admin cannot log in: %s", t_errmsg());
+		return;
+	}
+	for (int k = 0; k < 2 + 6; k++) {
+		char text[64];
+		int err = 0;
+
+		if (k < 2)
+			snprintf(text, sizeof(text), ".qgate.resume[`%s]", adm_pools[k]);
+		else
+			snprintf(text, sizeof(text), ".qgate.enable[`%s.%s]", adm_targets[k - 2].pool,
+				 adm_targets[k - 2].be);
+		struct t_obj *q = t_str(text), *a = t_q_call(fd, q, 8000, NULL, &err);
+		if (!a || a->type != -T_SYM)
+			violation(NULL, "ADMIN", "after the run %s gave %s", text,
+				  a ? t_show(a) : t_errmsg());
+		t_free(q);
+		t_free(a);
+	}
+	close(fd);
+}
+
 /* ------------------------------------------------------------------ the run */
 
 static void begin_quiesce(int64_t now)
@@ -1799,13 +2304,20 @@ static bool all_settled(void)
 		if (c->st == CS_OPEN && (pend_count(c) || out_pending(c)))
 			return false;
 	}
-	return true;
+	/* the admin has resumed and enabled everything */
+	for (int p = 0; p < 2; p++)
+		if (R.adm.pause_until[p])
+			return false;
+	for (int t = 0; t < 6; t++)
+		if (R.adm.disable_until[t])
+			return false;
+	return !R.adm.is_busy;
 }
 
 static void run_loop(void)
 {
-	static struct pollfd pfd[MAX_CLIENTS];
-	static int who[MAX_CLIENTS];
+	static struct pollfd pfd[MAX_CLIENTS + 1];
+	static int who[MAX_CLIENTS + 1];
 	int64_t next_check = 0;
 
 	/* bounded: the run's end, then the quiesce deadline */
@@ -1820,6 +2332,7 @@ static void run_loop(void)
 		if (!gateway_alive())
 			break;
 		chaos_tick(now);
+		admin_tick(now);
 		for (int i = 0; i < R.n_clients; i++) {
 			struct client *c = &R.cl[i];
 			short ev = 0;
@@ -1859,9 +2372,25 @@ static void run_loop(void)
 			pfd[n] = (struct pollfd){ .fd = c->fd, .events = ev };
 			who[n++] = i;
 		}
+		{
+			short ev;
+			int fd = adm_fd(&ev);
+
+			if (fd >= 0) {
+				pfd[n] = (struct pollfd){ .fd = fd, .events = ev };
+				who[n++] = -1;
+			}
+			if (!R.adm.is_busy && R.adm.gap_ms && R.adm.next_ms < wake)
+				wake = R.adm.next_ms;
+		}
 		poll(pfd, (nfds_t)n, wake > now ? (int)(wake - now) : 0);
 		now = now_ms();
 		for (int k = 0; k < n; k++) {
+			if (who[k] < 0) {
+				if (pfd[k].revents)
+					admin_io(pfd[k].revents, now);
+				continue;
+			}
 			struct client *c = &R.cl[who[k]];
 			short re = pfd[k].revents;
 
@@ -1898,6 +2427,41 @@ static void run_loop(void)
 static json_int_t jint(json_t *o, const char *key)
 {
 	return json_integer_value(json_object_get(o, key));
+}
+
+/* GET /stats with the token: the status and the body (malloc'd), or -errno. */
+static int stats_get(char **body)
+{
+	static const char req[] = "GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+				  STATS_TOKEN "\r\n\r\n";
+	size_t got = 0, cap = 1 << 20;
+	char *buf = xrealloc(NULL, cap);
+	int fd = t_tcp_connect("127.0.0.1", R.stats_port, 2000), status = -EPROTO;
+
+	*body = NULL;
+	if (fd < 0) {
+		free(buf);
+		return fd;
+	}
+	if (t_send_all(fd, req, sizeof(req) - 1) == 0) {
+		/* one answer, then the gateway closes: read to EOF (bounded by time and size) */
+		for (int i = 0; i < 10000; i++) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			if (poll(&pfd, 1, 3000) != 1 || got + 1 >= cap)
+				break;
+			ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+	}
+	close(fd);
+	buf[got] = 0;
+	char *b = strstr(buf, "\r\n\r\n");
+	if (sscanf(buf, "HTTP/1.1 %d", &status) == 1 && b)
+		*body = strdup(b + 4);
+	free(buf);
+	return status;
 }
 
 /* What is not at rest in a /stats tree, as text ("" when everything is). */
@@ -1982,7 +2546,7 @@ static void check_at_rest(char *summary, size_t cap)
 	/* bounded by the deadline, 200 ms between looks */
 	for (;;) {
 		char *body = NULL;
-		int st = t_http_get(R.stats_port, "/stats", &body);
+		int st = stats_get(&body);
 		json_error_t jerr;
 
 		json_decref(j);
@@ -2109,6 +2673,12 @@ static void print_summary(double secs, const char *gw_stats)
 	       "backend's death, %ld other\n", R.closes_fin, R.closes_rst, R.aborted_uploads,
 	       R.session_refused, R.pushes, R.callbacks, R.cuts_allowed, R.session_races,
 	       R.gw_closes_allowed);
+	printf("  admin (an action every ~%d ms):", R.adm.gap_ms);
+	for (int a = 0; a < N_ACT; a++)
+		printf("%s %s %ld (q %ld, http %ld)", a ? "," : "", act_names[a],
+		       R.adm.n[a][0] + R.adm.n[a][1], R.adm.n[a][0], R.adm.n[a][1]);
+	printf("; kills of a client gone %ld, no client of ours listed %ld; clients closed by a "
+	       "kill %ld\n", R.adm.kill_gone, R.adm.kill_none, R.adm.kill_closes);
 	printf("  backends:");
 	for (int k = 0; k < N_BE; k++) {
 		const struct backend *b = &R.be[k];
@@ -2127,6 +2697,8 @@ static void print_summary(double secs, const char *gw_stats)
 
 static void free_run(void)
 {
+	free(R.adm.in);
+	free(R.adm.out);
 	for (int i = 0; R.cl && i < R.n_clients; i++) {
 		free(R.cl[i].out);
 		free(R.cl[i].in);
@@ -2174,6 +2746,16 @@ static long run_seed(uint64_t seed, int seconds, int n_clients, uint64_t skip_be
 	R.stats_port = T_OK(t_free_port());
 	s = seed ^ 0xc4a05c4a05ULL;
 	R.chaos_rng = splitmix(&s);
+	{
+		/* a stream of its own, so that the other draws of a seed stay as they were */
+		uint64_t as = seed ^ 0xad31ad31ad31ULL;
+
+		R.adm.rng = splitmix(&as);
+		R.adm.gap_ms = (int)rnd_range(&R.adm.rng, 150, 1500);
+		if (skip_beh & SKIP_ADMIN)
+			R.adm.gap_ms = 0;
+		R.adm.qfd = R.adm.hfd = -1;
+	}
 	for (int k = 0; k < N_BE; k++) {
 		struct backend *b = &R.be[k];
 
@@ -2210,11 +2792,16 @@ static long run_seed(uint64_t seed, int seconds, int n_clients, uint64_t skip_be
 	R.t0 = t_start;
 	R.end_ms = t_start + (int64_t)seconds * 1000;
 	R.next_chaos = t_start + rnd_range(&R.chaos_rng, 500, 2000);
+	R.adm.next_ms = t_start + rnd_range(&R.adm.rng, 200, 1500);
 	for (int i = 0; i < n_clients; i++)
 		R.cl[i].wake_ms = t_start + rnd_range(&R.cl[i].rng, 0, 500);
 
 	run_loop();
 	R.quiet_s = R.is_quiesce ? (double)(now_ms() - R.end_ms) / 1000.0 : 0;
+	if (!R.is_gateway_dead)
+		admin_finish();
+	else
+		adm_drop_q();
 	if (!R.is_gateway_dead) {
 		int64_t t_rest = now_ms();
 
@@ -2279,7 +2866,10 @@ static void parse_skip(uint64_t *skip_beh, uint64_t *skip_kind)
 		return;
 	snprintf(buf, sizeof(buf), "%s", v);
 	for (char *w = strtok_r(buf, ", ", &save); w; w = strtok_r(NULL, ", ", &save)) {
-		bool is_known = false;
+		bool is_known = !strcmp(w, "admin");
+
+		if (is_known)
+			*skip_beh |= SKIP_ADMIN;
 
 		for (int b = 0; b < N_BEH; b++)
 			if (!strcmp(w, beh_names[b])) {
@@ -2295,7 +2885,7 @@ static void parse_skip(uint64_t *skip_beh, uint64_t *skip_kind)
 			  "async_sync large slow_reader never_reader slow_sender abort_up "
 			  "abort_down reconnect) nor a request kind (echo text error big_down "
 			  "big_echo twice unsolicited pushsync partdie refuse sleep defer pub "
-			  "drop)", w);
+			  "drop) nor admin", w);
 	}
 }
 

@@ -1978,10 +1978,9 @@ Test(pool_waiting, bit_set_while_another_worker_holds_the_slot)
 
 	pool_client_init(&CL[0]);
 	enq(p0, 0, &CL[0], true, false);
-	/* a slot free: no bit */
-	cr_assert_not(pool_update_waiting(p0));
+	/* a slot free: no bit, but a sync waits beside it, so the caller looks again */
+	cr_assert(pool_update_waiting(p0));
 	cr_assert_eq(SH[0].waiters, 0);
-	cr_assert_not(p0->is_waiting);
 	/* the other worker holds it */
 	struct pool_conn *c1 = conn_busy(&W[1], 0, 0);
 	cr_assert_not(pool_update_waiting(p0));
@@ -1991,14 +1990,59 @@ Test(pool_waiting, bit_set_while_another_worker_holds_the_slot)
 	cr_assert_eq(pool_conn_set_state(c1, POOL_IDLE), 1u << 0);
 	/* worker 0 dispatches: the bit goes */
 	cr_assert(pool_be_can_take(&W[0].be[0]));
+	pool_unqueue(&RQ[0]);
 	cr_assert_not(pool_update_waiting(p0));
 	cr_assert_eq(SH[0].waiters, 0);
 	cr_assert_not(p0->is_waiting);
 	/* nothing queued: no bit even with the slot held */
-	pool_unqueue(&RQ[0]);
 	conn_busy(&W[1], 0, 0);
 	cr_assert_not(pool_update_waiting(p0));
 	cr_assert_eq(SH[0].waiters, 0);
+}
+
+/*
+ * Before: a slot given back between a worker's dispatch pass (which found none) and its
+ * pool_update_waiting went to nobody. The giver saw no bit, the late look saw the slot open
+ * and set no bit, and said "nothing came free": that worker's queue was never looked at
+ * again while the other worker kept both backends busy (qbench with 2 workers: requests
+ * failed with "qgate: queue timeout" after 5 s, others answered in milliseconds).
+ */
+Test(pool_waiting, slot_freed_before_the_look_is_not_lost)
+{
+	struct pool *p0 = two_workers(1, 1);
+	struct pool_link *cur = NULL;
+	struct pool_decision d;
+
+	pool_client_init(&CL[0]);
+	struct pool_conn *c1 = conn_busy(&W[1], 0, 0);
+	enq(p0, 0, &CL[0], true, false);
+	/* worker 0's pass: no slot */
+	cr_assert_not(pool_next(p0, &cur, &d));
+	/* worker 1's answer comes in now: nobody to wake */
+	cr_assert_eq(pool_conn_set_state(c1, POOL_IDLE), 0);
+	/* worker 0's look after its pass must send it round again (or have the tick do it) */
+	cr_assert(pool_update_waiting(p0), "a slot freed between the pass and the look was lost");
+	cr_assert(p0->is_waiting);
+	cur = NULL;
+	cr_assert(pool_next(p0, &cur, &d));
+	cr_assert_eq(d.req, &RQ[0]);
+	cr_assert(pool_commit(p0, &d));
+	/* the queue is empty now: the flag goes at the next look */
+	cr_assert_not(pool_update_waiting(p0));
+	cr_assert_not(p0->is_waiting);
+}
+
+/* a slot open but the waiting sync cannot take it now (another worker got there first):
+ * the tick looks again even though no bit was set */
+Test(pool_waiting, open_slot_taken_by_another_worker_is_covered_by_the_tick)
+{
+	struct pool *p0 = two_workers(1, 1);
+
+	pool_client_init(&CL[0]);
+	enq(p0, 0, &CL[0], true, false);
+	cr_assert(pool_update_waiting(p0));
+	conn_busy(&W[1], 0, 0);
+	cr_assert(p0->is_waiting, "no bit was set and nothing would look at the queue again");
 }
 
 Test(pool_waiting, no_bit_for_asyncs_or_without_a_free_connection)
