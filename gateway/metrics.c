@@ -192,7 +192,8 @@ static const struct fam gateway_fams[] = {
 	{ "workers", "qgate_workers", "gauge", "Worker threads running.", V_INT },
 	{ "clients", "qgate_clients", "gauge", "Clients connected, all listeners.", V_INT },
 	{ "login_throttled", "qgate_login_throttled_total", "counter",
-	  "Logins refused because their address failed too often (limits.login_failures_max).",
+	  "Logins refused by their address's throttle: too many failures "
+	  "(limits.login_failures_max) or checks at once (limits.login_pending_max).",
 	  V_INT },
 	{ "held_bytes", "qgate_held_bytes", "gauge",
 	  "Bytes of requests and answers held in qgate's buffers.", V_INT },
