@@ -10,7 +10,10 @@
 #    missing, so a rerun stays fast);
 # 3. installs the third-party q clients: <repo>/.venv (PyKX, qPython, pytest), node-q
 #    (npm ci in tests/interop/node) and the Java driver's Maven dependencies;
-# 4. builds build-test (warnings are errors) and runs every suite: unit, integration, interop;
+# 4. builds build-test (warnings are errors) and runs every suite: unit, integration (with
+#    promtool on a live scrape, headless Chromium on the status page, the bench smoke test),
+#    interop, docs (the man pages against the code) and package (the .deb built, installed
+#    into a scratch root with dpkg, systemd-analyze verify, lintian, logrotate);
 # 5. builds build-asan (AddressSanitizer + UBSan) and runs the unit and integration suites,
 #    then the torture suite (about 60 s of randomized abuse with fixed seeds; tests/torture);
 # 6. builds build-fuzz (clang, libFuzzer + ASan/UBSan) and runs each fuzz target for 20 s
@@ -126,7 +129,7 @@ setup build-test -Dwerror=true || die "meson setup build-test"
 meson compile -C build-test || die "build-test does not build"
 done_stage
 
-stage "meson test build-test: unit, integration, interop"
+stage "meson test build-test: unit, integration, interop, docs, package"
 # the torture suite runs once, against the sanitizer build (stage 5), where it finds the most
 if meson test -C build-test --print-errorlogs --num-processes $JOBS --no-suite torture; then
 	done_stage
