@@ -737,6 +737,10 @@ void gw_worker_destroy(struct gw_worker *w)
 			gw_chunk_free(c->cl.rx_msg);
 			free(c->cl.backlog);
 		}
+		if (c->kind == GW_CONN_HTTP) {
+			free(c->http.req);	/* a stats connection still open at exit */
+			c->http.req = NULL;
+		}
 		gw_listen_release(c);	/* a listener whose close never ran (stop, failed start) */
 		gw_chunkq_free(&c->txq);
 		gw_chunkq_free(&c->ctq);
