@@ -112,8 +112,6 @@ static void start(const struct opts *o)
 	cfg_path = T_PTR(t_write_file("gw.json", text));
 	free(text);
 	gate = T_PTR(t_qgate_start(cfg_path, gw_port));
-	cr_assert(t_wait_file_contains(gate->err_path, 0, "qgate ready", 5000) == 0,
-		  "qgate did not log \"qgate ready\": %s", t_tail(gate->err_path, 400));
 	T_OK(t_wait_accepting("127.0.0.1", stats_port, 5000, gate->pid));
 }
 
