@@ -684,17 +684,6 @@ void gw_action_reload(struct gw_worker *w, const struct gw_action_who *who,
 
 /* ---------------------------------------------------------------- HTTP */
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode src[0..n) into dst (GW_ACTION_NAME_MAX + 1 bytes). '+' stays '+'. -1: a
  * bad escape, a NUL, or too long. */
 static int pct_decode(const char *src, size_t n, char *dst)
@@ -704,8 +693,8 @@ static int pct_decode(const char *src, size_t n, char *dst)
 	for (size_t i = 0; i < n; i++) {
 		int ch = (unsigned char)src[i];
 		if (ch == '%') {
-			int a = i + 1 < n ? hexval(src[i + 1]) : -1;
-			int b = i + 2 < n ? hexval(src[i + 2]) : -1;
+			int a = i + 1 < n ? gw_hex_digit(src[i + 1]) : -1;
+			int b = i + 2 < n ? gw_hex_digit(src[i + 2]) : -1;
 			if (a < 0 || b < 0)
 				return -1;
 			ch = a * 16 + b;

@@ -171,17 +171,6 @@ static void out_json_str(struct out *o, const char *s, size_t k)
 	out_close(o, "\"");
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A quoted logfmt value starting after its opening quote: decoded into dst (at least as
  * long as the rest of the payload); returns where parsing stops (after the closing quote,
  * or at the end of an unterminated value). */
@@ -202,7 +191,7 @@ static const char *parse_quoted(const char *p, char *dst, size_t *len)
 			dst[k++] = '\t';
 		} else if (e == 'r') {
 			dst[k++] = '\r';
-		} else if (e == 'x' && (h1 = hexval(p[2])) >= 0 && (h2 = hexval(p[3])) >= 0) {
+		} else if (e == 'x' && (h1 = gw_hex_digit(p[2])) >= 0 && (h2 = gw_hex_digit(p[3])) >= 0) {
 			dst[k++] = (char)(h1 * 16 + h2);
 			p += 4;
 			continue;

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 #include "gateway/config.h"
-#include "gateway/logval.h"	/* gw_log_value */
+#include "gateway/logval.h"	/* gw_log_value, gw_hex_digit */
 
 extern enum gw_log_level gw_log_threshold;	/* written once before threads start */
 

@@ -67,3 +67,14 @@ char *gw_log_value_dup(const char *src)
 		gw_log_value(dst, n, src);
 	return dst;
 }
+
+int gw_hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}

@@ -19,4 +19,8 @@ void gw_log_value(char *dst, size_t n, const char *src);
 /* The same, whole, in memory the caller frees; NULL when out of memory. */
 char *gw_log_value_dup(const char *src);
 
+/* A hex digit's value (either case), or -1: for the \xNN escapes above and for
+ * percent-decoding. */
+int gw_hex_digit(char ch);
+
 #endif /* GW_GATEWAY_LOGVAL_H */
