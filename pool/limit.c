@@ -26,6 +26,11 @@ void pool_limit_set_ceiling(struct pool_limit *l, uint32_t ceiling)
 	l->before_probe = clamp_limit(l->before_probe, l->ceiling);
 }
 
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
 /* the median of the window (insertion sort: 8 values) */
 static uint32_t window_median(const struct pool_limit *l)
 {
@@ -64,9 +69,11 @@ static void decide(struct pool_limit *l, uint64_t now_us)
 	 * that ran alone under the same recent conditions (a busy host slows both), never
 	 * with one lucky quiet moment */
 	uint64_t min = l->min_rtt_us;
-	if ((uint64_t)med * 100 > min * POOL_LIMIT_DOWN_PCT) {
+	uint64_t down = max_u64(min * POOL_LIMIT_DOWN_PCT / 100, min + POOL_LIMIT_DOWN_SLACK_US);
+	uint64_t up = max_u64(min * POOL_LIMIT_UP_PCT / 100, min + POOL_LIMIT_UP_SLACK_US);
+	if (med > down) {
 		/* queueing inside q grows: shrink in proportion to the excess, by one at least */
-		uint64_t want = (uint64_t)l->limit * min * POOL_LIMIT_DOWN_PCT / ((uint64_t)med * 100);
+		uint64_t want = (uint64_t)l->limit * down / med;
 		uint32_t to = want >= l->limit ? l->limit - 1 : (uint32_t)want;
 		to = clamp_limit(to, l->ceiling);
 		if (to < l->limit)
@@ -75,7 +82,7 @@ static void decide(struct pool_limit *l, uint64_t now_us)
 		l->hold = POOL_LIMIT_HOLD;
 	} else if (l->hold > 0) {
 		l->hold--;
-	} else if ((uint64_t)med * 100 <= min * POOL_LIMIT_UP_PCT && depth >= l->limit &&
+	} else if (med <= up && depth >= l->limit &&
 		   l->limit < l->ceiling) {
 		/* no queueing to speak of, and the limit was reached: try one more */
 		l->limit++;

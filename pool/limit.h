@@ -11,8 +11,9 @@
  * alone, measured again every POOL_LIMIT_PROBE_US at limit 1, so under the host's present
  * load: a busy gateway host slows every answer, and that is not q queueing) and the recent
  * latency (short_rtt_us: the median of the last window of POOL_LIMIT_WINDOW answers). While short stays within
- * POOL_LIMIT_UP_PCT of min, queueing inside q is not growing: the limit goes up by one (if
- * it was used). Above POOL_LIMIT_DOWN_PCT, q queues: the limit shrinks in proportion, and
+ * POOL_LIMIT_UP_PCT of min (or POOL_LIMIT_UP_SLACK_US above it), queueing inside q is not
+ * growing: the limit goes up by one (if it was used). Above POOL_LIMIT_DOWN_PCT (and
+ * POOL_LIMIT_DOWN_SLACK_US above min), q queues: the limit shrinks in proportion, and
  * does not grow again for POOL_LIMIT_HOLD windows. So a backend whose calls are tiny next
  * to the round trip pipelines (limit > 1), and one whose calls are long stays at 1 or 2.
  * The limit is always within 1..ceiling.
@@ -30,6 +31,10 @@
 #define POOL_LIMIT_WINDOW 16		/* answers per decision */
 #define POOL_LIMIT_UP_PCT 150		/* short <= 1.5 x min: room for one more */
 #define POOL_LIMIT_DOWN_PCT 175		/* short > 1.75 x min: q queues, shrink */
+/* ... or within these many µs of it: a few calls of tens of µs queued inside q cost less
+ * than the gateway round trip each would wait for otherwise */
+#define POOL_LIMIT_UP_SLACK_US 200
+#define POOL_LIMIT_DOWN_SLACK_US 400
 #define POOL_LIMIT_HOLD 4		/* windows without growth after a shrink */
 #define POOL_LIMIT_PROBE_US 1000000	/* min_rtt measured again (at limit 1) this often */
 #define POOL_LIMIT_CEILING_DEFAULT 4
