@@ -174,6 +174,8 @@ class Env:
         gp, self.stats_port = free_port(), free_port()
         be = [{"name": f"m{i + 1}", "address": f"127.0.0.1:{b}"} for i, b in
               enumerate(self.backends)]
+        for b in be:
+            b.update(args.qgate_backend)
         if args.max_inflight:
             for b in be:
                 b["max_inflight"] = args.max_inflight
@@ -552,6 +554,9 @@ def main():
     ap.add_argument("--json", help="write every median result here")
     ap.add_argument("--plot", metavar="PREFIX", help="write PREFIX-throughput.png and "
                     "PREFIX-latency.png")
+    ap.add_argument("--qgate-backend", type=json.loads, default={}, metavar="JSON",
+                    help="keys added to every backend object of qgate's config, e.g. "
+                    "'{\"connections\": 8}' (default: none)")
     ap.add_argument("--max-inflight", type=int, help="each backend's max_inflight in qgate "
                     "(default: qgate's own)")
     args = ap.parse_args()

@@ -1231,6 +1231,8 @@ static const struct field limits_rows[] = {
 	     "SIGTERM: time for requests in flight"),
 	R_MS("drain_timeout_ms", drain_timeout_ms, 1, 60000,
 	     "time a late answer may take after a query timeout"),
+	R_MS("spare_idle_ms", spare_idle_ms, 1, 30000,
+	     "auto max_inflight: an extra connection unused this long closes"),
 	R_INT("rx_buffers", rx_buffers, 64, 32768, 1024,
 	      "provided receive buffers per worker, a power of two"),
 	R_INT("rx_buffer_bytes", rx_buffer_bytes, 4096, 1 << 20, 32768,

@@ -147,6 +147,7 @@ struct gw_limits_cfg {
 	uint64_t client_buffer_bytes;	/* per-client response buffering high watermark, 4 MiB */
 	uint32_t shutdown_grace_ms;	/* SIGTERM: time for requests in flight, 5000 */
 	uint32_t drain_timeout_ms;	/* an abandoned answer may take this long, 60000 */
+	uint32_t spare_idle_ms;		/* an unused spare connection closes after, 30000 */
 	uint32_t rx_buffers;		/* provided receive buffers per worker (power of 2), 1024 */
 	uint32_t rx_buffer_bytes;	/* size of each, 32768 */
 	uint64_t stream_threshold_bytes; /* client messages above this may stream through, 256 KiB */

@@ -49,12 +49,27 @@ static bool same_tls(const struct gw_tls_cfg *a, const struct gw_tls_cfg *b)
 	       a->is_verify == b->is_verify;
 }
 
+/*
+ * Pooled connection slots per worker: the warm `connections`, and with max_inflight "auto"
+ * spare ones up to its ceiling, opened only while the learned limit has room and requests
+ * wait (pool_be_wants_spare): tiny calls then run several at once without every
+ * configuration having to size `connections` for the busiest moment.
+ */
+static uint32_t backend_slots(const struct gw_backend_cfg *bc)
+{
+	uint32_t n = (uint32_t)bc->connections;
+
+	if (bc->max_inflight == 0 && (uint32_t)bc->max_inflight_ceiling > n)
+		n = (uint32_t)bc->max_inflight_ceiling;
+	return n < GW_SLOTS_MAX ? n : GW_SLOTS_MAX;
+}
+
 /* Can the live backend keep its connections under the new definition? */
 static bool backend_same(const struct gw_backend_cfg *a, const struct gw_backend_cfg *b)
 {
 	return same_str(a->addr.text, b->addr.text) && same_str(a->user, b->user) &&
 	       same_str(a->password, b->password) && a->connections == b->connections &&
-	       same_tls(a->tls, b->tls);
+	       backend_slots(a) == backend_slots(b) && same_tls(a->tls, b->tls);
 }
 
 /* Where a backend sits in the file ("pools[0].backends[1]"), for --check-style log lines. */
@@ -135,7 +150,8 @@ static struct gw_backend_rt *backend_new(struct gw_worker *w, struct gw_pool_rt 
 		return NULL;
 	be->cfg = bc;
 	be->pool = p;
-	struct pool_slot *slots = calloc((size_t)bc->connections, sizeof(*slots));
+	uint32_t n_slots = backend_slots(bc);
+	struct pool_slot *slots = calloc(n_slots, sizeof(*slots));
 	pool_list_init(&be->retired_link);
 	if (!slots) {
 		free(be);
@@ -145,7 +161,9 @@ static struct gw_backend_rt *backend_new(struct gw_worker *w, struct gw_pool_rt 
 	pool_be_init(&be->pb, &p->pl, bc->weight,
 		     gw_shared_backend(&bc->addr, bc->max_inflight,
 				       (uint32_t)bc->max_inflight_ceiling),
-		     bc->max_inflight, slots, (uint32_t)bc->connections);
+		     bc->max_inflight, slots, n_slots);
+	for (uint32_t s = (uint32_t)bc->connections; s < n_slots; s++)
+		slots[s].is_spare = true;
 	be->pb.key = pool_key_of(bc->name, strlen(bc->name));
 	if (bc->tls) {
 		char path[64];
@@ -342,7 +360,7 @@ static void retire_backend(struct gw_worker *w, struct gw_backend_rt *be)
 	be->is_retired = true;
 	pool_be_retire(&be->pb);	/* no slot is kept for it any more */
 	pool_list_add_tail(&w->retired_backends, &be->retired_link);
-	for (int s = 0; s < be->cfg->connections; s++) {
+	for (uint32_t s = 0; s < be->pb.n_slots; s++) {
 		be->pb.slots[s].is_given_up = true;	/* nothing reconnects */
 		struct gw_conn *c = gw_slot_conn(be, s);
 		if (c && !c->is_closing && gw_up_state(c) != POOL_BUSY &&
@@ -461,8 +479,7 @@ static void reload_pool(struct gw_worker *w, struct gw_pool_rt *p, const struct 
 			gw_info("backend=%s pool=%s address=%s msg=\"backend added by reload\"",
 				bc->log_name, pc->log_name, bc->addr.log_text);
 			if (p->pl.is_started)
-				for (int s = 0; s < bc->connections; s++)
-					gw_upstream_start(w, bes[b], s);
+				gw_backend_start(w, bes[b]);
 		}
 	}
 	for (size_t o = 0; o < p->n_backends; o++)

@@ -246,6 +246,13 @@ void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot)
 		be->pb.slots[slot].retry_at_ms = w->now_ms + 1000;
 }
 
+void gw_backend_start(struct gw_worker *w, struct gw_backend_rt *be)
+{
+	for (uint32_t s = 0; s < be->pb.n_slots; s++)
+		if (!be->pb.slots[s].is_spare)
+			gw_upstream_start(w, be, (int)s);
+}
+
 void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p)
 {
 	if (p->pl.is_started)
@@ -254,8 +261,7 @@ void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p)
 	if (p->cfg->mode == GW_MODE_SESSION)
 		return;	/* session pools open one connection per client instead */
 	for (size_t b = 0; b < p->n_backends; b++)
-		for (int s = 0; s < p->backends[b]->cfg->connections; s++)
-			gw_upstream_start(w, p->backends[b], s);
+		gw_backend_start(w, p->backends[b]);
 }
 
 int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, struct gw_req *r)
@@ -364,6 +370,7 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	struct gw_backend_rt *be = c->up.be;
 
 	c->up.capability = capability;
+	c->up.last_req_ms = w->now_ms;	/* a spare's idle time counts from here */
 	/* answers stream through without being held whole, so only the protocol bounds them */
 	qipc_framer_init(&c->fr, capability, 0);
 	if (gw_up_kind(c) == POOL_CONN_DEDICATED) {
@@ -633,6 +640,7 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 		/* checked out by the pool for r: BUSY, with its max_inflight slot */
 		GW_ASSERT(gw_up_state(c) == POOL_BUSY && c->up.rec->holds_slot && !c->up.owed);
 		checked_out(w, c, r);
+		c->up.last_req_ms = w->now_ms;
 		r->t_sent_us = gw_now_us();
 		if (msg)
 			gw_tx_append_chunk(w, c, msg);
@@ -737,6 +745,8 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	gw_pool_dispatch(w, be->pool);
 	if (be->is_retired)
 		return;	/* closed on purpose by a reload: nothing lost, nothing to reopen */
+	if (c->up.is_spare_idle)
+		return;	/* closed on purpose, unused: the slot opens again on demand */
 	if (was >= POOL_IDLE)
 		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->log_name,
 			be->pool->cfg->log_name);
@@ -870,7 +880,7 @@ static void take_out(struct gw_worker *w, struct gw_pool_rt *p, struct gw_backen
 		"nothing heard meanwhile: taking the backend out\"", be->cfg->log_name,
 		p->cfg->log_name,
 		be->health_fails, be->health_fails);
-	for (int s = 0; s < be->cfg->connections; s++) {
+	for (int s = 0; s < (int)be->pb.n_slots; s++) {
 		struct gw_conn *o = gw_slot_conn(be, s);
 		if (o && !o->is_closing && (o == c || gw_up_state(o) == POOL_IDLE))
 			gw_conn_close(w, o, "health checks failed");
@@ -913,6 +923,13 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	if (!c) {
 		if (!p->pl.is_started || w->is_stopping)
 			return;
+		if (be->pb.slots[s].is_spare) {
+			/* opened on demand only; a failed one waits its backoff as any other */
+			if (pool_slot_due(&be->pb, (uint32_t)s, w->now_ms) &&
+			    pool_be_wants_spare(&be->pb))
+				gw_upstream_start(w, be, s);
+			return;
+		}
 		if (pool_slot_due(&be->pb, (uint32_t)s, w->now_ms))
 			gw_upstream_start(w, be, s);
 		else if (!be->pb.slots[s].is_given_up)
@@ -921,6 +938,16 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	}
 	if (c->is_closing || output_stalled(w, c))
 		return;
+	if (be->pb.slots[s].is_spare && gw_up_state(c) == POOL_IDLE && !c->up.is_tx_locked) {
+		uint64_t idle_until = c->up.last_req_ms + w->cfg->limits.spare_idle_ms;
+		if (idle_until <= w->now_ms) {
+			/* the load that opened it is gone: q keeps fewer sockets */
+			c->up.is_spare_idle = true;
+			gw_conn_close(w, c, "spare connection idle");
+			return;
+		}
+		gw_worker_due(w, idle_until);
+	}
 	note_output_due(w, c);
 	/* quiet for an interval: nothing heard from the backend, no answer on c */
 	uint64_t heard_ms = c->up.last_used_ms > be->last_heard_ms ? c->up.last_used_ms :
@@ -978,7 +1005,7 @@ void gw_upstream_tick(struct gw_worker *w)
 			gw_worker_due(w, w->now_ms + GW_TICK_MS);
 		}
 		for (size_t b = 0; b < p->n_backends; b++)
-			for (int s = 0; s < p->backends[b]->cfg->connections; s++)
+			for (int s = 0; s < (int)p->backends[b]->pb.n_slots; s++)
 				tick_pooled(w, p, p->backends[b], s);
 	}
 	/* backends a reload removed: their last requests still have deadlines */
@@ -986,7 +1013,7 @@ void gw_upstream_tick(struct gw_worker *w)
 	     rl = rl->next) {
 		struct gw_backend_rt *be = pool_container_of(rl, struct gw_backend_rt,
 							     retired_link);
-		for (int s = 0; s < be->cfg->connections; s++)
+		for (int s = 0; s < (int)be->pb.n_slots; s++)
 			tick_pooled(w, be->pool, be, s);
 	}
 	/* dedicated and session connections: handshake and query deadlines */

@@ -21,10 +21,15 @@ struct gw_pool_rt;
 struct gw_req;
 struct gw_worker;
 
+/* pooled slots per backend and worker, at most (connections, or an auto ceiling) */
+#define GW_SLOTS_MAX 1000
+
 /* a backend connection's hooks (registered for GW_CONN_BACKEND) */
 extern const struct gw_conn_ops gw_upstream_conn_ops;
 
 void gw_upstream_start(struct gw_worker *w, struct gw_backend_rt *be, int slot);
+/* open be's warm connections (its spare slots open on demand, from the tick) */
+void gw_backend_start(struct gw_worker *w, struct gw_backend_rt *be);
 /* open every warm connection of a pool (at start, or on first use for lazy pools) */
 void gw_pool_start(struct gw_worker *w, struct gw_pool_rt *p);
 /* open a connection for one sync request; r is SENT on it (answer or error will follow) */

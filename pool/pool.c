@@ -294,9 +294,23 @@ bool pool_be_is_hopeless(const struct pool_be *be)
 	if (pool_be_up(be) || be->n[POOL_CONNECTING] || be->n[POOL_HANDSHAKE])
 		return false;
 	for (uint32_t i = 0; i < be->n_slots; i++)
-		if (!be->slots[i].is_given_up)
+		if (!be->slots[i].is_given_up && !be->slots[i].is_spare)
 			return false;
 	return true;
+}
+
+bool pool_be_wants_spare(const struct pool_be *be)
+{
+	const struct pool *p = be->pool;
+	uint32_t up = pool_be_up(be), open = up + be->n[POOL_CONNECTING] + be->n[POOL_HANDSHAKE];
+	uint32_t max = pool_shared_max(be->shared);
+
+	/* up > 0: a backend that is down gets its configured connections back first, never a
+	 * spare more to fail */
+	return up > 0 && pool_shared_is_auto(be->shared) && !be->is_disabled && !be->is_retired &&
+	       !p->is_paused && p->queue_len > p->queued_nofree && be->n_free == 0 &&
+	       open < max && pool_shared_inflight(be->shared) < max &&
+	       pool_shared_heavy(be->shared) == 0;
 }
 
 /* --------------------------------------------------------------- connections */

@@ -146,6 +146,8 @@ struct pool_slot {
 	uint64_t retry_at_ms;	/* next attempt while down; 0 = at once */
 	bool is_given_up;	/* reconnect attempts used up */
 	bool is_alt_hello;	/* the owner's: offer its other hello next (after a refusal) */
+	bool is_spare;		/* opened only on demand (pool_be_wants_spare), beyond the
+				 * configured warm ones; its absence is no failure */
 };
 
 struct pool;
@@ -193,8 +195,15 @@ uint64_t pool_be_wait_us(const struct pool_be *be);
 uint32_t pool_be_outstanding(const struct pool_be *be);
 /* a sync request could go to it now: a free connection and a free max_inflight slot */
 bool pool_be_can_take(const struct pool_be *be);
-/* none of its connections is up, connecting or to be retried */
+/* none of its connections is up, connecting or to be retried (spare slots aside) */
 bool pool_be_is_hopeless(const struct pool_be *be);
+/*
+ * Auto max_inflight: one more connection to be would be used now. Syncs of its pool wait
+ * for a connection, be has some up but none free, its learned limit has room above every pooled
+ * connection it has open or opening and above what runs there (all workers), and no heavy
+ * call runs there. The caller then opens one of its spare slots.
+ */
+bool pool_be_wants_spare(const struct pool_be *be);
 /*
  * An admin disables (drains) or enables the backend: while disabled it is given no new
  * request, sync or async, pinned or not (a client's pin to one of its connections is

@@ -33,6 +33,8 @@ static struct t_proc *be[MAX_BE];
 static struct t_proc *gate;
 static int gw_port, stats_port;
 static const char *queue_timeout = "5000";	/* the pool's queue.timeout_ms */
+static const char *limits = "";			/* ",\"limits\":{...}" or "" */
+static int64_t conns_max;	/* the most connections to backend 0 qbench() saw up */
 
 static void setup(void)
 {
@@ -83,8 +85,8 @@ static void start_gate(int n, int workers, int connections, const char *extra)
 			   "\"health\":{\"interval_ms\":0},\"queue\":{\"max\":10000,"
 			   "\"timeout_ms\":%s},"
 			   "\"backends\":[%s]}],"
-			   "\"stats\":{\"listen\":\"127.0.0.1:%d\"},\"log\":{\"level\":\"info\"}}",
-			   workers, gw_port, queue_timeout, backends, stats_port) > 0);
+			   "\"stats\":{\"listen\":\"127.0.0.1:%d\"},\"log\":{\"level\":\"info\"}%s}",
+			   workers, gw_port, queue_timeout, backends, stats_port, limits) > 0);
 	T_OK(t_json_check(text));
 	const char *path = T_PTR(t_write_file("gw.json", text));
 	free(text);
@@ -98,6 +100,25 @@ static int64_t be_stat(int k, const char *key)
 
 	snprintf(path, sizeof(path), "pools/0/backends/%d/%s", k, key);
 	return t_stats_int(stats_port, path);
+}
+
+/* backend 0's pooled connections up now (idle, busy or draining), from one /stats read */
+static int64_t be_conns(void)
+{
+	char *body = NULL;
+	json_error_t jerr;
+
+	cr_assert_eq(t_http_get(stats_port, "/stats", &body), 200);
+	json_t *j = json_loads(body, 0, &jerr);
+	cr_assert(j != NULL, "/stats: %s", jerr.text);
+	json_t *c = json_object_get(json_array_get(json_object_get(json_array_get(
+		json_object_get(j, "pools"), 0), "backends"), 0), "connections");
+	cr_assert(json_is_object(c), "no connections object: %s", body);
+	int64_t n = json_integer_value(json_object_get(c, "idle")) +
+		    json_integer_value(json_object_get(c, "busy"));
+	json_decref(j);
+	free(body);
+	return n;
 }
 
 /* a counter verb asked of backend k directly (a probe: not counted) */
@@ -263,6 +284,7 @@ static int64_t qbench(int conns, int seconds, int64_t *limit_max, int64_t *infli
 	cr_assert_eq(pthread_create(&th, NULL, bench_thread, &b), 0);
 	*limit_max = 0;
 	*inflight_max = 0;
+	conns_max = 0;
 	int64_t until = t_now_ms() + seconds * 1000 + 2000;
 	while (t_now_ms() < until && pthread_tryjoin_np(th, NULL) != 0) {
 		int64_t l = be_stat(0, "max_inflight");
@@ -271,6 +293,9 @@ static int64_t qbench(int conns, int seconds, int64_t *limit_max, int64_t *infli
 		l = be_stat(0, "inflight");
 		if (l > *inflight_max)
 			*inflight_max = l;
+		l = be_conns();
+		if (l > conns_max)
+			conns_max = l;
 		poll(NULL, 0, 20);
 	}
 	pthread_join(th, NULL);
@@ -350,4 +375,63 @@ Test(autolimit, ceiling_holds_across_workers)
 	cr_assert_leq(limit, 3);
 	cr_assert_leq(inflight, 3, "%" PRId64 " in flight at once, ceiling 3", inflight);
 	cr_assert_geq(limit, 2, "the limit never rose");
+}
+
+/* ------------------------------------------------------ spare connections */
+
+/*
+ * One connection configured, ceiling 6: tiny calls from 64 clients raise the limit, and the
+ * connections it needs open on demand (never more than the ceiling, by qgate's count and by
+ * the backend's); once the load is gone they close quietly after spare_idle_ms, and the next
+ * load opens them again. With a pinned max_inflight there are none.
+ */
+Test(autolimit, spare_connections_follow_the_load)
+{
+	start_backends(1);
+	limits = ",\"limits\":{\"spare_idle_ms\":1000}";
+	start_gate(1, 1, 1, ",\"max_inflight_ceiling\":6");
+	cr_assert_eq(be_conns(), 1);
+	cr_assert_eq(ask(0, ".mock.clients"), 2, "the gateway's one connection and this probe");
+	int64_t limit, inflight;
+	for (int round = 1; round <= 2; round++) {
+		int64_t n = qbench(64, 2, &limit, &inflight, false);
+		int64_t seen = ask(0, ".mock.clients") - 1;
+
+		cr_log_info("round %d: %" PRId64 " requests, limit up to %" PRId64 ", up to %" PRId64
+			    " connections up, %" PRId64 " in flight; the backend sees %" PRId64,
+			    round, n, limit, conns_max, inflight, seen);
+		cr_assert_gt(n, 1000);
+		cr_assert_gt(conns_max, 1, "round %d: no spare connection opened (limit up to %"
+			     PRId64 ")", round, limit);
+		cr_assert_leq(conns_max, 6);
+		cr_assert_leq(seen, 6, "the backend has %" PRId64 " connections from qgate", seen);
+		cr_assert_leq(inflight, limit);
+		/* idle now: every spare closes within spare_idle_ms (and the 1 s tick) */
+		int64_t until = t_now_ms() + 5000, now_up = be_conns();
+		while (now_up > 1 && t_now_ms() < until) {
+			poll(NULL, 0, 50);
+			now_up = be_conns();
+		}
+		cr_assert_eq(now_up, 1, "round %d: %" PRId64 " connections still up", round, now_up);
+		cr_assert_eq(ask(0, ".mock.clients"), 2, "round %d: the backend still has more than "
+			     "one connection from qgate", round);
+	}
+	const char *log = t_read_file(gate->err_path);
+	cr_assert(log != NULL);
+	cr_assert(!strstr(log, "backend connection lost"), "a spare's close was taken for a loss");
+	cr_assert(!strstr(log, "level=warn"), "warnings: %s", log);
+	free((void *)log);
+}
+
+Test(autolimit, no_spares_with_a_pinned_limit)
+{
+	start_backends(1);
+	start_gate(1, 1, 2, ",\"max_inflight\":6");
+	int64_t limit, inflight;
+	int64_t n = qbench(64, 2, &limit, &inflight, false);
+
+	cr_assert_gt(n, 1000);
+	cr_assert_eq(conns_max, 2, "%" PRId64 " connections with max_inflight pinned", conns_max);
+	cr_assert_leq(inflight, 2);
+	cr_assert_eq(ask(0, ".mock.clients"), 3);
 }
