@@ -1095,7 +1095,7 @@ static const struct field backend_rows[] = {
 	R_INT_OR("max_inflight", max_inflight, 1, 65535, 0, "auto", 0,
 		 "most sync requests this backend runs at once, across all workers; \"auto\": "
 		 "learned from its answer times, 1..max_inflight_ceiling"),
-	R_INT("max_inflight_ceiling", max_inflight_ceiling, 1, 65535, 4,
+	R_INT("max_inflight_ceiling", max_inflight_ceiling, 1, 65535, 8,
 	      "with \"auto\": the most the learned limit may reach"),
 	R_CODE_OBJ("tls", backend_tls_table, "object, true, false or null: TLS to the backend"),
 };

@@ -88,7 +88,7 @@ struct gw_backend_cfg {
 	 * (pool/ enforces it through the shared counters of gateway/shared.c).
 	 */
 	uint32_t max_inflight;
-	int max_inflight_ceiling;	/* default 4 */
+	int max_inflight_ceiling;	/* default 8 */
 	struct gw_tls_cfg *tls;	/* NULL: plain */
 };
 

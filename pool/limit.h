@@ -37,7 +37,7 @@
 #define POOL_LIMIT_DOWN_SLACK_US 400
 #define POOL_LIMIT_HOLD 4		/* windows without growth after a shrink */
 #define POOL_LIMIT_PROBE_US 1000000	/* min_rtt measured again (at limit 1) this often */
-#define POOL_LIMIT_CEILING_DEFAULT 4
+#define POOL_LIMIT_CEILING_DEFAULT 8
 
 struct pool_limit {
 	uint32_t limit;			/* 1..ceiling */

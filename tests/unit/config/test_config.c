@@ -378,6 +378,7 @@ Test(config, defaults_of_every_field)
 	cr_expect_eq(cfg->limits.client_idle_timeout_ms, 0);
 	cr_expect_eq(cfg->limits.max_pipeline, 1024);
 	cr_expect_eq(cfg->limits.client_buffer_bytes, 4u << 20);
+	cr_expect_eq(cfg->limits.spare_idle_ms, 30000);
 	cr_expect_eq(cfg->log_level, GW_LOG_INFO);
 	cr_expect_null(cfg->audit_file);
 	cr_expect_eq(cfg->workers, 1);
@@ -411,7 +412,7 @@ Test(config, defaults_of_every_field)
 	cr_expect_eq(b->connections, 2);
 	cr_expect_eq(b->weight, 1);
 	cr_expect_eq(b->max_inflight, 0);	/* "auto" */
-	cr_expect_eq(b->max_inflight_ceiling, 4);
+	cr_expect_eq(b->max_inflight_ceiling, 8);
 	cr_expect_null(b->tls);
 	gw_cfg_free(cfg);
 }
@@ -908,7 +909,7 @@ Test(config, rejects_bad_backend_passwords)
 }
 
 /* backends[].max_inflight: 1..65535 or "auto" (0, the default: learned up to
- * max_inflight_ceiling, 1..65535, default 4). */
+ * max_inflight_ceiling, 1..65535, default 8). */
 Test(config, backend_max_inflight)
 {
 	static const struct t_case cases[] = {
@@ -951,8 +952,8 @@ Test(config, backend_max_inflight)
 		  "address in pools[0].backends[0] (one q process, one limit: give both the same "
 		  "number, or both \"auto\")" },
 		{ "{'pools': [{'name': 'p', 'backends': [{'address': 'h:1'}]},"
-		  " {'name': 'r', 'backends': [{'address': 'h:1', 'max_inflight_ceiling': 8}]}]}",
-		  "pools[1].backends[0].max_inflight_ceiling: 8 differs from 4 given for the same "
+		  " {'name': 'r', 'backends': [{'address': 'h:1', 'max_inflight_ceiling': 4}]}]}",
+		  "pools[1].backends[0].max_inflight_ceiling: 4 differs from 8 given for the same "
 		  "address in pools[0].backends[0] (one q process, one limiter)" },
 	};
 	char *errs = NULL;
@@ -970,7 +971,7 @@ Test(config, backend_max_inflight)
 	cr_assert_not_null(cfg, "%s", errs ? errs : "");
 	cr_assert_eq(cfg->pools[0].n_backends, 6);
 	cr_expect_eq(cfg->pools[0].backends[0].max_inflight, 0);	/* the default: auto */
-	cr_expect_eq(cfg->pools[0].backends[0].max_inflight_ceiling, 4);
+	cr_expect_eq(cfg->pools[0].backends[0].max_inflight_ceiling, 8);
 	cr_expect_eq(cfg->pools[0].backends[1].max_inflight, 1);
 	cr_expect_eq(cfg->pools[0].backends[2].max_inflight, 8);
 	cr_expect_eq(cfg->pools[0].backends[3].max_inflight, 65535);
