@@ -397,6 +397,7 @@ static void carry_backend(struct gw_backend_rt *to, const struct gw_backend_rt *
 	to->requests = from->requests;
 	to->errors = from->errors;
 	to->reconnects = from->reconnects;
+	to->spare_opens = from->spare_opens;
 	to->bytes_in = from->bytes_in;
 	to->bytes_out = from->bytes_out;
 	to->lookups = from->lookups;

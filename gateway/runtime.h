@@ -32,6 +32,7 @@ struct gw_backend_rt {
 	struct pool_be pb;
 	struct ssl_ctx_st *ssl_ctx;	/* TLS to this backend, or NULL */
 	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
+	uint64_t spare_opens;		/* spare connections opened (auto max_inflight) */
 	/* its name's lookups (resolve.h): started, failed, and failed in a row until the next
 	 * success (the log line follows 1, 2, 4, 8... of these) */
 	uint64_t lookups, lookup_failures;

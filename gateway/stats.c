@@ -181,13 +181,14 @@ static json_t *stats_tree(struct gw_worker *w)
 			const struct gw_backend_rt *be = p->backends[b];
 			struct gw_conn_counts n = gw_backend_counts(be);
 			json_array_append_new(bs, json_pack(
-				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}",
+				"{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:I,s:I}",
 				"name", be->cfg->name, "address", be->cfg->addr.text,
 				"state", gw_backend_state(be),
 				"connections", "idle", n.idle, "busy", n.busy, "connecting",
 				n.connecting,
 				"requests", (json_int_t)be->requests, "errors", (json_int_t)be->errors,
 				"reconnects", (json_int_t)be->reconnects,
+				"spare_opens", (json_int_t)be->spare_opens,
 				/* its name's lookups (resolve.h): 0 for a numeric address */
 				"lookups", (json_int_t)be->lookups,
 				"lookup_failures", (json_int_t)be->lookup_failures,

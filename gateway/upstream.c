@@ -407,6 +407,8 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 	}
 	if (pool_slot_up(&be->pb, (uint32_t)c->up.rec->slot))
 		be->reconnects++;
+	if (be->pb.slots[c->up.rec->slot].is_spare)
+		be->spare_opens++;
 	if (!be->was_up) {
 		be->was_up = true;
 		gw_info("backend=%s pool=%s address=%s capability=%d msg=\"backend up\"",

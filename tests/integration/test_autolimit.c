@@ -392,7 +392,7 @@ Test(autolimit, spare_connections_follow_the_load)
 	start_gate(1, 1, 1, ",\"max_inflight_ceiling\":6");
 	cr_assert_eq(be_conns(), 1);
 	cr_assert_eq(ask(0, ".mock.clients"), 2, "the gateway's one connection and this probe");
-	int64_t limit, inflight;
+	int64_t limit, inflight, opens = 0;
 	for (int round = 1; round <= 2; round++) {
 		int64_t n = qbench(64, 2, &limit, &inflight, false);
 		int64_t seen = ask(0, ".mock.clients") - 1;
@@ -406,6 +406,10 @@ Test(autolimit, spare_connections_follow_the_load)
 		cr_assert_leq(conns_max, 6);
 		cr_assert_leq(seen, 6, "the backend has %" PRId64 " connections from qgate", seen);
 		cr_assert_leq(inflight, limit);
+		int64_t o = be_stat(0, "spare_opens");
+		cr_assert_geq(o, opens + conns_max - 1, "round %d: %" PRId64 " spares opened in all, "
+			      "%" PRId64 " before, %" PRId64 " up at once", round, o, opens, conns_max);
+		opens = o;
 		/* idle now: every spare closes within spare_idle_ms (and the 1 s tick) */
 		int64_t until = t_now_ms() + 5000, now_up = be_conns();
 		while (now_up > 1 && t_now_ms() < until) {

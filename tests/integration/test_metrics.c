@@ -580,6 +580,7 @@ static const struct leaf_map {
 	{ "pools[]/backends[]/requests", "qgate_backend_requests_total", NULL, NULL, EQ },
 	{ "pools[]/backends[]/errors", "qgate_backend_errors_total", NULL, NULL, EQ },
 	{ "pools[]/backends[]/reconnects", "qgate_backend_reconnects_total", NULL, NULL, EQ },
+	{ "pools[]/backends[]/spare_opens", "qgate_backend_spare_opens_total", NULL, NULL, EQ },
 	{ "pools[]/backends[]/lookups", "qgate_backend_lookups_total", NULL, NULL, EQ },
 	{ "pools[]/backends[]/lookup_failures", "qgate_backend_lookup_failures_total", NULL, NULL,
 	  EQ },
