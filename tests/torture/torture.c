@@ -704,6 +704,9 @@ static const char *write_config(uint64_t *s)
 	}
 	R.workers = (int)rnd_range(s, 1, 2);
 	R.affinity = (int)rnd_range(s, 0, 2);
+	/* auto backends' spare connections open under load and close when unused: short
+	 * lives make them come and go during a run (opens and closes racing kills and reloads) */
+	int spare_idle_ms = (int)rnd_range(s, 50, 3000);
 	/* query: b0 b1; idempotent: b2 b3; session: b1 b3 (sharing processes with the others) */
 	cr_assert(asprintf(&text,
 		"{\"workers\":%d,\"listeners\":["
@@ -733,14 +736,15 @@ static const char *write_config(uint64_t *s)
 		"{\"name\":\"ops\",\"password_hash\":\"%s\",\"admin\":true}]},"
 		"\"stats\":{\"listen\":\"127.0.0.1:%d\",\"token\":\"" STATS_TOKEN "\"},"
 		"\"limits\":{\"stream_threshold_bytes\":%d,\"client_buffer_bytes\":%d,"
-		"\"shutdown_grace_ms\":2000,\"drain_timeout_ms\":%d,\"handshake_timeout_ms\":3000},"
+		"\"shutdown_grace_ms\":2000,\"drain_timeout_ms\":%d,\"handshake_timeout_ms\":3000,"
+		"\"spare_idle_ms\":%d},"
 		"\"log\":{\"level\":\"info\"}}",
 		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], aff[R.affinity], p[0],
 		lim[0], p[1], lim[1], pool_common, aff[R.affinity], p[2],
 		lim[2], p[3], lim[3],
 		pool_common, p[1], lim[1], p[3], lim[3], SLEEP_TO_MS,
 		DEFER_TO_MS, pw_hash, pw_hash, ops_hash, R.stats_port, STREAM_THRESHOLD,
-		CLIENT_BUFFER, DRAIN_TO_MS) > 0);
+		CLIENT_BUFFER, DRAIN_TO_MS, spare_idle_ms) > 0);
 	cr_assert(t_json_check(text) == 0, "the test's config is not JSON: %s", t_errmsg());
 	path = t_write_file("torture.json", text);
 	free(text);
@@ -2514,17 +2518,23 @@ static void stats_summary(json_t *j, char *out, size_t cap)
 
 	out[0] = 0;
 	json_array_foreach(json_object_get(j, "pools"), i, p) {
+		json_t *b;
+		size_t k;
+		long long spares = 0;
 		if ((size_t)len >= cap)
 			return;
+		/* spare connections opened (auto max_inflight): the path is exercised or not */
+		json_array_foreach(json_object_get(p, "backends"), k, b)
+			spares += (long long)jint(b, "spare_opens");
 		len += snprintf(out + len, cap - (size_t)len, "%spool %s: requests %lld, errors "
 				"%lld, timeouts %lld, queue timeouts %lld, dropped unsolicited "
-				"%lld, health failures %lld", i ? "; " : "",
+				"%lld, health failures %lld, spare opens %lld", i ? "; " : "",
 				json_string_value(json_object_get(p, "name")),
 				(long long)jint(p, "requests"), (long long)jint(p, "errors"),
 				(long long)jint(p, "timeouts"),
 				(long long)jint(p, "queue_timeouts"),
 				(long long)jint(p, "dropped_unsolicited"),
-				(long long)jint(p, "health_failures"));
+				(long long)jint(p, "health_failures"), spares);
 	}
 	if ((size_t)len < cap)
 		snprintf(out + len, cap - (size_t)len, "; protocol errors %lld",
@@ -2718,7 +2728,7 @@ static long run_seed(uint64_t seed, int seconds, int n_clients, uint64_t skip_be
 		     uint64_t skip_kind, int slack_ms)
 {
 	const char *mockq = t_bin("MOCKQ_BIN");
-	char real[PATH_MAX], gw_stats[1200] = "";
+	char real[PATH_MAX], gw_stats[1600] = "";
 	const char *cfg;
 	uint64_t s;
 	int64_t t_start;
