@@ -25,8 +25,10 @@ Any mismatched, missing or error answer aborts the whole run (exit 1).
 
 usage: bench/compare.py [--build DIR] [--seconds S] [--reps N] [--quick] [--cases LIST]
                         [--idle N] [--out FILE.md] [--json FILE] [--plot PREFIX]
-                        [--max-inflight N]
+                        [--max-inflight N] [--floor-mode copy|zc|splice]
 
+--floor-mode: how the floor moves answers (bench/floor --mode; default copy: recv and send
+from the same provided buffer; zc: zero-copy send from it; splice: through a pipe).
 --plot PREFIX writes PREFIX-throughput.png and PREFIX-latency.png (needs matplotlib).
 --quick: 1.5 s runs, small at 1 and 64 clients, idle 1000, one repetition unless --reps.
 """
@@ -154,7 +156,7 @@ class Env:
         self.pid = {}
         # the floor
         fp = free_port()
-        p = self.spawn([args.floor, f"127.0.0.1:{fp}"] +
+        p = self.spawn([args.floor, "--mode", args.floor_mode, f"127.0.0.1:{fp}"] +
                        [f"127.0.0.1:{b}" for b in self.backends], fp, "floor")
         self.port["floor"], self.pid["floor"] = fp, p.pid
         # HAProxy, TCP mode, one thread
@@ -554,6 +556,8 @@ def main():
                     "PREFIX-latency.png")
     ap.add_argument("--max-inflight", type=int, help="each backend's max_inflight in qgate "
                     "(default: qgate's own)")
+    ap.add_argument("--floor-mode", choices=("copy", "zc", "splice"), default="copy",
+                    help="how the floor moves answers (default copy)")
     args = ap.parse_args()
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     for c in args.cases:
