@@ -915,9 +915,19 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 		return;
 	if (c->cl.is_rx_streaming) {
 		struct gw_conn *uc = stream_conn(c);
-		if (uc)
+		if (!uc)
+			return;	/* its backend is gone: the request already got its error */
+		/* a large request goes on from the receive buffers, as large answers do: its
+		 * backend connection carries nothing else, and its pending bytes pause the client */
+		uint64_t min = w->cfg->limits.zero_copy_bytes;
+		struct gw_chunk *ch = min && !uc->ssl && c->cl.rx_hdr.length >= min &&
+				      st->len >= LEND_MIN_BYTES ?
+				      gw_buf_lend(w, st->data, st->len) : NULL;
+		if (ch)
+			gw_tx_append_chunk(w, uc, ch);
+		else
 			gw_tx_append(w, uc, st->data, st->len);
-		return;	/* its backend is gone: the request already got its error */
+		return;
 	}
 	struct gw_chunk *m = c->cl.rx_msg;
 	if (m->len + st->len > m->cap) {

@@ -6,7 +6,8 @@
  * a client that leaves (FIN or RST), a client that stops reading (its backend pauses, the
  * others are served, at most half the ring is lent), a backend killed mid-answer (the client
  * sees what the copying path gives it: the cut, then the close), and several clients
- * pipelining large and small answers at once.
+ * pipelining large and small answers at once. A large request streamed to its backend goes
+ * from the receive buffers too.
  *
  * Real processes on loopback: the qgate binary (one worker, so /stats is live) and mockq,
  * whose .mock.bytes[n] answers a byte vector of n bytes i mod 256; every wait is bounded.
@@ -171,6 +172,38 @@ Test(zerocopy, zero_turns_it_off)
 
 	call_bytes(fd, 3 << 20);
 	cr_assert_eq(gw_stat("bytes_zero_copy"), 0, "zero_copy_bytes 0 still lent buffers");
+	close(fd);
+}
+
+/* A 3 MiB request (streamed: above stream_threshold_bytes) echoed back: both ways lent. */
+Test(zerocopy, a_large_request_goes_from_the_receive_buffers_too)
+{
+	const uint64_t n = 3 << 20;
+	char why[160] = "";
+
+	start(1, "\"zero_copy_bytes\":65536");
+	int fd = connect_gw();
+	struct t_obj *v = t_vec(T_BYTE, n);
+	cr_assert(v != NULL);
+	uint8_t *d = v->data;
+	for (uint64_t i = 0; i < n; i++)
+		d[i] = (uint8_t)(i * 7 % 251);
+	int64_t c0 = gw_stat("bytes_zero_copy");
+	struct t_obj *r = t_call_ok(fd, t_call(".mock.echo", 1, v), 15000);
+	cr_assert(r->type == T_BYTE && r->n == n, "echo of %" PRIu64 " bytes gave %s", n,
+		  t_show(r));
+	const uint8_t *e = r->data;
+	for (uint64_t i = 0; i < n && !why[0]; i++)
+		if (e[i] != (uint8_t)(i * 7 % 251))
+			snprintf(why, sizeof(why), "byte %" PRIu64 " is %u", i, e[i]);
+	cr_assert(why[0] == 0, "the echoed request differs: %s", why);
+	t_free(r);
+	/* the answer alone is at most n + 14 bytes: more means the request was lent too */
+	int64_t lent = gw_stat("bytes_zero_copy") - c0;
+	cr_assert_gt(lent, (int64_t)n + 65536, "only %" PRId64 " bytes of a %" PRIu64 " byte "
+		     "request and its echo went uncopied", lent, n);
+	cr_assert_eq(wait_eq(gw_stat, "rx_buffers_lent", 0, 3000), 0,
+		     "receive buffers still lent after the echo");
 	close(fd);
 }
 
