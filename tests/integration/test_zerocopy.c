@@ -6,7 +6,8 @@
  * a client that leaves (FIN or RST), a client that stops reading (its backend pauses, the
  * others are served, at most half the ring is lent), a backend killed mid-answer (the client
  * sees what the copying path gives it: the cut, then the close), and several clients
- * pipelining large and small answers at once. A large request streamed to its backend goes
+ * pipelining large and small answers at once, a query timeout mid-answer (cut and close, the
+ * backend drains). A large request streamed to its backend goes
  * from the receive buffers too.
  *
  * Real processes on loopback: the qgate binary (one worker, so /stats is live) and mockq,
@@ -46,8 +47,8 @@ static void teardown(void)
 TestSuite(zerocopy, .init = setup, .fini = teardown, .timeout = 60.0);
 
 /* mockq b1, and qgate with one pool on it: connections (each may carry a request at once),
- * then extra "limits" members. */
-static void start(int connections, const char *limits)
+ * then extra "limits" members, then extra top-level members (each with a leading comma). */
+static void start_with(int connections, const char *limits, const char *extra)
 {
 	char *text = NULL;
 
@@ -60,14 +61,19 @@ static void start(int connections, const char *limits)
 			   "\"127.0.0.1:%d\",\"pool\":\"p\"}],\"stats\":{\"listen\":"
 			   "\"127.0.0.1:%d\"},\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":"
 			   "\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":%d,"
-			   "\"max_inflight\":%d}]}],\"limits\":{%s}}", gw_port, stats_port,
-			   be->port, connections, connections, limits) > 0);
+			   "\"max_inflight\":%d}]}],\"limits\":{%s}%s}", gw_port, stats_port,
+			   be->port, connections, connections, limits, extra) > 0);
 	T_OK(t_json_check(text));
 	const char *path = T_PTR(t_write_file("gw.json", text));
 	free(text);
 	gate = t_qgate_start(path, gw_port);
 	cr_assert(gate != NULL, "%s", t_errmsg());
 	T_OK(t_wait_accepting("127.0.0.1", stats_port, 5000, gate->pid));
+}
+
+static void start(int connections, const char *limits)
+{
+	start_with(connections, limits, "");
 }
 
 static int connect_gw(void)
@@ -409,4 +415,44 @@ Test(zerocopy, a_backend_killed_mid_answer_cuts_it_as_the_copying_path_does)
 	size_t copied = killed_mid_answer("\"zero_copy_bytes\":0");
 	cr_assert_eq(lent, copied, "the client got %zu bytes when the answer was lent, %zu "
 		     "when copied", lent, copied);
+}
+
+/* ------------------------------------------------ a query timeout mid-answer */
+
+/*
+ * A rule gives .mock.bytes 300 ms; a client reads 200 KB of its 16 MiB answer and stops, so
+ * the answer is still streaming (its backend paused) when the timeout fires: what was queued
+ * goes out, then the client is closed (an error cannot follow part of an answer), the backend
+ * connection drains the rest and is free again, and every lent buffer comes back.
+ */
+static void timeout_mid_answer(const char *limits)
+{
+	start_with(1, limits, ",\"rules\":[{\"function\":\".mock.bytes\",\"timeout_ms\":300}]");
+	int fd = connect_gw();
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.bytes", 1, t_long(16 << 20))));
+	size_t got = read_some(fd, 200000);
+	cr_assert_geq(got, 200000, "only %zu bytes of the answer came", got);
+	poll(NULL, 0, 800);	/* the timeout fires while the client does not read */
+	size_t n = 0;
+	cr_assert_eq(t_wait_closed(fd, 10000, &n), 0, "the client was not closed after a "
+		     "timeout in the middle of its answer: %s", t_errmsg());
+	cr_assert_lt(got + n, (size_t)(16 << 20) + MSG_OVERHEAD, "the whole answer came "
+		     "despite the timeout");
+	close(fd);
+	cr_assert_eq(wait_eq(be_stat, "idle", 1, 10000), 1, "the backend connection did not "
+		     "come back after the timed-out answer");
+	cr_assert_eq(wait_eq(gw_stat, "rx_buffers_lent", 0, 3000), 0,
+		     "receive buffers still lent after the timed-out answer");
+	fd = connect_gw();
+	call_bytes(fd, (1 << 20) + 5);
+	close(fd);
+}
+
+Test(zerocopy, a_query_timeout_mid_answer_cuts_it_and_the_backend_drains)
+{
+	timeout_mid_answer("\"zero_copy_bytes\":65536");
+	cr_assert_gt(gw_stat("bytes_zero_copy"), 0, "the answers did not take the uncopied path");
+	t_proc_kill(gate);
+	t_proc_kill(be);
+	timeout_mid_answer("\"zero_copy_bytes\":0");	/* the copying path does the same */
 }
