@@ -47,7 +47,8 @@
 #define BGID 7
 
 enum op {
-	OP_POLL_IN = 0, OP_ACCEPT, OP_CONNECT, OP_RECV, OP_SEND, OP_SIGNAL, OP_SPLICE_IN, OP_SPLICE_OUT
+	OP_POLL_IN = 0, OP_ACCEPT, OP_CONNECT, OP_RECV, OP_SEND, OP_SIGNAL, OP_SPLICE_IN,
+	OP_SPLICE_OUT
 };
 enum mode { MODE_COPY, MODE_ZC, MODE_SPLICE };
 
@@ -392,7 +393,7 @@ static void on_send(struct pair *p, int i, struct io_uring_cqe *cqe)
 		unsigned bid = d->bid[d->head];
 
 		if (g.mode == MODE_ZC && i == 1 && g.zc_notifs[bid])
-			g.zc_unqueued[bid] = true;	/* back to the ring with its last notification */
+			g.zc_unqueued[bid] = true;	/* returned with its last notification */
 		else
 			buf_return(bid);
 		d->head = (d->head + 1) % QDEPTH;

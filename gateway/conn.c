@@ -233,7 +233,7 @@ void gw_conn_on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe
 			if (c->ssl) {
 				gw_tls_on_recv(w, c, data, (size_t)res);
 			} else {
-				w->rx_bid = (int)bid;	/* its bytes may be lent (gw_buf_lend) */
+				w->rx_bid = (int)bid;	/* may be lent (gw_buf_lend) */
 				gw_conn_deliver(w, c, data, (size_t)res);
 				w->rx_bid = -1;
 			}
