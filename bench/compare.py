@@ -25,8 +25,13 @@ Any mismatched, missing or error answer aborts the whole run (exit 1).
 
 usage: bench/compare.py [--build DIR] [--seconds S] [--reps N] [--quick] [--cases LIST]
                         [--idle N] [--out FILE.md] [--json FILE] [--plot PREFIX]
-                        [--max-inflight N]
+                        [--max-inflight N] [--floor-mode copy|zc|splice]
+                        [--qgate-limits JSON]
 
+--floor-mode: how the floor moves answers (bench/floor --mode; default copy: recv and send
+from the same provided buffer; zc: zero-copy send from it; splice: through a pipe).
+--qgate-limits: a JSON object merged into qgate's "limits" (e.g. '{"zero_copy_bytes":0}' to
+measure the copying path against the default on the same build).
 --plot PREFIX writes PREFIX-throughput.png and PREFIX-latency.png (needs matplotlib).
 --quick: 1.5 s runs, small at 1 and 64 clients, idle 1000, one repetition unless --reps.
 """
@@ -154,7 +159,7 @@ class Env:
         self.pid = {}
         # the floor
         fp = free_port()
-        p = self.spawn([args.floor, f"127.0.0.1:{fp}"] +
+        p = self.spawn([args.floor, "--mode", args.floor_mode, f"127.0.0.1:{fp}"] +
                        [f"127.0.0.1:{b}" for b in self.backends], fp, "floor")
         self.port["floor"], self.pid["floor"] = fp, p.pid
         # HAProxy, TCP mode, one thread
@@ -183,6 +188,8 @@ class Env:
                "pools": [{"name": "p", "backends": be}],
                "stats": {"listen": f"127.0.0.1:{self.stats_port}"},
                "log": {"level": "warn"}}
+        if args.qgate_limits:
+            cfg["limits"] = args.qgate_limits
         path = os.path.join(tmp, f"qgate-{gp}.json")
         with open(path, "w") as f:
             json.dump(cfg, f)
@@ -558,6 +565,10 @@ def main():
                     help="keys added to every backend object of qgate's config, e.g. "
                     "'{\"connections\": 8}' (default: none)")
     ap.add_argument("--max-inflight", type=int, help="each backend's max_inflight in qgate "
+                    "(default: qgate's own)")
+    ap.add_argument("--floor-mode", choices=("copy", "zc", "splice"), default="copy",
+                    help="how the floor moves answers (default copy)")
+    ap.add_argument("--qgate-limits", type=json.loads, help="JSON object: qgate's limits "
                     "(default: qgate's own)")
     args = ap.parse_args()
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]

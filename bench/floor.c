@@ -11,8 +11,20 @@
  * Bytes relayed, errors and partial sends (current kernels complete a stream send whole, but
  * the contract allows less) are printed on stderr at exit (SIGTERM/SIGINT: exit 0).
  *
+ * --mode picks how the backend -> client direction (answers) moves its bytes, to compare the
+ * techniques for large answers (issue #11):
+ *  - copy (default): recv into a provided buffer, send from it (the kernel copies twice);
+ *  - zc: recv into a provided buffer, IORING_OP_SEND_ZC from it; the buffer goes back to the
+ *    ring only on the notification CQE (IORING_CQE_F_NOTIF), when the kernel let go of it;
+ *  - splice: backend socket -> a pipe of the pair (F_SETPIPE_SZ --pipe-bytes) -> client
+ *    socket with IORING_OP_SPLICE, one splice in and one splice out in flight at most; the
+ *    bytes never reach user space.
+ * The client -> backend direction (small requests) always copies.
+ *
  * In the spirit of liburing's examples/proxy.c, written for this bench. Not installed.
  */
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -34,7 +46,11 @@
 #define QDEPTH 8		/* received buffers waiting per direction before recv pauses */
 #define BGID 7
 
-enum op { OP_ACCEPT = 1, OP_CONNECT, OP_RECV, OP_SEND, OP_SIGNAL };
+enum op {
+	OP_POLL_IN = 0, OP_ACCEPT, OP_CONNECT, OP_RECV, OP_SEND, OP_SIGNAL, OP_SPLICE_IN,
+	OP_SPLICE_OUT
+};
+enum mode { MODE_COPY, MODE_ZC, MODE_SPLICE };
 
 struct dir {
 	struct pair *pair;
@@ -51,6 +67,10 @@ struct pair {
 	struct dir d[2];		/* d[0]: client -> backend, d[1]: backend -> client */
 	int refs;			/* operations in flight */
 	bool is_connected, is_closing;
+	/* splice mode, backend -> client: bytes in the pipe, one op each way in flight */
+	int pipe[2];
+	uint32_t in_pipe;
+	bool is_splice_in_armed, is_splice_out_armed;
 };
 
 static struct {
@@ -65,14 +85,22 @@ static struct {
 	struct dir *starved;
 	struct signalfd_siginfo si;
 	bool is_stopping;
+	enum mode mode;
+	uint32_t pipe_size;
+	uint16_t *zc_notifs;		/* zc: notifications owed per buffer id */
+	bool *zc_unqueued;		/* zc: sent whole, waits only for its notifications */
 	unsigned long long accepted, bytes[2], errors, partial, enobufs;
-} g = { .buf_count = 256, .buf_size = 32768 };
+} g = { .buf_count = 256, .buf_size = 32768, .pipe_size = 1 << 20 };
 
-/* user_data: a pointer (8-byte aligned) with the op in the low 3 bits, and the direction */
+/* user_data: a pointer (8-byte aligned, below 2^47) with the op in the low 3 bits, the
+ * direction in bit 63 and (zc sends) the buffer id in bits 47-62 */
 static uint64_t ud(void *p, enum op op, int dir)
 {
 	return (uint64_t)(uintptr_t)p | (uint64_t)op | ((uint64_t)dir << 63);
 }
+
+#define UD_BID_SHIFT 47
+#define UD_PTR_MASK ((1ULL << UD_BID_SHIFT) - 1)
 
 static struct io_uring_sqe *get_sqe(void)
 {
@@ -101,11 +129,69 @@ static void arm_accept(void)
 	io_uring_sqe_set_data64(sqe, OP_ACCEPT);
 }
 
+static bool is_spliced(int i)
+{
+	return g.mode == MODE_SPLICE && i == 1;
+}
+
+/*
+ * splice mode: backend socket -> pipe, as much as the pipe has room for. A splice from a
+ * socket holds the pipe's lock while it waits for data, which would block the splice out
+ * of what the pipe already holds (and so the client would never ask for more): the backend
+ * socket is non-blocking, and a poll for input linked before the splice makes it wait
+ * without the lock (-EAGAIN all the same: armed again).
+ */
+static void arm_splice_in(struct pair *p)
+{
+	struct io_uring_sqe *sqe;
+
+	if (p->is_closing || p->is_splice_in_armed || p->d[1].is_eof || p->in_pipe >= g.pipe_size)
+		return;
+	if (io_uring_sq_space_left(&g.ring) < 2)
+		io_uring_submit(&g.ring);	/* the link must sit in one submission */
+	sqe = get_sqe();
+	io_uring_prep_poll_add(sqe, p->fd[1], POLLIN);
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe, ud(p, OP_POLL_IN, 1));
+	p->refs++;
+	sqe = get_sqe();
+	io_uring_prep_splice(sqe, p->fd[1], -1, p->pipe[1], -1, g.pipe_size - p->in_pipe,
+			     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	io_uring_sqe_set_data64(sqe, ud(p, OP_SPLICE_IN, 1));
+	p->is_splice_in_armed = true;
+	p->refs++;
+}
+
+/* splice mode: pipe -> client socket, everything the pipe holds; the EOF once it is empty */
+static void arm_splice_out(struct pair *p)
+{
+	struct io_uring_sqe *sqe;
+
+	if (p->is_closing || p->is_splice_out_armed)
+		return;
+	if (!p->in_pipe) {
+		if (p->d[1].is_eof && !p->d[1].is_shut) {
+			shutdown(p->fd[0], SHUT_WR);
+			p->d[1].is_shut = true;
+		}
+		return;
+	}
+	sqe = get_sqe();
+	io_uring_prep_splice(sqe, p->pipe[0], -1, p->fd[0], -1, p->in_pipe, SPLICE_F_MOVE);
+	io_uring_sqe_set_data64(sqe, ud(p, OP_SPLICE_OUT, 1));
+	p->is_splice_out_armed = true;
+	p->refs++;
+}
+
 /* Direction i reads fd[i] and writes fd[1 - i]. */
 static void arm_recv(struct pair *p, int i)
 {
 	struct io_uring_sqe *sqe;
 
+	if (is_spliced(i)) {
+		arm_splice_in(p);
+		return;
+	}
 	if (p->is_closing || p->d[i].is_recv_armed || p->d[i].is_eof ||
 	    p->d[i].count == QDEPTH)
 		return;
@@ -136,9 +222,19 @@ static void arm_send(struct pair *p, int i)
 	}
 	bid = d->bid[d->head];
 	sqe = get_sqe();
-	io_uring_prep_send(sqe, p->fd[1 - i], g.buf_mem + (size_t)bid * g.buf_size + d->off,
-			   d->len[d->head] - d->off, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ud(p, OP_SEND, i));
+	if (g.mode == MODE_ZC && i == 1) {
+		io_uring_prep_send_zc(sqe, p->fd[1 - i],
+				      g.buf_mem + (size_t)bid * g.buf_size + d->off,
+				      d->len[d->head] - d->off, MSG_NOSIGNAL, 0);
+		io_uring_sqe_set_data64(sqe, ud(p, OP_SEND, i) |
+					     ((uint64_t)bid << UD_BID_SHIFT));
+		g.zc_notifs[bid]++;	/* until the first CQE says none will come */
+	} else {
+		io_uring_prep_send(sqe, p->fd[1 - i],
+				   g.buf_mem + (size_t)bid * g.buf_size + d->off,
+				   d->len[d->head] - d->off, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ud(p, OP_SEND, i));
+	}
 	d->is_send_armed = true;
 	p->refs++;
 }
@@ -162,6 +258,8 @@ static void pair_free(struct pair *p)
 
 		if (p->fd[i] >= 0)
 			close(p->fd[i]);
+		if (p->pipe[i] >= 0)
+			close(p->pipe[i]);
 		for (; d->count; d->count--, d->head = (d->head + 1) % QDEPTH)
 			buf_return(d->bid[d->head]);
 		if (d->is_starved) {
@@ -201,13 +299,24 @@ static void on_accept(struct io_uring_cqe *cqe)
 		return;
 	}
 	p->fd[0] = cqe->res;
+	p->pipe[0] = p->pipe[1] = -1;
+	if (g.mode == MODE_SPLICE) {
+		if (pipe2(p->pipe, O_CLOEXEC) < 0 ||
+		    fcntl(p->pipe[1], F_SETPIPE_SZ, (int)g.pipe_size) < 0) {
+			g.errors++;
+			p->fd[1] = -1;
+			pair_free(p);
+			return;
+		}
+	}
 	for (i = 0; i < 2; i++) {
 		p->d[i].pair = p;
 		p->d[i].side = i;
 	}
 	i = g.next_be;
 	g.next_be = (g.next_be + 1) % g.n_be;
-	p->fd[1] = socket(g.be[i].ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	p->fd[1] = socket(g.be[i].ss_family, SOCK_STREAM | SOCK_CLOEXEC |
+			  (g.mode == MODE_SPLICE ? SOCK_NONBLOCK : 0), 0);
 	if (p->fd[1] < 0) {
 		g.errors++;
 		p->fd[1] = -1;
@@ -281,8 +390,12 @@ static void on_send(struct pair *p, int i, struct io_uring_cqe *cqe)
 	g.partial += d->off < d->len[d->head];
 	if (d->off == d->len[d->head]) {
 		bool was_full = d->count == QDEPTH;
+		unsigned bid = d->bid[d->head];
 
-		buf_return(d->bid[d->head]);
+		if (g.mode == MODE_ZC && i == 1 && g.zc_notifs[bid])
+			g.zc_unqueued[bid] = true;	/* returned with its last notification */
+		else
+			buf_return(bid);
 		d->head = (d->head + 1) % QDEPTH;
 		d->count--;
 		d->off = 0;
@@ -291,6 +404,61 @@ static void on_send(struct pair *p, int i, struct io_uring_cqe *cqe)
 	}
 	arm_send(p, i);
 	maybe_done(p);
+}
+
+static void on_splice_in(struct pair *p, struct io_uring_cqe *cqe)
+{
+	p->is_splice_in_armed = false;
+	if (p->is_closing)
+		return;
+	if (cqe->res > 0) {
+		p->in_pipe += (uint32_t)cqe->res;
+		g.bytes[1] += (unsigned long long)cqe->res;
+		arm_splice_out(p);
+		arm_splice_in(p);
+		return;
+	}
+	if (cqe->res == -EAGAIN || cqe->res == -ECANCELED) {
+		/* no data after all, or the pipe is full in pages (the splice out re-arms) */
+		if (!p->in_pipe)
+			arm_splice_in(p);
+		return;
+	}
+	if (cqe->res == 0) {
+		p->d[1].is_eof = true;
+		arm_splice_out(p);	/* shuts the client's side once the pipe is empty */
+		maybe_done(p);
+		return;
+	}
+	g.errors += cqe->res != -ECONNRESET;
+	pair_close(p);
+}
+
+static void on_splice_out(struct pair *p, struct io_uring_cqe *cqe)
+{
+	p->is_splice_out_armed = false;
+	if (p->is_closing)
+		return;
+	if (cqe->res <= 0) {
+		g.errors += cqe->res != -EPIPE && cqe->res != -ECONNRESET;
+		pair_close(p);
+		return;
+	}
+	g.partial += (uint32_t)cqe->res < p->in_pipe;
+	p->in_pipe -= (uint32_t)cqe->res;
+	arm_splice_out(p);
+	arm_splice_in(p);
+	maybe_done(p);
+}
+
+/* zc: a send's notification (the kernel let go of the buffer) or, without IORING_CQE_F_MORE
+ * on the send's own completion, the news that none will come */
+static void zc_notified(unsigned bid)
+{
+	if (--g.zc_notifs[bid] == 0 && g.zc_unqueued[bid]) {
+		g.zc_unqueued[bid] = false;
+		buf_return(bid);
+	}
 }
 
 /* Re-arm the recvs that found the buffer ring empty, now that some buffer is free. */
@@ -310,7 +478,8 @@ static void on_cqe(struct io_uring_cqe *cqe)
 	uint64_t u = io_uring_cqe_get_data64(cqe);
 	enum op op = (enum op)(u & 7);
 	int i = (int)(u >> 63);
-	struct pair *p = (struct pair *)(uintptr_t)(u & ~(7ULL | (1ULL << 63)));
+	struct pair *p = (struct pair *)(uintptr_t)(u & UD_PTR_MASK & ~7ULL);
+	unsigned bid = (unsigned)((u >> UD_BID_SHIFT) & 0xffff);
 
 	switch (op) {
 	case OP_ACCEPT:
@@ -322,8 +491,24 @@ static void on_cqe(struct io_uring_cqe *cqe)
 	default:
 		break;
 	}
+	if (op == OP_SEND && g.mode == MODE_ZC && i == 1) {
+		if (cqe->flags & IORING_CQE_F_NOTIF) {
+			/* the second CQE of a zc send: the first kept the pair's ref */
+			zc_notified(bid);
+			p->refs--;
+			if (p->is_closing && !p->refs)
+				pair_free(p);
+			return;
+		}
+		if (cqe->flags & IORING_CQE_F_MORE)
+			p->refs++;	/* its notification is still to come */
+		else
+			g.zc_notifs[bid]--;	/* none will come: the buffer is free already */
+	}
 	p->refs--;
-	if (op == OP_CONNECT) {
+	if (op == OP_POLL_IN) {
+		/* its linked splice reports: a failed poll fails it with -ECANCELED */
+	} else if (op == OP_CONNECT) {
 		if (cqe->res < 0) {
 			g.errors++;
 			pair_close(p);
@@ -334,6 +519,10 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		arm_recv(p, 1);
 	} else if (op == OP_RECV) {
 		on_recv(p, i, cqe);
+	} else if (op == OP_SPLICE_IN) {
+		on_splice_in(p, cqe);
+	} else if (op == OP_SPLICE_OUT) {
+		on_splice_out(p, cqe);
 	} else {
 		on_send(p, i, cqe);
 	}
@@ -444,10 +633,13 @@ static int setup(const char *listen_at)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: floor [--buffers N] [--buffer-bytes B] [HOST:]PORT BACKEND...\n"
+	fprintf(f, "usage: floor [--buffers N] [--buffer-bytes B] [--mode copy|zc|splice]\n"
+		   "             [--pipe-bytes P] [HOST:]PORT BACKEND...\n"
 		   "  relays every client accepted on [HOST:]PORT to its own connection to the\n"
 		   "  next BACKEND (HOST:PORT), round robin. Provided buffers: N (power of two,\n"
-		   "  default 256) of B bytes (default 32768).\n");
+		   "  default 256) of B bytes (default 32768). --mode: how answers (backend to\n"
+		   "  client) move: copy (recv + send, default), zc (recv + zero-copy send),\n"
+		   "  splice (through a pipe of P bytes per client, default 1048576).\n");
 }
 
 int main(int argc, char **argv)
@@ -465,6 +657,20 @@ int main(int argc, char **argv)
 		}
 		if (a + 1 >= argc)
 			break;
+		if (!strcmp(argv[a], "--mode")) {
+			if (!strcmp(argv[a + 1], "copy"))
+				g.mode = MODE_COPY;
+			else if (!strcmp(argv[a + 1], "zc"))
+				g.mode = MODE_ZC;
+			else if (!strcmp(argv[a + 1], "splice"))
+				g.mode = MODE_SPLICE;
+			else {
+				usage(stderr);
+				return 2;
+			}
+			a += 2;
+			continue;
+		}
 		v = strtoul(argv[a + 1], &end, 10);
 		if (*end || !v) {
 			usage(stderr);
@@ -474,6 +680,8 @@ int main(int argc, char **argv)
 			g.buf_count = (uint32_t)v;
 		else if (!strcmp(argv[a], "--buffer-bytes") && v <= (1u << 24))
 			g.buf_size = (uint32_t)v;
+		else if (!strcmp(argv[a], "--pipe-bytes") && v >= 4096 && v <= (1u << 30))
+			g.pipe_size = (uint32_t)v;
 		else {
 			usage(stderr);
 			return 2;
@@ -484,6 +692,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	g.zc_notifs = calloc(g.buf_count, sizeof(*g.zc_notifs));
+	g.zc_unqueued = calloc(g.buf_count, sizeof(*g.zc_unqueued));
+	if (!g.zc_notifs || !g.zc_unqueued)
+		return 1;
 	g.n_be = argc - a - 1;
 	g.be = calloc((size_t)g.n_be, sizeof(*g.be));
 	g.be_len = calloc((size_t)g.n_be, sizeof(*g.be_len));

@@ -17,6 +17,9 @@ static uint64_t held_bytes;
 #define CACHE_MAX GW_FREE_LIST_MAX
 static __thread struct gw_chunk *cache;
 static __thread unsigned cache_n;
+/* the owner of this thread's lent chunks (gw_chunk_set_release) */
+static __thread void (*release_fn)(void *arg, uint32_t tag);
+static __thread void *release_arg;
 
 uint64_t gw_held_bytes(void)
 {
@@ -42,6 +45,7 @@ struct gw_chunk *gw_chunk_new(size_t cap)
 	ch->len = 0;
 	ch->off = 0;
 	ch->cap = cap;
+	ch->lent = NULL;
 	__atomic_add_fetch(&held_bytes, cap, __ATOMIC_RELAXED);
 	return ch;
 }
@@ -69,6 +73,11 @@ void gw_chunk_free(struct gw_chunk *ch)
 {
 	if (!ch)
 		return;
+	if (ch->lent) {
+		ch->lent = NULL;
+		if (release_fn)
+			release_fn(release_arg, ch->lent_tag);
+	}
 	__atomic_sub_fetch(&held_bytes, ch->cap, __ATOMIC_RELAXED);
 	if (ch->alloc == GW_CHUNK_SMALL && (int)cache_n < CACHE_MAX) {
 		ch->next = cache;
@@ -77,6 +86,23 @@ void gw_chunk_free(struct gw_chunk *ch)
 		return;
 	}
 	free(ch);
+}
+
+struct gw_chunk *gw_chunk_lend(const uint8_t *p, size_t n, uint32_t tag)
+{
+	/* cap 0: no room to append to, nothing counted as held (the owner bounds it) */
+	struct gw_chunk *ch = gw_chunk_new(0);
+
+	ch->lent = p;
+	ch->lent_tag = tag;
+	ch->len = n;
+	return ch;
+}
+
+void gw_chunk_set_release(void (*fn)(void *arg, uint32_t tag), void *arg)
+{
+	release_fn = fn;
+	release_arg = arg;
 }
 
 void gw_chunk_cache_free(void)
@@ -106,7 +132,7 @@ void gw_chunkq_append(struct gw_chunkq *q, const void *p, size_t n)
 
 	while (n > 0) {
 		struct gw_chunk *t = q->tail;
-		if (!t || t->len == t->cap) {
+		if (!t || t->lent || t->len == t->cap) {
 			t = gw_chunk_new(n > GW_CHUNK_BYTES ? GW_CHUNK_BYTES :
 					 (n < 4096 ? 4096 : n));
 			gw_chunkq_push(q, t);

@@ -6,6 +6,13 @@
  * by one worker thread only. Small chunks (cap up to GW_CHUNK_SMALL) come from and go back
  * to a bounded cache of the calling thread, so a small message costs no malloc; a thread
  * that used chunks empties its cache with gw_chunk_cache_free before it ends.
+ *
+ * A lent chunk (gw_chunk_lend) holds no bytes of its own: it points at bytes another owner
+ * keeps valid (a worker's provided receive buffer, lent to a tx queue so that a large answer
+ * is sent from where it arrived, without a copy) and, when freed, tells that owner through
+ * the release hook its thread registered (gw_chunk_set_release). Its bytes are read through
+ * gw_chunk_bytes; nothing is ever appended to it, and it counts nothing in gw_held_bytes
+ * (its owner bounds what it lends).
  */
 #ifndef GW_GATEWAY_CHUNK_H
 #define GW_GATEWAY_CHUNK_H
@@ -35,6 +42,8 @@ struct gw_chunk {
 	size_t off;	/* bytes already sent / consumed */
 	size_t cap;	/* bytes usable (and counted as held) */
 	size_t alloc;	/* bytes allocated for data (>= cap: GW_CHUNK_SMALL when cached) */
+	const uint8_t *lent;	/* non-NULL: a lent chunk, its bytes are lent[0..len) */
+	uint32_t lent_tag;	/* for the release hook: which of its owner's buffers */
 	uint8_t data[];
 };
 
@@ -47,8 +56,17 @@ struct gw_chunkq {
 struct gw_chunk *gw_chunk_new(size_t cap);
 /* ch resized to cap (it may move); aborts when out of memory */
 struct gw_chunk *gw_chunk_grow(struct gw_chunk *ch, size_t cap);
-/* NULL is fine */
+/* NULL is fine; a lent chunk calls its thread's release hook */
 void gw_chunk_free(struct gw_chunk *ch);
+/* a lent chunk over p[0..n), which its owner keeps valid until the chunk is freed */
+struct gw_chunk *gw_chunk_lend(const uint8_t *p, size_t n, uint32_t tag);
+/* the calling thread's release hook for its lent chunks: fn(arg, tag) as one is freed */
+void gw_chunk_set_release(void (*fn)(void *arg, uint32_t tag), void *arg);
+/* the bytes of ch, owned or lent: [off, len) are the unsent ones */
+static inline const uint8_t *gw_chunk_bytes(const struct gw_chunk *ch)
+{
+	return ch->lent ? ch->lent : ch->data;
+}
 /* free the calling thread's cache of small chunks (a worker, as it ends) */
 void gw_chunk_cache_free(void);
 /* bytes held in chunks by every worker of the process */

@@ -1239,6 +1239,8 @@ static const struct field limits_rows[] = {
 	      "size of each receive buffer"),
 	R_INT("stream_threshold_bytes", stream_threshold_bytes, 65536, CFG_MAX_MSG_BYTES, 262144,
 	      "client messages above this may stream through"),
+	R_INT("zero_copy_bytes", zero_copy_bytes, 0, CFG_MAX_MSG_BYTES, 65536,
+	      "answers this long are sent from the buffers they arrived in; 0: always copied"),
 	R_MS("client_output_timeout_ms", client_output_timeout_ms, 0, 10000,
 	     "a backend paused this long for a client closes the client; 0: never"),
 	R_INT("ring_entries", ring_entries, 8, 32768, 1024,

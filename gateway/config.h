@@ -151,6 +151,7 @@ struct gw_limits_cfg {
 	uint32_t rx_buffers;		/* provided receive buffers per worker (power of 2), 1024 */
 	uint32_t rx_buffer_bytes;	/* size of each, 32768 */
 	uint64_t stream_threshold_bytes; /* client messages above this may stream through, 256 KiB */
+	uint64_t zero_copy_bytes;	/* answers this long are sent uncopied: 64 KiB */
 	uint32_t client_output_timeout_ms; /* a backend paused for a client this long: 10000 */
 	uint32_t login_failures_max;	/* failed logins from one address per window: 10 */
 	uint32_t login_failure_window_ms; /* 60000 */

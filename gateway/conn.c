@@ -8,7 +8,8 @@
  * Invariants:
  *  - at most one send SQE in flight per socket (io_uring(7): sends on a stream socket may
  *    be reordered otherwise);
- *  - a provided buffer is returned to the ring before its completion handler returns;
+ *  - a provided buffer is returned to the ring before its completion handler returns, or
+ *    (lent to tx queues, gw_buf_lend) when the last chunk lent from it is freed;
  *  - gw_conn_close only queues: the close is carried out by the loop (gw_conn_close_one);
  *  - a connection slot is recycled only when is_closed && inflight == 0.
  */
@@ -229,12 +230,16 @@ void gw_conn_on_recv(struct gw_worker *w, struct gw_conn *c, struct io_uring_cqe
 		if (!c->is_closing) {
 			if (c->ops->on_recv)
 				c->ops->on_recv(w, c);
-			if (c->ssl)
+			if (c->ssl) {
 				gw_tls_on_recv(w, c, data, (size_t)res);
-			else
+			} else {
+				w->rx_bid = (int)bid;	/* may be lent (gw_buf_lend) */
 				gw_conn_deliver(w, c, data, (size_t)res);
+				w->rx_bid = -1;
+			}
 		}
-		gw_buf_return(w, bid);
+		if (w->buf_lent[bid] == 0)
+			gw_buf_return(w, bid);	/* else: with the last chunk lent from it */
 	} else if (res == 0) {
 		if (!c->is_closing) {
 			c->is_peer_gone = true;
@@ -290,7 +295,7 @@ void gw_tx_kick(struct gw_worker *w, struct gw_conn *c)
 	     ch = ch->next) {
 		if (ch->len == ch->off)
 			continue;
-		c->iov[n].iov_base = ch->data + ch->off;
+		c->iov[n].iov_base = (uint8_t *)gw_chunk_bytes(ch) + ch->off;
 		c->iov[n].iov_len = ch->len - ch->off;
 		bytes += c->iov[n].iov_len;
 		n++;

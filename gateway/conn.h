@@ -11,7 +11,9 @@
  * on_close, cancelling its SQEs) runs from the loop once every completion handler of this
  * turn has returned, never nested inside another connection's handler (Redis
  * freeClientAsync, PgBouncer's justfree lists). Provided receive buffers are lent to a recv
- * completion and given back before its handler returns (bytes are copied out into chunks).
+ * completion and given back before its handler returns (bytes are copied out into chunks),
+ * unless the handler lent some of them to a tx queue (gw_buf_lend): then with the last
+ * chunk lent from it.
  * Worker thread only.
  */
 #ifndef GW_GATEWAY_CONN_H

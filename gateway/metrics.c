@@ -210,6 +210,12 @@ static const struct fam gateway_fams[] = {
 	  "Receives that found no provided buffer free (ENOBUFS).", V_INT },
 	{ "cq_overflows", "qgate_cq_overflows_total", "counter",
 	  "io_uring completion queue overflows.", V_INT },
+	{ "bytes_zero_copy", "qgate_zero_copy_bytes_total", "counter",
+	  "Answer bytes sent from the receive buffers they arrived in, without a copy "
+	  "(limits.zero_copy_bytes).", V_INT },
+	{ "rx_buffers_lent", "qgate_rx_buffers_lent", "gauge",
+	  "Receive buffers holding answer bytes that wait to be sent (at most half of "
+	  "limits.rx_buffers per worker).", V_INT },
 	{ "inflight_wakeups", "qgate_inflight_wakeups_total", "counter",
 	  "Times a worker handed a freed max_inflight slot to another worker.", V_INT },
 	{ "ring_enters", "qgate_ring_enters_total", "counter",

@@ -51,6 +51,7 @@ struct gw_req {
 	bool gw_error;			/* failed by the gateway (already audited) */
 	bool is_streamed;		/* its bytes went straight through: nothing kept to retry */
 	bool is_compressing;		/* the answer is held whole, to be compressed at its end */
+	bool is_lent;			/* large: sent from receive buffers (gw_buf_lend) */
 	uint8_t retries;		/* idempotent pools: times resent after a backend died */
 };
 

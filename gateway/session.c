@@ -321,6 +321,24 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
 }
 
 /*
+ * A large answer (limits.zero_copy_bytes) to a plain-socket client is sent from the receive
+ * buffers it arrives in, without a copy: only while it is its client's head (what waits
+ * behind the head is copied, so no receive buffer waits on another answer) and only from a
+ * plain backend socket (gw_buf_lend copies TLS plaintext). The slow-client pause bounds what
+ * one client holds, gw_buf_lend what all of them do.
+ */
+#define LEND_MIN_BYTES 4096	/* smaller pieces are copied: a lent piece holds a whole buffer */
+
+static bool is_lendable(struct gw_worker *w, const struct gw_conn *c, const uint8_t *hdr)
+{
+	uint64_t len = (uint64_t)hdr[4] | (uint64_t)hdr[5] << 8 | (uint64_t)hdr[6] << 16 |
+		       (uint64_t)hdr[7] << 24 | (uint64_t)hdr[3] << 32;
+	uint64_t min = w->cfg->limits.zero_copy_bytes;
+
+	return min && !c->ssl && len >= min;
+}
+
+/*
  * q's rule (protocol page 6.1) for a client that asked for it: an uncompressed answer above
  * 2008 bytes on a connection of capability 1 or more; answers above client_buffer_bytes
  * stream through as they are, since compressing needs the whole message.
@@ -346,7 +364,7 @@ static void compress_answer(struct gw_conn *c, struct gw_req *r)
 	if (!flat)
 		abort();
 	for (struct gw_chunk *ch = r->resp.head; ch; ch = ch->next) {
-		memcpy(flat + off, ch->data + ch->off, ch->len - ch->off);
+		memcpy(flat + off, gw_chunk_bytes(ch) + ch->off, ch->len - ch->off);
 		off += ch->len - ch->off;
 	}
 	int64_t cn = qipc_compress(flat, n, out->data, out->cap);
@@ -382,12 +400,17 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		if (n > 0 && p[0] == 0x80)
 			r->is_qerror = true;	/* an error object as the answer's payload */
 		r->is_compressing = want_compression(w, c, pre);
+		r->is_lent = !r->is_compressing && is_lendable(w, c, pre);
 	}
 	r->resp_bytes += pre_n + n;
 	if (c->cl.slots_head == r && !r->is_compressing) {
 		/* both pieces queued before one kick: a header never leaves on its own */
 		gw_chunkq_append(&c->txq, pre, pre_n);
-		gw_chunkq_append(&c->txq, p, n);
+		struct gw_chunk *ch = r->is_lent && n >= LEND_MIN_BYTES ? gw_buf_lend(w, p, n) : NULL;
+		if (ch)
+			gw_chunkq_push(&c->txq, ch);
+		else
+			gw_chunkq_append(&c->txq, p, n);
 		gw_tx_kick(w, c);
 		r->has_resp_started = true;
 	} else {
@@ -892,9 +915,19 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 		return;
 	if (c->cl.is_rx_streaming) {
 		struct gw_conn *uc = stream_conn(c);
-		if (uc)
+		if (!uc)
+			return;	/* its backend is gone: the request already got its error */
+		/* a large request goes on from the receive buffers, as large answers do: its
+		 * backend connection carries nothing else, and its pending bytes pause the client */
+		uint64_t min = w->cfg->limits.zero_copy_bytes;
+		struct gw_chunk *ch = min && !uc->ssl && c->cl.rx_hdr.length >= min &&
+				      st->len >= LEND_MIN_BYTES ?
+				      gw_buf_lend(w, st->data, st->len) : NULL;
+		if (ch)
+			gw_tx_append_chunk(w, uc, ch);
+		else
 			gw_tx_append(w, uc, st->data, st->len);
-		return;	/* its backend is gone: the request already got its error */
+		return;
 	}
 	struct gw_chunk *m = c->cl.rx_msg;
 	if (m->len + st->len > m->cap) {

@@ -241,7 +241,7 @@ static json_t *stats_tree(struct gw_worker *w)
 	}
 	json_object_set_new(root, "listeners", ls);
 	json_object_set_new(root, "pools", ps);
-	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_object_set_new(root, "gateway", json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 		"workers", 1, "clients", (json_int_t)w->n_clients,
 		"login_throttled", (json_int_t)w->login_throttled,
 		"held_bytes", (json_int_t)(w->id == 0 ? gw_held_bytes() : 0),
@@ -250,6 +250,8 @@ static json_t *stats_tree(struct gw_worker *w)
 		"slow_clients_closed", (json_int_t)w->slow_clients,
 		"sq_full", (json_int_t)w->sq_full,
 		"rx_enobufs", (json_int_t)w->enobufs, "cq_overflows", (json_int_t)w->cq_overflows,
+		"bytes_zero_copy", (json_int_t)w->bytes_lent,
+		"rx_buffers_lent", (json_int_t)w->n_bufs_lent,
 		"inflight_wakeups", (json_int_t)w->wakes_received,
 		"ring_enters", (json_int_t)w->ring_enters, "loop_turns", (json_int_t)w->loop_turns));
 	return root;

@@ -218,7 +218,7 @@ void gw_tls_encrypt(struct gw_conn *c)
 			size_t wrote = 0;
 			ERR_clear_error();
 			/* a memory BIO never fills, so an all-or-nothing write cannot stall */
-			if (SSL_write_ex(c->ssl, ch->data + ch->off, left, &wrote) != 1)
+			if (SSL_write_ex(c->ssl, gw_chunk_bytes(ch) + ch->off, left, &wrote) != 1)
 				return;
 			ch->off += wrote;
 			c->txq.bytes -= wrote;

@@ -170,6 +170,37 @@ static int setup_ring(struct gw_worker *w)
 	return 0;
 }
 
+/* the release hook of this worker's lent chunks (gw_buf_lend) */
+static void buf_released(void *arg, uint32_t bid)
+{
+	struct gw_worker *w = arg;
+
+	GW_ASSERT(bid < w->buf_count && w->buf_lent[bid] > 0);
+	if (--w->buf_lent[bid] > 0)
+		return;
+	w->n_bufs_lent--;
+	/* the buffer being delivered goes back when its completion handler is done with it */
+	if ((int)bid != w->rx_bid && !w->is_buf_ring_gone)
+		gw_buf_return(w, bid);
+}
+
+struct gw_chunk *gw_buf_lend(struct gw_worker *w, const uint8_t *p, size_t n)
+{
+	if (w->rx_bid < 0)
+		return NULL;
+	const uint8_t *base = w->buf_mem + (size_t)w->rx_bid * w->buf_size;
+	if (p < base || p + n > base + w->buf_size)
+		return NULL;	/* not from the receive buffer (TLS plaintext) */
+	if (w->buf_lent[w->rx_bid] == 0) {
+		if (w->n_bufs_lent >= w->buf_count / 2)
+			return NULL;
+		w->n_bufs_lent++;
+	}
+	w->buf_lent[w->rx_bid]++;
+	w->bytes_lent += n;
+	return gw_chunk_lend(p, n, (uint32_t)w->rx_bid);
+}
+
 static int setup_buffers(struct gw_worker *w)
 {
 	struct io_uring_buf_reg reg;
@@ -206,6 +237,11 @@ static int setup_buffers(struct gw_worker *w)
 		io_uring_buf_ring_add(w->br, w->buf_mem + (size_t)i * size, size,
 				      (unsigned short)i, io_uring_buf_ring_mask(count), (int)i);
 	io_uring_buf_ring_advance(w->br, (int)count);
+	w->buf_lent = calloc(count, sizeof(*w->buf_lent));
+	if (!w->buf_lent)
+		return -ENOMEM;
+	w->rx_bid = -1;
+	gw_chunk_set_release(buf_released, w);	/* init runs on the worker's own thread */
 	return 0;
 }
 
@@ -700,6 +736,7 @@ void gw_worker_destroy(struct gw_worker *w)
 	__atomic_store_n(&w->wake_fd, -1, __ATOMIC_RELEASE);	/* no more wakeups to it */
 	if (w->ring.ring_fd > 0)
 		io_uring_queue_exit(&w->ring);
+	w->is_buf_ring_gone = true;	/* lent chunks freed below return nothing */
 	/* queued async requests belong to no slot: free them; sync ones go with their client */
 	for (size_t i = 0; w->pools && i < w->n_pools; i++) {
 		struct gw_pool_rt *p = w->pools[i];
@@ -761,6 +798,9 @@ void gw_worker_destroy(struct gw_worker *w)
 		munmap(w->buf_mem, (size_t)w->buf_count * w->buf_size);
 	if (w->br && (void *)w->br != MAP_FAILED)
 		munmap(w->br, (size_t)w->buf_count * sizeof(struct io_uring_buf));
+	free(w->buf_lent);
+	w->buf_lent = NULL;
+	gw_chunk_set_release(NULL, NULL);
 	gw_auth_free(w);
 	gw_resolve_free(w);
 	gw_audit_close(w);

@@ -38,6 +38,13 @@ struct gw_worker {
 	uint8_t *buf_mem;
 	uint32_t buf_count, buf_size;
 	uint16_t bgid;
+	/* receive buffers lent to tx queues (gw_buf_lend): lent chunks per buffer id, buffers
+	 * with any (at most half the ring, so the others are never starved of buffers), the
+	 * buffer whose completion is being delivered (-1: none, or TLS plaintext) */
+	uint16_t *buf_lent;
+	uint32_t n_bufs_lent;
+	int rx_bid;
+	bool is_buf_ring_gone;		/* destroy: the ring is gone, lent chunks return nothing */
 	/* connection slab: segments of GW_SLAB_SEG slots, added on demand up to max_conns
 	 * (recomputed by a reload), never moved, so connection pointers stay valid */
 	struct gw_conn **segs;
@@ -124,6 +131,7 @@ struct gw_worker {
 	/* counters; ring_enters: io_uring_enter calls the loop made (submits and waits), so
 	 * that kernel crossings per request can be measured (docs/performance.md) */
 	uint64_t ring_enters, loop_turns;
+	uint64_t bytes_lent;		/* answer bytes sent from receive buffers, uncopied */
 	uint64_t cq_overflows, enobufs, protocol_errors, slow_clients, sq_full, login_throttled;
 	bool is_final_flush;		/* shutdown: last errors are being written out */
 };
@@ -198,6 +206,14 @@ struct io_uring_sqe *gw_sqe(struct gw_worker *w);
 bool gw_ring_will_enter(struct io_uring *ring, unsigned wait_nr);
 /* give provided buffer bid back to the ring (published at once) */
 void gw_buf_return(struct gw_worker *w, unsigned bid);
+/*
+ * A lent chunk over p[0..n) of the receive buffer being delivered now (w->rx_bid), for a tx
+ * queue: the buffer goes back to the ring once the last chunk lent from it is freed (sent,
+ * or its queue dropped), instead of when its completion handler returns. NULL (the caller
+ * copies) when p is not in that buffer (TLS plaintext, or no recv being delivered) or when
+ * half the ring is lent already.
+ */
+struct gw_chunk *gw_buf_lend(struct gw_worker *w, const uint8_t *p, size_t n);
 /* Send the wakeups of w->wake_mask now rather than after this turn (an admin action that
  * waits for the other workers, actions.c). Worker thread only; runs no completion handler. */
 void gw_worker_wake_now(struct gw_worker *w);

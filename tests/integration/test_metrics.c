@@ -546,6 +546,8 @@ static const struct leaf_map {
 	{ "gateway/sq_full", "qgate_sq_full_total", NULL, NULL, EQ },
 	{ "gateway/rx_enobufs", "qgate_rx_enobufs_total", NULL, NULL, EQ },
 	{ "gateway/cq_overflows", "qgate_cq_overflows_total", NULL, NULL, EQ },
+	{ "gateway/bytes_zero_copy", "qgate_zero_copy_bytes_total", NULL, NULL, EQ },
+	{ "gateway/rx_buffers_lent", "qgate_rx_buffers_lent", NULL, NULL, EQ },
 	{ "gateway/inflight_wakeups", "qgate_inflight_wakeups_total", NULL, NULL, EQ },
 	{ "gateway/ring_enters", "qgate_ring_enters_total", NULL, NULL, ANY },
 	{ "gateway/loop_turns", "qgate_loop_turns_total", NULL, NULL, ANY },

@@ -2479,6 +2479,10 @@ static void rest_problems(json_t *j, char *why, size_t cap)
 	if (jint(gw, "clients"))
 		len += snprintf(why, cap, "%lld clients still counted; ",
 				(long long)jint(gw, "clients"));
+	/* a receive buffer lent to a send queue and never given back (limits.zero_copy_bytes) */
+	if (jint(gw, "rx_buffers_lent") && (size_t)len < cap)
+		len += snprintf(why + len, cap - (size_t)len, "%lld receive buffers still lent; ",
+				(long long)jint(gw, "rx_buffers_lent"));
 	json_array_foreach(json_object_get(j, "pools"), i, p) {
 		const char *pn = json_string_value(json_object_get(p, "name"));
 
@@ -2537,8 +2541,10 @@ static void stats_summary(json_t *j, char *out, size_t cap)
 				(long long)jint(p, "health_failures"), spares);
 	}
 	if ((size_t)len < cap)
-		snprintf(out + len, cap - (size_t)len, "; protocol errors %lld",
-			 (long long)jint(json_object_get(j, "gateway"), "protocol_errors"));
+		snprintf(out + len, cap - (size_t)len, "; protocol errors %lld; answer bytes "
+			 "sent uncopied %lld", (long long)jint(json_object_get(j, "gateway"),
+							       "protocol_errors"),
+			 (long long)jint(json_object_get(j, "gateway"), "bytes_zero_copy"));
 }
 
 /*
