@@ -647,6 +647,7 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 		if (msg)
 			gw_tx_append_chunk(w, c, msg);
 	} else {
+		c->up.last_req_ms = w->now_ms;	/* an async uses a spare too */
 		gw_tx_append_chunk(w, c, msg);
 		r->state = GW_REQ_DONE;
 		gw_req_release(r);	/* written: nothing more to do for an async */
@@ -711,6 +712,16 @@ static void close_extra(struct gw_worker *w, struct gw_conn *c)
 				!qipc_framer_idle(&c->fr) || c->pass_held_n > 0);
 }
 
+/* The last connection of be went: say so once (and "backend up" once one is back). */
+static void note_if_down(struct gw_backend_rt *be)
+{
+	if (pool_be_up(&be->pb) == 0 && be->was_up) {
+		be->was_up = false;
+		gw_warn("backend=%s pool=%s msg=\"backend down\"", be->cfg->log_name,
+			be->pool->cfg->log_name);
+	}
+}
+
 void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 {
 	struct gw_backend_rt *be = c->up.be;
@@ -747,8 +758,12 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 	gw_pool_dispatch(w, be->pool);
 	if (be->is_retired)
 		return;	/* closed on purpose by a reload: nothing lost, nothing to reopen */
-	if (c->up.is_spare_idle)
-		return;	/* closed on purpose, unused: the slot opens again on demand */
+	if (c->up.is_spare_idle) {
+		/* closed on purpose, unused: the slot opens again on demand. It may have been the
+		 * last one up while the warm ones reconnect */
+		note_if_down(be);
+		return;
+	}
 	if (was >= POOL_IDLE)
 		gw_warn("backend=%s pool=%s msg=\"backend connection lost\"", be->cfg->log_name,
 			be->pool->cfg->log_name);
@@ -772,11 +787,7 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 			   w->now_ms) < 0)
 		gw_err("backend=%s msg=\"reconnect attempts exhausted: giving up\"",
 			be->cfg->log_name);
-	if (pool_be_up(&be->pb) == 0 && be->was_up) {
-		be->was_up = false;
-		gw_warn("backend=%s pool=%s msg=\"backend down\"", be->cfg->log_name,
-			be->pool->cfg->log_name);
-	}
+	note_if_down(be);
 }
 
 void gw_upstream_on_sent(struct gw_worker *w, struct gw_conn *c)
@@ -940,7 +951,9 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	}
 	if (c->is_closing || output_stalled(w, c))
 		return;
-	if (be->pb.slots[s].is_spare && gw_up_state(c) == POOL_IDLE && !c->up.is_tx_locked) {
+	/* idle means nothing left to send either: asyncs queued behind a busy q are owed */
+	if (be->pb.slots[s].is_spare && gw_up_state(c) == POOL_IDLE && !c->up.is_tx_locked &&
+	    !gw_tx_pending(c) && !c->is_send_inflight) {
 		uint64_t idle_until = c->up.last_req_ms + w->cfg->limits.spare_idle_ms;
 		if (idle_until <= w->now_ms) {
 			/* the load that opened it is gone: q keeps fewer sockets */

@@ -439,3 +439,53 @@ Test(autolimit, no_spares_with_a_pinned_limit)
 	cr_assert_leq(inflight, 2);
 	cr_assert_eq(ask(0, ".mock.clients"), 3);
 }
+
+/*
+ * Asyncs queued on a spare connection behind a busy q are owed: the spare must not close
+ * as unused while they wait to be sent. Spares open under load (idle time 300 ms), then the
+ * backend is kept busy for 1.5 s by a direct caller while 4 clients send 12 asyncs of 3 MB
+ * each through the gateway; every one of them must reach the backend. (Before the fix, the
+ * spares carrying them closed as idle and 47 of 48 were lost without a word.)
+ */
+Test(autolimit, spare_with_queued_asyncs_is_not_idle)
+{
+	start_backends(1);
+	limits = ",\"limits\":{\"spare_idle_ms\":300}";
+	start_gate(1, 1, 1, ",\"max_inflight_ceiling\":6");
+	int64_t limit, inflight;
+	qbench(64, 2, &limit, &inflight, false);
+	cr_assert_gt(conns_max, 1, "no spare opened");
+
+	int direct = T_OK(t_q_connect("127.0.0.1", be[0]->port, "direct:pw", NULL));
+	struct t_obj *r = t_call_ok(direct, t_call0(".mock.count"), 5000);
+	int64_t c0 = r->a.j;
+	t_free(r);
+	struct t_obj *sleep = t_call(".mock.sleep", 1, t_long(1500));
+	T_OK(t_q_send(direct, T_ASYNC, sleep));
+	t_free(sleep);
+
+	enum { CLIENTS = 4, EACH = 12 };
+	int fd[CLIENTS];
+	struct t_obj *big = t_call(".mock.echo", 1, t_vec(4 /* byte */, 3000000));
+	for (int k = 0; k < CLIENTS; k++)
+		fd[k] = T_OK(t_q_connect("127.0.0.1", gw_port, "u:x", NULL));
+	for (int i = 0; i < EACH; i++)
+		for (int k = 0; k < CLIENTS; k++)
+			T_OK(t_q_send(fd[k], T_ASYNC, big));
+	t_free(big);
+	/* the backend counts every message: the asyncs, its sleep and each count query */
+	int64_t got = 0, queries = 0, until = t_now_ms() + 10000;
+	do {
+		poll(NULL, 0, 100);
+		r = t_call_ok(direct, t_call0(".mock.count"), 10000);
+		queries++;
+		got = r->a.j - c0 - 1 - queries;
+		t_free(r);
+	} while (got < CLIENTS * EACH && t_now_ms() < until);
+	cr_log_info("%" PRId64 " of %d asyncs reached the backend; %" PRId64 " spares opened",
+		    got, CLIENTS * EACH, be_stat(0, "spare_opens"));
+	cr_assert_eq(got, CLIENTS * EACH, "asyncs lost on spare connections closed as idle");
+	for (int k = 0; k < CLIENTS; k++)
+		close(fd[k]);
+	close(direct);
+}
