@@ -394,17 +394,7 @@ static void retire_pool(struct gw_worker *w, struct gw_pool_rt *p)
  */
 static void carry_backend(struct gw_backend_rt *to, const struct gw_backend_rt *from)
 {
-	to->requests = from->requests;
-	to->errors = from->errors;
-	to->reconnects = from->reconnects;
-	to->spare_opens = from->spare_opens;
-	to->bytes_in = from->bytes_in;
-	to->bytes_out = from->bytes_out;
-	to->lookups = from->lookups;
-	to->lookup_failures = from->lookup_failures;
-	to->connect_ok_ms = from->connect_ok_ms;
-	to->connect_failed_ms = from->connect_failed_ms;
-	to->latency = from->latency;
+	to->stat = from->stat;
 }
 
 /* p's backend named name, or NULL */
@@ -418,16 +408,8 @@ static struct gw_backend_rt *backend_named(const struct gw_pool_rt *p, const cha
 
 static void carry_pool(struct gw_pool_rt *to, const struct gw_pool_rt *from)
 {
-	to->requests = from->requests;
-	to->errors = from->errors;
-	to->queue_full = from->queue_full;
-	to->queue_timeouts = from->queue_timeouts;
-	to->timeouts = from->timeouts;
-	to->dropped_unsolicited = from->dropped_unsolicited;
-	to->unsolicited_closes = from->unsolicited_closes;
-	to->health_failures = from->health_failures;
+	to->stat = from->stat;
 	to->pl.affinity_moves = from->pl.affinity_moves;
-	to->latency = from->latency;
 	for (size_t b = 0; b < to->n_backends; b++) {
 		const struct gw_backend_rt *old = backend_named(from, to->backends[b]->cfg->name);
 		if (old)

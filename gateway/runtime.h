@@ -22,6 +22,29 @@ struct gw_pool_cfg;
 struct gw_worker;
 struct ssl_ctx_st;
 
+/*
+ * What /stats and /metrics show of a backend and of a pool, grouped so that a reload that
+ * replaces the runtime object carries all of it in one assignment (carry_backend,
+ * carry_pool in runtime.c): a figure added here cannot be forgotten there, and a counter
+ * never falls back to 0 (rate() would read that as a restart).
+ */
+struct gw_backend_stat {
+	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
+	uint64_t spare_opens;		/* spare connections opened (auto max_inflight) */
+	uint64_t lookups, lookup_failures;	/* its name's lookups (resolve.h) */
+	/* session pools: when (w->now_ms) its last session connection came up / failed to;
+	 * 0 never. /health judges a session pool by the later of the two. */
+	uint64_t connect_ok_ms, connect_failed_ms;
+	struct gw_hist latency;		/* as the pool's, for the answers this backend sent */
+};
+
+struct gw_pool_stat {
+	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
+	uint64_t unsolicited_closes;	/* connections closed for an answer nobody was owed */
+	uint64_t health_failures;
+	struct gw_hist latency;		/* request in -> answer complete, answered requests */
+};
+
 struct gw_backend_rt {
 	const struct gw_backend_cfg *cfg;
 	bool is_retired;		/* removed or changed by a reload: closes as it frees */
@@ -31,21 +54,15 @@ struct gw_backend_rt {
 	 * slot's is_alt_hello: the last hello offering 6 was closed, offer 3 next) */
 	struct pool_be pb;
 	struct ssl_ctx_st *ssl_ctx;	/* TLS to this backend, or NULL */
-	uint64_t requests, errors, reconnects, bytes_in, bytes_out;
-	uint64_t spare_opens;		/* spare connections opened (auto max_inflight) */
-	/* its name's lookups (resolve.h): started, failed, and failed in a row until the next
-	 * success (the log line follows 1, 2, 4, 8... of these) */
-	uint64_t lookups, lookup_failures;
+	struct gw_backend_stat stat;	/* carried whole across a reload */
+	/* its name's lookups failed in a row until the next success (the log line follows
+	 * 1, 2, 4, 8... of these) */
 	uint32_t lookup_failures_in_row;
-	/* session pools: when (w->now_ms) its last session connection came up / failed to;
-	 * 0 never. /health judges a session pool by the later of the two. */
-	uint64_t connect_ok_ms, connect_failed_ms;
 	bool was_up;
 	/* health: when any connection of it (this worker's) last got bytes from it, and the
 	 * health checks failed in a row since then (health.failures of them take it out) */
 	uint64_t last_heard_ms;
 	uint32_t health_fails;
-	struct gw_hist latency;		/* as the pool's, for the answers this backend sent */
 };
 
 struct gw_pool_rt {
@@ -57,12 +74,9 @@ struct gw_pool_rt {
 	size_t n_backends;
 	struct pool pl;			/* the checkout authority: queue, selection */
 	struct pool_costs costs;	/* learned call costs (pl.costs; bounded, pool/limit.h) */
-	uint64_t requests, errors, queue_full, queue_timeouts, timeouts, dropped_unsolicited;
-	uint64_t unsolicited_closes;	/* connections closed for an answer nobody was owed */
-	uint64_t health_failures;
+	struct gw_pool_stat stat;	/* carried whole across a reload */
 	uint32_t n_dedicated;		/* dedicated connections open now */
 	uint32_t n_sessions;		/* session connections open now */
-	struct gw_hist latency;		/* request in -> answer complete, answered requests */
 	struct pool_link dispatch_link;	/* worker.dispatches while marked for dispatch */
 };
 

@@ -427,10 +427,10 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 	r->state = GW_REQ_DONE;
 	if (r->pool) {
 		uint64_t us = gw_now_us() - r->t_start_us;
-		gw_hist_add(&r->pool->latency, us);
+		gw_hist_add(&r->pool->stat.latency, us);
 		/* the backend that answered (none when qgate made the answer: gw_req_fail) */
 		if (r->backend && r->backend->kind == GW_CONN_BACKEND && r->backend->up.be)
-			gw_hist_add(&r->backend->up.be->latency, us);
+			gw_hist_add(&r->backend->up.be->stat.latency, us);
 	}
 	if (w->audit_fd >= 0 && !r->gw_error)
 		gw_audit_req(w, r, r->is_qerror ? "q error" : "ok");
@@ -508,7 +508,7 @@ void gw_req_fail(struct gw_worker *w, struct gw_req *r, const char *text)
 	if (r->state == GW_REQ_SENT && r->backend)
 		gw_upstream_abandon(w, r->backend, r);	/* it reads and drops the answer */
 	if (r->pool)
-		r->pool->errors++;
+		r->pool->stat.errors++;
 	if (w->audit_fd >= 0 && !r->gw_error)
 		gw_audit_req(w, r, text);
 	r->gw_error = true;
@@ -658,7 +658,7 @@ static void submit_request(struct gw_worker *w, struct gw_conn *c, struct gw_req
 	struct gw_pool_rt *p = r->pool;
 	struct pool_decision d = { .verdict = POOL_WAIT, .req = &r->pq };
 
-	p->requests++;
+	p->stat.requests++;
 	if (!p->pl.is_started)
 		gw_pool_start(w, p);	/* a lazy pool opens its connections on first use */
 	/* pool_propose says NONE itself when no backend has hope: asked here only when the
@@ -676,7 +676,7 @@ static void submit_request(struct gw_worker *w, struct gw_conn *c, struct gw_req
 		return;
 	}
 	if (!enqueue(w, r, false)) {
-		p->queue_full++;
+		p->stat.queue_full++;
 		gw_req_fail(w, r, "qgate: queue full");
 		return;
 	}
@@ -879,7 +879,7 @@ static bool try_stream(struct gw_worker *w, struct gw_conn *c)
 		c->cl.requests--;
 		return false;
 	}
-	p->requests++;
+	p->stat.requests++;
 	r->is_streamed = true;
 	log_moved(r, &d);
 	gw_upstream_send(w, uc, r);
@@ -1027,7 +1027,7 @@ static int start_session(struct gw_worker *w, struct gw_conn *c, struct gw_pool_
 		return -ENOENT;
 	}
 	c->cl.session_pool = p;
-	p->requests++;
+	p->stat.requests++;
 	bool passthrough = p->cfg->is_auth_passthrough;
 	int ret = gw_upstream_open_session(w, gw_backend_of(pbe), c, passthrough ? h->cred : NULL,
 					   passthrough ? h->cred_len : 0, h->capability);
@@ -1475,7 +1475,7 @@ void gw_client_tick(struct gw_worker *w)
 		struct pool_req *pq;
 		while ((pq = pool_expired(&p->pl, w->now_ms)) != NULL) {
 			struct gw_req *r = gw_req_of(pq);
-			p->queue_timeouts++;
+			p->stat.queue_timeouts++;
 			gw_req_fail(w, r, "qgate: queue timeout");
 		}
 		/* the earliest queue deadline (a retry's is its own): queues are bounded */

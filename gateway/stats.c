@@ -186,15 +186,15 @@ static json_t *stats_tree(struct gw_worker *w)
 				"state", gw_backend_state(be),
 				"connections", "idle", n.idle, "busy", n.busy, "connecting",
 				n.connecting,
-				"requests", (json_int_t)be->requests, "errors", (json_int_t)be->errors,
-				"reconnects", (json_int_t)be->reconnects,
-				"spare_opens", (json_int_t)be->spare_opens,
+				"requests", (json_int_t)be->stat.requests, "errors", (json_int_t)be->stat.errors,
+				"reconnects", (json_int_t)be->stat.reconnects,
+				"spare_opens", (json_int_t)be->stat.spare_opens,
 				/* its name's lookups (resolve.h): 0 for a numeric address */
-				"lookups", (json_int_t)be->lookups,
-				"lookup_failures", (json_int_t)be->lookup_failures,
+				"lookups", (json_int_t)be->stat.lookups,
+				"lookup_failures", (json_int_t)be->stat.lookup_failures,
 				"outstanding", (json_int_t)pool_be_outstanding(&be->pb),
-				"bytes_in", (json_int_t)be->bytes_in,
-				"bytes_out", (json_int_t)be->bytes_out, "weight", be->pb.weight,
+				"bytes_in", (json_int_t)be->stat.bytes_in,
+				"bytes_out", (json_int_t)be->stat.bytes_out, "weight", be->pb.weight,
 				/* across all workers: the backend's own view */
 				"inflight", (json_int_t)pool_shared_inflight(be->pb.shared),
 				"max_inflight", (json_int_t)__atomic_load_n(&be->pb.shared->max_inflight,
@@ -202,9 +202,9 @@ static json_t *stats_tree(struct gw_worker *w)
 			/* session pools keep no connections open: /health reads these instead */
 			json_t *bj = json_array_get(bs, json_array_size(bs) - 1);
 			json_object_set_new(bj, "connect_ok_ms", json_integer((json_int_t)
-									       be->connect_ok_ms));
+									       be->stat.connect_ok_ms));
 			json_object_set_new(bj, "connect_failed_ms", json_integer((json_int_t)
-						be->connect_failed_ms));
+						be->stat.connect_failed_ms));
 			json_object_set_new(bj, "disabled", json_boolean(be->pb.is_disabled));
 			/* max_inflight "auto": the limit above is the limiter's, learned from
 			 * these (pool/limit.h; all workers: the backend's own view) */
@@ -215,22 +215,22 @@ static json_t *stats_tree(struct gw_worker *w)
 				__atomic_load_n(&sh->min_rtt_us, __ATOMIC_RELAXED)));
 			json_object_set_new(bj, "short_rtt_us", json_integer((json_int_t)
 				__atomic_load_n(&sh->short_rtt_us, __ATOMIC_RELAXED)));
-			json_object_set_new(bj, "latency", latency_json(&be->latency));
+			json_object_set_new(bj, "latency", latency_json(&be->stat.latency));
 		}
 		json_array_append_new(ps, json_pack(
 			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:o,s:o}",
 			"name", p->cfg->name, "mode", p->cfg->mode == GW_MODE_SESSION ? "session" : "query",
 			"state", pool_is_up(p) ? "up" : "down",
-			"queued", (json_int_t)p->pl.queue_len, "requests", (json_int_t)p->requests,
-			"errors", (json_int_t)p->errors, "queue_full", (json_int_t)p->queue_full,
-			"queue_timeouts", (json_int_t)p->queue_timeouts,
-			"timeouts", (json_int_t)p->timeouts,
-			"dropped_unsolicited", (json_int_t)p->dropped_unsolicited,
-			"unsolicited_closes", (json_int_t)p->unsolicited_closes,
-			"health_failures", (json_int_t)p->health_failures,
+			"queued", (json_int_t)p->pl.queue_len, "requests", (json_int_t)p->stat.requests,
+			"errors", (json_int_t)p->stat.errors, "queue_full", (json_int_t)p->stat.queue_full,
+			"queue_timeouts", (json_int_t)p->stat.queue_timeouts,
+			"timeouts", (json_int_t)p->stat.timeouts,
+			"dropped_unsolicited", (json_int_t)p->stat.dropped_unsolicited,
+			"unsolicited_closes", (json_int_t)p->stat.unsolicited_closes,
+			"health_failures", (json_int_t)p->stat.health_failures,
 			"affinity_moves", (json_int_t)p->pl.affinity_moves,
 			"dedicated", (int)p->n_dedicated, "sessions", (int)p->n_sessions,
-			"latency", latency_json(&p->latency), "backends", bs));
+			"latency", latency_json(&p->stat.latency), "backends", bs));
 		/* summed over the workers: how many opened its connections (lazy: on first use) */
 		json_object_set_new(json_array_get(ps, i), "started",
 				    json_integer(p->pl.is_started ? 1 : 0));

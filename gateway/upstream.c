@@ -200,7 +200,7 @@ static struct gw_conn *up_open(struct gw_worker *w, struct gw_backend_rt *be,
 		return c;
 	}
 	c->up.is_resolving = true;
-	be->lookups++;
+	be->stat.lookups++;
 	ret = gw_resolve_start(w, c, &be->cfg->addr);
 	if (ret < 0)
 		gw_upstream_resolved(w, c, NULL, 0, strerror(-ret));
@@ -223,7 +223,7 @@ void gw_upstream_resolved(struct gw_worker *w, struct gw_conn *c,
 
 	c->up.is_resolving = false;
 	if (!ss) {
-		be->lookup_failures++;
+		be->stat.lookup_failures++;
 		if (resolve_fail_logged(be))
 			gw_warn("backend=%s pool=%s address=%s failures=%u msg=\"cannot resolve the "
 				"backend's name: trying again after the reconnect backoff\" "
@@ -272,7 +272,7 @@ int gw_upstream_open_dedicated(struct gw_worker *w, struct gw_backend_rt *be, st
 		return -EAGAIN;
 	be->pool->n_dedicated++;	/* it counts for its backend's load until closed */
 	r->backend_name = be->cfg->log_name;
-	be->requests++;
+	be->stat.requests++;
 	c->up.owed = r;
 	r->backend = c;
 	r->state = GW_REQ_SENT;
@@ -385,7 +385,7 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 		if (r && r->msg) {
 			struct gw_chunk *msg = r->msg;
 			r->msg = NULL;
-			be->bytes_out += msg->len;
+			be->stat.bytes_out += msg->len;
 			gw_tx_append_chunk(w, c, msg);
 		}
 		return;
@@ -394,7 +394,7 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 		struct gw_conn *cl = session_client(c);
 		gw_upstream_set_state(w, c, POOL_BUSY);
 		c->up.query_deadline_ms = 0;
-		be->connect_ok_ms = w->now_ms;
+		be->stat.connect_ok_ms = w->now_ms;
 		if (pool_session_ok(&be->pb))
 			gw_info("backend=%s pool=%s msg=\"session backend reachable again\"",
 				be->cfg->log_name, be->pool->cfg->log_name);
@@ -406,9 +406,9 @@ static void backend_ready(struct gw_worker *w, struct gw_conn *c, int capability
 		return;
 	}
 	if (pool_slot_up(&be->pb, (uint32_t)c->up.rec->slot))
-		be->reconnects++;
+		be->stat.reconnects++;
 	if (be->pb.slots[c->up.rec->slot].is_spare)
-		be->spare_opens++;
+		be->stat.spare_opens++;
 	if (!be->was_up) {
 		be->was_up = true;
 		gw_info("backend=%s pool=%s address=%s capability=%d msg=\"backend up\"",
@@ -464,7 +464,7 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 			/* never paired with whatever request comes next (the one rule) */
 			gw_warn("backend=%s msg=\"response with no request outstanding: closing\"",
 				be_name(c));
-			p->unsolicited_closes++;
+			p->stat.unsolicited_closes++;
 			gw_conn_close(w, c, "unsolicited response");
 			return;
 		}
@@ -475,12 +475,12 @@ static void on_header(struct gw_worker *w, struct gw_conn *c, const struct qipc_
 		return;
 	}
 	/* a message the backend started: no client of a shared connection may get it */
-	p->dropped_unsolicited++;
-	if ((p->dropped_unsolicited & (p->dropped_unsolicited - 1)) == 0)	/* 1,2,4,8.. */
+	p->stat.dropped_unsolicited++;
+	if ((p->stat.dropped_unsolicited & (p->stat.dropped_unsolicited - 1)) == 0)	/* 1,2,4,8.. */
 		gw_warn("backend=%s pool=%s type=%s dropped_total=%llu msg=\"message started "
 			"by backend on a shared connection dropped\"", be_name(c), p->cfg->log_name,
 			st->hdr.msg_type == QIPC_SYNC ? "sync" : "async",
-			(unsigned long long)p->dropped_unsolicited);
+			(unsigned long long)p->stat.dropped_unsolicited);
 	c->up.is_skipping = true;
 	c->up.skip_type = st->hdr.msg_type;
 }
@@ -560,7 +560,7 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 {
 	struct gw_backend_rt *be = c->up.be;
 
-	be->bytes_in += n;
+	be->stat.bytes_in += n;
 	heard(w, be);
 	if (gw_up_state(c) == POOL_HANDSHAKE) {
 		int cap = p[0];
@@ -616,7 +616,7 @@ void gw_upstream_on_data(struct gw_worker *w, struct gw_conn *c, const uint8_t *
 	if (!c->is_closing && gw_up_state(c) == POOL_IDLE && !qipc_framer_idle(&c->fr)) {
 		gw_warn("backend=%s msg=\"bytes with no request outstanding: closing\"",
 			be->cfg->log_name);
-		c->up.be->pool->unsolicited_closes++;
+		c->up.be->pool->stat.unsolicited_closes++;
 		gw_conn_close(w, c, "unsolicited bytes");
 	}
 }
@@ -626,8 +626,8 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 	struct gw_backend_rt *be = c->up.be;
 	struct gw_chunk *msg = r->msg;
 
-	be->requests++;
-	be->bytes_out += msg->len;
+	be->stat.requests++;
+	be->stat.bytes_out += msg->len;
 	r->backend_name = be->cfg->log_name;
 	if (r->is_sync && be->pool->cfg->is_idempotent && !r->is_streamed) {
 		/* keep the request: if this backend dies before answering, it is sent again */
@@ -672,7 +672,7 @@ static void session_failed(struct gw_worker *w, struct gw_backend_rt *be)
 	int64_t delay = pool_session_failed(&be->pb, &bc, pool_rand01(&be->pool->pl.selector),
 					    w->now_ms);
 
-	be->connect_failed_ms = w->now_ms;
+	be->stat.connect_failed_ms = w->now_ms;
 
 	if (be->pb.session_failures == 1)
 		gw_warn("backend=%s pool=%s msg=\"session backend unreachable: new sessions go to "
@@ -696,7 +696,7 @@ static void close_extra(struct gw_worker *w, struct gw_conn *c)
 			struct gw_req *r = c->up.owed;
 			c->up.owed = NULL;
 			r->backend = NULL;
-			be->errors++;
+			be->stat.errors++;
 			snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
 			gw_req_fail(w, r, text);
 		}
@@ -747,7 +747,7 @@ void gw_upstream_on_close(struct gw_worker *w, struct gw_conn *c)
 		c->up.owed = NULL;
 		r->backend = NULL;
 		if (!r->is_health) {
-			be->errors++;
+			be->stat.errors++;
 			snprintf(text, sizeof(text), "qgate: backend %s lost", be->cfg->name);
 		}
 		if (r->is_health || !gw_req_retry(w, r))
@@ -835,7 +835,7 @@ static void health_check(struct gw_worker *w, struct gw_conn *c)
 	memcpy(m + 14, q, qlen);
 	r->msg->len = QIPC_HDR_SIZE + 6 + qlen;
 	gw_upstream_send(w, c, r);
-	c->up.be->requests--;	/* not a client request */
+	c->up.be->stat.requests--;	/* not a client request */
 }
 
 /*
@@ -911,7 +911,7 @@ static void health_failed(struct gw_worker *w, struct gw_pool_rt *p, struct gw_b
 	const struct gw_health_cfg *h = &p->cfg->health;
 	uint32_t max = h->failures > 0 ? (uint32_t)h->failures : 1;
 
-	p->health_failures++;
+	p->stat.health_failures++;
 	be->health_fails++;
 	if (be->health_fails >= max) {
 		take_out(w, p, be, c);
@@ -996,7 +996,7 @@ static void tick_pooled(struct gw_worker *w, struct gw_pool_rt *p, struct gw_bac
 	} else if (st == POOL_DRAINING && c->up.is_health_drain) {
 		health_failed(w, p, be, c);
 	} else if (st == POOL_BUSY && c->up.owed) {
-		p->timeouts++;
+		p->stat.timeouts++;
 		/* the connection drains the late answer, but not forever */
 		c->up.query_deadline_ms = w->now_ms + w->cfg->limits.drain_timeout_ms;
 		gw_req_fail(w, c->up.owed, "qgate: timeout");
@@ -1049,7 +1049,7 @@ void gw_upstream_tick(struct gw_worker *w)
 				gw_conn_close(w, c, "handshake timeout");
 		} else if (c->up.owed) {
 			/* a dedicated socket is never reused: close it rather than drain */
-			c->up.be->pool->timeouts++;
+			c->up.be->pool->stat.timeouts++;
 			struct gw_req *r = c->up.owed;
 			c->up.owed = NULL;
 			r->backend = NULL;

@@ -420,7 +420,7 @@ static void publish_alive(struct gw_worker *w)
 			all++;
 			/* a session pool's connections are its clients': judged by the last try */
 			if (be->pb.n[POOL_IDLE] + be->pb.n[POOL_BUSY] > 0 ||
-			    be->connect_ok_ms > be->connect_failed_ms)
+			    be->stat.connect_ok_ms > be->stat.connect_failed_ms)
 				up++;
 		}
 	}
