@@ -360,6 +360,10 @@ Test(zerocopy, a_client_that_stops_reading_holds_at_most_half_the_ring)
 {
 	start(2, "\"zero_copy_bytes\":65536,\"rx_buffers\":64,\"client_output_timeout_ms\":0");
 	int nr = connect_gw();
+	/* a fixed, small receive buffer: with tcp_rmem's autotuning (up to 32 MiB here) the
+	 * kernel could take in the whole answer, and nothing would be left for qgate to hold */
+	int rcvbuf = 65536;
+	cr_assert_eq(setsockopt(nr, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
 	T_OK(t_send_free(nr, T_SYNC, t_call(".mock.bytes", 1, t_long(16 << 20))));
 	/* wait until its answer has filled what qgate will hold for it */
 	int64_t deadline = t_now_ms() + 5000, lent = 0;
