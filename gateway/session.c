@@ -329,13 +329,26 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
  */
 #define LEND_MIN_BYTES 4096	/* smaller pieces are copied: a lent piece holds a whole buffer */
 
-static bool is_lendable(struct gw_worker *w, const struct gw_conn *c, const uint8_t *hdr)
+/* the total length of a message whose header (already checked by a framer) is at hdr */
+static uint64_t hdr_length(const uint8_t *hdr)
 {
-	uint64_t len = (uint64_t)hdr[4] | (uint64_t)hdr[5] << 8 | (uint64_t)hdr[6] << 16 |
-		       (uint64_t)hdr[7] << 24 | (uint64_t)hdr[3] << 32;
+	return (uint64_t)hdr[4] | (uint64_t)hdr[5] << 8 | (uint64_t)hdr[6] << 16 |
+	       (uint64_t)hdr[7] << 24 | (uint64_t)hdr[3] << 32;
+}
+
+/* a message of msg_len bytes going out on a socket with (is_tls) or without TLS */
+static bool is_lendable(const struct gw_worker *w, bool is_tls, uint64_t msg_len)
+{
 	uint64_t min = w->cfg->limits.zero_copy_bytes;
 
-	return min && !c->ssl && len >= min;
+	return min && !is_tls && msg_len >= min;
+}
+
+/* p[0..n) of a lendable message as a chunk lent from its receive buffer; NULL: copy it */
+static struct gw_chunk *lend_piece(struct gw_worker *w, bool may_lend, const uint8_t *p,
+				   size_t n)
+{
+	return may_lend && n >= LEND_MIN_BYTES ? gw_buf_lend(w, p, n) : NULL;
 }
 
 /*
@@ -345,8 +358,7 @@ static bool is_lendable(struct gw_worker *w, const struct gw_conn *c, const uint
  */
 static bool want_compression(struct gw_worker *w, const struct gw_conn *c, const uint8_t *hdr)
 {
-	uint64_t len = (uint64_t)hdr[4] | (uint64_t)hdr[5] << 8 | (uint64_t)hdr[6] << 16 |
-		       (uint64_t)hdr[7] << 24 | (uint64_t)hdr[3] << 32;
+	uint64_t len = hdr_length(hdr);
 
 	if (!c->cl.is_compress || c->cl.capability < 1 || hdr[2] != 0 || hdr[0] != 1)
 		return false;
@@ -400,13 +412,13 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		if (n > 0 && p[0] == 0x80)
 			r->is_qerror = true;	/* an error object as the answer's payload */
 		r->is_compressing = want_compression(w, c, pre);
-		r->is_lent = !r->is_compressing && is_lendable(w, c, pre);
+		r->is_lent = !r->is_compressing && is_lendable(w, c->ssl != NULL, hdr_length(pre));
 	}
 	r->resp_bytes += pre_n + n;
 	if (c->cl.slots_head == r && !r->is_compressing) {
 		/* both pieces queued before one kick: a header never leaves on its own */
 		gw_chunkq_append(&c->txq, pre, pre_n);
-		struct gw_chunk *ch = r->is_lent && n >= LEND_MIN_BYTES ? gw_buf_lend(w, p, n) : NULL;
+		struct gw_chunk *ch = lend_piece(w, r->is_lent, p, n);
 		if (ch)
 			gw_chunkq_push(&c->txq, ch);
 		else
@@ -919,10 +931,9 @@ static void on_body(struct gw_worker *w, struct gw_conn *c, const struct qipc_fr
 			return;	/* its backend is gone: the request already got its error */
 		/* a large request goes on from the receive buffers, as large answers do: its
 		 * backend connection carries nothing else, and its pending bytes pause the client */
-		uint64_t min = w->cfg->limits.zero_copy_bytes;
-		struct gw_chunk *ch = min && !uc->ssl && c->cl.rx_hdr.length >= min &&
-				      st->len >= LEND_MIN_BYTES ?
-				      gw_buf_lend(w, st->data, st->len) : NULL;
+		struct gw_chunk *ch = lend_piece(w, is_lendable(w, uc->ssl != NULL,
+								c->cl.rx_hdr.length),
+						 st->data, st->len);
 		if (ch)
 			gw_tx_append_chunk(w, uc, ch);
 		else

@@ -629,6 +629,7 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 	be->stat.requests++;
 	be->stat.bytes_out += msg->len;
 	r->backend_name = be->cfg->log_name;
+	c->up.last_req_ms = w->now_ms;	/* in use: a spare is not idle (sync or async) */
 	if (r->is_sync && be->pool->cfg->is_idempotent && !r->is_streamed) {
 		/* keep the request: if this backend dies before answering, it is sent again */
 		gw_tx_append(w, c, msg->data, msg->len);
@@ -642,12 +643,10 @@ void gw_upstream_send(struct gw_worker *w, struct gw_conn *c, struct gw_req *r)
 		/* checked out by the pool for r: BUSY, with its max_inflight slot */
 		GW_ASSERT(gw_up_state(c) == POOL_BUSY && c->up.rec->holds_slot && !c->up.owed);
 		checked_out(w, c, r);
-		c->up.last_req_ms = w->now_ms;
 		r->t_sent_us = gw_now_us();
 		if (msg)
 			gw_tx_append_chunk(w, c, msg);
 	} else {
-		c->up.last_req_ms = w->now_ms;	/* an async uses a spare too */
 		gw_tx_append_chunk(w, c, msg);
 		r->state = GW_REQ_DONE;
 		gw_req_release(r);	/* written: nothing more to do for an async */

@@ -323,9 +323,8 @@ static struct t_proc *restart_b2(int port)
 	return p;
 }
 
-/* The whole run: start, traffic, b2 down and up, an admin pause and resume of the hostile
- * pool, a reload swapping P2 for P3, stop; then every line is read back. */
-static void run(bool is_json)
+/* Two backends and the gateway (the first config), its stats port accepting. */
+static void start_all(bool is_json)
 {
 	b1 = T_PTR(t_mockq_start("b1", NULL));
 	b2 = T_PTR(t_mockq_start("b2", NULL));
@@ -334,6 +333,13 @@ static void run(bool is_json)
 	write_cfg(is_json, false);
 	gate = T_PTR(t_qgate_start(cfg_path, gw_port));
 	T_OK(t_wait_accepting("127.0.0.1", stats_port, 5000, gate->pid));
+}
+
+/* The whole run: start, traffic, b2 down and up, an admin pause and resume of the hostile
+ * pool, a reload swapping P2 for P3, stop; then every line is read back. */
+static void run(bool is_json)
+{
+	start_all(is_json);
 	for (int i = 0; i < 6; i++)
 		query_ok(i);
 
@@ -396,13 +402,7 @@ Test(log_lines, hostile_names_json)
 static void long_names(bool is_json)
 {
 	evil = "-plain";
-	b1 = T_PTR(t_mockq_start("b1", NULL));
-	b2 = T_PTR(t_mockq_start("b2", NULL));
-	gw_port = T_OK(t_free_port());
-	stats_port = T_OK(t_free_port());
-	write_cfg(is_json, false);
-	gate = T_PTR(t_qgate_start(cfg_path, gw_port));
-	T_OK(t_wait_accepting("127.0.0.1", stats_port, 5000, gate->pid));
+	start_all(is_json);
 
 	/* 127 x U+00E9 and a newline: 255 bytes, 4 x 255 escaped in the arg, again in the
 	 * outcome naming the unknown pool */
