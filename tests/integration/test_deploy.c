@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ static struct t_proc *be[2];
 static struct t_proc *gw[2];
 static const char *gw_cfg[2];
 static int gw_port[2];
+static int stats_port[2];
 static int lb_port;
 static int fds[N_CLIENTS];
 static int connects, connect_failures, reconnects;
@@ -164,6 +166,20 @@ static void round_of_echoes(int round)
 	}
 }
 
+/* requests the running instances have read, all pools */
+static int64_t requests_seen(void)
+{
+	int64_t n = 0;
+	for (int k = 0; k < 2; k++) {
+		if (!gw[k] || !t_proc_alive(gw[k]))
+			continue;
+		int64_t v = t_stats_int(stats_port[k], "pools/0/requests");
+		cr_assert_geq(v, 0, "qgate %d's /stats: %s", k, t_errmsg());
+		n += v;
+	}
+	return n;
+}
+
 /*
  * Requests in flight when an instance stops: each client with a live connection sends a
  * deferred echo, the instance is told to stop, and every such request is answered with
@@ -171,7 +187,8 @@ static void round_of_echoes(int round)
  */
 static void stop_with_requests_in_flight(int k, int round)
 {
-	int sent[N_CLIENTS] = { 0 };
+	int sent[N_CLIENTS] = { 0 }, n_sent = 0;
+	int64_t before = requests_seen();
 
 	for (int i = 0; i < N_CLIENTS; i++) {
 		char tok[32];
@@ -181,7 +198,16 @@ static void stop_with_requests_in_flight(int k, int round)
 		T_OK(t_send_free(fds[i], T_SYNC, t_call(".mock.defer", 2, t_long(200),
 							   t_str(tok))));
 		sent[i] = 1;
+		n_sent++;
 	}
+	/* only a request the instance has read is in flight: one still in HAProxy or in a
+	 * socket buffer when the stop comes finds an idle connection, which is closed (that
+	 * request never ran; echo() covers that race) */
+	int64_t deadline = t_now_ms() + 10000;
+	while (requests_seen() < before + n_sent && t_now_ms() < deadline)
+		poll(NULL, 0, 5);
+	cr_assert_geq(requests_seen(), before + n_sent, "the gateways did not read the %d "
+		      "deferred requests", n_sent);
 	T_OK(t_proc_signal(gw[k], SIGTERM));
 	for (int i = 0; i < N_CLIENTS; i++) {
 		if (!sent[i])
@@ -213,11 +239,13 @@ Test(deploy, rolling_restart_behind_the_documented_haproxy, .timeout = 120.0)
 	for (int i = 0; i < 2; i++) {
 		char *text = NULL, name[16];
 		gw_port[i] = T_OK(t_free_port());
+		stats_port[i] = T_OK(t_free_port());
 		cr_assert(asprintf(&text, "{\"listeners\":[{\"name\":\"main\",\"listen\":"
 				   "\"127.0.0.1:%d\",\"pool\":\"p\"}],\"pools\":[{\"name\":\"p\","
 				   "\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\"},"
-				   "{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\"}]}]}", gw_port[i],
-				   be[0]->port, be[1]->port) > 0);
+				   "{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\"}]}],"
+				   "\"stats\":{\"listen\":\"127.0.0.1:%d\"}}", gw_port[i],
+				   be[0]->port, be[1]->port, stats_port[i]) > 0);
 		snprintf(name, sizeof(name), "gw%d.json", i);
 		gw_cfg[i] = T_PTR(t_write_file(name, text));
 		free(text);
