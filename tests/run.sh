@@ -62,18 +62,27 @@ summary() {
 	python3 - "${logs[@]}" <<'EOF'
 import json, sys
 p = f = s = 0
+failed = []
 for path in sys.argv[1:]:
     for line in open(path):
         line = line.strip()
         if not line:
             continue
-        r = json.loads(line).get("result", "")
+        t = json.loads(line)
+        r = t.get("result", "")
         if r in ("OK", "EXPECTEDFAIL"):
             p += 1
         elif r == "SKIP":
             s += 1
         else:
             f += 1
+            failed.append((path, t))
+# a CI log may keep only its tail: name each failure here, with the end of its output
+for path, t in failed:
+    print(f"---- {t.get('name')}: {t.get('result')} after {t.get('duration', 0):.0f} s ({path})")
+    out = (t.get("stdout") or "") + (t.get("stderr") or "")
+    for l in out.splitlines()[-30:]:
+        print("   " + l[:300])
 print(f"tests: {p} passed, {f} failed, {s} skipped")
 EOF
 }
