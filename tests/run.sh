@@ -80,8 +80,9 @@ for path in sys.argv[1:]:
 # a CI log may keep only its tail: name each failure here, with the end of its output
 for path, t in failed:
     print(f"---- {t.get('name')}: {t.get('result')} after {t.get('duration', 0):.0f} s ({path})")
-    out = (t.get("stdout") or "") + (t.get("stderr") or "")
-    for l in out.splitlines()[-30:]:
+    lines = ((t.get("stdout") or "") + (t.get("stderr") or "")).splitlines()
+    marks = [l for l in lines if any(m in l for m in ("Assert", "FAIL", "failed", "ERROR"))]
+    for l in marks[:12] + ["..."] + lines[-15:]:
         print("   " + l[:300])
 print(f"tests: {p} passed, {f} failed, {s} skipped")
 EOF
