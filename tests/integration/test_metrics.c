@@ -1478,6 +1478,10 @@ Test(metrics, process_figures_without_proc_stat, .timeout = 60.0)
 	int rc = t_wait_accepting("127.0.0.1", stats_port, 10000, gate->pid);
 	cr_assert(rc == 0, "qgate under unshare with /proc subset=pid did not start: %s",
 		  t_tail(gate->err_path, 600));
+	/* the stats endpoint opens before the workers' listeners */
+	rc = t_wait_file_contains(gate->err_path, 0, "qgate ready", 10000);
+	cr_assert(rc == 0, "qgate under unshare never logged \"qgate ready\": %s",
+		  t_tail(gate->err_path, 600));
 	sleeps(2, 1);
 	struct scrape sc;
 	scrape_now(&sc);
