@@ -26,12 +26,17 @@ Any mismatched, missing or error answer aborts the whole run (exit 1).
 usage: bench/compare.py [--build DIR] [--seconds S] [--reps N] [--quick] [--cases LIST]
                         [--idle N] [--out FILE.md] [--json FILE] [--plot PREFIX]
                         [--max-inflight N] [--floor-mode copy|zc|splice]
-                        [--qgate-limits JSON]
+                        [--qgate-limits JSON] [--backend-unix]
 
 --floor-mode: how the floor moves answers (bench/floor --mode; default copy: recv and send
 from the same provided buffer; zc: zero-copy send from it; splice: through a pipe).
 --qgate-limits: a JSON object merged into qgate's "limits" (e.g. '{"zero_copy_bytes":0}' to
 measure the copying path against the default on the same build).
+--backend-unix: mockq also listens on q's abstract socket @/tmp/kx.PORT, and qgate and the
+floor reach it there (address unix:PORT), as on a host where the gateway runs next to its q
+processes. HAProxy 2.6 cannot name that socket (abns@ pads the name to the whole sun_path,
+and its connection is refused), so HAProxy and direct clients stay on TCP. Clients always
+connect over TCP.
 --plot PREFIX writes PREFIX-throughput.png and PREFIX-latency.png (needs matplotlib).
 --quick: 1.5 s runs, small at 1 and 64 clients, idle 1000, one repetition unless --reps.
 """
@@ -153,14 +158,17 @@ class Env:
         self.args, self.procs, self.tmp = args, [], tmp
         self.backends = [free_port() for _ in range(n)]
         for i, port in enumerate(self.backends):
-            self.spawn([args.mockq, "--port", str(port), "--name", f"m{i + 1}"],
-                       port, f"mockq m{i + 1}")
+            self.spawn([args.mockq, "--port", str(port), "--name", f"m{i + 1}"] +
+                       (["--unix"] if args.backend_unix else []), port, f"mockq m{i + 1}")
+        # how qgate and the floor name a backend; HAProxy and direct always use TCP
+        self.via = [f"unix:{b}" if args.backend_unix else f"127.0.0.1:{b}"
+                    for b in self.backends]
         self.port = {"direct": self.backends[0]}
         self.pid = {}
         # the floor
         fp = free_port()
-        p = self.spawn([args.floor, "--mode", args.floor_mode, f"127.0.0.1:{fp}"] +
-                       [f"127.0.0.1:{b}" for b in self.backends], fp, "floor")
+        p = self.spawn([args.floor, "--mode", args.floor_mode, f"127.0.0.1:{fp}"] + self.via,
+                       fp, "floor")
         self.port["floor"], self.pid["floor"] = fp, p.pid
         # HAProxy, TCP mode, one thread
         hp = free_port()
@@ -177,8 +185,7 @@ class Env:
         self.port["haproxy"], self.pid["haproxy"] = hp, p.pid
         # qgate, default settings apart from --max-inflight
         gp, self.stats_port = free_port(), free_port()
-        be = [{"name": f"m{i + 1}", "address": f"127.0.0.1:{b}"} for i, b in
-              enumerate(self.backends)]
+        be = [{"name": f"m{i + 1}", "address": a} for i, a in enumerate(self.via)]
         for b in be:
             b.update(args.qgate_backend)
         if args.max_inflight:
@@ -568,6 +575,10 @@ def main():
                     "(default: qgate's own)")
     ap.add_argument("--floor-mode", choices=("copy", "zc", "splice"), default="copy",
                     help="how the floor moves answers (default copy)")
+    ap.add_argument("--backend-unix", action="store_true",
+                    help="qgate and the floor reach the backends over q's abstract unix "
+                    "socket (unix:PORT); HAProxy 2.6 cannot (its abns@ pads the name), "
+                    "so it and direct stay on TCP")
     ap.add_argument("--qgate-limits", type=json.loads, help="JSON object: qgate's limits "
                     "(default: qgate's own)")
     args = ap.parse_args()
@@ -616,6 +627,9 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = tables(results)
+    if args.backend_unix:
+        text = ("qgate and the floor reach the backends over q's unix socket (unix:PORT); "
+                "HAProxy and direct over TCP.\n\n" + text)
     print(text)
     print(f"\n{len(results)} cases, {args.reps} repetition(s), {secs} s per run, "
           f"{time.time() - t0:.0f} s in all; no mismatched answer")

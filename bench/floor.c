@@ -29,6 +29,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <errno.h>
 #include <liburing.h>
 #include <netdb.h>
@@ -530,8 +531,26 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		pair_free(p);
 }
 
+/* unix:PORT: q's abstract socket "\0/tmp/kx.PORT", its length without a trailing NUL */
+static int parse_unix(const char *port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)ss;
+	char *end;
+	long n = strtol(port, &end, 10);
+
+	if (!*port || *end || n < 1 || n > 65535)
+		return -1;
+	memset(un, 0, sizeof(*un));
+	un->sun_family = AF_UNIX;
+	int k = snprintf(un->sun_path + 1, sizeof(un->sun_path) - 1, "/tmp/kx.%ld", n);
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)k);
+	return 0;
+}
+
 static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len, bool passive)
 {
+	if (!passive && !strncmp(s, "unix:", 5))
+		return parse_unix(s + 5, ss, len);
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
 	struct addrinfo *ai = NULL;
@@ -636,7 +655,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: floor [--buffers N] [--buffer-bytes B] [--mode copy|zc|splice]\n"
 		   "             [--pipe-bytes P] [HOST:]PORT BACKEND...\n"
 		   "  relays every client accepted on [HOST:]PORT to its own connection to the\n"
-		   "  next BACKEND (HOST:PORT), round robin. Provided buffers: N (power of two,\n"
+		   "  next BACKEND (HOST:PORT, or unix:PORT for q's abstract socket\n"
+		   "  @/tmp/kx.PORT), round robin. Provided buffers: N (power of two,\n"
 		   "  default 256) of B bytes (default 32768). --mode: how answers (backend to\n"
 		   "  client) move: copy (recv + send, default), zc (recv + zero-copy send),\n"
 		   "  splice (through a pipe of P bytes per client, default 1048576).\n");

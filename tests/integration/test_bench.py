@@ -2,7 +2,8 @@
 """test_bench — keeps the bench of issue #11 working (docs/performance.md).
 
 - bench/floor relays qbench's load to two mockq backends for a second: zero mismatches,
-  requests answered, bytes counted both ways, no error, exit 0 on SIGTERM.
+  requests answered, bytes counted both ways, no error, exit 0 on SIGTERM; and to a mockq
+  on q's abstract unix socket (unix:PORT).
 - Stress: 64 connections with random token sizes up to 1 MiB, then 1 MiB answers, through a
   floor with only 16 provided buffers of 4 KiB (so recvs find the ring empty and sends are
   split): every answer exact.
@@ -12,7 +13,8 @@
 - qbench's new modes fail when they must: a stand-in q whose answers to --answer-bytes have
   one byte changed, one byte missing or the other connection's token makes qbench report
   mismatches and exit 1 (and exit 0 when its answers are right); bad usage is status 2.
-- bench/compare.py --quick --reps 1 --cases small runs end to end (HAProxy included).
+- bench/compare.py --quick --reps 1 --cases small runs end to end (HAProxy included), over
+  TCP and with --backend-unix.
 
 Usage: MOCKQ_BIN=... QBENCH_BIN=... QGATE_BIN=... FLOOR_BIN=... QGATE_SRC=... test_bench.py"""
 import json
@@ -58,12 +60,13 @@ def start(cmd, ready):
     return p, int(line.split()[-1])
 
 
-def mockq(name):
-    return start([ENV["MOCKQ_BIN"], "--port", "0", "--name", name], f"mockq {name} listening")
+def mockq(name, *opts):
+    return start([ENV["MOCKQ_BIN"], "--port", "0", "--name", name, *opts],
+                 f"mockq {name} listening")
 
 
-def floor(backends, *opts):
-    return start([ENV["FLOOR_BIN"], *opts, "127.0.0.1:0", *[f"127.0.0.1:{b}" for b in backends]],
+def floor(backends, *opts, scheme="127.0.0.1:"):
+    return start([ENV["FLOOR_BIN"], *opts, "127.0.0.1:0", *[f"{scheme}{b}" for b in backends]],
                  "floor listening")
 
 
@@ -204,6 +207,16 @@ def main():
              f"for {r['requests']} requests")
     print(f"ok floor: {r['requests_per_sec']:.0f} req/s, {up} B up, {down} B down")
 
+    # 1b. the same to a backend on q's abstract unix socket (compare.py --backend-unix)
+    _, mu = mockq("mu", "--unix")
+    fp, fport = floor([mu], scheme="unix:")
+    r = qbench(fport, "--conns", "8", "--seconds", "1")
+    conns, up, down, errors = stop_floor(fp)
+    if r["requests"] < 100 or r["mismatches"] or conns != 8 or errors or \
+            down < r["requests"] * 32:
+        fail(f"floor to unix:{mu}: {r}; {conns} connections, {down} B down, {errors} errors")
+    print(f"ok floor to unix:{mu}: {r['requests_per_sec']:.0f} req/s")
+
     # 2. stress with starved buffers and split sends
     fp, fport = floor([m1, m2], "--buffers", "16", "--buffer-bytes", "4096")
     r = qbench(fport, "--conns", "64", "--seconds", "3", "--payload-max", str(1 << 20),
@@ -272,13 +285,17 @@ def main():
 
     # 5. compare.py end to end, one small case
     build = os.path.dirname(os.path.dirname(ENV["QGATE_BIN"]))
-    out = subprocess.run([sys.executable, os.path.join(ENV["QGATE_SRC"], "bench", "compare.py"),
-                          "--build", build, "--quick", "--reps", "1", "--cases", "small"],
-                         capture_output=True, text=True, timeout=120)
-    if out.returncode != 0 or "no mismatched answer" not in out.stdout or \
-            "| 64 × 32 B | qgate |" not in out.stdout:
-        fail(f"compare.py --quick: status {out.returncode}\n{out.stdout}\n{out.stderr}")
-    print("ok compare.py --quick --cases small")
+    for extra in ([], ["--backend-unix"]):
+        out = subprocess.run([sys.executable, os.path.join(ENV["QGATE_SRC"], "bench",
+                                                           "compare.py"),
+                              "--build", build, "--quick", "--reps", "1", "--cases", "small",
+                              *extra], capture_output=True, text=True, timeout=120)
+        if out.returncode != 0 or "no mismatched answer" not in out.stdout or \
+                "| 64 × 32 B | qgate |" not in out.stdout or \
+                bool(extra) != ("over q's unix socket" in out.stdout):
+            fail(f"compare.py --quick {extra}: status {out.returncode}\n{out.stdout}\n"
+                 f"{out.stderr}")
+        print(f"ok compare.py --quick --cases small {' '.join(extra)}")
 
 
 if __name__ == "__main__":
