@@ -207,6 +207,7 @@ static struct run {
 	int workers;			/* from the seed (write_config) */
 	int affinity;			/* the query pools': none, client, user */
 	int max_inflight[N_BE];
+	bool be_unix[N_BE];		/* reached over q's unix socket (unix:PORT), not TCP */
 	int seconds;
 	int slack_ms;
 	int max_reports;
@@ -517,7 +518,8 @@ static int64_t bound_ms(const struct req *r)
 static int spawn_backend(struct backend *b)
 {
 	char port_s[16];
-	char *argv[] = { R.be_link, "--port", port_s, "--name", b->name, NULL };
+	/* --unix: also q's abstract socket, which the seed may have the gateway use */
+	char *argv[] = { R.be_link, "--port", port_s, "--name", b->name, "--unix", NULL };
 	pid_t pid, parent = getpid();
 	int fd;
 
@@ -693,6 +695,7 @@ static const char *write_config(uint64_t *s)
 	int p[N_BE];
 	static const char *const aff[] = { "none", "client", "user" };
 	char lim[N_BE][16];	/* 0: "auto" */
+	char addr[N_BE][32];
 
 	for (int k = 0; k < N_BE; k++) {
 		p[k] = R.be[k].port;
@@ -707,6 +710,13 @@ static const char *write_config(uint64_t *s)
 	/* auto backends' spare connections open under load and close when unused: short
 	 * lives make them come and go during a run (opens and closes racing kills and reloads) */
 	int spare_idle_ms = (int)rnd_range(s, 50, 3000);
+	/* each backend over TCP or over q's unix socket, the same in every pool naming it
+	 * (the max_inflight count is per address) */
+	for (int k = 0; k < N_BE; k++) {
+		R.be_unix[k] = rnd_range(s, 0, 1);
+		snprintf(addr[k], sizeof(addr[k]), R.be_unix[k] ? "unix:%d" : "127.0.0.1:%d",
+			 p[k]);
+	}
 	/* query: b0 b1; idempotent: b2 b3; session: b1 b3 (sharing processes with the others) */
 	cr_assert(asprintf(&text,
 		"{\"workers\":%d,\"listeners\":["
@@ -715,18 +725,18 @@ static const char *write_config(uint64_t *s)
 		"{\"name\":\"session\",\"listen\":\"127.0.0.1:%d\",\"pool\":\"s\"}],"
 		"\"pools\":["
 		"{\"name\":\"q\",\"affinity\":\"%s\",\"backends\":["
-		"{\"name\":\"b0\",\"address\":\"127.0.0.1:%d\",\"connections\":3,"
+		"{\"name\":\"b0\",\"address\":\"%s\",\"connections\":3,"
 		"\"max_inflight\":%s},"
-		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"connections\":3,"
+		"{\"name\":\"b1\",\"address\":\"%s\",\"connections\":3,"
 		"\"max_inflight\":%s}],%s},"
 		"{\"name\":\"qi\",\"idempotent\":true,\"affinity\":\"%s\",\"backends\":["
-		"{\"name\":\"b2\",\"address\":\"127.0.0.1:%d\",\"connections\":2,"
+		"{\"name\":\"b2\",\"address\":\"%s\",\"connections\":2,"
 		"\"max_inflight\":%s},"
-		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"connections\":2,"
+		"{\"name\":\"b3\",\"address\":\"%s\",\"connections\":2,"
 		"\"max_inflight\":%s}],%s},"
 		"{\"name\":\"s\",\"mode\":\"session\",\"backends\":["
-		"{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\",\"max_inflight\":%s},"
-		"{\"name\":\"b3\",\"address\":\"127.0.0.1:%d\",\"max_inflight\":%s}],"
+		"{\"name\":\"b1\",\"address\":\"%s\",\"max_inflight\":%s},"
+		"{\"name\":\"b3\",\"address\":\"%s\",\"max_inflight\":%s}],"
 		"\"reconnect\":{\"delay_ms\":20,\"max_delay_ms\":300,"
 		"\"connect_timeout_ms\":1000}}],"
 		"\"rules\":[{\"prefix\":\".mock.sleep\",\"timeout_ms\":%d},"
@@ -739,10 +749,10 @@ static const char *write_config(uint64_t *s)
 		"\"shutdown_grace_ms\":2000,\"drain_timeout_ms\":%d,\"handshake_timeout_ms\":3000,"
 		"\"spare_idle_ms\":%d},"
 		"\"log\":{\"level\":\"info\"}}",
-		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], aff[R.affinity], p[0],
-		lim[0], p[1], lim[1], pool_common, aff[R.affinity], p[2],
-		lim[2], p[3], lim[3],
-		pool_common, p[1], lim[1], p[3], lim[3], SLEEP_TO_MS,
+		R.workers, R.ports[L_Q], R.ports[L_QI], R.ports[L_S], aff[R.affinity], addr[0],
+		lim[0], addr[1], lim[1], pool_common, aff[R.affinity], addr[2],
+		lim[2], addr[3], lim[3],
+		pool_common, addr[1], lim[1], addr[3], lim[3], SLEEP_TO_MS,
 		DEFER_TO_MS, pw_hash, pw_hash, ops_hash, R.stats_port, STREAM_THRESHOLD,
 		CLIENT_BUFFER, DRAIN_TO_MS, spare_idle_ms) > 0);
 	cr_assert(t_json_check(text) == 0, "the test's config is not JSON: %s", t_errmsg());
@@ -2665,9 +2675,10 @@ static void print_summary(double secs, const char *gw_stats)
 	printf("\ntorture seed %" PRIu64 ": %.1f s (%d s of traffic, %.1f s to settle, %.1f s to "
 	       "rest), %d client slots, %ld connections, %ld sync requests, %ld async\n", R.seed,
 	       secs, R.seconds, R.quiet_s, R.rest_s, R.n_clients, conns, sync, R.async_sent);
-	printf("  workers %d, affinity %d, max_inflight b0..b3 (0: auto): %d %d %d %d\n", R.workers,
-	       R.affinity, R.max_inflight[0], R.max_inflight[1], R.max_inflight[2],
-	       R.max_inflight[3]);
+	printf("  workers %d, affinity %d, max_inflight b0..b3 (0: auto): %d %d %d %d, over unix "
+	       "socket b0..b3: %d %d %d %d\n", R.workers, R.affinity, R.max_inflight[0],
+	       R.max_inflight[1], R.max_inflight[2], R.max_inflight[3], R.be_unix[0],
+	       R.be_unix[1], R.be_unix[2], R.be_unix[3]);
 	printf("  outcomes:");
 	for (int o = 1; o < N_OUT; o++)
 		printf("%s %s %ld", o > 1 ? "," : "", out_names[o], R.out_count[o]);
