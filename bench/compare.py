@@ -35,7 +35,7 @@ measure the copying path against the default on the same build).
 --backend-unix: mockq also listens on q's abstract socket @/tmp/kx.PORT, and qgate and the
 floor reach it there (address unix:PORT), as on a host where the gateway runs next to its q
 processes. HAProxy 2.6 cannot name that socket (abns@ pads the name to the whole sun_path,
-and its connection is refused), so HAProxy and direct clients stay on TCP. Clients always
+and the connection is closed), so HAProxy and direct clients stay on TCP. Clients always
 connect over TCP.
 --plot PREFIX writes PREFIX-throughput.png and PREFIX-latency.png (needs matplotlib).
 --quick: 1.5 s runs, small at 1 and 64 clients, idle 1000, one repetition unless --reps.
