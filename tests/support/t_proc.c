@@ -169,11 +169,23 @@ struct t_proc *t_proc_start(const char *name, char *const argv[])
 		t_fail(EMFILE, "too many child processes in one test");
 		return NULL;
 	}
+	/* two live processes of one name (two gateways of a test) must not share a log file:
+	 * the second's O_TRUNC would garble the first's, and a wait for a line could find the
+	 * other's; a name whose earlier process has exited is reused, as a restart expects */
+	int twin = 0;
+	for (int k = 0; k < n_procs; k++)
+		if (!strcmp(procs[k].name, name) && t_proc_alive(&procs[k]))
+			twin = n_procs;
 	p = &procs[n_procs];
 	memset(p, 0, sizeof(*p));
 	snprintf(p->name, sizeof(p->name), "%s", name);
-	snprintf(p->out_path, sizeof(p->out_path), "%s/%s.out", env_dir, name);
-	snprintf(p->err_path, sizeof(p->err_path), "%s/%s.err", env_dir, name);
+	if (twin) {
+		snprintf(p->out_path, sizeof(p->out_path), "%s/%s-%d.out", env_dir, name, twin);
+		snprintf(p->err_path, sizeof(p->err_path), "%s/%s-%d.err", env_dir, name, twin);
+	} else {
+		snprintf(p->out_path, sizeof(p->out_path), "%s/%s.out", env_dir, name);
+		snprintf(p->err_path, sizeof(p->err_path), "%s/%s.err", env_dir, name);
+	}
 	fflush(NULL);
 	p->pid = fork();
 	if (p->pid < 0) {

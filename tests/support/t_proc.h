@@ -42,7 +42,8 @@ const char *t_env_dir(void);
 const char *t_bin(const char *var);
 
 /*
- * Start argv[0] with argv, stdin from /dev/null, stdout and stderr to <dir>/<name>.out/.err.
+ * Start argv[0] with argv, stdin from /dev/null, stdout and stderr to <dir>/<name>.out/.err
+ * (<name>-N.out/.err while another process of that name still runs).
  * Returns the process (owned by the env) or NULL with t_errmsg() set.
  */
 struct t_proc *t_proc_start(const char *name, char *const argv[]);
