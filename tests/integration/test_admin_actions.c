@@ -548,12 +548,13 @@ Test(admin_actions, kill_a_client_mid_request)
 	start(&(struct opts){ .workers = 1, .queue_timeout_ms = 5000 });
 	int ops = ops_connect(), victim = dev_connect(), other = dev_connect();
 
-	T_OK(t_send_free(victim, T_SYNC, t_call(".mock.defer", 2, t_long(500), t_sym("lost"))));
-	T_OK(t_send_free(other, T_SYNC, t_call(".mock.defer", 2, t_long(600), t_sym("mine"))));
+	/* 3 s: the kill must land while the victim's answer is owed (room for a busy machine) */
+	T_OK(t_send_free(victim, T_SYNC, t_call(".mock.defer", 2, t_long(3000), t_sym("lost"))));
+	T_OK(t_send_free(other, T_SYNC, t_call(".mock.defer", 2, t_long(3100), t_sym("mine"))));
 	int64_t id = client_id(ops, victim, NULL);
 	t_call_expect(ops, t_call(".qgate.kill", 1, t_long(id)), t_sym("killed"), 5000);
 	size_t got = 1;
-	T_OK(t_wait_closed(victim, 3000, &got));
+	T_OK(t_wait_closed(victim, 5000, &got));
 	cr_assert_eq(got, 0, "the killed client got %zu bytes", got);
 	struct t_obj *r = NULL;
 	int type = -1;
@@ -1264,6 +1265,19 @@ Test(admin_actions, reloads_of_an_unchanged_file_keep_no_memory, .timeout = 120.
 	stop_clean();
 }
 
+/* requests a backend has read and not yet answered (asked directly) */
+static int64_t mock_inflight(struct t_proc *be)
+{
+	int fd = T_OK(t_q_connect("127.0.0.1", be->port, "probe:x", NULL));
+	struct t_obj *r = t_call_ok(fd, t_call0(".mock.inflight"), 5000);
+
+	cr_assert(r->type == -T_LONG, ".mock.inflight gave %s", t_show(r));
+	int64_t v = r->a.j;
+	t_free(r);
+	close(fd);
+	return v;
+}
+
 /* Review 1 #4: after SIGTERM, `.qgate.reload[]` is refused (`qgate: gateway stopping`), a
  * SIGHUP is logged and ignored, and a listener the new file adds is never opened; the request
  * in flight still gets its answer. */
@@ -1276,7 +1290,12 @@ Test(admin_actions, no_reload_while_stopping)
 	int ops = ops_connect();
 
 	T_OK(t_send_free(ops, T_SYNC, t_call(".mock.defer", 2, t_long(1500), t_sym("late"))));
-	poll(NULL, 0, 100);
+	/* in flight only once a backend has it: a stop before that finds the admin idle */
+	int64_t deadline = t_now_ms() + 5000;
+	while (mock_inflight(b1) + mock_inflight(b2) < 1 && t_now_ms() < deadline)
+		poll(NULL, 0, 10);
+	cr_assert_geq(mock_inflight(b1) + mock_inflight(b2), 1, "the deferred call never "
+		      "reached a backend");
 	o.extra_port = T_OK(t_free_port());
 	rewrite_config(&o);
 	size_t from = t_file_size(gate->err_path);

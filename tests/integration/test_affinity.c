@@ -10,6 +10,7 @@
  * with the error of an undefined name; .mock.id[] tells which replica answered.
  */
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,15 @@ static void start(const char *affinity, int workers)
 		snprintf(needle, sizeof(needle), "backend=b%d pool=p", k + 1);
 		cr_assert(t_wait_file_contains(gate->err_path, 0, needle, 5000) == 0,
 			  "b%d never came up: %s", k + 1, t_tail(gate->err_path, 400));
+		/* the log line is any worker's: wait until every worker has both connections up
+		 * (/stats sums the workers' published figures) */
+		char key[64];
+		snprintf(key, sizeof(key), "pools/0/backends/%d/connections/idle", k);
+		int64_t deadline = t_now_ms() + 5000, idle = -1;
+		while ((idle = t_stats_int(stats_port, key)) < 2 * workers && t_now_ms() < deadline)
+			poll(NULL, 0, 20);
+		cr_assert_geq(idle, 2 * workers, "b%d: %" PRId64 " idle connections, want %d",
+			      k + 1, idle, 2 * workers);
 	}
 }
 

@@ -390,8 +390,15 @@ Test(autolimit, spare_connections_follow_the_load)
 	start_backends(1);
 	limits = ",\"limits\":{\"spare_idle_ms\":1000}";
 	start_gate(1, 1, 1, ",\"max_inflight_ceiling\":6");
-	cr_assert_eq(be_conns(), 1);
-	cr_assert_eq(ask(0, ".mock.clients"), 2, "the gateway's one connection and this probe");
+	/* "qgate ready" does not wait for backend connections: the warm one may still be
+	 * connecting */
+	int64_t deadline = t_now_ms() + 5000, conns = -1, clients = -1;
+	while ((conns = be_conns()) != 1 && t_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	cr_assert_eq(conns, 1);
+	while ((clients = ask(0, ".mock.clients")) != 2 && t_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	cr_assert_eq(clients, 2, "the gateway's one connection and this probe");
 	int64_t limit, inflight, opens = 0;
 	for (int round = 1; round <= 2; round++) {
 		int64_t n = qbench(64, 2, &limit, &inflight, false);

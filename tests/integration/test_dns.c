@@ -365,7 +365,8 @@ Test(dns, slow_lookup_does_not_stall_other_pools)
 		worst = dt > worst ? dt : worst;
 	}
 	close(fd);
-	cr_assert_lt(worst, 200, "a round trip of pool a took %lld ms while b's name was being "
+	/* the stall this catches is the lookup's whole delay; 1 s leaves room for a busy machine */
+	cr_assert_lt(worst, 1000, "a round trip of pool a took %lld ms while b's name was being "
 		     "looked up", (long long)worst);
 	cr_assert_lt(t_now_ms() - asked, STUB_SLOW_MS - 500, "pool a's 20 round trips ended %lld ms "
 		     "after b's lookup began: they waited for it", (long long)(t_now_ms() - asked));

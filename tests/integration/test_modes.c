@@ -186,15 +186,17 @@ Test(modes, dedicated_rule_keeps_deferred_answers_off_the_pool)
 
 	int a = T_OK(t_q_connect("127.0.0.1", gw_port, "a:x", NULL));
 	int b = T_OK(t_q_connect("127.0.0.1", gw_port, "b:x", NULL));
-	int64_t t0 = t_now_ms();
-	T_OK(t_send_free(a, T_SYNC, t_call(".mock.defer", 2, t_long(400), t_sym("late"))));
+	T_OK(t_send_free(a, T_SYNC, t_call(".mock.defer", 2, t_long(2000), t_sym("late"))));
 	wait_clients(0, 2);	/* the pooled connection plus one opened for the deferred call */
 	/* the pool's only connection is free: b is answered while a's answer is deferred */
+	int64_t t0 = t_now_ms();
 	t_call_expect(b, t_call(".mock.echo", 1, t_sym("quick")), t_sym("quick"), 5000);
-	cr_assert_lt(t_now_ms() - t0, 300, "b waited behind the deferred request");
+	cr_assert_lt(t_now_ms() - t0, 1000, "b waited behind the deferred request");
+	struct pollfd pa = { .fd = a, .events = POLLIN };
+	cr_assert_eq(poll(&pa, 1, 0), 0, "a's deferred answer came before b's");
 	struct t_obj *r = NULL;
 	int type = -1;
-	T_OK(t_q_recv(a, 3000, &r, &type));
+	T_OK(t_q_recv(a, 6000, &r, &type));
 	cr_assert_eq(type, T_RESPONSE);
 	T_EXPECT_EQ(r, t_sym("late"));
 	t_free(r);
@@ -393,7 +395,8 @@ Test(modes, sigterm_lets_requests_in_flight_finish)
 		 "\"127.0.0.1:%d\",\"connections\":1}]}]", be[0]->port);
 	start_gate_json(members);
 	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "t:x", NULL));
-	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.sleep", 1, t_long(300))));
+	/* 1.5 s: the window for the stats poll below, and within the 5 s grace */
+	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.sleep", 1, t_long(1500))));
 	/* wait (bounded) until the gateway reports the request in flight */
 	int64_t deadline = t_now_ms() + 3000;
 	int64_t busy = 0;
@@ -408,9 +411,9 @@ Test(modes, sigterm_lets_requests_in_flight_finish)
 	T_OK(t_proc_signal(gate, SIGTERM));
 	struct t_obj *r = NULL;
 	int type = -1;
-	T_OK(t_q_recv(fd, 3000, &r, &type));
+	T_OK(t_q_recv(fd, 5000, &r, &type));
 	cr_assert_eq(type, T_RESPONSE);
-	T_EXPECT_EQ(r, t_long(300));
+	T_EXPECT_EQ(r, t_long(1500));
 	t_free(r);
 	T_OK(t_proc_wait(gate, 6000));
 	cr_assert(WIFEXITED(gate->status) && WEXITSTATUS(gate->status) == 0,
@@ -809,7 +812,8 @@ Test(modes, idempotent_pool_retries_a_request_whose_backend_died, .timeout = 60.
 	int fd[2];
 	for (int i = 0; i < 2; i++) {
 		fd[i] = T_OK(t_q_connect("127.0.0.1", gw_port, "idem:x", NULL));
-		T_OK(t_send_free(fd[i], T_SYNC, t_call(".mock.defer", 2, t_long(300),
+		/* 2 s: the window for seeing both in flight before the kill */
+		T_OK(t_send_free(fd[i], T_SYNC, t_call(".mock.defer", 2, t_long(2000),
 						       t_long(100 + i))));
 	}
 	/* both in flight (per /stats), then b1 dies under its request */
@@ -830,7 +834,7 @@ Test(modes, idempotent_pool_retries_a_request_whose_backend_died, .timeout = 60.
 	for (int i = 0; i < 2; i++) {
 		struct t_obj *r = NULL;
 		int type = -1;
-		T_OK(t_q_recv(fd[i], 5000, &r, &type));
+		T_OK(t_q_recv(fd[i], 8000, &r, &type));
 		T_EXPECT_EQ(r, t_long(100 + i));
 		t_free(r);
 		close(fd[i]);
@@ -893,9 +897,11 @@ Test(modes, an_answer_that_never_comes_is_drained_then_the_connection_replaced)
 	char members[768];
 	snprintf(members, sizeof(members),
 		 "\"limits\":{\"drain_timeout_ms\":150},"
-		 "\"pools\":[{\"name\":\"p\",\"query_timeout_ms\":50,\"backends\":[{\"name\":\"b1\","
+		 "\"pools\":[{\"name\":\"p\",\"backends\":[{\"name\":\"b1\","
 		 "\"address\":\"127.0.0.1:%d\",\"connections\":1}],"
-		 "\"reconnect\":{\"delay_ms\":20}}]", be[0]->port);
+		 "\"reconnect\":{\"delay_ms\":20}}],"
+		 /* the 50 ms on the deferred call only: the echo after it must not race it */
+		 "\"rules\":[{\"function\":\".mock.defer\",\"timeout_ms\":50}]", be[0]->port);
 	start_gate_json(members);
 	int fd = T_OK(t_q_connect("127.0.0.1", gw_port, "d:x", NULL));
 	size_t from = t_file_size(gate->err_path);

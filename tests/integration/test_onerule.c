@@ -992,8 +992,9 @@ Test(onerule, a_clients_async_does_not_overtake_its_queued_sync)
 	start_gate(members);
 	need_idle("b1", 2);
 	int x = connect_gw(), z = connect_gw(), w = connect_gw(), y = connect_gw();
-	T_OK(t_send_free(x, T_SYNC, t_call(".mock.defer", 2, t_long(2000), t_sym("x"))));
-	T_OK(t_send_free(z, T_SYNC, t_call(".mock.defer", 2, t_long(500), t_sym("z"))));
+	/* Z's 2 s is the window for the steps up to Y's queued sync (room for a busy machine) */
+	T_OK(t_send_free(x, T_SYNC, t_call(".mock.defer", 2, t_long(4000), t_sym("x"))));
+	T_OK(t_send_free(z, T_SYNC, t_call(".mock.defer", 2, t_long(2000), t_sym("z"))));
 	cr_assert_eq(wait_be_eq("b1", "busy", 2, 3000), 2, "X and Z never held both connections");
 	T_OK(t_send_free(w, T_SYNC, t_call(".mock.defer", 2, t_long(300), t_sym("w"))));
 	cr_assert_geq(wait_pool_at_least("queued", 1, 3000), 1, "W never queued");
@@ -1004,11 +1005,11 @@ Test(onerule, a_clients_async_does_not_overtake_its_queued_sync)
 
 	struct t_obj *r = NULL;
 	int type = -1;
-	T_OK(t_q_recv(y, 5000, &r, &type));
+	T_OK(t_q_recv(y, 8000, &r, &type));
 	T_EXPECT_EQ(r, t_long(1));
 	t_free(r);
 	r = NULL;
-	T_OK(t_q_recv(y, 5000, &r, &type));
+	T_OK(t_q_recv(y, 8000, &r, &type));
 	cr_assert(r->type == -T_LONG && r->a.j == 2, "Y read .t.v as %s after writing 1 (sync) "
 		  "then 2 (async): the async overtook the queued sync", t_show(r));
 	t_free(r);
@@ -1016,7 +1017,7 @@ Test(onerule, a_clients_async_does_not_overtake_its_queued_sync)
 	const char *want[3] = { "z", "w", "x" };
 	for (int i = 0; i < 3; i++) {
 		r = NULL;
-		T_OK(t_q_recv(fds[i], 5000, &r, &type));
+		T_OK(t_q_recv(fds[i], 8000, &r, &type));
 		T_EXPECT_EQ(r, t_sym(want[i]));
 		t_free(r);
 		close(fds[i]);

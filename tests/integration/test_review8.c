@@ -244,7 +244,7 @@ Test(review8, workers_share_the_slot_in_turn)
  * looks at clients and queues only) and exits at once, its BUSY connection still holding the
  * shared slot: nobody reads the late answer, the slot never comes back (gw_worker_destroy gives
  * no slot back), and y, which the grace period is for, gets "qgate: gateway shutting down"
- * after 3 s instead of its answer after 0.5 s.
+ * after 3 s instead of its answer after 1.5 s.
  */
 static void shutdown_behind_other_worker(bool x_leaves)
 {
@@ -268,7 +268,8 @@ static void shutdown_behind_other_worker(bool x_leaves)
 	/* readiness: both workers' connections up */
 	t_call_expect(y, t_call(".mock.echo", 1, t_long(1)), t_long(1), 3000);
 	t_call_expect(x, t_call(".mock.echo", 1, t_long(1)), t_long(1), 3000);
-	T_OK(t_send_free(x, T_SYNC, t_str(".mock.defer[500;`late]")));
+	/* 1.5 s: the window for the checks below (room for a busy machine), in the 3 s grace */
+	T_OK(t_send_free(x, T_SYNC, t_str(".mock.defer[1500;`late]")));
 	int64_t deadline = t_now_ms() + 2000;
 	while (ask(".mock.inflight") < 1 && t_now_ms() < deadline)
 		poll(NULL, 0, 5);
@@ -315,8 +316,8 @@ Test(review8, shutdown_waits_for_the_other_workers_answer)
 
 /*
  * HELD UP (kept: no other test walks these ways out of BUSY/DRAINING with two workers and then
- * checks the shared count at rest). b1 max_inflight 1, query_timeout_ms 150, drain_timeout_ms
- * 300, on both workers: a late answer drained after a timeout; an answer that never comes in
+ * checks the shared count at rest). b1 max_inflight 1, a 150 ms timeout rule on .mock.defer,
+ * drain_timeout_ms 800, on both workers: a late answer drained after a timeout; an answer that never comes in
  * the drain time (connection closed); a client that leaves with its request in flight; a
  * backend that dies with a request in flight. /stats must show inflight 0 at rest and the
  * backend must still serve.
@@ -329,11 +330,13 @@ Test(review8, slots_come_back_on_every_way_out)
 	cr_assert(asprintf(&text,
 			   "{\"workers\":2,\"listeners\":[{\"name\":\"main\",\"listen\":"
 			   "\"127.0.0.1:%d\",\"pool\":\"p\"}],\"pools\":[{\"name\":\"p\","
-			   "\"health\":{\"interval_ms\":0},\"query_timeout_ms\":150,"
+			   "\"health\":{\"interval_ms\":0},"
 			   "\"reconnect\":{\"delay_ms\":50},"
 			   "\"backends\":[{\"name\":\"b1\",\"address\":\"127.0.0.1:%d\","
 			   "\"connections\":1,\"max_inflight\":1}]}],"
-			   "\"limits\":{\"drain_timeout_ms\":300},"
+			   /* the timeout on the deferred calls only, not on the echoes after */
+			   "\"rules\":[{\"prefix\":\".mock.defer\",\"timeout_ms\":150}],"
+			   "\"limits\":{\"drain_timeout_ms\":800},"
 			   "\"stats\":{\"listen\":\"127.0.0.1:%d\"},\"log\":{\"level\":\"debug\"}}",
 			   gw_port, be1->port, stats_port) > 0);
 	start_gate(text);
@@ -343,12 +346,13 @@ Test(review8, slots_come_back_on_every_way_out)
 		int c = client_on_worker(gw_port, w);
 		struct t_obj *r;
 
-		/* timed out, then drained (the late answer comes within the drain time) */
-		r = t_call_ok(c, t_str(".mock.defer[250;1]"), 3000);
+		/* timed out, then drained (the late answer comes within the drain time; each
+		 * side has 350 ms or more of room) */
+		r = t_call_ok(c, t_str(".mock.defer[500;1]"), 3000);
 		cr_assert(r->type == T_ERROR, "worker %d: want a timeout, got %s", w, t_show(r));
 		t_free(r);
 		/* timed out, then closed (no answer within the drain time) */
-		r = t_call_ok(c, t_str(".mock.defer[1500;1]"), 3000);
+		r = t_call_ok(c, t_str(".mock.defer[3000;1]"), 3000);
 		cr_assert(r->type == T_ERROR, "worker %d: want a timeout, got %s", w, t_show(r));
 		t_free(r);
 		/* the client leaves with its request in flight */

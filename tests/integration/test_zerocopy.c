@@ -424,19 +424,20 @@ Test(zerocopy, a_backend_killed_mid_answer_cuts_it_as_the_copying_path_does)
 /* ------------------------------------------------ a query timeout mid-answer */
 
 /*
- * A rule gives .mock.bytes 300 ms; a client reads 200 KB of its 16 MiB answer and stops, so
+ * A rule gives .mock.bytes 1.5 s; a client reads 200 KB of its 16 MiB answer and stops, so
  * the answer is still streaming (its backend paused) when the timeout fires: what was queued
  * goes out, then the client is closed (an error cannot follow part of an answer), the backend
  * connection drains the rest and is free again, and every lent buffer comes back.
  */
 static void timeout_mid_answer(const char *limits)
 {
-	start_with(1, limits, ",\"rules\":[{\"function\":\".mock.bytes\",\"timeout_ms\":300}]");
+	/* 1.5 s: the first 200 KB must come before it fires, even from an ASan mockq */
+	start_with(1, limits, ",\"rules\":[{\"function\":\".mock.bytes\",\"timeout_ms\":1500}]");
 	int fd = connect_gw();
 	T_OK(t_send_free(fd, T_SYNC, t_call(".mock.bytes", 1, t_long(16 << 20))));
 	size_t got = read_some(fd, 200000);
 	cr_assert_geq(got, 200000, "only %zu bytes of the answer came", got);
-	poll(NULL, 0, 800);	/* the timeout fires while the client does not read */
+	poll(NULL, 0, 3000);	/* the timeout fires while the client does not read */
 	size_t n = 0;
 	cr_assert_eq(t_wait_closed(fd, 10000, &n), 0, "the client was not closed after a "
 		     "timeout in the middle of its answer: %s", t_errmsg());
