@@ -681,7 +681,9 @@ Test(abuse, a_wrong_password_flood_does_not_stall_other_clients)
 		      "other outcomes", refused, other);
 	cr_assert_eq(other, 0, "%d flood attempts were not refused by a close without a reply "
 		     "(%d were)", other, refused);
-	cr_assert_lt(during, 2 * before, "p50 of other clients' queries went from %" PRId64
+	/* a login checked on the loop stalls it for a whole PBKDF2 (tens of ms, 100x a query);
+	 * the flood's own CPU on two cores may cost a few times the quiet p50 */
+	cr_assert_lt(during, 10 * before, "p50 of other clients' queries went from %" PRId64
 		     " us (%d queries) to %" PRId64 " us (%d queries) during a flood of wrong "
 		     "passwords (%d refused): logins stall the loop", before, calm.n, during,
 		     flooded.n, refused);
