@@ -365,12 +365,15 @@ Test(zerocopy, a_client_that_stops_reading_holds_at_most_half_the_ring)
 	int rcvbuf = 65536;
 	cr_assert_eq(setsockopt(nr, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
 	T_OK(t_send_free(nr, T_SYNC, t_call(".mock.bytes", 1, t_long(16 << 20))));
-	/* wait until its answer has filled what qgate will hold for it */
-	int64_t deadline = t_now_ms() + 5000, lent = 0;
+	/* wait until its answer has filled what qgate will hold for it: the kernel's send
+	 * buffer to the client (up to tcp_wmem's 4 MiB) fills first, which an ASan build next
+	 * to other tests may take seconds to do */
+	int64_t t0 = t_now_ms(), deadline = t0 + 15000, lent = 0;
 	while (t_now_ms() < deadline && (lent = gw_stat("rx_buffers_lent")) < 32)
 		poll(NULL, 0, 10);
-	cr_assert_eq(lent, 32, "a never-reading client holds %" PRId64 " of 64 receive buffers, "
-		     "want exactly half", lent);
+	cr_assert_eq(lent, 32, "a never-reading client holds %" PRId64 " of 64 receive buffers "
+		     "after %" PRId64 " ms (%" PRId64 " answer bytes lent in all), want exactly half",
+		     lent, t_now_ms() - t0, gw_stat("bytes_zero_copy"));
 	int fd = connect_gw();
 	for (int i = 0; i < 10; i++)
 		call_bytes(fd, (1 << 20) + 3 * i);
