@@ -1265,17 +1265,23 @@ Test(admin_actions, reloads_of_an_unchanged_file_keep_no_memory, .timeout = 120.
 	stop_clean();
 }
 
-/* requests a backend has read and not yet answered (asked directly) */
-static int64_t mock_inflight(struct t_proc *be)
+/* a counter verb of a backend, asked directly (.mock.inflight: requests it has read and
+ * not yet answered; .mock.served: sync requests it answered) */
+static int64_t mock_figure(struct t_proc *be, const char *verb)
 {
 	int fd = T_OK(t_q_connect("127.0.0.1", be->port, "probe:x", NULL));
-	struct t_obj *r = t_call_ok(fd, t_call0(".mock.inflight"), 5000);
+	struct t_obj *r = t_call_ok(fd, t_call0(verb), 5000);
 
-	cr_assert(r->type == -T_LONG, ".mock.inflight gave %s", t_show(r));
+	cr_assert(r->type == -T_LONG, "%s gave %s", verb, t_show(r));
 	int64_t v = r->a.j;
 	t_free(r);
 	close(fd);
 	return v;
+}
+
+static int64_t mock_inflight(struct t_proc *be)
+{
+	return mock_figure(be, ".mock.inflight");
 }
 
 /* Review 1 #4: after SIGTERM, `.qgate.reload[]` is refused (`qgate: gateway stopping`), a
@@ -1378,17 +1384,9 @@ Test(admin_actions, kill_of_a_departed_client_on_another_worker_is_404)
 	stop_clean();
 }
 
-/* served sync requests of a backend (asked directly) */
 static int64_t served(struct t_proc *be)
 {
-	int fd = T_OK(t_q_connect("127.0.0.1", be->port, "probe:x", NULL));
-	struct t_obj *r = t_call_ok(fd, t_call0(".mock.served"), 5000);
-
-	cr_assert(r->type == -T_LONG, ".mock.served gave %s", t_show(r));
-	int64_t v = r->a.j;
-	t_free(r);
-	close(fd);
-	return v;
+	return mock_figure(be, ".mock.served");
 }
 
 #define N_PUMP 3
