@@ -22,10 +22,9 @@ int qipc_header_parse(const uint8_t *p, size_t n, int capability, uint64_t max_b
 	if (p[0] > 1 || p[1] > QIPC_RESPONSE || p[2] > 2)
 		return -EBADMSG;
 	le = p[0] == 1;
-	len = qipc_ld32(p + 4, le);
+	/* 40-bit length: byte 3 carries bits 32..39 (protocol page 3.2), from capability 5 */
+	len = qipc_header_length(p);
 	if (capability >= 5) {
-		/* 40-bit length: byte 3 carries bits 32..39 (protocol page 3.2) */
-		len |= (uint64_t)p[3] << 32;
 		cap_max = QIPC_MAX_MSG_CAP6;
 	} else {
 		/* byte 3 must be 0 and flag 2 (original of 2^32 bytes or more) is impossible */

@@ -90,6 +90,19 @@ struct qipc_header {
 int qipc_header_parse(const uint8_t *p, size_t n, int capability, uint64_t max_bytes,
 		      struct qipc_header *out);
 
+/*
+ * The total length N of a message whose 8-byte header qipc_header_parse accepted (or
+ * qgate built): either byte order, byte 3 as bits 32..39 (it is 0 below capability 5).
+ */
+static inline uint64_t qipc_header_length(const uint8_t *hdr)
+{
+	uint64_t n = hdr[0] == 1 ? (uint64_t)hdr[4] | (uint64_t)hdr[5] << 8 |
+				   (uint64_t)hdr[6] << 16 | (uint64_t)hdr[7] << 24 :
+				   (uint64_t)hdr[7] | (uint64_t)hdr[6] << 8 |
+				   (uint64_t)hdr[5] << 16 | (uint64_t)hdr[4] << 24;
+	return n | (uint64_t)hdr[3] << 32;
+}
+
 /* Write a little-endian header for a message of total length `length`. */
 void qipc_header_build(uint8_t out[QIPC_HDR_SIZE], enum qipc_msg_type type, bool compressed,
 		       uint64_t length);

@@ -329,13 +329,6 @@ void gw_client_on_sent(struct gw_worker *w, struct gw_conn *c)
  */
 #define LEND_MIN_BYTES 4096	/* smaller pieces are copied: a lent piece holds a whole buffer */
 
-/* the total length of a message whose header (already checked by a framer) is at hdr */
-static uint64_t hdr_length(const uint8_t *hdr)
-{
-	return (uint64_t)hdr[4] | (uint64_t)hdr[5] << 8 | (uint64_t)hdr[6] << 16 |
-	       (uint64_t)hdr[7] << 24 | (uint64_t)hdr[3] << 32;
-}
-
 /* a message of msg_len bytes going out on a socket with (is_tls) or without TLS */
 static bool is_lendable(const struct gw_worker *w, bool is_tls, uint64_t msg_len)
 {
@@ -358,7 +351,7 @@ static struct gw_chunk *lend_piece(struct gw_worker *w, bool may_lend, const uin
  */
 static bool want_compression(struct gw_worker *w, const struct gw_conn *c, const uint8_t *hdr)
 {
-	uint64_t len = hdr_length(hdr);
+	uint64_t len = qipc_header_length(hdr);
 
 	if (!c->cl.is_compress || c->cl.capability < 1 || hdr[2] != 0 || hdr[0] != 1)
 		return false;
@@ -412,7 +405,8 @@ void gw_req_answer_bytes(struct gw_worker *w, struct gw_req *r, const uint8_t *p
 		if (n > 0 && p[0] == 0x80)
 			r->is_qerror = true;	/* an error object as the answer's payload */
 		r->is_compressing = want_compression(w, c, pre);
-		r->is_lent = !r->is_compressing && is_lendable(w, c->ssl != NULL, hdr_length(pre));
+		r->is_lent = !r->is_compressing &&
+			     is_lendable(w, c->ssl != NULL, qipc_header_length(pre));
 	}
 	r->resp_bytes += pre_n + n;
 	if (c->cl.slots_head == r && !r->is_compressing) {

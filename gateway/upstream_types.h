@@ -35,7 +35,7 @@ struct gw_upstream {
 	uint32_t client_gen;
 	struct pool_link extra_link;	/* worker.extra_ups (DEDICATED, SESSION) */
 	uint64_t last_used_ms;		/* POOLED: last answer or health check */
-	uint64_t last_req_ms;		/* POOLED: last sync request sent (or up since) */
+	uint64_t last_req_ms;		/* POOLED: last request sent, sync or async (or up since) */
 	bool is_spare_idle;		/* closed by qgate: a spare slot's connection unused */
 	struct gw_backend_rt *be;
 	struct gw_req *owed;		/* the request whose answer this connection owes */

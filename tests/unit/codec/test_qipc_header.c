@@ -31,6 +31,17 @@ Test(header, little_and_big_endian)
 	cr_assert_eq(h.length, 0x102);
 }
 
+/* what the gateway reads from a header the framer accepted: both byte orders, 40 bits */
+Test(header, length_of_an_accepted_header)
+{
+	cr_assert_eq(qipc_header_length((const uint8_t *)"\x01\x01\x00\x00\x11\x00\x00\x00"),
+		     17);
+	cr_assert_eq(qipc_header_length((const uint8_t *)"\x00\x02\x01\x00\x00\x01\x00\x02"),
+		     0x10002);
+	cr_assert_eq(qipc_header_length((const uint8_t *)"\x01\x02\x00\x01\x06\x00\x00\x00"),
+		     (UINT64_C(1) << 32) + 6);
+}
+
 Test(header, need_more)
 {
 	struct qipc_header h;
